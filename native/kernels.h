@@ -1,0 +1,21 @@
+// The native kernels: same contract as src/backend/cpu/kernels/kernels.ts (row-major, outputs
+// preallocated by the caller, lengths already checked by the N-API glue in addon.cc).
+#pragma once
+#include <cstdint>
+
+void lb_set_threads(int threads);
+int lb_threads();
+
+void lb_gemm(const float* x, const float* w, float* y, int M, int N, int K);
+void lb_gemm_half(const float* x, const uint16_t* w, bool bf16, float* y, int M, int N, int K);
+void lb_rmsnorm(const float* x, const float* gamma, float* y, int M, int D, double eps);
+void lb_rope(float* x, int T, int nHeads, int headDim, const float* cos, const float* sin);
+void lb_attention(const float* q, const float* k, const float* v, float* out,
+                  int T, int S, int offset, int nHeads, int nKvHeads, int headDim);
+void lb_silu_mul(const float* gate, const float* up, float* out, int64_t n);
+void lb_nll(const float* logits, const int32_t* targets, double* out, int T, int V);
+
+void lb_gram(const float* x, double* H, int n, int K);
+bool lb_cholesky(double* A, int n);
+void lb_triangular_inverse(double* L, int n);
+bool lb_cholesky_inverse(double* A, int n);

@@ -1,0 +1,54 @@
+import type { Tensor } from '../tensor/tensor.js';
+
+/**
+ * A value living on a backend (host memory for the CPU backend, a GPU buffer for WebGPU).
+ * Activations are float32; weights keep their stored dtype (f32, f16 or bf16) until an op uses them.
+ */
+export interface BTensor {
+  readonly shape: readonly number[];
+  readonly dtype: 'f32' | 'f16' | 'bf16';
+}
+
+/**
+ * The few ops the model and the evaluations call. Ops enqueue work and return handles at once;
+ * only `read` and `nll` wait for results, so a GPU backend can keep data on the device.
+ * Row-major throughout; a linear weight is [out, in].
+ */
+export interface Backend {
+  readonly name: string;
+  /** one line for logs and result records, e.g. "cpu (js kernels, 1 thread)" */
+  readonly description: string;
+
+  upload(data: Float32Array, shape: readonly number[]): BTensor;
+  /** A weight in its stored dtype (f32/f16/bf16). */
+  uploadWeight(t: Tensor): BTensor;
+  read(t: BTensor): Promise<Float32Array>;
+  free(t: BTensor): void;
+
+  /** rows of table[V, D] for each id → [T, D] */
+  embedding(table: BTensor, ids: Int32Array): BTensor;
+  rmsnorm(x: BTensor, gamma: BTensor, eps: number): BTensor;
+  /** x[M, K] · w[N, K]ᵀ → [M, N] */
+  linear(x: BTensor, w: BTensor): BTensor;
+  /** rotate-half RoPE of x[T, nHeads·headDim] with tables cos/sin[T, headDim/2] → new tensor */
+  rope(x: BTensor, nHeads: number, headDim: number, cos: BTensor, sin: BTensor): BTensor;
+  /** causal GQA: q[T, H·hd] at positions offset.., k/v[S, KVH·hd] → [T, H·hd] */
+  attention(q: BTensor, k: BTensor, v: BTensor, opts: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): BTensor;
+  siluMul(gate: BTensor, up: BTensor): BTensor;
+  add(a: BTensor, b: BTensor): BTensor;
+  /** rows [start, start+count) of x[M, D] → [count, D] */
+  rows(x: BTensor, start: number, count: number): BTensor;
+  /** concatenate along rows */
+  concatRows(a: BTensor, b: BTensor): BTensor;
+  /** per-row −log softmax(logits)[target], in float64 */
+  nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
+}
+
+/** Shape checks shared by every backend: they run before any kernel, and name the op and shapes. */
+export function expectShape(op: string, what: string, got: readonly number[], want: readonly (number | undefined)[]): void {
+  const ok = got.length === want.length && want.every((w, i) => w === undefined || w === got[i]);
+  if (!ok) {
+    const fmt = (s: readonly (number | undefined)[]) => `[${s.map((d) => d ?? '*').join(', ')}]`;
+    throw new RangeError(`${op}: ${what} has shape ${fmt(got)}, expected ${fmt(want)}`);
+  }
+}

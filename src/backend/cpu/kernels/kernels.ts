@@ -1,0 +1,47 @@
+/**
+ * The CPU kernel contract: plain functions over typed arrays, row-major, no allocation of outputs.
+ * Providers: 'js' (plain TypeScript, the reference), 'wasm' (WebAssembly SIMD + threads),
+ * 'native' (N-API addon + BLAS). Every provider must give results equal to 'js' within the
+ * tolerances of test/backend, and identical results for any thread count.
+ */
+export type KernelProviderName = 'js' | 'wasm' | 'native';
+
+export interface CpuKernels {
+  readonly name: KernelProviderName;
+  /** y[M,N] = x[M,K] · w[N,K]ᵀ (a linear layer with weight [out, in]). */
+  gemm(x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
+  /** Same, with w stored as bf16 or f16 bits and converted on the fly (exactly). */
+  gemmHalf(x: Float32Array, w: Uint16Array, dtype: 'bf16' | 'f16', y: Float32Array, M: number, N: number, K: number): void;
+  /** y[m,:] = x[m,:] / sqrt(mean(x[m,:]²) + eps) · gamma, m < M, rows of D. */
+  rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void;
+  /**
+   * In place rotate-half RoPE on x[T, nHeads·headDim]: for each head, pairs (i, i + headDim/2) rotated
+   * by cos/sin[t, i] (tables [T, headDim/2], row t for the t-th row of x).
+   */
+  rope(x: Float32Array, T: number, nHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
+  /**
+   * Causal grouped-query attention. q[T, H·hd], k/v[S, KVH·hd], out[T, H·hd]; query row t sits at
+   * absolute position `offset + t` and attends to key rows 0..offset+t (S ≥ offset + T).
+   * Softmax in float32 with max subtraction; scale 1/sqrt(hd).
+   */
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array,
+    T: number, S: number, offset: number, nHeads: number, nKvHeads: number, headDim: number): void;
+  /** out[i] = silu(gate[i]) · up[i]. */
+  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  /** out[t] = logsumexp(logits[t,:]) − logits[t, targets[t]], accumulated in float64. */
+  nll(logits: Float32Array, targets: Int32Array, out: Float64Array, T: number, V: number): void;
+
+  // Float64 dense linear algebra for the quantizers (GPTQ and relatives). Optional: a provider
+  // without them is completed with the js references of jsLinalg.ts (see `withLinalg`).
+  /** H[K,K] += x[n,K]ᵀ · x[n,K], products and sums in float64; H stays symmetric (both halves written). */
+  gram?(x: Float32Array, H: Float64Array, n: number, K: number): void;
+  /**
+   * In place Cholesky A[n,n] = L·Lᵀ: L in the lower triangle, the strict upper triangle set to 0.
+   * Reads only the lower triangle. Returns false (A then partly overwritten) if A is not positive definite.
+   */
+  cholesky?(A: Float64Array, n: number): boolean;
+  /** In place inverse of a lower-triangular L[n,n] (the strict upper triangle is ignored and set to 0). */
+  triangularInverse?(L: Float64Array, n: number): void;
+  /** In place A ← A⁻¹ for symmetric positive definite A (full symmetric result); false if not positive definite. */
+  choleskyInverse?(A: Float64Array, n: number): boolean;
+}

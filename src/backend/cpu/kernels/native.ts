@@ -1,0 +1,74 @@
+/**
+ * The 'native' provider: the N-API addon of native/ (OpenBLAS sgemm for gemm, LAPACK for the float64
+ * factorizations, threaded C++ loops for the rest), built at install time by scripts/build-native.mjs
+ * into build/lowbit_native.node. Optional: when the addon is missing, `loadNativeKernels` says why.
+ * The addon keeps one thread pool per process; each provider object sets its thread count before a call.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CpuKernels } from './kernels.js';
+import { buildStatusReason, checked } from './provider.js';
+import { PACKAGE_ROOT } from '../../../paths.js';
+
+/** The functions the addon exports (native/addon.cc). */
+interface Addon {
+  gemm(x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
+  gemmHalf(x: Float32Array, w: Uint16Array, bf16: 0 | 1, y: Float32Array, M: number, N: number, K: number): void;
+  rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void;
+  rope(x: Float32Array, T: number, nHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array,
+    T: number, S: number, offset: number, nHeads: number, nKvHeads: number, headDim: number): void;
+  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  nll(logits: Float32Array, targets: Int32Array, out: Float64Array, T: number, V: number): void;
+  gram(x: Float32Array, H: Float64Array, n: number, K: number): void;
+  cholesky(A: Float64Array, n: number): boolean;
+  triangularInverse(L: Float64Array, n: number): void;
+  choleskyInverse(A: Float64Array, n: number): boolean;
+  setThreads(n: number): number;
+}
+
+export type Loaded = { ok: true; kernels: CpuKernels } | { ok: false; reason: string };
+
+let addon: Addon | undefined;
+let addonError: string | undefined;
+let poolThreads = 0;
+
+function load(): Addon | undefined {
+  if (addon || addonError) return addon;
+  try {
+    const root = PACKAGE_ROOT;
+    const file = join(root, 'build', 'lowbit_native.node');
+    if (!existsSync(file)) { addonError = buildStatusReason(root, 'native'); return undefined; }
+    addon = createRequire(import.meta.url)(file) as Addon;
+  } catch (e) {
+    addonError = `loading build/lowbit_native.node failed: ${(e as Error).message.split('\n')[0]}`;
+  }
+  return addon;
+}
+
+/** The native provider with `threads` threads (≥ 1), or the reason it is unavailable. */
+export function loadNativeKernels(threads = 1): Loaded {
+  const a = load();
+  if (!a) return { ok: false, reason: addonError ?? 'unknown' };
+  const n = Math.max(1, Math.floor(threads));
+  const use = (): Addon => {
+    if (poolThreads !== n) poolThreads = a.setThreads(n);
+    return a;
+  };
+  const kernels: CpuKernels = {
+    name: 'native',
+    gemm: (x, w, y, M, N, K) => use().gemm(x, w, y, M, N, K),
+    gemmHalf: (x, w, dtype, y, M, N, K) => use().gemmHalf(x, w, dtype === 'bf16' ? 1 : 0, y, M, N, K),
+    rmsnorm: (x, g, y, M, D, eps) => use().rmsnorm(x, g, y, M, D, eps),
+    rope: (x, T, H, hd, c, s) => use().rope(x, T, H, hd, c, s),
+    attention: (q, k, v, o, T, S, off, H, KVH, hd) => use().attention(q, k, v, o, T, S, off, H, KVH, hd),
+    siluMul: (g, u, o, n) => use().siluMul(g, u, o, n),
+    nll: (l, t, o, T, V) => use().nll(l, t, o, T, V),
+    gram: (x, H, rows, K) => use().gram(x, H, rows, K),
+    cholesky: (A, m) => use().cholesky(A, m),
+    triangularInverse: (L, m) => use().triangularInverse(L, m),
+    choleskyInverse: (A, m) => use().choleskyInverse(A, m),
+  };
+  return { ok: true, kernels: checked(kernels) };
+}

@@ -1,0 +1,32 @@
+import { Command, CommanderError } from 'commander';
+import { LowbitError } from '../errors.js';
+import { registerEval } from './eval.js';
+import { registerGenerate } from './generate.js';
+import { registerInfo } from './info.js';
+
+/** Runs the lowbit CLI; returns the exit code (0 ok, 2 bad input, 1 internal error). */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('lowbit')
+    .description('quantize LLaMA-family models to 1-8 bits and measure what it costs')
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerEval(program);
+  registerInfo(program);
+  registerGenerate(program);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof LowbitError) {
+      process.stderr.write(`lowbit: ${e.message}\n`);
+      return 2;
+    }
+    const err = e as Error;
+    process.stderr.write(`lowbit: internal error: ${err?.message ?? String(e)}\n`);
+    if (process.env.LOWBIT_DEBUG) process.stderr.write(`${err?.stack}\n`);
+    else process.stderr.write('(set LOWBIT_DEBUG=1 for the stack trace)\n');
+    return 1;
+  }
+}

@@ -1,0 +1,53 @@
+import type { Backend, BTensor } from '../backend/backend.js';
+import { NAMES, type LayerPart } from '../io/source.js';
+import { FormatError } from '../errors.js';
+import type { ModelCheckpoint } from './checkpoint.js';
+
+/** One decoder block's weights on a backend. */
+export interface BlockWeights {
+  readonly inputNorm: BTensor;
+  readonly q: BTensor; readonly k: BTensor; readonly v: BTensor; readonly o: BTensor;
+  readonly postNorm: BTensor;
+  readonly gate: BTensor; readonly up: BTensor; readonly down: BTensor;
+}
+
+/** Reads block i from disk (only that block) and uploads it in its stored dtype. */
+export function loadBlock(ckpt: ModelCheckpoint, backend: Backend, i: number): BlockWeights {
+  const cfg = ckpt.config;
+  const D = cfg.hiddenSize, qd = cfg.numHeads * cfg.headDim, kvd = cfg.numKvHeads * cfg.headDim, F = cfg.intermediateSize;
+  const get = (part: LayerPart, shape: number[]) => {
+    const name = NAMES.layer(i, part);
+    const t = ckpt.weights.read(name);
+    if (t.shape.length !== shape.length || t.shape.some((d, j) => d !== shape[j])) {
+      throw new FormatError(ckpt.weights.path, `tensor ${name} has shape [${t.shape.join(', ')}], the config implies [${shape.join(', ')}]`);
+    }
+    return backend.uploadWeight(t);
+  };
+  return {
+    inputNorm: get('input_layernorm', [D]),
+    q: get('self_attn.q_proj', [qd, D]), k: get('self_attn.k_proj', [kvd, D]),
+    v: get('self_attn.v_proj', [kvd, D]), o: get('self_attn.o_proj', [D, qd]),
+    postNorm: get('post_attention_layernorm', [D]),
+    gate: get('mlp.gate_proj', [F, D]), up: get('mlp.up_proj', [F, D]), down: get('mlp.down_proj', [D, F]),
+  };
+}
+
+export function freeBlock(backend: Backend, w: BlockWeights): void {
+  for (const t of Object.values(w)) backend.free(t);
+}
+
+/** Embedding table, final norm and LM head (the tied embedding when the checkpoint has no lm_head). */
+export interface EdgeWeights { readonly embed: BTensor; readonly norm: BTensor; readonly head: BTensor }
+
+export function loadEmbedding(ckpt: ModelCheckpoint, backend: Backend): BTensor {
+  return backend.uploadWeight(ckpt.weights.read(NAMES.embed));
+}
+
+export function loadHead(ckpt: ModelCheckpoint, backend: Backend, embed?: BTensor): { norm: BTensor; head: BTensor } {
+  const norm = backend.uploadWeight(ckpt.weights.read(NAMES.finalNorm));
+  let head: BTensor;
+  if (ckpt.weights.has(NAMES.lmHead)) head = backend.uploadWeight(ckpt.weights.read(NAMES.lmHead));
+  else if (ckpt.config.tieWordEmbeddings || !ckpt.weights.has(NAMES.lmHead)) head = embed ?? loadEmbedding(ckpt, backend);
+  else throw new FormatError(ckpt.weights.path, `no ${NAMES.lmHead} and embeddings are not tied`);
+  return { norm, head };
+}

@@ -1,0 +1,53 @@
+/**
+ * The contract between the block-streamed pipeline (pipeline.ts) and a quantization method.
+ * A method sees one linear layer at a time: its weight W [rows = out, cols = in] and, when it asks
+ * for them, statistics of the layer's calibration inputs. It returns integer codes and the grid,
+ * plus the fake-quantized weights the rest of the model runs with. Adding a method (AWQ,
+ * SmoothQuant, QuIP, ...) means adding a file and a registry entry, not changing the pipeline.
+ */
+export interface QuantSpec {
+  readonly bits: number;
+  /** input columns per group; -1 = one group per output channel (the whole row) */
+  readonly groupSize: number;
+  readonly sym: boolean;
+}
+
+export interface MethodOptions {
+  readonly spec: QuantSpec;
+  readonly actOrder: boolean;
+  readonly staticGroups: boolean;
+  readonly percdamp: number;
+  readonly blocksize: number;
+}
+
+export interface LayerInput {
+  /** e.g. "model.layers.3.self_attn.q_proj" */
+  readonly name: string;
+  readonly W: Float32Array;
+  readonly rows: number;
+  readonly cols: number;
+  /** H = 2XXᵀ/n over the calibration tokens (float64 [cols, cols]) when the method needs it */
+  readonly H: Float64Array | undefined;
+}
+
+export interface LayerOutput {
+  /** fake-quantized weights, [rows, cols], exactly what dequantizing the stored codes gives */
+  readonly Q: Float32Array;
+  readonly codes: Uint8Array;
+  /** [rows, groups] */
+  readonly scales: Float32Array;
+  readonly zeros: Float32Array;
+  /** group of each input column [cols] */
+  readonly gIdx: Int32Array;
+  readonly dampUsed?: number;
+  readonly notes: readonly string[];
+}
+
+export interface QuantMethod {
+  readonly name: string;
+  /** a one-line description with the paper */
+  readonly description: string;
+  /** whether quantizeLayer needs H (then the pipeline runs calibration data through each block) */
+  readonly needsHessian: boolean;
+  quantizeLayer(layer: LayerInput, opts: MethodOptions): LayerOutput;
+}

@@ -1,0 +1,129 @@
+/**
+ * The GPTQ / AutoGPTQ "v1" checkpoint tensors of one linear layer (PROTOCOLS §5):
+ *   qweight int32 [ceil(in·bits/32), out]  codes packed along the input dimension,
+ *   qzeros  int32 [groups, ceil(out·bits/32)]  (zero − 1) packed along the output dimension,
+ *   scales  fp16  [groups, out],  g_idx int32 [in].
+ *
+ * Packing is one little-endian bit stream per packed line: value k of a line occupies bits
+ * [k·bits, (k+1)·bits) of the stream, word w holding stream bits [32w, 32w + 32). For bits 2, 4 and 8
+ * this is AutoGPTQ's `intweight[j] << (bits·(j − i))`; for 3 bits it is exactly AutoGPTQ's
+ * straddling layout (ten values, then one split 2+1 / 1+2 across words, 32 values per 3 words).
+ * Only 2, 3, 4 and 8 bits load in AutoGPTQ/GPTQModel; 1, 5, 6 and 7 use the same stream but are
+ * lowbit's own. Widths that are multiples of 32 give the exact shapes above.
+ *
+ * v1 stores zero − 1. AutoGPTQ writes it through uint32, so zero = 0 becomes −1 and spills into the
+ * neighbouring fields; we store (zero − 1) mod 2^bits instead and read back (stored + 1) mod 2^bits,
+ * which round-trips every zero. AutoGPTQ's v1 kernels read such an entry as zero = 2^bits (not 0):
+ * `zeroWraps` counts them so a caller can warn.
+ */
+import { UsageError } from '../../errors.js';
+import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
+import { QuantizedMatrix, checkBits, dequantize, maxqOf } from '../core/grid.js';
+
+export interface GptqTensors {
+  bits: number;
+  rows: number;   // out_features
+  cols: number;   // in_features
+  groups: number;
+  qweight: Int32Array; // [ceil(cols·bits/32), rows]
+  qzeros: Int32Array;  // [groups, ceil(rows·bits/32)]
+  scales: Uint16Array; // fp16 bits [groups, rows]
+  gIdx: Int32Array;    // [cols]
+}
+
+export interface PackReport {
+  tensors: GptqTensors;
+  /** True when every scale survived fp16 exactly (quantize with scaleDtype 'f16' to guarantee it). */
+  scalesExact: boolean;
+  /** Entries with zero = 0, which AutoGPTQ's v1 kernels would read as 2^bits. */
+  zeroWraps: number;
+}
+
+export function packedWords(count: number, bits: number): number {
+  return Math.ceil((count * bits) / 32);
+}
+
+/** ORs value v (< 2^bits) into the stream at bit pos; the stream's word w lives at out[base + w·stride]. */
+function putBits(out: Int32Array, base: number, stride: number, pos: number, v: number, bits: number): void {
+  const w = pos >>> 5, off = pos & 31;
+  out[base + w * stride]! |= v << off;
+  if (off + bits > 32) out[base + (w + 1) * stride]! |= v >>> (32 - off);
+}
+
+function getBits(src: Int32Array, base: number, stride: number, pos: number, bits: number, mask: number): number {
+  const w = pos >>> 5, off = pos & 31;
+  let v = src[base + w * stride]! >>> off;
+  if (off + bits > 32) v |= src[base + (w + 1) * stride]! << (32 - off);
+  return v & mask;
+}
+
+/** Packs a quantized layer (scales/zeros [rows, groups] as lowbit keeps them) into the v1 tensors. */
+export function packGptq(m: QuantizedMatrix, rows: number, cols: number, bits: number): PackReport {
+  checkBits(bits);
+  const groups = m.scales.length / rows, maxq = maxqOf(bits);
+  if (m.codes.length !== rows * cols || m.gIdx.length !== cols || !Number.isInteger(groups) || m.zeros.length !== m.scales.length) {
+    throw new UsageError(`GPTQ pack: inconsistent shapes (codes ${m.codes.length}, ${rows}x${cols}, scales ${m.scales.length}, g_idx ${m.gIdx.length})`);
+  }
+  const qweight = new Int32Array(packedWords(cols, bits) * rows);
+  for (let c = 0; c < cols; c++) {
+    const pos = c * bits;
+    for (let r = 0; r < rows; r++) putBits(qweight, r, rows, pos, m.codes[r * cols + c]!, bits);
+  }
+  const zw = packedWords(rows, bits);
+  const qzeros = new Int32Array(groups * zw);
+  const scales = new Uint16Array(groups * rows);
+  let scalesExact = true, zeroWraps = 0;
+  for (let g = 0; g < groups; g++) {
+    for (let r = 0; r < rows; r++) {
+      const zero = m.zeros[r * groups + g]!, s = m.scales[r * groups + g]!;
+      if (zero === 0) zeroWraps++;
+      putBits(qzeros, g * zw, 1, r * bits, (zero - 1) & maxq, bits);
+      const h = f32ToF16(s);
+      scales[g * rows + r] = h;
+      if (f16ToF32(h) !== s) scalesExact = false;
+    }
+  }
+  return { tensors: { bits, rows, cols, groups, qweight, qzeros, scales, gIdx: m.gIdx.slice() }, scalesExact, zeroWraps };
+}
+
+/** The inverse of packGptq: codes [rows, cols], scales (from fp16) and zeros [rows, groups], g_idx. */
+export function unpackGptq(t: GptqTensors): QuantizedMatrix {
+  const { bits, rows, cols, groups } = t;
+  checkBits(bits);
+  const maxq = maxqOf(bits), zw = packedWords(rows, bits);
+  if (t.qweight.length !== packedWords(cols, bits) * rows || t.qzeros.length !== groups * zw
+    || t.scales.length !== groups * rows || t.gIdx.length !== cols) {
+    throw new UsageError(`GPTQ unpack: tensor sizes do not match ${rows}x${cols}, ${groups} group(s), ${bits} bits`);
+  }
+  const codes = new Uint8Array(rows * cols);
+  for (let c = 0; c < cols; c++) {
+    const pos = c * bits;
+    for (let r = 0; r < rows; r++) codes[r * cols + c] = getBits(t.qweight, r, rows, pos, bits, maxq);
+  }
+  const scales = new Float32Array(rows * groups), zeros = new Uint8Array(rows * groups);
+  for (let g = 0; g < groups; g++) {
+    for (let r = 0; r < rows; r++) {
+      zeros[r * groups + g] = (getBits(t.qzeros, g * zw, 1, r * bits, bits, maxq) + 1) & maxq;
+      scales[r * groups + g] = f16ToF32(t.scales[g * rows + r]!);
+    }
+  }
+  for (let c = 0; c < cols; c++) {
+    const g = t.gIdx[c]!;
+    if (!(g >= 0 && g < groups)) throw new UsageError(`GPTQ unpack: g_idx[${c}] = ${g} is outside 0..${groups - 1}`);
+  }
+  return { codes, scales, zeros, gIdx: t.gIdx.slice() };
+}
+
+/** W'[r, c] = scale[g_idx[c], r] · (q[r, c] − zero[g_idx[c], r]) in float32, straight from the packed tensors. */
+export function dequantizeGptq(t: GptqTensors): Float32Array {
+  const m = unpackGptq(t);
+  const { rows, cols, groups } = t;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const p = r * groups + m.gIdx[c]!;
+      out[r * cols + c] = dequantize(m.codes[r * cols + c]!, m.scales[p]!, m.zeros[p]!);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,121 @@
+import type { Backend, BTensor } from '../backend/backend.js';
+import type { ModelCheckpoint } from '../model/checkpoint.js';
+import { blockForward, type LinearInputHook } from '../model/block.js';
+import { embedAll, ropeFor, streamBlocks, type StreamProgress } from '../model/stream.js';
+import type { BlockWeights } from '../model/weights.js';
+import { NAMES, type LayerPart } from '../io/source.js';
+import { Tensor } from '../tensor/tensor.js';
+import { HessianAccumulator } from './core/hessian.js';
+import { UsageError } from '../errors.js';
+import type { LayerOutput, MethodOptions, QuantMethod } from './method.js';
+
+type Short = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+const PART: Record<Short, LayerPart> = {
+  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',
+  gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
+};
+/** GPTQ's true-sequential order: each group sees inputs recomputed with the groups before it quantized. */
+export const TRUE_SEQUENTIAL: readonly (readonly Short[])[] = [['q', 'k', 'v'], ['o'], ['gate', 'up'], ['down']];
+const ALL_AT_ONCE: readonly (readonly Short[])[] = [['q', 'k', 'v', 'o', 'gate', 'up', 'down']];
+
+export interface LayerReport {
+  readonly name: string;
+  readonly rows: number;
+  readonly cols: number;
+  /** ‖WX − ŴX‖² / n over the calibration tokens (= tr(ΔW H ΔWᵀ)/2), null without calibration */
+  readonly error: number | null;
+  readonly dampUsed: number | null;
+  readonly notes: readonly string[];
+  readonly seconds: number;
+}
+
+export interface QuantizedLinear { readonly name: string; readonly rows: number; readonly cols: number; readonly out: LayerOutput }
+
+export interface PipelineOptions extends MethodOptions {
+  readonly method: QuantMethod;
+  /** calibration windows (token ids); required when the method needs H or errors are wanted */
+  readonly calibration?: readonly Int32Array[] | undefined;
+  readonly trueSequential: boolean;
+  /** receives each quantized layer as soon as it is done (the checkpoint writer) */
+  readonly onLayer: (layer: QuantizedLinear) => void;
+  readonly onProgress?: ((p: StreamProgress & { layer?: string }) => void) | undefined;
+}
+
+/** tr(ΔW H ΔWᵀ)/2 for H = 2XXᵀ/n: the mean over tokens of ‖ΔW x‖². */
+export function reconstructionError(W: Float32Array, Q: Float32Array, rows: number, cols: number, H: Float64Array): number {
+  let total = 0;
+  const d = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) d[c] = W[r * cols + c]! - Q[r * cols + c]!;
+    for (let i = 0; i < cols; i++) {
+      const di = d[i]!;
+      if (di === 0) continue;
+      let s = 0;
+      const o = i * cols;
+      for (let j = 0; j < cols; j++) s += H[o + j]! * d[j]!;
+      total += di * s;
+    }
+  }
+  return total / 2;
+}
+
+/**
+ * Quantizes every linear layer of every decoder block, one block at a time (GPTQ's
+ * `llama_sequential`): block i's calibration inputs are block i−1's outputs computed with the
+ * already-quantized weights; inside a block, layers go in true-sequential groups.
+ */
+export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: PipelineOptions): Promise<LayerReport[]> {
+  const cfg = ckpt.config;
+  const calib = o.calibration ?? [];
+  if (o.method.needsHessian && calib.length === 0) throw new UsageError(`${o.method.name} needs calibration data (--calib)`);
+  const reports: LayerReport[] = [];
+  const seqlen = calib[0]?.length ?? 0;
+  const { hidden } = calib.length ? embedAll(ckpt, be, calib as Int32Array[]) : { hidden: [] as BTensor[] };
+  const rope = calib.length ? ropeFor(ckpt, be, 0, seqlen) : undefined;
+  const groups = o.trueSequential ? TRUE_SEQUENTIAL : ALL_AT_ONCE;
+
+  const perBlock = async (i: number, w: BlockWeights, xs: BTensor[]): Promise<BTensor[]> => {
+    const weights = w as { -readonly [K in keyof BlockWeights]: BlockWeights[K] };
+    for (const group of groups) {
+      // 1. statistics of this group's inputs, with everything before it already quantized
+      const acc = new Map<Short, HessianAccumulator>();
+      if (xs.length) {
+        for (const s of group) acc.set(s, new HessianAccumulator(s === 'down' ? cfg.intermediateSize : s === 'o' ? cfg.numHeads * cfg.headDim : cfg.hiddenSize));
+        const pending: Promise<void>[] = [];
+        const hook: LinearInputHook = (layer, x) => {
+          const a = acc.get(layer);
+          if (a) pending.push(be.read(x).then((data) => a.add(data, x.shape[0]!)));
+        };
+        for (const x of xs) {
+          const r = blockForward(be, cfg, weights, x, rope!, 0, undefined, hook);
+          be.free(r.out);
+          await Promise.all(pending.splice(0));
+        }
+      }
+      // 2. quantize each layer of the group and swap its weights
+      for (const s of group) {
+        const t0 = performance.now();
+        const name = NAMES.layer(i, PART[s]).replace(/\.weight$/, '');
+        o.onProgress?.({ phase: 'block', block: i, numBlocks: cfg.numLayers, layer: name });
+        const t = ckpt.weights.read(`${name}.weight`);
+        const [rows, cols] = t.shape as [number, number];
+        const W = t.toF32();
+        if (o.spec.groupSize !== -1 && cols % o.spec.groupSize !== 0) {
+          throw new UsageError(`group size ${o.spec.groupSize} does not divide the ${cols} input columns of ${name}`);
+        }
+        const H = acc.get(s)?.finish();
+        const out = o.method.quantizeLayer({ name, W, rows, cols, H }, o);
+        weights[s] = be.uploadWeight(new Tensor('f32', [rows, cols], out.Q));
+        o.onLayer({ name, rows, cols, out });
+        reports.push({
+          name, rows, cols, error: H ? reconstructionError(W, out.Q, rows, cols, H) : null,
+          dampUsed: out.dampUsed ?? null, notes: out.notes, seconds: (performance.now() - t0) / 1000,
+        });
+      }
+    }
+    // 3. this block's outputs with all its layers quantized: the next block's inputs
+    return xs.map((x) => blockForward(be, cfg, weights, x, rope!).out);
+  };
+  await streamBlocks(ckpt, be, hidden, perBlock, o.onProgress);
+  return reports;
+}

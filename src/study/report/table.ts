@@ -1,0 +1,58 @@
+import type { CellRecord } from '../journal.js';
+
+/** The paper's column layout: Method, #W, #G, the PPL sets, then CommonSenseQA tasks and MMLU. */
+export interface Column { readonly key: string; readonly title: string; readonly value: (r: CellRecord) => number | string | null }
+
+const PPL_TITLES: Record<string, string> = { wikitext2: 'WikiText2', c4: 'C4', ptb: 'PTB', 'ptb-new': 'PTB-new', 'c4-new': 'C4-new', tinystories: 'TinyStories' };
+const PPL_ORDER = ['wikitext2', 'c4', 'ptb', 'c4-new', 'ptb-new', 'tinystories'];
+const TASK_TITLES: Record<string, string> = { piqa: 'PIQA', arc_easy: 'ARC-e', arc_challenge: 'ARC-c', hellaswag: 'HellaSwag', winogrande: 'Wino' };
+const MMLU_TITLES: Record<string, string> = { humanities: 'Hums.', stem: 'STEM', social: 'Social', other: 'Other', avg: 'MMLU Avg' };
+
+type Results = { ppl?: Record<string, { ppl: number }>; tasks?: Record<string, { acc: number }>; mmlu?: Record<string, number>; quant?: { totalError?: number | null } };
+const res = (r: CellRecord) => r.results as Results;
+
+export function methodLabel(r: CellRecord): string {
+  const m = r.cell.method;
+  return m === 'fp16' ? 'FP16' : m === 'rtn' ? 'RTN' : m === 'gptq' ? 'GPTQ' : m.toUpperCase();
+}
+
+/** Columns present in at least one record, in the paper's order. */
+export function columnsFor(records: readonly CellRecord[]): Column[] {
+  const cols: Column[] = [
+    { key: 'method', title: 'Method', value: methodLabel },
+    { key: 'wbits', title: '#W', value: (r) => r.cell.wbits },
+    { key: 'group', title: '#G', value: (r) => (r.cell.method === 'fp16' || r.cell.group === -1 ? '-' : r.cell.group) },
+  ];
+  const pplSets = new Set(records.flatMap((r) => Object.keys(res(r).ppl ?? {})));
+  for (const k of [...PPL_ORDER, ...[...pplSets].filter((s) => !PPL_ORDER.includes(s)).sort()]) {
+    if (pplSets.has(k)) cols.push({ key: `ppl.${k}`, title: PPL_TITLES[k] ?? k, value: (r) => res(r).ppl?.[k]?.ppl ?? null });
+  }
+  const tasks = Object.keys(TASK_TITLES).filter((t) => records.some((r) => res(r).tasks?.[t]));
+  for (const t of tasks) cols.push({ key: `acc.${t}`, title: TASK_TITLES[t]!, value: (r) => pct(res(r).tasks?.[t]?.acc) });
+  if (tasks.length) {
+    cols.push({
+      key: 'acc.avg', title: 'Avg', value: (r) => {
+        const v = tasks.map((t) => res(r).tasks?.[t]?.acc).filter((x): x is number => typeof x === 'number');
+        return v.length === tasks.length ? pct(v.reduce((a, b) => a + b, 0) / v.length) : null;
+      },
+    });
+  }
+  if (records.some((r) => res(r).mmlu)) {
+    for (const [k, title] of Object.entries(MMLU_TITLES)) cols.push({ key: `mmlu.${k}`, title, value: (r) => pct(res(r).mmlu?.[k]) });
+  }
+  if (records.some((r) => typeof res(r).quant?.totalError === 'number')) {
+    cols.push({ key: 'quant.error', title: 'Σ layer error', value: (r) => res(r).quant?.totalError ?? null });
+  }
+  return cols;
+}
+
+function pct(x: number | undefined): number | null { return typeof x === 'number' ? 100 * x : null; }
+
+export function formatValue(col: Column, v: number | string | null): string {
+  if (v === null) return '–';
+  if (typeof v === 'string') return v;
+  if (col.key.startsWith('ppl.')) return v >= 1e4 ? v.toExponential(2) : v.toFixed(2);
+  if (col.key.startsWith('acc.') || col.key.startsWith('mmlu.')) return v.toFixed(1);
+  if (col.key === 'quant.error') return v.toExponential(3);
+  return String(v);
+}

@@ -1,0 +1,41 @@
+import { writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CellRecord } from '../journal.js';
+import { columnsFor, formatValue } from './table.js';
+
+function atomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+export function markdownReport(records: readonly CellRecord[], header: string): string {
+  const cols = columnsFor(records);
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [
+    header, '',
+    line(cols.map((c) => c.title)),
+    line(cols.map(() => '---')),
+    ...records.map((r) => line(cols.map((c) => formatValue(c, c.value(r))))),
+    '',
+  ].join('\n');
+}
+
+function csvCell(v: unknown): string {
+  const s = v === null || v === undefined ? '' : String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function csvReport(records: readonly CellRecord[]): string {
+  const cols = columnsFor(records);
+  return [cols.map((c) => csvCell(c.title)).join(','), ...records.map((r) => cols.map((c) => csvCell(c.value(r))).join(','))].join('\n') + '\n';
+}
+
+/** Writes table.md, table.csv and results.json (every record with all its settings) into `out`. */
+export function writeReports(out: string, records: readonly CellRecord[], header: string, meta: Record<string, unknown>): string[] {
+  const files = [join(out, 'table.md'), join(out, 'table.csv'), join(out, 'results.json')];
+  atomic(files[0]!, markdownReport(records, header));
+  atomic(files[1]!, csvReport(records));
+  atomic(files[2]!, JSON.stringify({ ...meta, cells: records }, null, 2) + '\n');
+  return files;
+}

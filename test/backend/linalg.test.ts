@@ -1,0 +1,91 @@
+/**
+ * Float64 linear algebra (gram, cholesky, triangularInverse, choleskyInverse) of the js references
+ * and of every provider that has them: residuals on ill-conditioned SPD matrices, agreement with js.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { CpuKernels } from '../../src/backend/cpu/kernels/kernels.js';
+import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
+import { withLinalg } from '../../src/backend/cpu/kernels/jsLinalg.js';
+import { NMSE_MAX, PROVIDERS, assertClose, availability, illConditionedSpd, kernelsOf, randF32 } from './kernelCases.js';
+
+const SIZES = [1, 3, 127, 129];
+
+/** ‖L·Lᵀ − H‖_F / ‖H‖_F, L lower triangular. */
+function residual(L: Float64Array, H: Float64Array, n: number): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k <= Math.min(i, j); k++) s += L[i * n + k]! * L[j * n + k]!;
+      num += (s - H[i * n + j]!) ** 2;
+      den += H[i * n + j]! ** 2;
+    }
+  return Math.sqrt(num / den);
+}
+
+/** max |A·B − I| for n×n A and B. */
+function offIdentity(A: Float64Array, B: Float64Array, n: number): number {
+  let worst = 0;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += A[i * n + k]! * B[k * n + j]!;
+      worst = Math.max(worst, Math.abs(s - (i === j ? 1 : 0)));
+    }
+  return worst;
+}
+
+function suite(name: string, load: () => CpuKernels): void {
+  it(`${name}: cholesky residual < 1e-10 on SPD matrices with condition ~1e8, strict upper zeroed`, () => {
+    const k = load();
+    for (const n of SIZES) {
+      const H = illConditionedSpd(n, n), L = H.slice();
+      assert.equal(k.cholesky!(L, n), true, `n=${n} reported not positive definite`);
+      for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) assert.equal(L[i * n + j], 0, `n=${n}: upper (${i},${j}) not zeroed`);
+      const r = residual(L, H, n);
+      assert.ok(r < 1e-10, `n=${n}: ‖LLᵀ−H‖/‖H‖ = ${r}`);
+    }
+  });
+
+  it(`${name}: cholesky reports an indefinite matrix`, () => {
+    const k = load();
+    const A = Float64Array.of(4, 2, 0, 2, 1, 0, 0, 0, -1);
+    assert.equal(k.cholesky!(A, 3), false);
+    assert.equal(k.cholesky!(Float64Array.of(NaN), 1), false);
+  });
+
+  it(`${name}: triangularInverse and choleskyInverse`, () => {
+    const k = load();
+    for (const n of SIZES) {
+      const H = illConditionedSpd(n, n + 100, n); // + n·I: well conditioned, so inverses can be checked tightly
+      const L = H.slice();
+      k.cholesky!(L, n);
+      const Li = L.slice();
+      k.triangularInverse!(Li, n);
+      assert.ok(offIdentity(L, Li, n) < 1e-10, `triangularInverse n=${n}`);
+      const Hi = H.slice();
+      assert.equal(k.choleskyInverse!(Hi, n), true);
+      assert.ok(offIdentity(H, Hi, n) < 1e-10, `choleskyInverse n=${n}`);
+      const ref = H.slice();
+      jsKernels.choleskyInverse!(ref, n);
+      assertClose(Hi, ref, NMSE_MAX.choleskyInverse, `choleskyInverse vs js n=${n}`);
+    }
+  });
+
+  it(`${name}: gram accumulates H += xᵀx like js`, () => {
+    const k = load();
+    for (const [rows, K] of [[1, 1], [3, 127], [300, 129], [513, 3]] as const) {
+      const x = randF32(rows * K, rows + K), H = new Float64Array(K * K).fill(0.5), ref = H.slice();
+      k.gram!(x, H, rows, K);
+      jsKernels.gram!(x, ref, rows, K);
+      assertClose(H, ref, NMSE_MAX.gram, `gram ${rows}x${K}`);
+      for (let i = 0; i < K; i++) for (let j = 0; j < i; j++) assert.equal(H[i * K + j], H[j * K + i], 'H symmetric');
+    }
+  });
+}
+
+describe('js linalg (reference)', () => suite('js', () => withLinalg(jsKernels)));
+for (const p of PROVIDERS) {
+  describe(`${p.name} linalg`, availability(p), () => suite(p.name, () => withLinalg(kernelsOf(p))));
+}

@@ -1,0 +1,66 @@
+/**
+ * Provider selection (--cpu-kernels / --threads), the wasm pool's failure path, and wasm's own exp/log.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
+import { loadNativeKernels } from '../../src/backend/cpu/kernels/native.js';
+import { loadPrivateWasmKernels, loadWasmKernels } from '../../src/backend/cpu/kernels/wasm.js';
+import { PROVIDERS, availability, randF32 } from './kernelCases.js';
+
+const wasm = PROVIDERS.find((p) => p.name === 'wasm')!;
+
+describe('selectKernels', () => {
+  it('js is always there, and says so', () => {
+    const s = selectKernels('js', 4);
+    assert.equal(s.kernels.name, 'js');
+    assert.match(s.note, /^js, 1 thread/);
+    assert.equal(typeof s.kernels.cholesky, 'function', 'linalg filled in');
+  });
+
+  it('auto prefers native, then wasm, then js, with the reasons for what it skipped', () => {
+    const s = selectKernels('auto', 2);
+    const native = loadNativeKernels(2), wasmK = loadWasmKernels(2);
+    const want = native.ok ? 'native' : wasmK.ok ? 'wasm' : 'js';
+    assert.equal(s.kernels.name, want);
+    if (!native.ok) assert.ok(s.note.includes(`native unavailable: ${native.reason}`), s.note);
+    if (want !== 'js') assert.match(s.note, /2 threads/);
+  });
+
+  it('rejects unknown preferences and thread counts', () => {
+    assert.throws(() => selectKernels('gpu' as never), /--cpu-kernels: gpu is not one of auto, native, wasm, js/);
+    assert.throws(() => selectKernels('auto', 0), /--threads: 0/);
+  });
+
+  it('a shape mismatch also throws on the js provider it hands out', () => {
+    const { kernels } = selectKernels('js');
+    assert.throws(() => kernels.gemm(new Float32Array(1), new Float32Array(1), new Float32Array(1), 1, 1, 2), /gemm: x has 1 elements, expected 2/);
+  });
+});
+
+describe('wasm pool', availability(wasm), () => {
+  it('a worker that dies makes the next call throw a clear error, not hang', { timeout: 20_000 }, () => {
+    const r = loadPrivateWasmKernels(2);
+    assert.ok(r.ok);
+    const y = new Float32Array(64 * 64);
+    r.kernels.gemm(randF32(64 * 64, 1), randF32(64 * 64, 2), y, 64, 64, 64); // workers started and working
+    assert.throws(() => r.pool.crashWorkerForTest(), /worker 1 of 1 exited with code 3/);
+    assert.throws(() => r.kernels.gemm(randF32(256 * 64, 1), randF32(256 * 64, 2), new Float32Array(256 * 256), 256, 256, 64), /pool is unusable/);
+  });
+
+  it('exp and log of kernels.c agree with Math.exp/Math.log to a few ulp, specials included', () => {
+    const r = loadWasmKernels(1);
+    assert.ok(r.ok);
+    const { exp_f64, log_f64 } = r.pool.exports;
+    for (let x = -745; x <= 709.7; x += 0.173) {
+      const want = Math.exp(x), got = exp_f64(x);
+      assert.ok(Math.abs(got - want) <= 4e-16 * want + 5e-324, `exp(${x}) = ${got}, want ${want}`);
+    }
+    for (let x = 1e-300; x < 1e300; x *= 1.9) {
+      const want = Math.log(x), got = log_f64(x);
+      assert.ok(Math.abs(got - want) <= 4e-16 * Math.abs(want) + 1e-300, `log(${x}) = ${got}, want ${want}`);
+    }
+    assert.ok(Number.isNaN(exp_f64(NaN)) && exp_f64(Infinity) === Infinity && exp_f64(-Infinity) === 0);
+    assert.ok(Number.isNaN(log_f64(NaN)) && Number.isNaN(log_f64(-1)) && log_f64(0) === -Infinity && log_f64(Infinity) === Infinity);
+  });
+});
