@@ -1,19 +1,20 @@
 import { writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
 import { DEFAULT_MODEL, defaultDataDir } from '../paths.js';
 import { openModel } from '../io/open.js';
 import type { ModelCheckpoint } from '../model/checkpoint.js';
 import { UsageError } from '../errors.js';
 
-export interface CommonOptions { model?: string; json?: boolean; dataDir?: string }
+export interface CommonOptions { model?: string; tokenizer?: string; json?: boolean; dataDir?: string }
 
 export function modelPath(o: CommonOptions): string {
   return resolve(o.model ?? DEFAULT_MODEL);
 }
 
 export function loadCheckpoint(o: CommonOptions): ModelCheckpoint {
-  return openModel(modelPath(o));
+  return openModel(modelPath(o), o.tokenizer ? { tokenizer: resolve(o.tokenizer) } : {});
 }
 
 export function dataDir(o: CommonOptions): string {
@@ -61,4 +62,11 @@ export function writeJsonAtomic(path: string, value: unknown): void {
 export function markdownTable(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+/** --model and --tokenizer, shared by every command that reads a checkpoint. */
+export function modelOptions(cmd: Command): Command {
+  return cmd
+    .option('--model <path>', 'HF folder, .gguf, llama2.c .bin or a lowbit quantized folder (default: the bundled TinyStories-656K)')
+    .option('--tokenizer <path>', 'tokenizer to use instead of the one beside the model (a folder with tokenizer.json, or a tok*.bin)');
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { basename } from 'node:path';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
-import { dataDir, loadCheckpoint, markdownTable, modelPath, parseIntOption, parseList, Progress, writeJsonAtomic, type CommonOptions } from './common.js';
+import { dataDir, loadCheckpoint, modelOptions, markdownTable, modelPath, parseIntOption, parseList, Progress, writeJsonAtomic, type CommonOptions } from './common.js';
 
 interface EvalOptions extends CommonOptions, BackendCliOptions { ppl?: string; seqlen?: string; limit?: string; out?: string }
 
@@ -12,13 +12,13 @@ const COLUMN: Record<string, string> = { wikitext2: 'WikiText2', ptb: 'PTB', 'pt
 export function registerEval(program: Command): void {
   const cmd = program.command('eval')
     .description('evaluate a model: perplexity with the GPTQ protocol (one decoder block at a time)')
-    .option('--model <path>', 'HF folder, .gguf or llama2.c .bin (default: the bundled TinyStories-656K)')
     .option('--ppl <sets>', 'comma-separated: wikitext2, ptb, ptb-new, c4, c4-new, tinystories, or text files', 'wikitext2,ptb,c4,tinystories')
     .option('--seqlen <n>', "window length (default: min(2048, the model's context))")
     .option('--limit <n>', 'only the first N windows of each set')
     .option('--data-dir <dir>', 'dataset folder laid out as shared/data (default: $LOWBIT_DATA or the bundled assets/data)')
     .option('--out <file>', 'write the results as JSON here', 'lowbit-eval.json')
     .option('--json', 'print the results as JSON on stdout (no table, no progress)');
+  modelOptions(cmd);
   backendOptions(cmd);
   cmd.action(async (o: EvalOptions) => {
     const ckpt = loadCheckpoint(o);

@@ -1,18 +1,18 @@
 import type { Command } from 'commander';
 import { LlamaModel } from '../model/llama.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
-import { loadCheckpoint, parseIntOption, type CommonOptions } from './common.js';
+import { loadCheckpoint, modelOptions, parseIntOption, type CommonOptions } from './common.js';
 
 interface GenerateOptions extends CommonOptions, BackendCliOptions { prompt: string; steps?: string; bos?: boolean }
 
 export function registerGenerate(program: Command): void {
   const cmd = program.command('generate')
     .description('greedy decoding: a quick sanity check that a model loads and runs')
-    .option('--model <path>', 'HF folder, .gguf or llama2.c .bin (default: the bundled TinyStories-656K)')
     .option('--prompt <text>', 'prompt text', 'Once upon a time,')
     .option('--steps <n>', 'new tokens', '64')
     .option('--no-bos', 'do not prepend the BOS token')
     .option('--json', 'print ids and text as JSON');
+  modelOptions(cmd);
   backendOptions(cmd);
   cmd.action(async (o: GenerateOptions) => {
     const ckpt = loadCheckpoint(o);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadCheckpoint, modelPath, type CommonOptions } from './common.js';
+import { loadCheckpoint, modelOptions, modelPath, type CommonOptions } from './common.js';
 import type { ModelCheckpoint } from '../model/checkpoint.js';
 
 /** What `lowbit info` reports: architecture, parameter count, stored dtypes, tokenizer. */
@@ -20,9 +20,8 @@ export function checkpointSummary(ckpt: ModelCheckpoint) {
 }
 
 export function registerInfo(program: Command): void {
-  program.command('info')
+  modelOptions(program.command('info'))
     .description('print a checkpoint\'s architecture, parameter count, dtypes and tokenizer')
-    .option('--model <path>', 'HF folder, .gguf or llama2.c .bin (default: the bundled TinyStories-656K)')
     .option('--json', 'print as JSON')
     .action((o: CommonOptions) => {
       const s = checkpointSummary(loadCheckpoint(o));

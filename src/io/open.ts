@@ -21,14 +21,14 @@ import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
 import { spmTokenizer } from './tokenizers/spm.js';
 
 export interface OpenOptions {
-  /** tokenizer file to use instead of the one found beside the model (llama2.c tok*.bin) */
+  /** tokenizer to use instead of the one found beside the model: a llama2.c tok*.bin, or a folder with tokenizer.json */
   readonly tokenizer?: string;
 }
 
 export function openModel(path: string, opts: OpenOptions = {}): ModelCheckpoint {
   if (!existsSync(path)) throw new UsageError(`model path ${path} does not exist`);
   if (statSync(path).isDirectory()) {
-    if (existsSync(join(path, 'config.json'))) return openHf(path);
+    if (existsSync(join(path, 'config.json'))) return openHf(path, opts.tokenizer);
     const files = readdirSync(path).filter((f) => ['.gguf', '.bin'].includes(extname(f)) && !/^tok.*\.bin$/.test(f));
     if (files.length === 1) return openModel(join(path, files[0]!), opts);
     throw new UsageError(`${path}: no config.json and ${files.length === 0 ? 'no' : 'several'} .gguf/.bin checkpoints ` +
@@ -37,22 +37,25 @@ export function openModel(path: string, opts: OpenOptions = {}): ModelCheckpoint
   switch (extname(path).toLowerCase()) {
     case '.gguf': return openGguf(path);
     case '.bin': return openLlama2c(path, opts.tokenizer);
-    case '.json': if (basename(path) === 'config.json') return openHf(dirname(path)); break;
-    case '.safetensors': return openHf(dirname(path));
+    case '.json': if (basename(path) === 'config.json') return openHf(dirname(path), opts.tokenizer); break;
+    case '.safetensors': return openHf(dirname(path), opts.tokenizer);
   }
   throw new UsageError(`${path}: unknown checkpoint kind (expected a HF folder with config.json, a .gguf file or a llama2.c .bin)`);
 }
 
-function openHf(dir: string): ModelCheckpoint {
+function openHf(dir: string, tokenizerPath?: string): ModelCheckpoint {
   const config = readHfConfig(join(dir, 'config.json'));
-  if (!existsSync(join(dir, 'tokenizer.json'))) throw new FormatError(dir, 'HF checkpoint has no tokenizer.json');
+  const tokDir = tokenizerPath ? (basename(tokenizerPath) === 'tokenizer.json' ? dirname(tokenizerPath) : tokenizerPath) : dir;
+  if (!existsSync(join(tokDir, 'tokenizer.json'))) {
+    throw new FormatError(dir, tokenizerPath ? `no tokenizer.json in ${tokDir}` : 'HF checkpoint has no tokenizer.json (pass --tokenizer DIR)');
+  }
   let weights: TensorSource = openSafetensorsDir(dir);
   // A tied head saved under lm_head.weight (torch's shared-tensor dedup): present it the canonical way.
   if (config.tieWordEmbeddings && !weights.has(NAMES.embed) && weights.has(NAMES.lmHead)) {
     weights = new RenamedSource(weights, new Map([[NAMES.embed, NAMES.lmHead]]));
   }
   checkShapes(weights, config);
-  return { path: dir, format: 'hf', config, tokenizer: loadHfTokenizer(dir), weights };
+  return { path: dir, format: 'hf', config, tokenizer: loadHfTokenizer(tokDir), weights };
 }
 
 function openGguf(file: string): ModelCheckpoint {
