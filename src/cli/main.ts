@@ -3,6 +3,7 @@ import { LowbitError } from '../errors.js';
 import { registerEval } from './eval.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
+import { registerQuantize } from './quantize.js';
 
 /** Runs the lowbit CLI; returns the exit code (0 ok, 2 bad input, 1 internal error). */
 export async function main(argv: string[]): Promise<number> {
@@ -14,6 +15,7 @@ export async function main(argv: string[]): Promise<number> {
   registerEval(program);
   registerInfo(program);
   registerGenerate(program);
+  registerQuantize(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -19,6 +19,7 @@ import type { Tokenizer } from './tokenizer.js';
 import { loadHfTokenizer } from './tokenizers/hf.js';
 import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
 import { spmTokenizer } from './tokenizers/spm.js';
+import { openQuantized, QUANT_CONFIG } from './quantized/reader.js';
 
 export interface OpenOptions {
   /** tokenizer to use instead of the one found beside the model: a llama2.c tok*.bin, or a folder with tokenizer.json */
@@ -28,6 +29,7 @@ export interface OpenOptions {
 export function openModel(path: string, opts: OpenOptions = {}): ModelCheckpoint {
   if (!existsSync(path)) throw new UsageError(`model path ${path} does not exist`);
   if (statSync(path).isDirectory()) {
+    if (existsSync(join(path, QUANT_CONFIG))) return openQuantized(path);
     if (existsSync(join(path, 'config.json'))) return openHf(path, opts.tokenizer);
     const files = readdirSync(path).filter((f) => ['.gguf', '.bin'].includes(extname(f)) && !/^tok.*\.bin$/.test(f));
     if (files.length === 1) return openModel(join(path, files[0]!), opts);
@@ -55,7 +57,7 @@ function openHf(dir: string, tokenizerPath?: string): ModelCheckpoint {
     weights = new RenamedSource(weights, new Map([[NAMES.embed, NAMES.lmHead]]));
   }
   checkShapes(weights, config);
-  return { path: dir, format: 'hf', config, tokenizer: loadHfTokenizer(tokDir), weights };
+  return { path: dir, format: 'hf', config, tokenizer: loadHfTokenizer(tokDir), weights, tokenizerPath: tokDir };
 }
 
 function openGguf(file: string): ModelCheckpoint {
@@ -70,7 +72,7 @@ function openGguf(file: string): ModelCheckpoint {
     tokens: vocab.tokens, scores: vocab.scores, types: vocab.types, bosId: vocab.bosId, eosId: vocab.eosId, source: file,
     ...(vocab.addSpacePrefix === undefined ? {} : { addSpacePrefix: vocab.addSpacePrefix }),
   });
-  return { path: file, format: 'gguf', config, tokenizer, weights };
+  return { path: file, format: 'gguf', config, tokenizer, weights, tokenizerPath: file };
 }
 
 function openLlama2c(file: string, tokenizerPath?: string): ModelCheckpoint {
@@ -85,7 +87,7 @@ function openLlama2c(file: string, tokenizerPath?: string): ModelCheckpoint {
     }
     tok = join(dir, found[0]!);
   }
-  return { path: file, format: 'llama2c', config, tokenizer: readLlama2cTokenizer(tok, config.vocabSize), weights };
+  return { path: file, format: 'llama2c', config, tokenizer: readLlama2cTokenizer(tok, config.vocabSize), weights, tokenizerPath: tok };
 }
 
 /** Every canonical tensor present with the shape the config implies. */

@@ -1,16 +1,13 @@
 /**
  * The contract between the block-streamed pipeline (pipeline.ts) and a quantization method.
  * A method sees one linear layer at a time: its weight W [rows = out, cols = in] and, when it asks
- * for them, statistics of the layer's calibration inputs. It returns integer codes and the grid,
+ * for them, statistics of the layer's calibration inputs. It returns integer codes and the grid
  * plus the fake-quantized weights the rest of the model runs with. Adding a method (AWQ,
  * SmoothQuant, QuIP, ...) means adding a file and a registry entry, not changing the pipeline.
  */
-export interface QuantSpec {
-  readonly bits: number;
-  /** input columns per group; -1 = one group per output channel (the whole row) */
-  readonly groupSize: number;
-  readonly sym: boolean;
-}
+import type { QuantSpec, QuantizedMatrix } from './core/grid.js';
+
+export type { QuantSpec };
 
 export interface MethodOptions {
   readonly spec: QuantSpec;
@@ -26,26 +23,20 @@ export interface LayerInput {
   readonly W: Float32Array;
   readonly rows: number;
   readonly cols: number;
-  /** H = 2XXᵀ/n over the calibration tokens (float64 [cols, cols]) when the method needs it */
+  /** H = 2XXᵀ/n over the calibration sequences (float64 [cols, cols]) when the method needs it */
   readonly H: Float64Array | undefined;
 }
 
-export interface LayerOutput {
-  /** fake-quantized weights, [rows, cols], exactly what dequantizing the stored codes gives */
+export interface LayerOutput extends QuantizedMatrix {
+  /** fake-quantized weights [rows, cols]: exactly what dequantizing the stored codes gives */
   readonly Q: Float32Array;
-  readonly codes: Uint8Array;
-  /** [rows, groups] */
-  readonly scales: Float32Array;
-  readonly zeros: Float32Array;
-  /** group of each input column [cols] */
-  readonly gIdx: Int32Array;
   readonly dampUsed?: number;
   readonly notes: readonly string[];
 }
 
 export interface QuantMethod {
   readonly name: string;
-  /** a one-line description with the paper */
+  /** one line, with the paper */
   readonly description: string;
   /** whether quantizeLayer needs H (then the pipeline runs calibration data through each block) */
   readonly needsHessian: boolean;

@@ -5,7 +5,7 @@ import { embedAll, ropeFor, streamBlocks, type StreamProgress } from '../model/s
 import type { BlockWeights } from '../model/weights.js';
 import { NAMES, type LayerPart } from '../io/source.js';
 import { Tensor } from '../tensor/tensor.js';
-import { HessianAccumulator } from './core/hessian.js';
+import { HessianAccumulator } from "./core/hessian.js";
 import { UsageError } from '../errors.js';
 import type { LayerOutput, MethodOptions, QuantMethod } from './method.js';
 
@@ -22,7 +22,7 @@ export interface LayerReport {
   readonly name: string;
   readonly rows: number;
   readonly cols: number;
-  /** ‖WX − ŴX‖² / n over the calibration tokens (= tr(ΔW H ΔWᵀ)/2), null without calibration */
+  /** mean over calibration sequences of ‖WX − ŴX‖² (= tr(ΔW H ΔWᵀ)/2), null without calibration */
   readonly error: number | null;
   readonly dampUsed: number | null;
   readonly notes: readonly string[];
@@ -41,7 +41,7 @@ export interface PipelineOptions extends MethodOptions {
   readonly onProgress?: ((p: StreamProgress & { layer?: string }) => void) | undefined;
 }
 
-/** tr(ΔW H ΔWᵀ)/2 for H = 2XXᵀ/n: the mean over tokens of ‖ΔW x‖². */
+/** tr(ΔW H ΔWᵀ)/2 for H = 2/n Σ XXᵀ: the mean over calibration sequences of ‖ΔW X‖². */
 export function reconstructionError(W: Float32Array, Q: Float32Array, rows: number, cols: number, H: Float64Array): number {
   let total = 0;
   const d = new Float64Array(cols);
