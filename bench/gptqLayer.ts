@@ -1,13 +1,25 @@
 /**
  * Times GPTQ on one random linear layer: Hessian accumulation (XᵀX over `tokens` calibration tokens,
- * fed in sequences of up to 2048) and the solve (damping, Cholesky, blocked quantization).
- * Prints nothing; returns figures for bench/run.ts (or a caller) to print.
- * The LLaMA-3-8B shapes (4096×4096, 14336×4096, 4096×14336 at 128 × 2048 tokens) take a long time in
- * plain TypeScript: start with small ones.
+ * fed in sequences of up to 2048) and the solve (damping, Cholesky, blocked quantization), with a
+ * linear-algebra provider (a CpuKernels) or the TypeScript reference. benchGptqLayer prints nothing.
+ *   node dist/bench/gptqLayer.js [--full] [--threads N] [--only q_proj,up_proj] [--f64-solve]
+ * prints, per LLaMA-3-8B shape (q_proj 4096×4096, up_proj 14336×4096, down_proj 4096×14336), the
+ * provider's ('auto': native when built) Hessian and solve times (solve with gptq.py's float32 lazy
+ * update; with --f64-solve also with the float64 default, whose TypeScript update takes minutes),
+ * the TypeScript reference on a small shape, and PyTorch's times for the same algorithm
+ * when python3 can import torch (bench/gptq_torch.py). Without --full: 128 × 64 tokens (the Hessian's
+ * cost is linear in tokens); --full: the issue's 128 × 2048.
  */
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { selectKernels } from '../src/backend/cpu/kernels/select.js';
 import { HessianAccumulator } from '../src/quant/core/hessian.js';
+import type { QuantLinalg } from '../src/quant/core/linalgProvider.js';
 import { gptq } from '../src/quant/methods/gptq.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
 
 export interface GptqLayerShape {
   rows: number;       // out_features
@@ -16,6 +28,7 @@ export interface GptqLayerShape {
   bits?: number;      // 4
   groupSize?: number; // 128 (or -1 when it does not divide cols)
   actOrder?: boolean;
+  lazyUpdate?: 'f64' | 'f32';
 }
 
 export interface GptqLayerFigures extends Required<GptqLayerShape> {
@@ -36,14 +49,14 @@ function normals(n: number, seed: number): Float32Array {
   return out;
 }
 
-export async function benchGptqLayer(shapes: GptqLayerShape[]): Promise<GptqLayerFigures[]> {
+export async function benchGptqLayer(shapes: GptqLayerShape[], linalg?: QuantLinalg): Promise<GptqLayerFigures[]> {
   const figures: GptqLayerFigures[] = [];
   for (const shape of shapes) {
     const { rows, cols, tokens } = shape;
     const bits = shape.bits ?? 4;
     const groupSize = shape.groupSize ?? (cols % 128 === 0 ? 128 : -1);
-    const actOrder = shape.actOrder ?? false;
-    const acc = new HessianAccumulator(cols);
+    const actOrder = shape.actOrder ?? false, lazyUpdate = shape.lazyUpdate ?? 'f64';
+    const acc = new HessianAccumulator(cols, { linalg });
     const seqTokens = Math.min(SEQ, tokens);
     const X = normals(seqTokens * cols, 1); // one sequence's activations, reused (timing does not depend on values)
     let t0 = performance.now();
@@ -57,12 +70,56 @@ export async function benchGptqLayer(shapes: GptqLayerShape[]): Promise<GptqLaye
     const W = normals(rows * cols, 2);
     for (let i = 0; i < W.length; i++) W[i]! *= 0.02;
     t0 = performance.now();
-    const r = gptq(W, rows, cols, H, { spec: { bits, groupSize, sym: false, scaleDtype: 'f16' }, actOrder, consumeH: true });
+    const r = gptq(W, rows, cols, H, { spec: { bits, groupSize, sym: false, scaleDtype: 'f16' }, actOrder, consumeH: true, linalg, lazyUpdate });
     const solveSeconds = (performance.now() - t0) / 1000;
     figures.push({
-      rows, cols, tokens, bits, groupSize, actOrder,
+      rows, cols, tokens, bits, groupSize, actOrder, lazyUpdate,
       hessianSeconds, hessianGflops: (tokens * cols * cols) / hessianSeconds / 1e9, solveSeconds, loss: r.loss,
     });
   }
   return figures;
+}
+
+const SHAPES: [string, number, number][] = [['q_proj', 4096, 4096], ['up_proj', 14336, 4096], ['down_proj', 4096, 14336]];
+
+/** PyTorch's times for the same shapes and algorithm, or why there are none. */
+function torchAnchor(tokens: number, threads: number, only: string[]): string[] {
+  if (spawnSync('python3', ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) {
+    return ["PyTorch anchor: absent (python3 -c 'import torch' fails)"];
+  }
+  const script = join(PACKAGE_ROOT, 'bench', 'gptq_torch.py');
+  const args = [script, String(threads), String(tokens), ...SHAPES.filter(([n]) => only.includes(n)).map(([, r, c]) => `${r}x${c}`)];
+  const r = spawnSync('python3', args, { encoding: 'utf8' });
+  return (r.stdout || r.stderr || '').trim().split('\n').map((l) => `PyTorch anchor: ${l}`);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const full = argv.includes('--full');
+  const ti = argv.indexOf('--threads'), threads = ti >= 0 ? Number(argv[ti + 1]) : availableParallelism();
+  const oi = argv.indexOf('--only'), only = oi >= 0 ? argv[oi + 1]!.split(',') : SHAPES.map(([n]) => n);
+  const tokens = 128 * (full ? 2048 : 64), withF64 = argv.includes('--f64-solve');
+  const { kernels, note } = selectKernels('auto', threads);
+  const log = (l: string) => console.log(l);
+  log(`GPTQ on one layer, 4-bit, group 128, ${tokens} calibration tokens (128 × ${tokens / 128}); provider: ${note}`);
+  log('  layer       provider  rows×cols      Hessian s  GFLOP/s   solve s (f32 update)  solve s (f64 update)');
+  const row = (name: string, prov: string, f: GptqLayerFigures, f64?: GptqLayerFigures) => log(
+    `  ${name.padEnd(11)} ${prov.padEnd(9)} ${`${f.rows}×${f.cols}`.padEnd(14)} ${f.hessianSeconds.toFixed(2).padStart(9)}`
+    + `  ${f.hessianGflops.toFixed(1).padStart(7)}   ${f.solveSeconds.toFixed(2).padStart(20)}  ${(f64 ? f64.solveSeconds.toFixed(2) : '-').padStart(20)}`);
+  for (const [name, rows, cols] of SHAPES) {
+    if (!only.includes(name)) continue;
+    const [f32] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f32' }], kernels);
+    // The f64-update solve (TypeScript update: minutes for down_proj) again on a one-token H: its
+    // time does not depend on H's values.
+    const [f64] = withF64 ? await benchGptqLayer([{ rows, cols, tokens: 1 }], kernels) : [undefined];
+    row(name, kernels.name, f32!, f64);
+  }
+  const [ts] = await benchGptqLayer([{ rows: 1024, cols: 1024, tokens: 128 * 64, lazyUpdate: 'f32' }]);
+  row('small', 'ts', ts!);
+  for (const l of torchAnchor(tokens, threads, only)) log(l);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await main();
+  process.exit(0);
 }

@@ -1,4 +1,4 @@
-import { writeFileSync, renameSync, mkdirSync } from 'node:fs';
+import { writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
@@ -52,10 +52,18 @@ export class Progress {
 
 /** Writes JSON atomically (tmp + rename), so a crash never leaves a half-written result. */
 export function writeJsonAtomic(path: string, value: unknown): void {
-  mkdirSync(dirname(resolve(path)), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
-  renameSync(tmp, path);
+  try {
+    mkdirSync(dirname(resolve(path)), { recursive: true });
+    writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
+    renameSync(tmp, path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (!err?.code) throw e;
+    try { rmSync(tmp, { force: true }); } catch { /* nothing to clean up */ }
+    // an unwritable --out is the user's to fix: one line naming the file, exit 2
+    throw new UsageError(`cannot write ${path}: ${err.code}${err.syscall ? ` (${err.syscall})` : ''}`);
+  }
 }
 
 /** Markdown table from a header row and rows. */

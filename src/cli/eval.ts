@@ -1,20 +1,31 @@
 import type { Command } from 'commander';
 import { basename } from 'node:path';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
+import { evaluateTasks, csqaColumns, mmluColumns } from '../eval/taskRun.js';
+import { parseTasks, type TaskResult } from '../eval/tasks/registry.js';
+import type { PairEncoding } from '../eval/tasks/score.js';
+import { UsageError } from '../errors.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
 import { dataDir, loadCheckpoint, modelOptions, markdownTable, modelPath, parseIntOption, parseList, Progress, writeJsonAtomic, type CommonOptions } from './common.js';
 
-interface EvalOptions extends CommonOptions, BackendCliOptions { ppl?: string; seqlen?: string; limit?: string; out?: string }
+interface EvalOptions extends CommonOptions, BackendCliOptions {
+  ppl?: string; seqlen?: string; limit?: string; out?: string; tasks?: string; bos?: boolean; encoding?: string; kvReuse?: boolean
+}
 
 /** Paper-style column names. */
+const DEFAULT_PPL = ['wikitext2', 'ptb', 'c4', 'tinystories'];
 const COLUMN: Record<string, string> = { wikitext2: 'WikiText2', ptb: 'PTB', 'ptb-new': 'PTB-new', c4: 'C4', 'c4-new': 'C4-new', tinystories: 'TinyStories' };
 
 export function registerEval(program: Command): void {
   const cmd = program.command('eval')
     .description('evaluate a model: perplexity with the GPTQ protocol (one decoder block at a time)')
-    .option('--ppl <sets>', 'comma-separated: wikitext2, ptb, ptb-new, c4, c4-new, tinystories, or text files', 'wikitext2,ptb,c4,tinystories')
+    .option('--ppl <sets>', 'comma-separated: wikitext2, ptb, ptb-new, c4, c4-new, tinystories, or text files (default without --tasks: wikitext2,ptb,c4,tinystories)')
+    .option('--tasks <tasks>', 'zero-shot piqa, arc_easy, arc_challenge, hellaswag, winogrande and 5-shot mmlu')
+    .option('--bos', 'tasks: prepend BOS to every context (the paper: off; MMLU always uses the tokenizer default, on)')
+    .option('--encoding <mode>', 'tasks: joint (lm-eval >= 0.4) or separate (the paper\'s v0.3 harness)', 'joint')
+    .option('--no-kv-reuse', 'tasks: score every choice from scratch instead of reusing the shared context')
     .option('--seqlen <n>', "window length (default: min(2048, the model's context))")
-    .option('--limit <n>', 'only the first N windows of each set')
+    .option('--limit <n>', 'only the first N windows of each set / first N examples of each task (MMLU: of each subject)')
     .option('--data-dir <dir>', 'dataset folder laid out as shared/data (default: $LOWBIT_DATA or the bundled assets/data)')
     .option('--out <file>', 'write the results as JSON here', 'lowbit-eval.json')
     .option('--json', 'print the results as JSON on stdout (no table, no progress)');
@@ -26,7 +37,10 @@ export function registerEval(program: Command): void {
     const seqlenGiven = parseIntOption('--seqlen', o.seqlen, 2);
     const seqlen = seqlenGiven ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
     const limit = parseIntOption('--limit', o.limit);
-    const sets = parseList('--ppl', o.ppl);
+    const sets = o.ppl !== undefined ? parseList('--ppl', o.ppl) : o.tasks ? [] : DEFAULT_PPL;
+    const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
+    if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
+    if (taskNames.length) parseTasks(taskNames.join(','));
     const progress = new Progress(!!o.json);
     const results: PplResult[] = [];
     for (const set of sets) {
@@ -38,23 +52,56 @@ export function registerEval(program: Command): void {
       }));
       progress.stop();
     }
+    let tasks: TaskResult[] = [];
+    if (taskNames.length) {
+      progress.start(taskNames.length, 'tasks');
+      tasks = await evaluateTasks(ckpt, be, taskNames, {
+        ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o),
+        kvReuse: o.kvReuse !== false, onProgress: (task, done, total) => progress.update(taskNames.indexOf(task), `${task} ${done}/${total}`),
+      });
+      progress.stop();
+    }
     const name = basename(modelPath(o));
     const record = {
       command: 'eval', model: modelPath(o), format: ckpt.format, backend: be.description,
       seqlen, seqlenSource: seqlenGiven ? '--seqlen' : `min(2048, model context ${ckpt.config.maxPositionEmbeddings})`,
-      limit: limit ?? null, results,
+      limit: limit ?? null, results, tasks,
     };
     if (o.out) writeJsonAtomic(o.out, record);
     if (o.json) { process.stdout.write(JSON.stringify(record, null, 2) + '\n'); return; }
     console.log(`model ${name} (${ckpt.format}), ${be.description}`);
-    console.log(`perplexity, GPTQ protocol: seqlen ${seqlen} (${record.seqlenSource}), BOS at the start of each stream, fp32 cross-entropy${limit ? `, LIMITED to the first ${limit} windows of each set` : ''}`);
-    console.log('');
-    console.log(markdownTable(['Model', ...results.map((r) => COLUMN[r.dataset] ?? r.dataset)], [[name, ...results.map((r) => r.ppl.toFixed(2))]]));
-    console.log('');
-    for (const r of results) {
-      console.log(`${r.dataset}: ${r.tokens} tokens, ${r.windowsEvaluated}/${r.windows} windows of ${r.seqlen}, ${r.seconds.toFixed(1)} s${r.notes.length ? ` (${r.notes.join('; ')})` : ''}`);
-    }
+    if (results.length) printPpl(name, results, seqlen, record.seqlenSource, limit);
+    if (tasks.length) printTasks(name, tasks, limit);
     console.log(`tokenizer: ${ckpt.tokenizer.description}`);
     if (o.out) console.log(`results written to ${o.out}`);
   });
+}
+
+function printPpl(name: string, results: PplResult[], seqlen: number, seqlenSource: string, limit: number | undefined): void {
+  console.log(`perplexity, GPTQ protocol: seqlen ${seqlen} (${seqlenSource}), BOS at the start of each stream, fp32 cross-entropy${limit ? `, LIMITED to the first ${limit} windows of each set` : ''}`);
+  console.log('');
+  console.log(markdownTable(['Model', ...results.map((r) => COLUMN[r.dataset] ?? r.dataset)], [[name, ...results.map((r) => r.ppl.toFixed(2))]]));
+  console.log('');
+  for (const r of results) {
+    console.log(`${r.dataset}: ${r.tokens} tokens, ${r.windowsEvaluated}/${r.windows} windows of ${r.seqlen}, ${r.seconds.toFixed(1)} s${r.notes.length ? ` (${r.notes.join('; ')})` : ''}`);
+  }
+}
+
+function printTasks(name: string, tasks: TaskResult[], limit: number | undefined): void {
+  const zs = tasks.filter((t) => !t.mmlu);
+  if (zs.length) {
+    const c = csqaColumns(zs);
+    console.log(`\nCommonSenseQA, zero-shot acc (%)${limit ? `, LIMITED to the first ${limit} examples of each task` : ''}\n`);
+    console.log(markdownTable(['Model', ...c.header], [[name, ...c.row]]));
+  }
+  if (tasks.some((t) => t.mmlu)) {
+    const m = mmluColumns(tasks);
+    console.log(`\nMMLU, 5-shot acc (%)${limit ? `, LIMITED to the first ${limit} questions of each subject` : ''}\n`);
+    console.log(markdownTable(['Model', ...m.header], [[name, ...m.row]]));
+  }
+  console.log('');
+  for (const t of tasks) {
+    console.log(`${t.task}: n ${t.n}, acc ${(100 * t.acc).toFixed(2)}${t.acc_norm === undefined ? '' : `, acc_norm ${(100 * t.acc_norm).toFixed(2)}`} ` +
+      `(± ${(100 * t.stderr.acc).toFixed(2)}), ${t.shots}-shot, BOS ${t.bos ? 'on' : 'off'}${t.encoding ? `, ${t.encoding} encoding` : ''}, ${t.protocol}`);
+  }
 }

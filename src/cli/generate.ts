@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { LlamaModel } from '../model/llama.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
 import { loadCheckpoint, modelOptions, parseIntOption, type CommonOptions } from './common.js';
+import { UsageError } from '../errors.js';
 
 interface GenerateOptions extends CommonOptions, BackendCliOptions { prompt: string; steps?: string; bos?: boolean }
 
@@ -17,8 +18,14 @@ export function registerGenerate(program: Command): void {
   cmd.action(async (o: GenerateOptions) => {
     const ckpt = loadCheckpoint(o);
     const model = LlamaModel.load(ckpt, await createBackend(o));
+    const steps = parseIntOption('--steps', o.steps) ?? 64;
     const prompt = ckpt.tokenizer.encode(o.prompt, { bos: o.bos !== false });
-    const out = await model.generate(prompt, parseIntOption('--steps', o.steps) ?? 64, { stopAtEos: true });
+    if (prompt.length === 0) {
+      throw new UsageError(o.bos === false
+        ? 'the prompt is empty and --no-bos leaves nothing to start from (give a --prompt or drop --no-bos)'
+        : `the prompt encodes to no tokens and the tokenizer of ${ckpt.path} has no BOS token (give a --prompt)`);
+    }
+    const out = await model.generate(prompt, steps, { stopAtEos: true });
     const text = ckpt.tokenizer.decode([...prompt, ...out]);
     if (o.json) process.stdout.write(JSON.stringify({ promptIds: prompt, outputIds: out, text }, null, 2) + '\n');
     else console.log(text);

@@ -4,6 +4,7 @@ import { registerEval } from './eval.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerQuantize } from './quantize.js';
+import { registerStudy } from './study.js';
 
 /** Runs the lowbit CLI; returns the exit code (0 ok, 2 bad input, 1 internal error). */
 export async function main(argv: string[]): Promise<number> {
@@ -11,11 +12,16 @@ export async function main(argv: string[]): Promise<number> {
     .description('quantize LLaMA-family models to 1-8 bits and measure what it costs')
     .exitOverride()
     .showHelpAfterError(false)
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      // commander's own errors (unknown option or command, missing argument) as one `lowbit: ...` line
+      outputError: (s, write) => write(`lowbit: ${s.replace(/^error: /, '').trimEnd().replace(/\s*\n\s*/g, ' ')}\n`),
+    });
   registerEval(program);
   registerInfo(program);
   registerGenerate(program);
   registerQuantize(program);
+  registerStudy(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

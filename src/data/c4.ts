@@ -61,14 +61,15 @@ export interface C4Window {
 /**
  * GPTQ's C4 sampler, draw for draw (datautils.py `get_c4`; the validation loop uses seed 0 and 256
  * windows, the train loop the calibration seed and nsamples):
- *   repeat: i = randint(0, len(docs) - 1), ids = tokenize(docs[i]) until len(ids) >= seqlen;
- *   j = randint(0, len(ids) - seqlen - 1); window = ids[j : j + seqlen].
+ *   repeat: i = randint(0, len(docs) - 1), ids = tokenize(docs[i]) until len(ids) > seqlen (train)
+ *   or len(ids) >= seqlen (validation); j = randint(0, len(ids) - seqlen - 1); window = ids[j : j + seqlen].
  * Documents are tokenized with `bos` (the tokenizer default GPTQ relies on: LLaMA adds BOS per doc).
- * A doc of exactly seqlen tokens makes CPython's randint(0, -1) raise; we raise too.
+ * In the validation loop a doc of exactly seqlen tokens makes CPython's randint(0, -1) raise; we raise too.
  */
 export function sampleC4Windows(
-  docs: readonly string[], tok: Tokenizer, opts: { count: number; seqlen: number; seed: number; bos: boolean; file: string },
+  docs: readonly string[], tok: Tokenizer, opts: { count: number; seqlen: number; seed: number; bos: boolean; file: string; split: 'train' | 'validation' },
 ): C4Window[] {
+  const minLen = opts.split === 'train' ? opts.seqlen + 1 : opts.seqlen;
   const rng = new PyRandom(opts.seed);
   const cache = new Map<number, number[]>();
   let longEnough = 0;
@@ -82,12 +83,12 @@ export function sampleC4Windows(
       if (!got) {
         got = tok.encode(docs[i]!, { bos: opts.bos });
         cache.set(i, got);
-        if (got.length >= opts.seqlen) longEnough++;
+        if (got.length >= minLen) longEnough++;
       }
       ids = got;
-      if (ids.length >= opts.seqlen) break;
+      if (ids.length >= minLen) break;
       if (cache.size === docs.length && longEnough === 0) {
-        throw new UsageError(`${opts.file}: no document has ${opts.seqlen} tokens or more (${docs.length} documents); use a smaller seqlen`);
+        throw new UsageError(`${opts.file}: no document has ${minLen} tokens or more (${docs.length} documents); use a smaller seqlen`);
       }
     }
     if (ids.length === opts.seqlen) {

@@ -71,7 +71,7 @@ export function calibrationSet(source: string, tok: Tokenizer, opts: Calibration
     case 'c4': {
       const f = dataPath(dataDir, DATA_FILES.c4Train);
       const docs = readC4Docs(f);
-      const w = sampleC4Windows(docs, tok, { count: opts.nsamples, seqlen: opts.seqlen, seed: opts.seed, bos, file: f });
+      const w = sampleC4Windows(docs, tok, { count: opts.nsamples, seqlen: opts.seqlen, seed: opts.seed, bos, file: f, split: 'train' });
       return {
         windows: w.map((x) => x.ids),
         info: {

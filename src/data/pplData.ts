@@ -108,7 +108,7 @@ export function pplStream(name: string, tok: Tokenizer, opts: PplStreamOptions):
 
 function c4Stream(f: string, tok: Tokenizer, base: { dataset: string; protocol: 'gptq'; bos: boolean; seqlen: number }): PplStream {
   const docs = readC4Docs(f);
-  const windows = sampleC4Windows(docs, tok, { count: C4_WINDOWS, seqlen: base.seqlen, seed: C4_EVAL_SEED, bos: base.bos, file: f });
+  const windows = sampleC4Windows(docs, tok, { count: C4_WINDOWS, seqlen: base.seqlen, seed: C4_EVAL_SEED, bos: base.bos, file: f, split: 'validation' });
   const ids = new Int32Array(C4_WINDOWS * base.seqlen);
   windows.forEach((w, k) => ids.set(w.ids, k * base.seqlen));
   const textChars = [...new Set(windows.map((w) => w.doc))].reduce((n, d) => n + docs[d]!.length, 0);

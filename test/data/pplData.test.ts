@@ -96,7 +96,7 @@ test('c4: GPTQ sampler windows are slices of the drawn documents, deterministic'
   assert.ok(stream.info.notes!.some((n) => /1025/.test(n)));
   const docs = readC4Docs(join(DATA, DATA_FILES.c4Valid));
   assert.equal(docs.length, 1025);
-  const windows = sampleC4Windows(docs, tok, { count: 256, seqlen, seed: 0, bos: true, file: 'c4' });
+  const windows = sampleC4Windows(docs, tok, { count: 256, seqlen, seed: 0, bos: true, file: 'c4', split: 'validation' });
   // random.seed(0); random.randint(0, 1024) == 788: the first draw, kept when doc 788 is long enough
   const first = tok.encode(docs[788]!, { bos: true });
   if (first.length >= seqlen) assert.equal(windows[0]!.doc, 788);
@@ -109,4 +109,15 @@ test('c4: GPTQ sampler windows are slices of the drawn documents, deterministic'
   }
   assert.deepEqual(pplStream('c4', tok, { seqlen, dataDir: DATA }).ids, stream.ids);
   assert.throws(() => pplStream('c4', tok, { seqlen: 1_000_000, dataDir: DATA }), /no document has 1000000 tokens/);
+});
+
+test('c4 sampler: train draws need more than seqlen tokens (GPTQ `>`), validation at least seqlen (`>=`)', () => {
+  // one token per character: doc 0 has exactly 4 tokens, doc 1 has 6
+  const tok = { kind: 'toy', description: 'toy', vocabSize: 300, bosId: undefined, eosId: undefined,
+    encode: (t: string) => [...t].map((c) => c.charCodeAt(0)), decode: () => '' };
+  const docs = ['aaaa', 'bbbbbb'];
+  const train = sampleC4Windows(docs, tok, { count: 20, seqlen: 4, seed: 3, bos: false, file: 'x', split: 'train' });
+  assert.ok(train.every((w) => w.doc === 1), 'a train window never comes from a doc of exactly seqlen tokens');
+  // validation keeps a doc of exactly seqlen tokens and then fails as CPython's randint(0, -1) does
+  assert.throws(() => sampleC4Windows(docs, tok, { count: 20, seqlen: 4, seed: 3, bos: false, file: 'x', split: 'validation' }), /exactly seqlen/);
 });

@@ -15,27 +15,39 @@
  * The hot loop is S += XᵀX. A chunk of tokens is transposed into Xt [cols, T] (column a's values over
  * the chunk contiguous), then S[a][b] = Σ_t Xt[a][t]·Xt[b][t] is computed for b ≥ a only (upper
  * triangle, mirrored in finish()), tile by tile so both panels stay in cache, with a 4×4 register block.
+ *
+ * With a linear-algebra provider that has `gram` (linalgProvider.ts), add() hands X to it instead:
+ * S += XᵀX in float64 from the float32 inputs (BLAS dgemm in the native provider), the same sums up
+ * to their order. Each call also mirrors S's triangle (O(cols²)), so feed whole sequences, not tokens.
  */
 import { UsageError } from '../../errors.js';
+import type { QuantLinalg } from './linalgProvider.js';
 
 const TOKEN_CHUNK = 256; // tokens per transposed panel
 const TILE = 64;         // columns per tile side (two 64×256 float32 panels = 128 KiB)
 const BLOCK = 4;         // register block: 4×4 sums per pass over a chunk
 
+export interface HessianOptions {
+  /** Provider for S += XᵀX (its `gram`); without one, the TypeScript loops below. */
+  linalg?: QuantLinalg;
+}
+
 export class HessianAccumulator {
   readonly cols: number;
-  private readonly cp: number;        // cols rounded up to a multiple of BLOCK
+  private readonly cp: number;        // row stride of S: cols rounded up to a multiple of BLOCK, or cols with gram
   private readonly S: Float64Array;   // [cp, cp], upper triangle valid
-  private readonly Xt: Float32Array;  // [cp, TOKEN_CHUNK]
+  private readonly Xt: Float32Array;  // [cp, TOKEN_CHUNK] (empty with gram)
+  private readonly gram: QuantLinalg['gram'];
   private n = 0;
   private tokens = 0;
 
-  constructor(cols: number) {
+  constructor(cols: number, opts: HessianOptions = {}) {
     if (!Number.isInteger(cols) || cols < 1) throw new UsageError(`Hessian needs a positive column count, got ${cols}`);
     this.cols = cols;
-    this.cp = Math.ceil(cols / BLOCK) * BLOCK;
+    this.gram = opts.linalg?.gram?.bind(opts.linalg);
+    this.cp = this.gram ? cols : Math.ceil(cols / BLOCK) * BLOCK;
     this.S = new Float64Array(this.cp * this.cp);
-    this.Xt = new Float32Array(this.cp * TOKEN_CHUNK);
+    this.Xt = new Float32Array(this.gram ? 0 : this.cp * TOKEN_CHUNK);
   }
 
   /** Samples counted so far (n in H = 2/n Σ x xᵀ). */
@@ -46,7 +58,8 @@ export class HessianAccumulator {
   add(X: Float32Array, nTokens: number, nSamples = 1): void {
     const { cols, cp, Xt } = this;
     if (X.length !== nTokens * cols) throw new UsageError(`Hessian input has ${X.length} values, expected ${nTokens}x${cols}`);
-    for (let t0 = 0; t0 < nTokens; t0 += TOKEN_CHUNK) {
+    if (this.gram) this.gram(X, this.S, nTokens, cols);
+    else for (let t0 = 0; t0 < nTokens; t0 += TOKEN_CHUNK) {
       const T = Math.min(TOKEN_CHUNK, nTokens - t0);
       for (let t = 0; t < T; t++) {
         const row = (t0 + t) * cols;

@@ -15,12 +15,24 @@
  *
  * Layout: W is row-major [rows, cols]; we work on Wt = Wᵀ [cols, rows] in float64 so that a column of
  * W, which every step reads or updates across all rows, is contiguous.
+ *
+ * Linear algebra provider (opts.linalg, see core/linalgProvider.ts): its cholesky and
+ * triangularInverse compute Hinv (float64, the same factor as the TypeScript route to ~1e-15). The
+ * lazy batch update, most of the solve's flops (≈ rows · cols²), goes to the provider's gemmF64 when
+ * it has one, else stays in float64 TypeScript. The provider's float32 gemm (BLAS sgemm) is not
+ * exact enough to be the default: rounding Err1 and Hinv to float32 and summing in float32 leaves
+ * ~1e-7 relative error in each update, and GPTQ amplifies it: a weight near a rounding boundary takes
+ * the neighbouring code, that column's err1 changes by a whole grid step, and the rest of the row
+ * (and later groups' ranges) follow (2-bit test layers: ~1e-3 relative loss difference, codes of
+ * whole row tails different). gptq.py runs in float32 throughout and has the same sensitivity, so
+ * `lazyUpdate: 'f32'` opts in to the sgemm for speed; results then agree with the reference in loss,
+ * not code for code.
  */
 import { LowbitError, UsageError } from '../../errors.js';
 import {
   QuantSpec, QuantizedMatrix, checkSpec, dequantize, maxqOf, paramsFromRange, quantize,
 } from '../core/grid.js';
-import { upperCholeskyOfInverse } from '../core/linalg.js';
+import { QuantLinalg, upperCholeskyOfInverse } from '../core/linalgProvider.js';
 
 export interface GptqOptions {
   spec: QuantSpec;
@@ -34,6 +46,10 @@ export interface GptqOptions {
   consumeH?: boolean;
   /** Layer name for error messages. */
   where?: string;
+  /** Provider for Hinv (cholesky + triangularInverse) and the lazy batch update (gemm); default: TypeScript. */
+  linalg?: QuantLinalg;
+  /** Lazy batch update: 'f64' (default; provider's gemmF64 or TypeScript) or 'f32' (provider's gemm, as gptq.py). */
+  lazyUpdate?: 'f64' | 'f32';
 }
 
 export interface GptqResult extends QuantizedMatrix {
@@ -48,7 +64,8 @@ export interface GptqResult extends QuantizedMatrix {
   notes: string[];
 }
 
-const ROW_CHUNK = 256; // rows per panel in the lazy batch update
+const ROW_CHUNK = 256;    // rows per panel in the lazy batch update
+const GEMM_PANEL = 2048;  // target columns per gemm call in the provider's lazy batch update
 
 export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): GptqResult {
   const { spec, where } = opts;
@@ -112,7 +129,10 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
     for (let i = 0; i < n; i++) Hinv[i * n + i] = diagH[i]!;
   }
 
-  const dampUsed = dampedInverseFactor(Hinv, n, percdamp, opts.maxDampRetries ?? 3, notes, at);
+  const { linalg } = opts;
+  const dampUsed = dampedInverseFactor(Hinv, n, percdamp, opts.maxDampRetries ?? 3, notes, at, linalg);
+  const gemm32 = opts.lazyUpdate === 'f32' ? linalg?.gemm?.bind(linalg) : undefined;
+  const gemm64 = linalg?.gemmF64?.bind(linalg);
 
   // Outputs in the original column order.
   const codes = new Uint8Array(rows * cols), Q = new Float32Array(rows * cols);
@@ -176,7 +196,9 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
         for (let r = 0; r < rows; r++) W1[wk + r]! -= Err1[e + r]! * h;
       }
     }
-    lazyBatchUpdate(Wt, rows, cols, Hinv, Err1, i1, i2);
+    if (gemm32) lazyBatchUpdateGemm(gemm32, (m) => new Float32Array(m), Wt, rows, cols, Hinv, Err1, i1, i2);
+    else if (gemm64) lazyBatchUpdateGemm(gemm64, (m) => new Float64Array(m), Wt, rows, cols, Hinv, Err1, i1, i2);
+    else lazyBatchUpdate(Wt, rows, cols, Hinv, Err1, i1, i2);
   }
 
   return { Q, codes, scales, zeros, gIdx, ...(perm ? { perm } : {}), loss, dampUsed, notes };
@@ -203,7 +225,8 @@ function rangeParams(Wt: Float64Array, rows: number, c0: number, c1: number, spe
  * Adds percdamp · mean(diag H) to the diagonal and replaces Hinv (holding H) with the upper Cholesky
  * factor of its inverse. A failed factorization multiplies the damping by 10, up to maxRetries times.
  */
-function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, maxRetries: number, notes: string[], at: string): number {
+function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, maxRetries: number, notes: string[], at: string,
+  linalg?: QuantLinalg): number {
   let mean = 0;
   for (let i = 0; i < n; i++) mean += Hinv[i * n + i]!;
   mean /= n;
@@ -213,7 +236,7 @@ function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, ma
   for (let attempt = 0; ; attempt++) {
     const damp = frac * mean;
     for (let i = 0; i < n; i++) Hinv[i * n + i] = diag0[i]! + damp;
-    if (upperCholeskyOfInverse(Hinv, n)) {
+    if (upperCholeskyOfInverse(Hinv, n, linalg)) {
       if (attempt > 0) notes.push(`Cholesky failed with damping ${percdamp}; succeeded with ${frac} of mean(diag H)`);
       return frac;
     }
@@ -252,5 +275,30 @@ function lazyBatchUpdate(Wt: Float64Array, rows: number, cols: number, Hinv: Flo
         for (let r = r0; r < r1; r++) Wt[wo + r]! -= c0 * Err1[e0 + r]!;
       }
     }
+  }
+}
+
+/**
+ * The same update through a provider's gemm, y[M,N] = x[M,K]·w[N,K]ᵀ with M target columns, N = rows,
+ * K = count: x = Hinv[i1:i2, i2:]ᵀ, w = Err1ᵀ, and Wt[i2 + j'] -= y[j'], in panels of GEMM_PANEL columns.
+ */
+function lazyBatchUpdateGemm<A extends Float32Array | Float64Array>(
+  gemm: (x: A, w: A, y: A, M: number, N: number, K: number) => void, alloc: (length: number) => A,
+  Wt: Float64Array, rows: number, cols: number, Hinv: Float64Array, Err1: Float64Array, i1: number, i2: number): void {
+  const count = i2 - i1, n = cols, rest = cols - i2;
+  if (rest <= 0) return;
+  const E = alloc(rows * count); // Err1ᵀ [rows, count]
+  for (let k = 0; k < count; k++) for (let r = 0; r < rows; r++) E[r * count + k] = Err1[k * rows + r]!;
+  const panel = Math.min(GEMM_PANEL, rest);
+  const C = alloc(panel * count), y = alloc(panel * rows);
+  for (let j0 = 0; j0 < rest; j0 += panel) {
+    const m = Math.min(panel, rest - j0);
+    for (let k = 0; k < count; k++) {
+      const h = (i1 + k) * n + i2 + j0;
+      for (let jj = 0; jj < m; jj++) C[jj * count + k] = Hinv[h + jj]!;
+    }
+    gemm(C.subarray(0, m * count) as A, E, y.subarray(0, m * rows) as A, m, rows, count);
+    const wo = (i2 + j0) * rows;
+    for (let i = 0; i < m * rows; i++) Wt[wo + i]! -= y[i]!;
   }
 }

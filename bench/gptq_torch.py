@@ -1,0 +1,83 @@
+"""PyTorch anchor for bench/gptqLayer.ts: GPTQ on one random layer, the algorithm of IST-DASLab/gptq
+gptq.py (add_batch per 2048-token sequence in float32; fasterquant: damping 0.01, Cholesky of the
+inverse, blocks of 128, 4-bit asymmetric groups of 128), on the CPU. Prints one line per shape:
+  ROWSxCOLS hessian_s H solve_s S (torch VERSION, N threads)
+Usage: python3 bench/gptq_torch.py THREADS TOKENS ROWSxCOLS [ROWSxCOLS ...]"""
+import sys
+import time
+
+import torch
+
+SEQ, BLOCK, GROUP, BITS, PERCDAMP = 2048, 128, 128, 4, 0.01
+
+
+def params(w, maxq):
+    xmin = torch.minimum(w.min(1).values, torch.zeros(1))
+    xmax = torch.maximum(w.max(1).values, torch.zeros(1))
+    tmp = (xmin == 0) & (xmax == 0)
+    xmin[tmp], xmax[tmp] = -1, 1
+    scale = (xmax - xmin) / maxq
+    zero = torch.round(-xmin / scale)
+    return scale.unsqueeze(1), zero.unsqueeze(1)
+
+
+def quant(x, scale, zero, maxq):
+    q = torch.clamp(torch.round(x / scale) + zero, 0, maxq)
+    return scale * (q - zero)
+
+
+def solve(W, H):
+    maxq, cols = 2**BITS - 1, W.shape[1]
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    damp = PERCDAMP * torch.mean(torch.diag(H))
+    H += damp * torch.eye(cols)
+    H = torch.linalg.cholesky(H)
+    H = torch.cholesky_inverse(H)
+    Hinv = torch.linalg.cholesky(H, upper=True)
+    Q = torch.zeros_like(W)
+    scale = zero = None
+    for i1 in range(0, cols, BLOCK):
+        i2 = min(i1 + BLOCK, cols)
+        W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
+        Err1 = torch.zeros_like(W1)
+        for i in range(i2 - i1):
+            w, d = W1[:, i], Hinv1[i, i]
+            if (i1 + i) % GROUP == 0:
+                scale, zero = params(W[:, i1 + i:i1 + i + GROUP], maxq)
+            q = quant(w.unsqueeze(1), scale, zero, maxq).flatten()
+            Q[:, i1 + i] = q
+            err1 = (w - q) / d
+            W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
+            Err1[:, i] = err1
+        W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
+    return Q
+
+
+def main():
+    threads, tokens, shapes = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for shape in shapes:
+        rows, cols = (int(s) for s in shape.split("x"))
+        seq = min(SEQ, tokens)
+        X = torch.randn(seq, cols)
+        H, n = torch.zeros(cols, cols), 0
+        t0 = time.perf_counter()
+        for done in range(0, tokens, seq):
+            inp = X[: min(seq, tokens - done)].t().float()
+            H *= n / (n + 1)
+            n += 1
+            inp = (2 / n) ** 0.5 * inp
+            H += inp.matmul(inp.t())
+        hessian = time.perf_counter() - t0
+        W = 0.02 * torch.randn(rows, cols)
+        t0 = time.perf_counter()
+        solve(W, H)
+        print(f"{shape} hessian_s {hessian:.2f} solve_s {time.perf_counter() - t0:.2f}"
+              f" (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { BUILTIN_GRIDS, parseGrid } from '../study/grid.js';
+import { runStudy } from '../study/runner.js';
+import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
+import { dataDir, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, type CommonOptions } from './common.js';
+import { parseFloatOption } from './quantize.js';
+
+interface StudyCliOptions extends CommonOptions, BackendCliOptions {
+  grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; percdamp: string;
+  out: string; force?: boolean; keepCheckpoints?: boolean;
+}
+
+export function registerStudy(program: Command): void {
+  const cmd = modelOptions(program.command('study'))
+    .description('run a grid of methods × bits × group sizes and write the paper-shaped tables (resumable)')
+    .option('--grid <name|file>', `built-in grid (${Object.keys(BUILTIN_GRIDS).join(', ')}) or a JSON grid file`, 'quick')
+    .option('--ppl <sets>', 'perplexity sets', 'wikitext2,ptb,c4,tinystories')
+    .option('--seqlen <n>', "window length for evaluation and calibration (default: min(2048, the model's context))")
+    .option('--limit <n>', 'only the first N windows of each perplexity set')
+    .option('--calib <source>', 'calibration source for quantized cells (wikitext2 train is not bundled)', 'c4')
+    .option('--nsamples <n>', 'calibration windows', '128')
+    .option('--seed <n>', 'calibration seed', '0')
+    .option('--percdamp <f>', 'GPTQ damping', '0.01')
+    .option('--data-dir <dir>', 'dataset folder laid out as shared/data')
+    .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
+    .option('--force', 'recompute cells that are already finished')
+    .option('--no-keep-checkpoints', 'delete each quantized checkpoint after it is evaluated')
+    .option('--json', 'print results.json on stdout instead of the table');
+  backendOptions(cmd);
+  cmd.action(async (o: StudyCliOptions) => {
+    const ckpt = loadCheckpoint(o);
+    const be = await createBackend(o);
+    const grid = parseGrid(o.grid);
+    const seqlen = parseIntOption('--seqlen', o.seqlen, 2) ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
+    const progress = new Progress(!!o.json);
+    const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
+    const { files } = await runStudy(ckpt, be, grid, {
+      out: resolve(o.out), ppl: parseList('--ppl', o.ppl), seqlen, limit: parseIntOption('--limit', o.limit),
+      calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
+      percdamp: parseFloatOption('--percdamp', o.percdamp, 0, 10), dataDir: o.dataDir ? dataDir(o) : undefined,
+      force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
+      onEvent: (e) => {
+        if (e.kind === 'cell-skip') log(`[${e.index + 1}/${e.total}] ${e.key}: finished earlier, skipped (--force recomputes)`);
+        else if (e.kind === 'cell-start') progress.start(e.steps, `[${e.index + 1}/${e.total}] ${e.key}`);
+        else if (e.kind === 'cell-step') progress.update(e.step, e.stage);
+        else { progress.stop(); log(`[${e.index + 1}/${e.total}] ${e.key}: done in ${e.seconds.toFixed(1)} s`); }
+      },
+    });
+    if (o.json) { process.stdout.write(readFileSync(files[2]!, 'utf8')); return; }
+    console.log(readFileSync(files[0]!, 'utf8'));
+    console.log(`written: ${files.join(', ')}`);
+  });
+}

@@ -1,0 +1,107 @@
+import { rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import type { ModelCheckpoint } from '../model/checkpoint.js';
+import { openModel } from '../io/open.js';
+import { evaluatePpl, type PplResult } from '../eval/ppl.js';
+import { quantizeModel, type QuantizeReport } from '../quant/quantizeModel.js';
+import { cellKey, type Cell, type Grid } from './grid.js';
+import { Journal, type CellRecord } from './journal.js';
+import { writeReports } from './report/writers.js';
+
+export interface StudyOptions {
+  readonly out: string;
+  readonly ppl: readonly string[];
+  readonly seqlen: number;
+  readonly limit?: number | undefined;
+  readonly calib: string;
+  readonly nsamples: number;
+  readonly seed: number;
+  readonly percdamp: number;
+  readonly dataDir?: string | undefined;
+  /** recompute finished cells */
+  readonly force?: boolean;
+  readonly keepCheckpoints?: boolean;
+  /** extra evaluations of a cell's model (zero-shot tasks, MMLU), merged into its results */
+  readonly extraEval?: ((ckpt: ModelCheckpoint, onProgress: (stage: string) => void) => Promise<Record<string, unknown>>) | undefined;
+  readonly extraSettings?: Record<string, unknown>;
+  readonly onEvent?: ((e: StudyEvent) => void) | undefined;
+}
+
+export type StudyEvent =
+  | { kind: 'cell-start'; index: number; total: number; key: string; steps: number }
+  | { kind: 'cell-step'; step: number; stage: string }
+  | { kind: 'cell-skip'; index: number; total: number; key: string }
+  | { kind: 'cell-done'; index: number; total: number; key: string; seconds: number };
+
+/** Everything that changes a cell's numbers; a finished cell is reused only when these match. */
+function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOptions): Record<string, unknown> {
+  return {
+    model: resolve(ckpt.path), format: ckpt.format, tokenizer: ckpt.tokenizer.description, ppl: [...o.ppl], seqlen: o.seqlen,
+    limit: o.limit ?? null, protocol: 'gptq',
+    ...(cell.method === 'fp16' ? {} : { calib: o.calib, nsamples: o.nsamples, seed: o.seed, percdamp: o.percdamp, trueSequential: true }),
+    ...(o.extraSettings ?? {}),
+    dataDir: o.dataDir ?? null, backendKind: be.name,
+  };
+}
+
+/**
+ * Runs a grid of (method, bits, group) cells on one model: quantize (written as a real checkpoint
+ * and read back), evaluate, record. Each finished cell is journaled atomically, so a killed study
+ * resumes where it stopped; the tables are rewritten after every cell.
+ */
+export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o: StudyOptions): Promise<{ records: CellRecord[]; files: string[] }> {
+  const journal = new Journal(o.out);
+  const records: CellRecord[] = [];
+  const total = grid.cells.length;
+  const header = `# lowbit study: ${grid.name} on ${ckpt.path}\n\nPerplexity: GPTQ protocol, seqlen ${o.seqlen}${o.limit ? `, first ${o.limit} windows of each set (--limit)` : ''}; ` +
+    `quantized cells calibrated on ${o.calib} (${o.nsamples} × ${o.seqlen} tokens, seed ${o.seed}); weights asymmetric unless marked; backend ${be.description}.`;
+  const files = () => writeReports(o.out, records, header, { grid, model: ckpt.path, backend: be.description });
+  for (const [index, cell] of grid.cells.entries()) {
+    const key = cellKey(cell);
+    const settings = settingsOf(ckpt, be, cell, o);
+    const done = o.force ? undefined : journal.find(cell, settings);
+    if (done) {
+      records.push(done);
+      o.onEvent?.({ kind: 'cell-skip', index, total, key });
+      continue;
+    }
+    const t0 = performance.now();
+    const steps = (cell.method === 'fp16' ? 0 : 1) + o.ppl.length + (o.extraEval ? 1 : 0);
+    o.onEvent?.({ kind: 'cell-start', index, total, key, steps });
+    let step = 0;
+    const stepDone = (stage: string) => o.onEvent?.({ kind: 'cell-step', step: ++step, stage });
+    let model = ckpt;
+    let quant: QuantizeReport | null = null;
+    const dir = join(o.out, 'checkpoints', key);
+    if (cell.method !== 'fp16') {
+      quant = await quantizeModel(ckpt, be, {
+        method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, actOrder: cell.actOrder, percdamp: o.percdamp,
+        calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir,
+      });
+      model = openModel(dir);
+      stepDone('quantized');
+    }
+    const ppl: Record<string, PplResult> = {};
+    for (const set of o.ppl) {
+      ppl[set] = await evaluatePpl(model, be, set, { seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir });
+      stepDone(`ppl ${set}`);
+    }
+    const extra = o.extraEval ? await o.extraEval(model, (s) => o.onEvent?.({ kind: 'cell-step', step, stage: s })) : {};
+    if (o.extraEval) stepDone('tasks');
+    const rec: CellRecord = {
+      key, cell, settings,
+      results: {
+        ppl, ...extra,
+        quant: quant && { totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
+      },
+      finishedAt: new Date().toISOString(), seconds: (performance.now() - t0) / 1000,
+    };
+    journal.save(rec);
+    if (o.keepCheckpoints === false && cell.method !== 'fp16') rmSync(dir, { recursive: true, force: true });
+    records.push(rec);
+    files();
+    o.onEvent?.({ kind: 'cell-done', index, total, key, seconds: rec.seconds });
+  }
+  return { records, files: files() };
+}

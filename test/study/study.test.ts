@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openModel } from '../../src/io/open.js';
+import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
+import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
+import { runStudy, type StudyEvent } from '../../src/study/runner.js';
+import { BUILTIN_GRIDS, cellKey, parseGrid } from '../../src/study/grid.js';
+import { TINY656K, DATA } from '../helpers/paths.js';
+
+const { kernels, note } = selectKernels('auto', 2);
+const be = new CpuBackend(kernels, note);
+
+test('paper-ptq grid: FP16 plus RTN and GPTQ at W8/4/3/2, g128 and per-channel', () => {
+  const g = BUILTIN_GRIDS['paper-ptq']!();
+  assert.equal(g.cells.length, 17);
+  assert.deepEqual(g.cells.slice(0, 3).map(cellKey), ['fp16', 'rtn-w8-g128', 'rtn-w8-pc']);
+  assert.ok(g.cells.some((c) => cellKey(c) === 'gptq-w2-pc'));
+});
+
+test('study: tables written, finished cells skipped on rerun, --force recomputes', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'lowbit-study-'));
+  const gridFile = join(out, 'grid.json');
+  writeFileSync(gridFile, JSON.stringify({ cells: [{ method: 'fp16' }, { method: 'rtn', wbits: 4, group: 32 }, { method: 'gptq', wbits: 4, group: 32 }] }));
+  const grid = parseGrid(gridFile);
+  const ck = openModel(TINY656K);
+  const opts = { out, ppl: ['tinystories'], seqlen: 512, limit: 2, calib: 'c4', nsamples: 4, seed: 0, percdamp: 0.01, dataDir: DATA };
+  const events: StudyEvent[] = [];
+  const first = await runStudy(ck, be, grid, { ...opts, onEvent: (e) => events.push(e) });
+  assert.equal(events.filter((e) => e.kind === 'cell-done').length, 3);
+  const md = readFileSync(join(out, 'table.md'), 'utf8');
+  assert.match(md, /\| Method \| #W \| #G \| TinyStories \|/);
+  assert.match(md, /\| GPTQ \| 4 \| 32 \|/);
+  const csv = readFileSync(join(out, 'table.csv'), 'utf8').trim().split('\n');
+  assert.equal(csv.length, 4);
+  const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  assert.equal(json.cells[2].settings.calib, 'c4');
+  assert.ok(json.cells[2].results.ppl.tinystories.ppl > 1);
+
+  const again: StudyEvent[] = [];
+  const second = await runStudy(ck, be, grid, { ...opts, onEvent: (e) => again.push(e) });
+  assert.equal(again.filter((e) => e.kind === 'cell-skip').length, 3);
+  assert.deepEqual(second.records.map((r) => r.results), first.records.map((r) => r.results));
+
+  // changed settings (a different limit) are not mistaken for finished cells
+  const changed: StudyEvent[] = [];
+  await runStudy(ck, be, { name: 'x', cells: grid.cells.slice(0, 1) }, { ...opts, limit: 1, onEvent: (e) => changed.push(e) });
+  assert.equal(changed.filter((e) => e.kind === 'cell-done').length, 1);
+
+  const forced: StudyEvent[] = [];
+  await runStudy(ck, be, { name: 'x', cells: grid.cells.slice(1, 2) }, { ...opts, force: true, onEvent: (e) => forced.push(e) });
+  assert.equal(forced.filter((e) => e.kind === 'cell-done').length, 1);
+});
+
+test('grid files: bad cells are rejected with the file and cell named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lowbit-grid-'));
+  const f = join(dir, 'g.json');
+  writeFileSync(f, JSON.stringify({ cells: [{ method: 'rtn', wbits: 12, group: 128 }] }));
+  assert.throws(() => parseGrid(f), /g\.json cell 0: wbits must be 1–8/);
+  writeFileSync(f, '{not json');
+  assert.throws(() => parseGrid(f), /g\.json: not a valid grid JSON file/);
+  assert.throws(() => parseGrid(join(dir, 'missing.json')), /neither a built-in grid/);
+});
