@@ -1,4 +1,5 @@
 import type { Tensor } from '../tensor/tensor.js';
+import type { CpuKernels } from './cpu/kernels/kernels.js';
 
 /**
  * A value living on a backend (host memory for the CPU backend, a GPU buffer for WebGPU).
@@ -16,8 +17,10 @@ export interface BTensor {
  */
 export interface Backend {
   readonly name: string;
-  /** one line for logs and result records, e.g. "cpu (js kernels, 1 thread)" */
+  /** one line for logs and result records, e.g. "cpu: native (OpenBLAS), 2 threads" */
   readonly description: string;
+  /** host-side kernels (float64 Gram, Cholesky, triangular inverse) the quantizers use on host memory */
+  readonly hostKernels: CpuKernels;
 
   upload(data: Float32Array, shape: readonly number[]): BTensor;
   /** A weight in its stored dtype (f32/f16/bf16). */

@@ -6,10 +6,15 @@ import { runStudy } from '../study/runner.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
 import { dataDir, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, type CommonOptions } from './common.js';
 import { parseFloatOption } from './quantize.js';
+import { evaluateTasks } from '../eval/taskRun.js';
+import { parseTasks } from '../eval/tasks/registry.js';
+import { taskColumnsForStudy } from '../eval/studyTasks.js';
+import type { PairEncoding } from '../eval/tasks/score.js';
+import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
   grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; percdamp: string;
-  out: string; force?: boolean; keepCheckpoints?: boolean;
+  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string;
 }
 
 export function registerStudy(program: Command): void {
@@ -19,6 +24,9 @@ export function registerStudy(program: Command): void {
     .option('--ppl <sets>', 'perplexity sets', 'wikitext2,ptb,c4,tinystories')
     .option('--seqlen <n>', "window length for evaluation and calibration (default: min(2048, the model's context))")
     .option('--limit <n>', 'only the first N windows of each perplexity set')
+    .option('--tasks <tasks>', 'also evaluate each cell on piqa, arc_easy, arc_challenge, hellaswag, winogrande, mmlu')
+    .option('--bos', 'tasks: prepend BOS to every context (the paper: off)')
+    .option('--encoding <mode>', 'tasks: joint or separate context/continuation encoding', 'joint')
     .option('--calib <source>', 'calibration source for quantized cells (wikitext2 train is not bundled)', 'c4')
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'calibration seed', '0')
@@ -35,12 +43,21 @@ export function registerStudy(program: Command): void {
     const grid = parseGrid(o.grid);
     const seqlen = parseIntOption('--seqlen', o.seqlen, 2) ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
     const progress = new Progress(!!o.json);
+    const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
+    if (taskNames.length) parseTasks(taskNames.join(','));
+    if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
+    const limit = parseIntOption('--limit', o.limit);
+    const taskOpts = { ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o) };
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
     const { files } = await runStudy(ckpt, be, grid, {
-      out: resolve(o.out), ppl: parseList('--ppl', o.ppl), seqlen, limit: parseIntOption('--limit', o.limit),
+      out: resolve(o.out), ppl: parseList('--ppl', o.ppl), seqlen, limit,
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       percdamp: parseFloatOption('--percdamp', o.percdamp, 0, 10), dataDir: o.dataDir ? dataDir(o) : undefined,
       force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
+      ...(taskNames.length ? {
+        extraSettings: { tasks: taskNames, taskLimit: limit ?? null, bos: !!o.bos, encoding: o.encoding },
+        extraEval: async (model) => taskColumnsForStudy(await evaluateTasks(model, be, taskNames, taskOpts)),
+      } : {}),
       onEvent: (e) => {
         if (e.kind === 'cell-skip') log(`[${e.index + 1}/${e.total}] ${e.key}: finished earlier, skipped (--force recomputes)`);
         else if (e.kind === 'cell-start') progress.start(e.steps, `[${e.index + 1}/${e.total}] ${e.key}`);

@@ -26,7 +26,8 @@ export function readHfConfig(path: string): LlamaConfig {
 export function parseHfConfig(path: string, c: Json): LlamaConfig {
   const fail = (msg: string): never => { throw new FormatError(path, msg); };
   const archs = Array.isArray(c.architectures) ? c.architectures : [];
-  if (!archs.includes('LlamaForCausalLM') && c.model_type !== 'llama') {
+  const llamaArch = archs.length ? archs.includes('LlamaForCausalLM') : c.model_type === 'llama';
+  if (!llamaArch || (c.model_type !== undefined && c.model_type !== 'llama')) {
     fail(`unsupported architecture ${JSON.stringify(archs[0] ?? c.model_type ?? null)} (lowbit reads LlamaForCausalLM / model_type "llama")`);
   }
   const int = (key: string, dflt?: number): number => {

@@ -56,6 +56,13 @@ export class Llama2cSource implements TensorSource {
     const h = (this.header = readHeader(path, size));
     const headSize = h.dim / h.nHeads;
     const kvDim = headSize * h.nKvHeads;
+    // the size the header implies, checked before any per-layer bookkeeping (a hostile n_layers must not loop)
+    const perLayerFloats = 2 * h.dim + 2 * h.dim * h.dim + 2 * kvDim * h.dim + 3 * h.hiddenDim * h.dim;
+    const implied = LLAMA2C_HEADER_BYTES + 4 * (h.vocabSize * h.dim * (h.sharedClassifier ? 1 : 2) + h.nLayers * perLayerFloats + h.dim + h.seqLen * headSize);
+    if (implied !== size) {
+      throw new FormatError(path, `file has ${size} bytes, but the header (dim ${h.dim}, hidden ${h.hiddenDim}, ${h.nLayers} layers, ` +
+        `${h.nHeads}/${h.nKvHeads} heads, vocab ${h.sharedClassifier ? '' : '-'}${h.vocabSize}, seq ${h.seqLen}) implies ${implied}`);
+    }
     let at = LLAMA2C_HEADER_BYTES;
     const add = (name: string, shape: number[]): void => {
       this.entries.set(name, Object.freeze({ name, dtype: 'f32', shape: Object.freeze(shape), storedAs: 'F32', start: at }));

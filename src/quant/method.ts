@@ -6,6 +6,7 @@
  * SmoothQuant, QuIP, ...) means adding a file and a registry entry, not changing the pipeline.
  */
 import type { QuantSpec, QuantizedMatrix } from './core/grid.js';
+import type { QuantLinalg } from './core/linalgProvider.js';
 
 export type { QuantSpec };
 
@@ -15,6 +16,8 @@ export interface MethodOptions {
   readonly staticGroups: boolean;
   readonly percdamp: number;
   readonly blocksize: number;
+  /** fast float64 linear algebra (the backend's host kernels); the pure TypeScript path when absent */
+  readonly linalg?: QuantLinalg | undefined;
 }
 
 export interface LayerInput {

@@ -80,7 +80,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
       // 1. statistics of this group's inputs, with everything before it already quantized
       const acc = new Map<Short, HessianAccumulator>();
       if (xs.length) {
-        for (const s of group) acc.set(s, new HessianAccumulator(s === 'down' ? cfg.intermediateSize : s === 'o' ? cfg.numHeads * cfg.headDim : cfg.hiddenSize));
+        for (const s of group) acc.set(s, new HessianAccumulator(s === 'down' ? cfg.intermediateSize : s === 'o' ? cfg.numHeads * cfg.headDim : cfg.hiddenSize, { linalg: be.hostKernels }));
         const pending: Promise<void>[] = [];
         const hook: LinearInputHook = (layer, x) => {
           const a = acc.get(layer);
@@ -104,7 +104,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
           throw new UsageError(`group size ${o.spec.groupSize} does not divide the ${cols} input columns of ${name}`);
         }
         const H = acc.get(s)?.finish();
-        const out = o.method.quantizeLayer({ name, W, rows, cols, H }, o);
+        const out = o.method.quantizeLayer({ name, W, rows, cols, H }, { ...o, linalg: o.linalg ?? be.hostKernels });
         weights[s] = be.uploadWeight(new Tensor('f32', [rows, cols], out.Q));
         o.onLayer({ name, rows, cols, out });
         reports.push({

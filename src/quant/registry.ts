@@ -18,7 +18,7 @@ const GPTQ: QuantMethod = {
     if (!l.H) throw new UsageError(`gptq needs calibration statistics for ${l.name}`);
     const r = gptq(l.W, l.rows, l.cols, l.H, {
       spec: o.spec, blocksize: o.blocksize, percdamp: o.percdamp, actOrder: o.actOrder, staticGroups: o.staticGroups,
-      consumeH: false, where: l.name,
+      consumeH: false, where: l.name, ...(o.linalg ? { linalg: o.linalg } : {}),
     });
     return { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx, Q: r.Q, dampUsed: r.dampUsed, notes: r.notes };
   },

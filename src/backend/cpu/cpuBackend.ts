@@ -30,6 +30,8 @@ export class CpuBackend implements Backend {
   readonly name = 'cpu';
   constructor(readonly kernels: CpuKernels = jsKernels, private readonly threadNote = 'js, 1 thread') {}
 
+  get hostKernels(): CpuKernels { return this.kernels; }
+
   get description(): string { return `cpu: ${this.threadNote}`; }
 
   upload(data: Float32Array, shape: readonly number[]): BTensor {
