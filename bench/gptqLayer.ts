@@ -10,6 +10,7 @@
  * when python3 can import torch (bench/gptq_torch.py). Without --full: 128 × 64 tokens (the Hessian's
  * cost is linear in tokens); --full: the issue's 128 × 2048.
  */
+import { torchPython } from './python.js';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { spawnSync } from 'node:child_process';
@@ -84,12 +85,12 @@ const SHAPES: [string, number, number][] = [['q_proj', 4096, 4096], ['up_proj', 
 
 /** PyTorch's times for the same shapes and algorithm, or why there are none. */
 function torchAnchor(tokens: number, threads: number, only: string[]): string[] {
-  if (spawnSync('python3', ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) {
+  if (!torchPython()) {
     return ["PyTorch anchor: absent (python3 -c 'import torch' fails)"];
   }
   const script = join(PACKAGE_ROOT, 'bench', 'gptq_torch.py');
   const args = [script, String(threads), String(tokens), ...SHAPES.filter(([n]) => only.includes(n)).map(([, r, c]) => `${r}x${c}`)];
-  const r = spawnSync('python3', args, { encoding: 'utf8' });
+  const r = spawnSync(torchPython()!, args, { encoding: 'utf8' });
   return (r.stdout || r.stderr || '').trim().split('\n').map((l) => `PyTorch anchor: ${l}`);
 }
 

@@ -4,6 +4,7 @@
  * after one warm-up, y[M,N] = x[M,K]·w[N,K]ᵀ at 2·M·N·K flops.
  *   node dist/bench/kernels.js [--threads N] [--sizes 1024,2048,4096]
  */
+import { torchPython } from './python.js';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -34,11 +35,11 @@ function gflops(k: CpuKernels, n: number, budgetMs: number): number {
 
 function torchAnchor(sizes: number[], threads: number, log: (l: string) => void): void {
   const script = join(PACKAGE_ROOT, 'bench', 'anchor_torch.py');
-  if (spawnSync('python3', ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0 || !existsSync(script)) {
+  if (!torchPython() || !existsSync(script)) {
     log('  pytorch      absent (python3 cannot import torch; Debian python3-torch provides it)');
     return;
   }
-  const r = spawnSync('python3', [script, String(threads), ...sizes.map(String)], { encoding: 'utf8' });
+  const r = spawnSync(torchPython()!, [script, String(threads), ...sizes.map(String)], { encoding: 'utf8' });
   for (const line of (r.stdout || r.stderr || '').trim().split('\n')) log(`  pytorch      ${line}`);
 }
 

@@ -1,16 +1,25 @@
-// `npm run bench`: runs each benchmark in its own process (so peak memory is its own) and prints figures.
+// `npm run bench`: every benchmark in its own process (so peak memory is its own); each prints figures.
+//   npm run bench            the default set (about 15-25 minutes on 2 cores)
+//   npm run bench -- --quick a smaller set (a few minutes)
+//   npm run bench -- --full  adds GPTQ on full LLaMA-3-8B layer shapes with 128×2048 tokens (long)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
+const full = process.argv.includes('--full');
 const runs: [string, string[]][] = [
+  ['kernels.js', ['--sizes', quick ? '1024' : '1024,2048']],
   ['pplSpeed.js', ['bundled']],
-  ['pplSpeed.js', ['llama3-8b', '1', quick ? '32' : '128']],
+  ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
+  ['gptqLayer.js', full ? ['--full'] : []],
+  ['quantMemory.js', ['rtn', '4', quick ? '64' : '128']],
+  ['tasks.js', []],
+  ...(quick ? [] : [['studyTime.js', ['quick']] as [string, string[]]]),
 ];
 for (const [file, args] of runs) {
   console.log(`\n# ${file} ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, ['--max-old-space-size=16384', join(here, file), ...args], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, ['--max-old-space-size=20000', join(here, file), ...args], { stdio: 'inherit' });
   if (r.status !== 0) console.log(`(benchmark exited with ${r.status})`);
 }
