@@ -9,7 +9,7 @@ import { csqaAverage, csqaColumns, evaluateTasks, mmluColumns } from '../../src/
 import type { TaskResult } from '../../src/eval/tasks/registry.js';
 import { UsageError } from '../../src/errors.js';
 import { openModel } from '../../src/io/open.js';
-import { HAS_SHARED, NO_SHARED_REASON, SHARED_DATA, TINY656K } from '../helpers/paths.js';
+import { HAS_TASK_DATA, NO_TASK_DATA_REASON, DATA, TINY656K } from '../helpers/paths.js';
 
 function result(task: string, acc: number, extra: Partial<TaskResult> = {}): TaskResult {
   return {
@@ -46,15 +46,15 @@ test('evaluateTasks rejects an unknown task name before loading the model', asyn
 const MMLU_SUBSET = ['world_religions', 'abstract_algebra', 'high_school_geography', 'marketing'];
 function subsetDataDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'lowbit-tasks-'));
-  for (const task of ['piqa', 'arc', 'hellaswag', 'winogrande']) symlinkSync(join(SHARED_DATA, task), join(dir, task));
+  for (const task of ['piqa', 'arc', 'hellaswag', 'winogrande']) symlinkSync(join(DATA, task), join(dir, task));
   for (const split of ['dev', 'test']) {
     mkdirSync(join(dir, 'mmlu', 'data', split), { recursive: true });
-    for (const s of MMLU_SUBSET) symlinkSync(join(SHARED_DATA, 'mmlu', 'data', split, `${s}_${split}.csv`), join(dir, 'mmlu', 'data', split, `${s}_${split}.csv`));
+    for (const s of MMLU_SUBSET) symlinkSync(join(DATA, 'mmlu', 'data', split, `${s}_${split}.csv`), join(dir, 'mmlu', 'data', split, `${s}_${split}.csv`));
   }
   return dir;
 }
 
-test('evaluateTasks on TinyStories-656K, limit 20: piqa, arc_easy, winogrande, hellaswag and MMLU (4 subjects)', { skip: HAS_SHARED ? false : NO_SHARED_REASON }, async () => {
+test('evaluateTasks on TinyStories-656K, limit 20: piqa, arc_easy, winogrande, hellaswag and MMLU (4 subjects)', { skip: HAS_TASK_DATA ? false : NO_TASK_DATA_REASON }, async () => {
   const dataDir = subsetDataDir();
   try {
     const ckpt = openModel(TINY656K);

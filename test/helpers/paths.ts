@@ -12,3 +12,6 @@ export const SHARED = resolve(PACKAGE_ROOT, '..', 'shared');
 export const SHARED_DATA = join(SHARED, 'data');
 export const HAS_SHARED = existsSync(SHARED_DATA);
 export const NO_SHARED_REASON = `needs ${SHARED_DATA} (the shared data folder beside the checkout)`;
+/** the task data (PIQA, ARC, HellaSwag, Winogrande, MMLU) is bundled in assets/data */
+export const HAS_TASK_DATA = existsSync(join(DATA, 'piqa', 'valid.jsonl'));
+export const NO_TASK_DATA_REASON = `needs the task data in ${DATA}`;

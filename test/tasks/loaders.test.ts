@@ -10,9 +10,9 @@ import { listMmluSubjects, loadMmlu, readMmluCsv } from '../../src/data/tasks/mm
 import { loadPiqa } from '../../src/data/tasks/piqa.js';
 import { loadWinogrande } from '../../src/data/tasks/winogrande.js';
 import { FormatError } from '../../src/errors.js';
-import { HAS_SHARED, NO_SHARED_REASON, SHARED_DATA } from '../helpers/paths.js';
+import { HAS_TASK_DATA, NO_TASK_DATA_REASON, DATA } from '../helpers/paths.js';
 
-const skip = HAS_SHARED ? false : NO_SHARED_REASON;
+const skip = HAS_TASK_DATA ? false : NO_TASK_DATA_REASON;
 
 function tmp(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'lowbit-tasks-'));
@@ -35,17 +35,17 @@ function throwsAt(fn: () => unknown, where: string, detail?: RegExp): void {
 }
 
 test('example counts of the shared data', { skip }, () => {
-  const piqa = loadPiqa(SHARED_DATA);
+  const piqa = loadPiqa(DATA);
   assert.equal(piqa.length, 1838);
   assert.deepEqual([piqa.filter((d) => d.label === 0).length, piqa.filter((d) => d.label === 1).length], [910, 928]);
   assert.equal(piqa[0].goal, "How do I ready a guinea pig cage for it's new occupants?");
   assert.equal(piqa[0].label, 0);
-  assert.equal(loadArc('ARC-Easy', SHARED_DATA).length, 2376);
-  assert.equal(loadArc('ARC-Challenge', SHARED_DATA).length, 1172);
-  const wg = loadWinogrande(SHARED_DATA);
+  assert.equal(loadArc('ARC-Easy', DATA).length, 2376);
+  assert.equal(loadArc('ARC-Challenge', DATA).length, 1172);
+  const wg = loadWinogrande(DATA);
   assert.equal(wg.length, 1267);
   assert.deepEqual([wg.filter((d) => d.answer === 1).length, wg.filter((d) => d.answer === 2).length], [628, 639]);
-  const hs = loadHellaswag(SHARED_DATA);
+  const hs = loadHellaswag(DATA);
   assert.equal(hs.layout, 'llamacpp-txt');
   assert.equal(hs.docs.length, 10042);
   assert.deepEqual([0, 1, 2, 3].map((l) => hs.docs.filter((d) => d.label === l).length), [2515, 2485, 2584, 2458]);
@@ -54,7 +54,7 @@ test('example counts of the shared data', { skip }, () => {
 });
 
 test('ARC: numeric labels 1..4 give the index of answerKey', { skip }, () => {
-  const docs = loadArc('ARC-Easy', SHARED_DATA);
+  const docs = loadArc('ARC-Easy', DATA);
   const d = docs[14]; // line 15: NYSEDREGENTS_2015_8_28, labels 1..4, answerKey "2"
   assert.equal(d.id, 'NYSEDREGENTS_2015_8_28');
   assert.deepEqual(d.labels, ['1', '2', '3', '4']);
@@ -64,10 +64,10 @@ test('ARC: numeric labels 1..4 give the index of answerKey', { skip }, () => {
 });
 
 test('MMLU: 57 subjects, 14,042 test and 285 dev rows; fields equal Python csv.reader', { skip }, () => {
-  assert.equal(listMmluSubjects(SHARED_DATA, 'test').length, 57);
+  assert.equal(listMmluSubjects(DATA, 'test').length, 57);
   // golden figures from Python's csv.reader over the same files: rows, total characters, fields with a newline, quote chars
   for (const [split, rows, chars, withNewline, quotes] of [['test', 14042, 6222448, 1131, 4347], ['dev', 285, 110283, 36, 81]] as const) {
-    const subjects = loadMmlu(split, SHARED_DATA);
+    const subjects = loadMmlu(split, DATA);
     assert.equal(subjects.length, 57);
     const all = subjects.flatMap((s) => s.rows);
     assert.equal(all.length, rows);
@@ -76,7 +76,7 @@ test('MMLU: 57 subjects, 14,042 test and 285 dev rows; fields equal Python csv.r
     assert.equal(fields.filter((f) => f.includes('\n')).length, withNewline);
     assert.equal(fields.reduce((a, f) => a + f.split('"').length - 1, 0), quotes);
   }
-  const aa = loadMmlu('dev', SHARED_DATA)[0];
+  const aa = loadMmlu('dev', DATA)[0];
   assert.equal(aa.subject, 'abstract_algebra');
   assert.deepEqual(aa.rows[1].choices, ['True, True', 'False, False', 'True, False', 'False, True']);
 });

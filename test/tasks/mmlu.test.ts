@@ -8,7 +8,7 @@ import { UsageError } from '../../src/errors.js';
 import { buildMmluPrompt, letterTokenIds, mmluPrompt, mmluScores } from '../../src/eval/tasks/mmlu.js';
 import { MMLU_CATEGORIES, mmluCategory } from '../../src/eval/tasks/mmluCategories.js';
 import { TASKS, evaluateTask, parseTasks } from '../../src/eval/tasks/registry.js';
-import { HAS_SHARED, NO_SHARED_REASON, SHARED_DATA } from '../helpers/paths.js';
+import { HAS_TASK_DATA, NO_TASK_DATA_REASON, DATA } from '../helpers/paths.js';
 import { CHAR_BOS, TableScorer, charTokenizer } from './fakes.js';
 
 const tok = charTokenizer();
@@ -34,12 +34,12 @@ test('category averages are over questions, not over subjects', () => {
   assert.deepEqual(s.subjects.abstract_algebra, { n: 10, acc: 0.7 });
 });
 
-test('subject → category map: 57 subjects, the standard question counts per category', { skip: HAS_SHARED ? false : NO_SHARED_REASON }, () => {
-  const subjects = listMmluSubjects(SHARED_DATA);
+test('subject → category map: 57 subjects, the standard question counts per category', { skip: HAS_TASK_DATA ? false : NO_TASK_DATA_REASON }, () => {
+  const subjects = listMmluSubjects(DATA);
   assert.ok(subjects.every((s) => mmluCategory(s) !== undefined));
   const perCat = Object.fromEntries(MMLU_CATEGORIES.map((c) => [c, 0]));
   const subjectsPerCat = Object.fromEntries(MMLU_CATEGORIES.map((c) => [c, 0]));
-  for (const s of loadMmlu('test', SHARED_DATA)) { perCat[mmluCategory(s.subject)!] += s.rows.length; subjectsPerCat[mmluCategory(s.subject)!]++; }
+  for (const s of loadMmlu('test', DATA)) { perCat[mmluCategory(s.subject)!] += s.rows.length; subjectsPerCat[mmluCategory(s.subject)!]++; }
   assert.deepEqual(perCat, { Humanities: 4705, STEM: 3018, 'Social Sciences': 3077, Other: 3242 });
   assert.deepEqual(subjectsPerCat, { Humanities: 13, STEM: 18, 'Social Sciences': 12, Other: 14 });
   assert.equal(mmluCategory('anatomy'), 'Other'); // health, not STEM (lm-eval's groups differ here)

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { UsageError } from '../../src/errors.js';
 import { evaluateTask } from '../../src/eval/tasks/registry.js';
 import { encodePair, fitToContext, meanStderr, scoreRequest } from '../../src/eval/tasks/score.js';
-import { HAS_SHARED, NO_SHARED_REASON, SHARED_DATA, TINY656K } from '../helpers/paths.js';
+import { HAS_TASK_DATA, NO_TASK_DATA_REASON, DATA, TINY656K } from '../helpers/paths.js';
 import { CHAR_BOS, CHAR_EOS, TableScorer, charTokenizer, tinyStoriesTokenizer } from './fakes.js';
 
 const tok = charTokenizer();
@@ -124,14 +124,14 @@ test('evaluateTask: PIQA on a hand-made data dir, record fields, limit', async (
   await assert.rejects(evaluateTask('piqa', scorer, tok, { dataDir: piqaDir(), limit: 0 }), UsageError);
 });
 
-test('evaluateTask on the shared data: HellaSwag text layout is labelled llamacpp-txt; Winogrande has no acc_norm', { skip: HAS_SHARED ? false : NO_SHARED_REASON }, async () => {
+test('evaluateTask on the shared data: HellaSwag text layout is labelled llamacpp-txt; Winogrande has no acc_norm', { skip: HAS_TASK_DATA ? false : NO_TASK_DATA_REASON }, async () => {
   const scorer = new TableScorer(tok, (_c, cont) => -[...cont].length);
-  const hs = await evaluateTask('hellaswag', scorer, tok, { dataDir: SHARED_DATA, limit: 4 });
+  const hs = await evaluateTask('hellaswag', scorer, tok, { dataDir: DATA, limit: 4 });
   assert.equal(hs.n, 4);
   assert.equal(hs.protocol, 'lm-eval-v0.3-acc:llamacpp-txt');
   assert.equal(hs.variant, 'llamacpp-txt');
   assert.equal(tok.decode(scorer.calls[0][0].context), 'Roof shingle removal: A man is sitting on a roof. he');
-  const wg = await evaluateTask('winogrande', scorer, tok, { dataDir: SHARED_DATA, limit: 2 });
+  const wg = await evaluateTask('winogrande', scorer, tok, { dataDir: DATA, limit: 2 });
   assert.equal(wg.acc_norm, undefined);
   assert.equal(wg.protocol, 'lm-eval-v0.3-acc');
 });
