@@ -3,6 +3,7 @@ import type { ModelCheckpoint } from './checkpoint.js';
 import { blockForward } from './block.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import { freeBlock, loadBlock, loadEmbedding, loadHead, type BlockWeights } from './weights.js';
+import { NAMES } from '../io/source.js';
 
 export interface StreamProgress { phase: 'embed' | 'block' | 'head'; block: number; numBlocks: number }
 
@@ -61,10 +62,13 @@ export async function streamedNll(
   const L = ckpt.config.numLayers;
   opts.onProgress?.({ phase: 'embed', block: 0, numBlocks: L });
   const { hidden, embed } = embedAll(ckpt, be, seqs);
+  // keep the embedding table only when it doubles as the LM head: peak memory is one block, not the edges
+  const tied = !ckpt.weights.has(NAMES.lmHead);
+  if (!tied) be.free(embed);
   const rope = ropeFor(ckpt, be, 0, T);
   const out = await streamBlocks(ckpt, be, hidden, forwardBlock(ckpt, be, rope), opts.onProgress);
   opts.onProgress?.({ phase: 'head', block: L, numBlocks: L });
-  const { norm, head } = loadHead(ckpt, be, embed);
+  const { norm, head } = loadHead(ckpt, be, tied ? embed : undefined);
   const chunk = opts.headChunk ?? 256;
   const result: Float64Array[] = [];
   for (let s = 0; s < seqs.length; s++) {

@@ -78,13 +78,17 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
       quant = await quantizeModel(ckpt, be, {
         method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, actOrder: cell.actOrder, percdamp: o.percdamp,
         calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir,
+        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `quantize block ${p.block + 1}/${p.numBlocks}` }),
       });
       model = openModel(dir);
       stepDone('quantized');
     }
     const ppl: Record<string, PplResult> = {};
     for (const set of o.ppl) {
-      ppl[set] = await evaluatePpl(model, be, set, { seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir });
+      ppl[set] = await evaluatePpl(model, be, set, {
+        seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir,
+        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `ppl ${set} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}` }),
+      });
       stepDone(`ppl ${set}`);
     }
     const extra = o.extraEval ? await o.extraEval(model, (s) => o.onEvent?.({ kind: 'cell-step', step, stage: s })) : {};

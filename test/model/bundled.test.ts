@@ -28,10 +28,9 @@ for (const [label, path] of Object.entries(TINY_FORMATS)) {
     const prompt: number[] = tinyRef.greedy.prompt_ids;
     if (label !== 'F16 GGUF') assert.deepEqual(ck.tokenizer.encode(tinyRef.greedy.prompt, { bos: true }), prompt);
     const want: number[] = tinyRef.greedy.output_ids.slice(prompt.length);
-    // the F16 GGUF holds f16-rounded weights: compare the first tokens, where the argmax margins are wide
-    const steps = label === 'F16 GGUF' ? 24 : want.length;
-    const got = await LlamaModel.load(ck, be).generate(prompt, steps);
-    assert.deepEqual(got, want.slice(0, steps));
+    // the F16 GGUF holds f16-rounded weights, yet the argmax margins are wide enough for all 100 tokens
+    const got = await LlamaModel.load(ck, be).generate(prompt, want.length);
+    assert.deepEqual(got, want);
   });
 }
 
