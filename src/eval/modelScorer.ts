@@ -15,6 +15,13 @@
  * to float tolerance (test/eval/modelScorer.test.ts). Continuations of one context are not concatenated into one
  * forward: the backend's attention is causal only, with no mask to keep one continuation from seeing another.
  * Memory is bounded by one context's cache plus one continuation's activations at a time.
+ *
+ * Batched (default, with KV reuse): the requests of one call are run as varlen batches (LlamaModel.forwardBatchPacked:
+ * rows of several sequences concatenated for the row-wise ops, attention per sequence). In waves bounded by
+ * `maxBatchRows`: (1) the distinct shared contexts of the wave run as one batch, keeping each one's last-row logits
+ * and cache; (2) every continuation `cont[:-1]` of the wave runs on its context's cache, batched in chunks of at most
+ * `maxBatchRows` rows, with one nll call per chunk. Single-request contexts are scored from scratch, also batched.
+ * Memory is bounded by about `maxBatchRows` rows of caches and activations (a single longer sequence runs alone).
  */
 import type { Backend, BTensor } from '../backend/backend.js';
 import type { KvCache, LlamaModel } from '../model/llama.js';
@@ -25,6 +32,10 @@ export interface ModelScorerOptions {
   readonly kvReuse?: boolean;
   /** longest model input in tokens (default: the model's maxPositionEmbeddings) */
   readonly maxContext?: number;
+  /** run the requests of one call as varlen batches (default true; same numbers to float round-off, faster) */
+  readonly batch?: boolean;
+  /** most rows (tokens) per batched forward, and per wave of shared contexts (default 2048) */
+  readonly maxBatchRows?: number;
 }
 
 /**
@@ -36,12 +47,17 @@ interface ContextState { readonly cache: KvCache; readonly last: BTensor; readon
 export class ModelScorer implements Scorer {
   readonly maxContext: number;
   readonly kvReuse: boolean;
+  readonly batch: boolean;
+  readonly maxBatchRows: number;
   private readonly be: Backend;
 
   constructor(private readonly model: LlamaModel, opts: ModelScorerOptions = {}) {
     this.be = model.be;
     this.kvReuse = opts.kvReuse ?? true;
     this.maxContext = opts.maxContext ?? model.config.maxPositionEmbeddings;
+    this.batch = opts.batch ?? true;
+    this.maxBatchRows = opts.maxBatchRows ?? 2048;
+    if (!Number.isInteger(this.maxBatchRows) || this.maxBatchRows < 1) throw new RangeError(`maxBatchRows must be a positive integer (got ${this.maxBatchRows})`);
     if (!Number.isInteger(this.maxContext) || this.maxContext < 1) throw new RangeError(`maxContext must be a positive integer (got ${this.maxContext})`);
   }
 
@@ -60,6 +76,10 @@ export class ModelScorer implements Scorer {
       const g = groups.get(key);
       if (g) g.push(i); else groups.set(key, [i]);
     }
+    if (this.batch) {
+      await this.loglikelihoodBatched(prepared, [...groups.values()], out);
+      return out;
+    }
     for (const indices of groups.values()) {
       if (indices.length === 1) {
         // nothing to share (Winogrande's partial scoring): one forward beats context + continuation separately
@@ -71,6 +91,61 @@ export class ModelScorer implements Scorer {
       this.release(ctx);
     }
     return out;
+  }
+
+  /** The batched KV-reuse path (see the file comment); writes into `out`. */
+  private async loglikelihoodBatched(prepared: LoglikelihoodRequest[], groups: number[][], out: number[]): Promise<void> {
+    // single-request contexts: (context + continuation)[:-1] from scratch, batched
+    const singles = groups.filter((g) => g.length === 1).map((g) => g[0]!);
+    for (const chunk of chunkByRows(singles, (i) => prepared[i]!.context.length + prepared[i]!.continuation.length - 1, this.maxBatchRows)) {
+      const segs = chunk.map((i) => {
+        const ids = [...prepared[i]!.context, ...prepared[i]!.continuation];
+        return { ids: Int32Array.from(ids.slice(0, -1)), targets: ids.slice(1), skip: prepared[i]!.context.length - 1 };
+      });
+      const lls = await this.scoreSegments(segs.map((s) => ({ ids: s.ids })), segs.map((s) => s.targets), segs.map((s) => s.skip));
+      chunk.forEach((i, j) => { out[i] = lls[j]!; });
+    }
+    // shared contexts: in waves of about maxBatchRows context rows
+    const shared = groups.filter((g) => g.length > 1);
+    for (const wave of chunkByRows(shared, (g) => prepared[g[0]!]!.context.length, this.maxBatchRows)) {
+      const { logits, caches } = this.model.forwardBatchPacked(
+        wave.map((g) => ({ ids: Int32Array.from(prepared[g[0]!]!.context) })), { logits: 'last' });
+      const last = await this.be.read(logits!);
+      this.be.free(logits!);
+      const V = this.model.config.vocabSize;
+      // first continuation token from each context's last row
+      wave.forEach((g, w) => {
+        const row = last.subarray(w * V, (w + 1) * V);
+        const lse = logSumExp(row);
+        for (const i of g) out[i] = row[prepared[i]!.continuation[0]!]! - lse;
+      });
+      // the rest of every continuation on its context's cache
+      const rest = wave.flatMap((g, w) => g.filter((i) => prepared[i]!.continuation.length > 1).map((i) => ({ i, cache: caches[w]! })));
+      for (const chunk of chunkByRows(rest, (r) => prepared[r.i]!.continuation.length - 1, this.maxBatchRows)) {
+        const conts = chunk.map((r) => prepared[r.i]!.continuation);
+        const lls = await this.scoreSegments(
+          chunk.map((r, j) => ({ ids: Int32Array.from(conts[j]!.slice(0, -1)), cache: r.cache })), conts.map((c) => c.slice(1)), conts.map(() => 0));
+        chunk.forEach((r, j) => { out[r.i] = out[r.i]! + lls[j]!; });
+      }
+      for (const c of caches) this.freeCache(c);
+    }
+  }
+
+  /** Σ log p(targets[s][skip[s]..]) of each segment's rows, in one batched forward and one nll call. */
+  private async scoreSegments(segs: { ids: Int32Array; cache?: KvCache }[], targets: number[][], skip: number[]): Promise<number[]> {
+    const { logits, rowStart, caches } = this.model.forwardBatchPacked(segs, { logits: 'all' });
+    const nll = await this.be.nll(logits!, Int32Array.from(targets.flat()));
+    this.be.free(logits!);
+    for (const [s, c] of caches.entries()) this.freeNew(c, segs[s]!.cache);
+    return segs.map((_, s) => -sum(nll.subarray(rowStart[s]! + skip[s]!, rowStart[s + 1]!)));
+  }
+
+  /** Frees the k/v of `cache` that a forward on top of `base` made (not base's own). */
+  private freeNew(cache: KvCache, base?: KvCache): void {
+    cache.layers.forEach(({ k, v }, l) => {
+      if (base?.layers[l]?.k !== k) this.be.free(k);
+      if (base?.layers[l]?.v !== v) this.be.free(v);
+    });
   }
 
   async nextTokenLogprobs(context: number[], candidates: number[]): Promise<number[]> {
@@ -140,6 +215,28 @@ export class ModelScorer implements Scorer {
   private freeCache(cache: KvCache): void {
     for (const { k, v } of cache.layers) { this.be.free(k); this.be.free(v); }
   }
+}
+
+/** Greedy split of `items` into consecutive chunks of at most `budget` rows (an item over budget goes alone). */
+function chunkByRows<T>(items: readonly T[], rows: (x: T) => number, budget: number): T[][] {
+  const chunks: T[][] = [];
+  let cur: T[] = [], n = 0;
+  for (const x of items) {
+    const r = rows(x);
+    if (cur.length > 0 && n + r > budget) { chunks.push(cur); cur = []; n = 0; }
+    cur.push(x); n += r;
+  }
+  if (cur.length > 0) chunks.push(cur);
+  return chunks;
+}
+
+/** log Σ exp(row), in float64. */
+function logSumExp(row: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+  let z = 0;
+  for (let i = 0; i < row.length; i++) z += Math.exp(row[i]! - max);
+  return max + Math.log(z);
 }
 
 function sum(xs: Float64Array): number {

@@ -22,6 +22,8 @@ export interface TaskRunOptions {
   readonly kvReuse?: boolean;
   /** longest model input (default: the model's maxPositionEmbeddings) */
   readonly maxContext?: number;
+  /** multiple-choice examples per scorer call, run as varlen batches (default 16; 1 = unbatched) */
+  readonly batchSize?: number;
   readonly onProgress?: (task: string, done: number, total: number) => void;
 }
 
@@ -33,7 +35,7 @@ export async function evaluateTasks(ckpt: ModelCheckpoint, backend: Backend, tas
   for (const spec of specs) {
     const onProgress = opts.onProgress;
     results.push(await evaluateTask(spec, scorer, ckpt.tokenizer, {
-      limit: opts.limit, bos: opts.bos, encoding: opts.encoding, dataDir: opts.dataDir,
+      limit: opts.limit, bos: opts.bos, encoding: opts.encoding, dataDir: opts.dataDir, batchSize: opts.batchSize,
       onProgress: onProgress && ((done, total) => onProgress(spec.name, done, total)),
     }));
   }

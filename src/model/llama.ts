@@ -1,11 +1,24 @@
 import type { Backend, BTensor } from '../backend/backend.js';
 import type { ModelCheckpoint } from './checkpoint.js';
 import { blockForward, type KvState } from './block.js';
+import { blockForwardBatch, concatAllRows, ropeForSegments, type BatchSegment } from './batch.js';
 import { ropeFor } from './stream.js';
 import { loadBlock, loadEmbedding, loadHead, type BlockWeights } from './weights.js';
 
 /** Keys/values of every block for positions 0..length-1. Immutable: extending makes a new cache. */
 export interface KvCache { readonly length: number; readonly layers: readonly KvState[] }
+
+/** One sequence of a batched forward: `ids` run after `cache` (positions cache.length..). */
+export interface BatchInput { readonly ids: Int32Array; readonly cache?: KvCache }
+
+/** Which logits a batched forward computes: every row, each segment's last row, or none (hidden states only). */
+export type BatchLogits = 'all' | 'last' | 'none';
+
+/**
+ * A batched forward with its logits packed: rows of segment s are `rowStart[s]..rowStart[s+1]-1` of `logits`
+ * (for 'last', row s is segment s's last row).
+ */
+export interface PackedBatch { readonly logits?: BTensor; readonly rowStart: number[]; readonly caches: KvCache[] }
 
 /**
  * A LLaMA model with all blocks resident, for work that needs random access to positions:
@@ -46,6 +59,53 @@ export class LlamaModel {
   forward(ids: Int32Array, cache?: KvCache): { logits: BTensor; cache: KvCache } {
     const { hidden, cache: next } = this.forwardHidden(ids, cache);
     return { logits: this.be.linear(hidden, this.head), cache: next };
+  }
+
+  /**
+   * Several sequences in one pass (varlen batching): their rows are concatenated so the row-wise ops run once, and
+   * attention runs per sequence on its own cache. Logits of every segment are packed into one tensor (see PackedBatch).
+   * Each segment must have at least one id. Equals `forward` on each segment alone, to float round-off.
+   */
+  forwardBatchPacked(segments: readonly BatchInput[], opts: { logits?: BatchLogits } = {}): PackedBatch {
+    const mode = opts.logits ?? 'all';
+    if (segments.length === 0) return { rowStart: [0], caches: [], logits: undefined };
+    const segs: BatchSegment[] = [];
+    let R = 0;
+    for (const [i, s] of segments.entries()) {
+      if (s.ids.length === 0) throw new RangeError(`forwardBatch: segment ${i} has no ids`);
+      segs.push({ start: R, count: s.ids.length, offset: s.cache?.length ?? 0 });
+      R += s.ids.length;
+    }
+    const ids = new Int32Array(R);
+    for (const [i, s] of segments.entries()) ids.set(s.ids, segs[i]!.start);
+    const rope = ropeForSegments(this.ckpt, this.be, segs);
+    let x = this.be.embedding(this.embed, ids);
+    const layers: KvState[][] = segments.map(() => []);
+    this.blocks.forEach((w, b) => {
+      const r = blockForwardBatch(this.be, this.config, w, x, rope, segs, segments.map((s) => s.cache?.layers[b]));
+      x = r.out;
+      r.kvs.forEach((kv, s) => layers[s]!.push(kv));
+    });
+    const caches = segs.map((g, s) => ({ length: g.offset + g.count, layers: layers[s]! }));
+    if (mode === 'none') return { rowStart: segs.map((g) => g.start).concat(R), caches };
+    if (mode === 'last') {
+      const lastRows = segs.length === 1 && segs[0]!.count === 1 ? x : concatAllRows(this.be, segs.map((g) => this.be.rows(x, g.start + g.count - 1, 1)));
+      const hidden = this.be.rmsnorm(lastRows, this.norm, this.config.rmsNormEps);
+      return { logits: this.be.linear(hidden, this.head), rowStart: segs.map((_, s) => s).concat(segs.length), caches };
+    }
+    const hidden = this.be.rmsnorm(x, this.norm, this.config.rmsNormEps);
+    return { logits: this.be.linear(hidden, this.head), rowStart: segs.map((g) => g.start).concat(R), caches };
+  }
+
+  /**
+   * `forwardBatchPacked` with the logits split per segment: logits[s] is [ids.length, V] ('all') or [1, V] ('last');
+   * empty for 'none'.
+   */
+  forwardBatch(segments: readonly BatchInput[], opts: { logits?: BatchLogits } = {}): { logits: BTensor[]; caches: KvCache[] } {
+    const { logits, rowStart, caches } = this.forwardBatchPacked(segments, opts);
+    if (!logits) return { logits: [], caches };
+    if (segments.length === 1) return { logits: [logits], caches };
+    return { logits: caches.map((_, s) => this.be.rows(logits, rowStart[s]!, rowStart[s + 1]! - rowStart[s]!)), caches };
   }
 
   /** Greedy decoding: `steps` new tokens after `prompt` (stops early at EOS when stopAtEos). */

@@ -125,17 +125,42 @@ test('KV reuse runs each distinct context once: tokens through the model = conte
   const r = rng(4);
   const context = randomIds(r, 20);
   const conts = [3, 5, 2, 6].map((n) => randomIds(r, n));
-  const count = async (kvReuse: boolean) => {
+  const count = async (kvReuse: boolean, batch: boolean) => {
     const model = LlamaModel.load(randomCk, be);
     let tokens = 0;
-    // forward() goes through forwardHidden(), so counting there sees every token once
+    // forward() goes through forwardHidden(), and forwardBatch() through forwardBatchPacked(): counting there sees every token once
     const hid = model.forwardHidden.bind(model);
     model.forwardHidden = (ids, cache) => { tokens += ids.length; return hid(ids, cache); };
-    await new ModelScorer(model, { kvReuse }).loglikelihood(conts.map((continuation) => ({ context, continuation })));
+    const packed = model.forwardBatchPacked.bind(model);
+    model.forwardBatchPacked = (segs, opts) => { for (const s of segs) tokens += s.ids.length; return packed(segs, opts); };
+    await new ModelScorer(model, { kvReuse, batch }).loglikelihood(conts.map((continuation) => ({ context, continuation })));
     return tokens;
   };
-  assert.equal(await count(true), 20 + 2 + 4 + 1 + 5);
-  assert.equal(await count(false), 4 * 20 + 2 + 4 + 1 + 5);
+  assert.equal(await count(true, true), 20 + 2 + 4 + 1 + 5);
+  assert.equal(await count(true, false), 20 + 2 + 4 + 1 + 5);
+  assert.equal(await count(false, true), 4 * 20 + 2 + 4 + 1 + 5);
+});
+
+test('batched log-likelihoods equal unbatched and from-scratch (1e-4), whatever the row budget', async () => {
+  const r = rng(31);
+  const contexts = [randomIds(r, 1), randomIds(r, 7), randomIds(r, 23), randomIds(r, 40), randomIds(r, 3)];
+  const reqs: LoglikelihoodRequest[] = [];
+  for (const [c, context] of contexts.entries()) {
+    const lens = c === 4 ? [6] : [1, 2, 5, 12]; // the last context has one request (scored from scratch)
+    for (const n of lens) reqs.push({ context, continuation: randomIds(r, n) });
+  }
+  reqs.push({ context: [5, 6], continuation: [] }); // ll = 0
+  reqs.push({ context: randomIds(r, 9), continuation: [7] }); // a single one-token continuation
+  const unbatched = await new ModelScorer(randomModel, { batch: false }).loglikelihood(reqs);
+  const scratch = await new ModelScorer(randomModel, { kvReuse: false }).loglikelihood(reqs);
+  assertClose(unbatched, scratch, 1e-4, 'unbatched vs scratch');
+  for (const maxBatchRows of [2048, 50, 8, 1]) {
+    const batched = await new ModelScorer(randomModel, { maxBatchRows }).loglikelihood(reqs);
+    assertClose(batched, unbatched, 1e-4, `batched (${maxBatchRows} rows) vs unbatched`);
+    assertClose(batched, scratch, 1e-4, `batched (${maxBatchRows} rows) vs scratch`);
+  }
+  assert.equal(reqs.length, 19);
+  assert.throws(() => new ModelScorer(randomModel, { maxBatchRows: 0 }), /maxBatchRows/);
 });
 
 test('TinyStories-656K with its tokenizer: KV-reuse log-likelihoods equal scoring from scratch (1e-4)', async () => {
@@ -151,6 +176,7 @@ test('TinyStories-656K with its tokenizer: KV-reuse log-likelihoods equal scorin
   const reuse = await new ModelScorer(model).loglikelihood(reqs);
   const scratch = await new ModelScorer(model, { kvReuse: false }).loglikelihood(reqs);
   assertClose(reuse, scratch, 1e-4, 'tiny ll');
+  assertClose(await new ModelScorer(model, { batch: false }).loglikelihood(reqs), scratch, 1e-4, 'tiny unbatched ll');
   // a trained story model prefers the story continuation
   assert.ok(reuse[2]! > reuse[3]!, `"loved to play outside." ${reuse[2]} should beat "was a big red truck that" ${reuse[3]}`);
   const context = tok.encode('Once upon a time, there was a', { bos: true });

@@ -100,3 +100,15 @@ test('evaluateTasks on TinyStories-656K, limit 20: piqa, arc_easy, winogrande, h
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
+
+test('batchSize does not change results: 1 (one scorer call per example) vs 7 vs the default (16)', { skip: HAS_TASK_DATA ? false : NO_TASK_DATA_REASON }, async () => {
+  const ckpt = openModel(TINY656K);
+  const { kernels, note } = selectKernels('auto', 1);
+  const be = new CpuBackend(kernels, note);
+  const tasks = ['piqa', 'winogrande', 'hellaswag'];
+  const pick = (rs: TaskResult[]) => rs.map((r) => [r.task, r.n, r.acc, r.acc_norm]);
+  const one = await evaluateTasks(ckpt, be, tasks, { limit: 15, dataDir: DATA, batchSize: 1 });
+  assert.deepEqual(pick(await evaluateTasks(ckpt, be, tasks, { limit: 15, dataDir: DATA, batchSize: 7 })), pick(one));
+  assert.deepEqual(pick(await evaluateTasks(ckpt, be, tasks, { limit: 15, dataDir: DATA })), pick(one));
+  await assert.rejects(evaluateTasks(ckpt, be, ['piqa'], { limit: 2, dataDir: DATA, batchSize: 0 }), /batch size must be a positive integer/);
+});

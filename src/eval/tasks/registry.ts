@@ -13,8 +13,8 @@ import { defaultDataDir } from '../../paths.js';
 import type { Scorer } from '../scorer.js';
 import { MMLU_SHOTS, runMmlu, type AccEntry } from './mmlu.js';
 import type { MmluCategory } from './mmluCategories.js';
-import { arcRequest, hellaswagRequest, hellaswagTxtRequest, piqaRequest, winograndeRequest, type TaskRequest } from './requests.js';
-import { meanStderr, scoreRequest, type PairEncoding } from './score.js';
+import { arcRequest, choicePairs, hellaswagRequest, hellaswagTxtRequest, piqaRequest, winograndeRequest, type TaskRequest } from './requests.js';
+import { encodePair, fitToContext, meanStderr, metricsOf, TARGET_DELIMITER, type EncodeOptions, type ExampleScore, type PairEncoding } from './score.js';
 
 /** lm-eval v0.3-style zero-shot multiple choice, as the paper reports it (acc, no BOS by default). */
 export const PROTOCOL_ZERO_SHOT = 'lm-eval-v0.3-acc';
@@ -93,7 +93,33 @@ export interface EvaluateOptions {
   readonly dataDir?: string;
   /** MMLU prompt limit in tokens; default the scorer's maxContext */
   readonly maxLen?: number;
+  /**
+   * multiple choice: the requests of up to this many examples go to the scorer in one loglikelihood call, so a batching
+   * scorer can run them together (default 16; 1 = one call per example). Results do not depend on it.
+   */
+  readonly batchSize?: number;
   readonly onProgress?: (done: number, total: number) => void;
+}
+
+export const DEFAULT_BATCH_SIZE = 16;
+
+/**
+ * Scores several examples through one loglikelihood call holding all their choices (each example's choices stay
+ * consecutive, so choices sharing a context are together); one metrics record per example, in order.
+ */
+export async function scoreRequests(reqs: readonly TaskRequest[], scorer: Scorer, tok: Tokenizer, opts: EncodeOptions): Promise<ExampleScore[]> {
+  const pairs = reqs.map((req) => choicePairs(req).map(({ context, continuation }) =>
+    fitToContext(encodePair(tok, context, TARGET_DELIMITER + continuation, opts), scorer.maxContext)));
+  const flat = pairs.flat();
+  const ll = await scorer.loglikelihood(flat);
+  if (ll.length !== flat.length) throw new Error(`scorer returned ${ll.length} log-likelihoods for ${flat.length} requests`);
+  let at = 0;
+  return reqs.map((req, i) => {
+    const n = pairs[i]!.length;
+    const s = metricsOf(req, ll.slice(at, at + n));
+    at += n;
+    return s;
+  });
 }
 
 export interface TaskResult {
@@ -127,9 +153,14 @@ function checkLimit(limit: number | undefined): void {
   if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new UsageError(`--limit must be a positive integer, got ${limit}`);
 }
 
+function checkBatchSize(n: number | undefined): void {
+  if (n !== undefined && !(Number.isInteger(n) && n > 0)) throw new UsageError(`batch size must be a positive integer, got ${n}`);
+}
+
 export async function evaluateTask(task: string | TaskSpec, scorer: Scorer, tok: Tokenizer, opts: EvaluateOptions = {}): Promise<TaskResult> {
   const spec = typeof task === 'string' ? parseTasks(task)[0] : task;
   checkLimit(opts.limit);
+  checkBatchSize(opts.batchSize);
   const dataDir = opts.dataDir ?? defaultDataDir();
   const bos = opts.bos ?? spec.defaultBos;
   const common = { task: spec.name, split: spec.split, limit: opts.limit, bos, tokenizer: tok.description, maxContext: scorer.maxContext };
@@ -150,11 +181,15 @@ export async function evaluateTask(task: string | TaskSpec, scorer: Scorer, tok:
   const requests = opts.limit === undefined ? all : all.slice(0, opts.limit);
   const acc: number[] = [];
   const accNorm: number[] = [];
-  for (const [i, req] of requests.entries()) {
-    const s = await scoreRequest(req, scorer, tok, { encoding, bos });
-    acc.push(s.acc);
-    if (s.accNorm !== undefined) accNorm.push(s.accNorm);
-    opts.onProgress?.(i + 1, requests.length);
+  const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  for (let i = 0; i < requests.length; i += batchSize) {
+    const batch = requests.slice(i, i + batchSize);
+    const scores = await scoreRequests(batch, scorer, tok, { encoding, bos });
+    for (const [j, s] of scores.entries()) {
+      acc.push(s.acc);
+      if (s.accNorm !== undefined) accNorm.push(s.accNorm);
+      opts.onProgress?.(i + j + 1, requests.length);
+    }
   }
   const a = meanStderr(acc);
   const an = spec.hasAccNorm ? meanStderr(accNorm) : undefined;
