@@ -9,6 +9,10 @@
 
 #include "kernels.h"
 
+// native/qgemm.cc: the fused dequantize-and-multiply for GPTQ-packed weights, with its own glue
+napi_value lb_napi_gemm_q(napi_env env, napi_callback_info info);
+#include "linalg64.h"
+
 namespace {
 
 struct Args {
@@ -201,6 +205,34 @@ napi_value TriInv(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+napi_value GemmF64(napi_env env, napi_callback_info info) {
+  Args a = args(env, info, 6);
+  const int M = dim(a, 3, "M"), N = dim(a, 4, "N"), K = dim(a, 5, "K");
+  double *x, *w, *y;
+  if (typed(a, 0, F64, "x", (int64_t)M * K, &x) && typed(a, 1, F64, "w", (int64_t)N * K, &w) &&
+      typed(a, 2, F64, "y", (int64_t)M * N, &y))
+    lb_gemm_f64(x, w, y, M, N, K);
+  return undefined(env);
+}
+
+napi_value SymEigen(napi_env env, napi_callback_info info) {
+  Args a = args(env, info, 3);
+  const int n = dim(a, 2, "n");
+  double *A, *w;
+  if (!(typed(a, 0, F64, "A", (int64_t)n * n, &A) && typed(a, 1, F64, "values", n, &w))) return undefined(env);
+  return boolean(env, lb_symmetric_eigen(A, w, n));
+}
+
+napi_value Qr(napi_env env, napi_callback_info info) {
+  Args a = args(env, info, 5);
+  const int m = dim(a, 1, "m"), n = dim(a, 2, "n");
+  double *A, *Q, *R;
+  if (!(typed(a, 0, F64, "A", (int64_t)m * n, &A) && typed(a, 3, F64, "Q", (int64_t)m * n, &Q) &&
+        typed(a, 4, F64, "R", (int64_t)n * n, &R)))
+    return undefined(env);
+  return boolean(env, lb_qr(A, m, n, Q, R));
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   Args a = args(env, info, 1);
   const int n = dim(a, 0, "threads");
@@ -215,6 +247,7 @@ napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gemmHalf", nullptr, GemmHalf, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gemmQ", nullptr, lb_napi_gemm_q, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rope", nullptr, Rope, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
@@ -224,6 +257,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"cholesky", nullptr, Factor<lb_cholesky>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"choleskyInverse", nullptr, Factor<lb_cholesky_inverse>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"triangularInverse", nullptr, TriInv, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gemmF64", nullptr, GemmF64, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"symmetricEigen", nullptr, SymEigen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"qr", nullptr, Qr, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

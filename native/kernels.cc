@@ -5,6 +5,7 @@
 // in fixed lanes, no -ffast-math), threaded over fixed chunks of rows. Float64 factorizations call
 // LAPACK. Reference: src/backend/cpu/kernels/js.ts and jsLinalg.ts.
 #include "kernels.h"
+#include "linalg64.h"
 
 #include <cblas.h>
 
@@ -218,8 +219,7 @@ void lb_gram(const float* x, double* H, int n, int K) {
                   xd.data() + j0, K, 1.0, H + (int64_t)i0 * K + j0, K);
     });
   }
-  for (int i = 0; i < K; i++)
-    for (int j = 0; j < i; j++) H[(int64_t)j * K + i] = H[(int64_t)i * K + j];
+  lb_mirror_lower(H, K);  // linalg64.cc: tile by tile, not one strided column per row
 }
 
 // Row-major lower triangle == column-major upper triangle: LAPACK is called with uplo 'U'.

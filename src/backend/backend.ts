@@ -1,13 +1,15 @@
 import type { Tensor } from '../tensor/tensor.js';
 import type { CpuKernels } from './cpu/kernels/kernels.js';
+import type { QuantWeight } from '../quant/pack/gptqPack.js';
 
 /**
  * A value living on a backend (host memory for the CPU backend, a GPU buffer for WebGPU).
  * Activations are float32; weights keep their stored dtype (f32, f16 or bf16) until an op uses them.
+ * 'q': a GPTQ-packed integer weight (uploadQuantized) that only `linear` consumes, decoded on the fly.
  */
 export interface BTensor {
   readonly shape: readonly number[];
-  readonly dtype: 'f32' | 'f16' | 'bf16';
+  readonly dtype: 'f32' | 'f16' | 'bf16' | 'q';
 }
 
 /**
@@ -25,13 +27,15 @@ export interface Backend {
   upload(data: Float32Array, shape: readonly number[]): BTensor;
   /** A weight in its stored dtype (f32/f16/bf16). */
   uploadWeight(t: Tensor): BTensor;
+  /** A GPTQ-packed linear weight [q.rows, q.cols], kept as codes (dtype 'q'); only `linear` takes it. */
+  uploadQuantized(q: QuantWeight): BTensor;
   read(t: BTensor): Promise<Float32Array>;
   free(t: BTensor): void;
 
   /** rows of table[V, D] for each id → [T, D] */
   embedding(table: BTensor, ids: Int32Array): BTensor;
   rmsnorm(x: BTensor, gamma: BTensor, eps: number): BTensor;
-  /** x[M, K] · w[N, K]ᵀ → [M, N] */
+  /** x[M, K] · w[N, K]ᵀ → [M, N]; w may be a quantized weight (dtype 'q'), multiplied without materialising it */
   linear(x: BTensor, w: BTensor): BTensor;
   /** rotate-half RoPE of x[T, nHeads·headDim] with tables cos/sin[T, headDim/2] → new tensor */
   rope(x: BTensor, nHeads: number, headDim: number, cos: BTensor, sin: BTensor): BTensor;

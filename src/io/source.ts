@@ -1,5 +1,6 @@
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { QuantWeight } from '../quant/pack/gptqPack.js';
 
 export interface TensorInfo {
   readonly name: string;
@@ -23,6 +24,12 @@ export interface TensorSource {
   has(name: string): boolean;
   /** Reads one tensor; every error names the file and the tensor. */
   read(name: string): Tensor;
+  /**
+   * The packed integer form of a quantized linear weight (GPTQ layout), when the source stores
+   * `name` that way; undefined for any other tensor (then `read` gives its float values). Lets a
+   * backend multiply by the codes without materialising float weights.
+   */
+  readQuantized?(name: string): QuantWeight | undefined;
 }
 
 /** Canonical tensor names of a LLaMA checkpoint. */

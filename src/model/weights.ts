@@ -17,6 +17,14 @@ export function loadBlock(ckpt: ModelCheckpoint, backend: Backend, i: number): B
   const D = cfg.hiddenSize, qd = cfg.numHeads * cfg.headDim, kvd = cfg.numKvHeads * cfg.headDim, F = cfg.intermediateSize;
   const get = (part: LayerPart, shape: number[]) => {
     const name = NAMES.layer(i, part);
+    // a GPTQ-packed weight stays packed: the backend multiplies by its codes (fused dequantize-and-multiply)
+    const q = ckpt.weights.readQuantized?.(name);
+    if (q) {
+      if (q.rows !== shape[0] || q.cols !== shape[1] || shape.length !== 2) {
+        throw new FormatError(ckpt.weights.path, `tensor ${name} has shape [${q.rows}, ${q.cols}], the config implies [${shape.join(', ')}]`);
+      }
+      return backend.uploadQuantized(q);
+    }
     const t = ckpt.weights.read(name);
     if (t.shape.length !== shape.length || t.shape.some((d, j) => d !== shape[j])) {
       throw new FormatError(ckpt.weights.path, `tensor ${name} has shape [${t.shape.join(', ')}], the config implies [${shape.join(', ')}]`);

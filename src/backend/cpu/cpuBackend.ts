@@ -3,13 +3,17 @@ import type { Tensor } from '../../tensor/tensor.js';
 import type { CpuKernels } from './kernels/kernels.js';
 import { jsKernels } from './kernels/js.js';
 import { decodeHalf } from '../../tensor/codecs.js';
+import type { QuantWeight } from '../../quant/pack/gptqPack.js';
+import { checkQuantWeight, decodeQuantRows, gemmQPanels } from './kernels/qgemm.js';
 
 /** Host-memory tensor of the CPU backend. */
 class CpuTensor implements BTensor {
   constructor(
     readonly shape: readonly number[],
-    readonly dtype: 'f32' | 'f16' | 'bf16',
+    readonly dtype: 'f32' | 'f16' | 'bf16' | 'q',
     readonly data: Float32Array | Uint16Array,
+    /** the packed weight when dtype is 'q' (data is then empty) */
+    readonly quant?: QuantWeight,
   ) {}
   get f32(): Float32Array {
     if (this.dtype !== 'f32') throw new TypeError(`expected a float32 tensor, got ${this.dtype}`);
@@ -44,19 +48,31 @@ export class CpuBackend implements Backend {
     return f32(w.shape, w.toF32());
   }
 
+  uploadQuantized(q: QuantWeight): BTensor {
+    checkQuantWeight(q, 'uploadQuantized');
+    return new CpuTensor([q.rows, q.cols], 'q', new Float32Array(0), q);
+  }
+
   async read(x: BTensor): Promise<Float32Array> {
     const c = t(x);
+    if (c.quant) {
+      const out = new Float32Array(c.quant.rows * c.quant.cols);
+      decodeQuantRows(c.quant, 0, c.quant.rows, out);
+      return out;
+    }
     return c.dtype === 'f32' ? c.f32 : this.kernelsDecode(c);
   }
 
   free(_x: BTensor): void { /* garbage collected */ }
 
   private kernelsDecode(c: CpuTensor): Float32Array {
+    if (c.dtype === 'q') throw new TypeError('a quantized weight can only be used by linear (or read)');
     return decodeHalf(c.dtype as 'bf16' | 'f16', c.data as Uint16Array);
   }
 
   embedding(table: BTensor, ids: Int32Array): BTensor {
     const tb = t(table);
+    if (tb.dtype === 'q') throw new TypeError('embedding: the table is a quantized weight; only linear takes those');
     expectShape('embedding', 'table', tb.shape, [undefined, undefined]);
     const [V, D] = tb.shape as [number, number];
     const out = f32([ids.length, D]);
@@ -94,8 +110,12 @@ export class CpuBackend implements Backend {
     expectShape('linear', 'input', xs.shape, [undefined, K]);
     const M = xs.shape[0]!;
     const out = f32([M, N]);
-    if (ws.dtype === 'f32') this.kernels.gemm(xs.f32, ws.f32, out.f32, M, N, K);
-    else this.kernels.gemmHalf(xs.f32, ws.data as Uint16Array, ws.dtype, out.f32, M, N, K);
+    if (ws.quant) {
+      const q = ws.quant;
+      if (this.kernels.gemmQ) this.kernels.gemmQ(xs.f32, q, out.f32, M);
+      else gemmQPanels(this.kernels.gemm, xs.f32, q, out.f32, M); // row panels decoded by the js reference
+    } else if (ws.dtype === 'f32') this.kernels.gemm(xs.f32, ws.f32, out.f32, M, N, K);
+    else this.kernels.gemmHalf(xs.f32, ws.data as Uint16Array, ws.dtype as 'bf16' | 'f16', out.f32, M, N, K);
     return out;
   }
 

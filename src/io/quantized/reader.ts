@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { FormatError } from '../../errors.js';
 import type { ModelCheckpoint } from '../../model/checkpoint.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { dequantizeGptq, type GptqTensors } from '../../quant/pack/gptqPack.js';
+import { dequantizeGptq, type QuantWeight } from '../../quant/pack/gptqPack.js';
 import { readHfConfig } from '../hfConfig.js';
 import { openSafetensorsDir } from '../safetensors.js';
 import type { TensorInfo, TensorSource } from '../source.js';
@@ -36,15 +36,21 @@ class GptqSource implements TensorSource {
   list(): readonly TensorInfo[] { return this.infos; }
   has(name: string): boolean { return this.infos.some((i) => i.name === name); }
   read(name: string): Tensor {
+    const q = this.readQuantized(name);
+    if (!q) return this.inner.read(name);
+    return new Tensor('f32', [q.rows, q.cols], dequantizeGptq(q));
+  }
+  /** qweight/qzeros/scales/g_idx of `<layer>.weight`, checked; undefined for a tensor stored as floats. */
+  readQuantized(name: string): QuantWeight | undefined {
     const base = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
-    if (!base || !this.inner.has(`${base}.qweight`)) return this.inner.read(name);
+    if (!base || !this.inner.has(`${base}.qweight`)) return undefined;
     const qweight = this.inner.read(`${base}.qweight`), qzeros = this.inner.read(`${base}.qzeros`);
     const scales = this.inner.read(`${base}.scales`), gIdx = this.inner.read(`${base}.g_idx`);
     if (qweight.dtype !== 'i32' || qzeros.dtype !== 'i32' || scales.dtype !== 'f16' || gIdx.dtype !== 'i32') {
       throw new FormatError(this.path, `${base}: expected int32 qweight/qzeros/g_idx and fp16 scales`);
     }
     const rows = qweight.shape[1]!, cols = gIdx.shape[0]!, groups = scales.shape[0]!;
-    const t: GptqTensors = {
+    const t: QuantWeight = {
       bits: this.bits, rows, cols, groups,
       qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.data as Uint16Array, gIdx: gIdx.data as Int32Array,
     };
@@ -52,7 +58,11 @@ class GptqSource implements TensorSource {
       const g = t.gIdx[i]!;
       if (g < 0 || g >= groups) throw new FormatError(this.path, `${base}.g_idx[${i}] = ${g} is outside the ${groups} groups`);
     }
-    return new Tensor('f32', [rows, cols], dequantizeGptq(t));
+    const words = (n: number) => Math.ceil((n * this.bits) / 32);
+    if (qweight.data.length !== words(cols) * rows || qzeros.data.length !== groups * words(rows) || scales.data.length !== groups * rows) {
+      throw new FormatError(this.path, `${base}: qweight/qzeros/scales sizes do not match ${rows}x${cols}, ${groups} group(s), ${this.bits} bits`);
+    }
+    return t;
   }
 }
 

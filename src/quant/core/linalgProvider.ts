@@ -9,8 +9,8 @@
  * - gram: float64 products and sums of float32 inputs (x·y of two float32 values is exact in
  *   float64), so H matches the TypeScript accumulator up to summation order (~1e-15 relative).
  * - cholesky, triangularInverse: float64 (LAPACK dpotrf, dtrtri in the native provider).
- * - gemmF64: float64 throughout (BLAS dgemm); no CpuKernels provider has it yet. GPTQ's lazy batch
- *   update uses it when present.
+ * - gemmF64: float64 throughout (BLAS dgemm on a fixed tile grid in the native provider, the plain
+ *   dot-product loop of jsLinalg.ts otherwise). GPTQ's lazy batch update uses it when present.
  * - gemm: float32 in, float32 out, float32 accumulation (BLAS sgemm): the precision gptq.py works in
  *   throughout, not the float64 of our reference; GPTQ uses it only when asked (see gptq.ts for why).
  */

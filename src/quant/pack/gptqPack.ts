@@ -127,3 +127,10 @@ export function dequantizeGptq(t: GptqTensors): Float32Array {
   }
   return out;
 }
+
+/**
+ * A GPTQ-packed linear weight [rows = out, cols = in] kept as integer codes on a backend: the
+ * GptqTensors layout above, consumed by the fused dequantize-and-multiply (`gemmQ`) without
+ * materialising the float32 matrix.
+ */
+export type QuantWeight = GptqTensors;

@@ -6,6 +6,8 @@
 import { decodeHalf } from '../../../tensor/codecs.js';
 import type { CpuKernels } from './kernels.js';
 import { jsLinalg } from './jsLinalg.js';
+import { gemmQPanels } from './qgemm.js';
+import type { QuantWeight } from '../../../quant/pack/gptqPack.js';
 
 /** y[M,N] = x[M,K] · w[N,K]ᵀ, tiles of 4 rows of x by 4 rows of w. */
 function gemm(x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void {
@@ -64,6 +66,11 @@ function gemmHalf(x: Float32Array, w: Uint16Array, dtype: 'bf16' | 'f16', y: Flo
     gemm(x, panel, yp, M, nr, K);
     for (let m = 0; m < M; m++) y.set(yp.subarray(m * nr, m * nr + nr), m * N + n0);
   }
+}
+
+/** GPTQ-packed weight: panels of output rows decoded (qgemm.ts), then the gemm above; bit-identical to gemm on dequantizeGptq(q). */
+function gemmQ(x: Float32Array, q: QuantWeight, y: Float32Array, M: number): void {
+  gemmQPanels(gemm, x, q, y, M);
 }
 
 function rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void {
@@ -142,5 +149,5 @@ function nll(logits: Float32Array, targets: Int32Array, out: Float64Array, T: nu
 }
 
 export const jsKernels: CpuKernels = Object.freeze({
-  name: 'js' as const, gemm, gemmHalf, rmsnorm, rope, attention, siluMul, nll, ...jsLinalg,
+  name: 'js' as const, gemm, gemmHalf, gemmQ, rmsnorm, rope, attention, siluMul, nll, ...jsLinalg,
 });

@@ -4,6 +4,8 @@
  * 'native' (N-API addon + BLAS). Every provider must give results equal to 'js' within the
  * tolerances of test/backend, and identical results for any thread count.
  */
+import type { QuantWeight } from '../../../quant/pack/gptqPack.js';
+
 export type KernelProviderName = 'js' | 'wasm' | 'native';
 
 export interface CpuKernels {
@@ -12,6 +14,13 @@ export interface CpuKernels {
   gemm(x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
   /** Same, with w stored as bf16 or f16 bits and converted on the fly (exactly). */
   gemmHalf(x: Float32Array, w: Uint16Array, dtype: 'bf16' | 'f16', y: Float32Array, M: number, N: number, K: number): void;
+  /**
+   * y[M, q.rows] = x[M, q.cols] · W'ᵀ with W' the GPTQ-packed weight q decoded on the fly (tiles of
+   * rows to float32, exactly as dequantizeGptq, then this provider's f32 gemm): equal bit for bit to
+   * gemm(x, dequantizeGptq(q)) on the same provider. Optional: CpuBackend decodes row panels with the
+   * js reference (qgemm.ts) for a provider without it.
+   */
+  gemmQ?(x: Float32Array, q: QuantWeight, y: Float32Array, M: number): void;
   /** y[m,:] = x[m,:] / sqrt(mean(x[m,:]²) + eps) · gamma, m < M, rows of D. */
   rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void;
   /**
@@ -44,4 +53,22 @@ export interface CpuKernels {
   triangularInverse?(L: Float64Array, n: number): void;
   /** In place A ← A⁻¹ for symmetric positive definite A (full symmetric result); false if not positive definite. */
   choleskyInverse?(A: Float64Array, n: number): boolean;
+  /** y[M,N] = x[M,K] · w[N,K]ᵀ in float64 (y overwritten; BLAS dgemm in the native provider). */
+  gemmF64?(x: Float64Array, w: Float64Array, y: Float64Array, M: number, N: number, K: number): void;
+  /**
+   * Eigendecomposition of symmetric A[n,n] (only the lower triangle is read; A is not modified):
+   * A = V·diag(values)·Vᵀ, values ascending, vectors row-major with column j the unit eigenvector of
+   * values[j], its largest-magnitude component (the first of equals) positive. Throws if it fails.
+   */
+  symmetricEigen?(A: Float64Array, n: number): SymmetricEigen;
+  /**
+   * Thin QR of A[m,n], m ≥ n (A not modified): Q[m,n] with orthonormal columns, R[n,n] upper
+   * triangular with a non-negative diagonal, A = Q·R (Householder).
+   */
+  qr?(A: Float64Array, m: number, n: number): QrFactors;
 }
+
+/** Result of CpuKernels.symmetricEigen. */
+export interface SymmetricEigen { values: Float64Array; vectors: Float64Array }
+/** Result of CpuKernels.qr. */
+export interface QrFactors { Q: Float64Array; R: Float64Array }

@@ -15,6 +15,8 @@ import { PACKAGE_ROOT } from '../../../paths.js';
 interface Addon {
   gemm(x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
   gemmHalf(x: Float32Array, w: Uint16Array, bf16: 0 | 1, y: Float32Array, M: number, N: number, K: number): void;
+  gemmQ(x: Float32Array, qweight: Int32Array, qzeros: Int32Array, scales: Uint16Array, gIdx: Int32Array, y: Float32Array,
+    M: number, N: number, K: number, groups: number, bits: number): void;
   rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void;
   rope(x: Float32Array, T: number, nHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array,
@@ -25,6 +27,9 @@ interface Addon {
   cholesky(A: Float64Array, n: number): boolean;
   triangularInverse(L: Float64Array, n: number): void;
   choleskyInverse(A: Float64Array, n: number): boolean;
+  gemmF64(x: Float64Array, w: Float64Array, y: Float64Array, M: number, N: number, K: number): void;
+  symmetricEigen(A: Float64Array, values: Float64Array, n: number): boolean;
+  qr(A: Float64Array, m: number, n: number, Q: Float64Array, R: Float64Array): boolean;
   setThreads(n: number): number;
 }
 
@@ -69,6 +74,22 @@ export function loadNativeKernels(threads = 1): Loaded {
     cholesky: (A, m) => use().cholesky(A, m),
     triangularInverse: (L, m) => use().triangularInverse(L, m),
     choleskyInverse: (A, m) => use().choleskyInverse(A, m),
+    gemmF64: (x, w, y, M, N, K) => use().gemmF64(x, w, y, M, N, K),
+    symmetricEigen: (A, m) => {
+      const vectors = new Float64Array(m * m), values = new Float64Array(m);
+      for (let i = 0; i < m; i++) vectors.set(A.subarray(i * m, i * m + i + 1), i * m); // lower triangle: all dsyevd reads
+      if (!use().symmetricEigen(vectors, values, m)) throw new Error(`symmetricEigen: LAPACK dsyevd failed (n = ${m}; non-finite input?)`);
+      return { values, vectors };
+    },
+    qr: (A, rows, cols) => {
+      const Q = new Float64Array(rows * cols), R = new Float64Array(cols * cols);
+      if (!use().qr(A, rows, cols, Q, R)) throw new Error(`qr: LAPACK dgeqrf/dorgqr failed (${rows}×${cols})`);
+      return { Q, R };
+    },
   };
+  // an addon built before gemmQ existed lacks it: CpuBackend then decodes row panels in js
+  if (typeof a.gemmQ === 'function') {
+    kernels.gemmQ = (x, q, y, M) => use().gemmQ(x, q.qweight, q.qzeros, q.scales, q.gIdx, y, M, q.rows, q.cols, q.groups, q.bits);
+  }
   return { ok: true, kernels: checked(kernels) };
 }

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CpuKernels } from './kernels.js';
+import { checkQuantWeight } from './qgemm.js';
 
 function fail(op: string, msg: string): never {
   throw new RangeError(`${op}: ${msg}`);
@@ -81,10 +82,36 @@ export function checked(k: CpuKernels): CpuKernels {
     nll: (l, t, o, T, V) => { checks.nll(l, t, o, T, V); k.nll(l, t, o, T, V); },
   };
   const { gram, cholesky, triangularInverse, choleskyInverse } = k;
+  const { gemmQ } = k;
+  if (gemmQ) {
+    out.gemmQ = (x, q, y, M) => {
+      checkQuantWeight(q);
+      dims('gemmQ', { M });
+      len('gemmQ', 'x', x, M * q.cols); len('gemmQ', 'y', y, M * q.rows);
+      gemmQ(x, q, y, M);
+    };
+  }
   if (gram) out.gram = (x, H, n, K) => { checks.gram(x, H, n, K); gram(x, H, n, K); };
   if (cholesky) out.cholesky = (A, n) => { checks.square('cholesky', A, n); return cholesky(A, n); };
   if (triangularInverse) out.triangularInverse = (L, n) => { checks.square('triangularInverse', L, n); triangularInverse(L, n); };
   if (choleskyInverse) out.choleskyInverse = (A, n) => { checks.square('choleskyInverse', A, n); return choleskyInverse(A, n); };
+  const { gemmF64, symmetricEigen, qr } = k;
+  if (gemmF64) {
+    out.gemmF64 = (x, w, y, M, N, K) => {
+      dims('gemmF64', { M, N, K });
+      len('gemmF64', 'x', x, M * K); len('gemmF64', 'w', w, N * K); len('gemmF64', 'y', y, M * N);
+      gemmF64(x, w, y, M, N, K);
+    };
+  }
+  if (symmetricEigen) out.symmetricEigen = (A, n) => { checks.square('symmetricEigen', A, n); return symmetricEigen(A, n); };
+  if (qr) {
+    out.qr = (A, m, n) => {
+      dims('qr', { m, n });
+      if (m < n) fail('qr', `m = ${m} < n = ${n}: a thin QR needs at least as many rows as columns`);
+      len('qr', 'A', A, m * n);
+      return qr(A, m, n);
+    };
+  }
   return Object.freeze(out);
 }
 
