@@ -30,6 +30,7 @@ export interface GptqLayerShape {
   groupSize?: number; // 128 (or -1 when it does not divide cols)
   actOrder?: boolean;
   lazyUpdate?: 'f64' | 'f32';
+  hessianPrecision?: 'f64' | 'f32';
 }
 
 export interface GptqLayerFigures extends Required<GptqLayerShape> {
@@ -57,7 +58,7 @@ export async function benchGptqLayer(shapes: GptqLayerShape[], linalg?: QuantLin
     const bits = shape.bits ?? 4;
     const groupSize = shape.groupSize ?? (cols % 128 === 0 ? 128 : -1);
     const actOrder = shape.actOrder ?? false, lazyUpdate = shape.lazyUpdate ?? 'f64';
-    const acc = new HessianAccumulator(cols, { linalg });
+    const acc = new HessianAccumulator(cols, { ...(linalg ? { linalg } : {}), precision: shape.hessianPrecision ?? 'f64' });
     const seqTokens = Math.min(SEQ, tokens);
     const X = normals(seqTokens * cols, 1); // one sequence's activations, reused (timing does not depend on values)
     let t0 = performance.now();
@@ -74,7 +75,7 @@ export async function benchGptqLayer(shapes: GptqLayerShape[], linalg?: QuantLin
     const r = gptq(W, rows, cols, H, { spec: { bits, groupSize, sym: false, scaleDtype: 'f16' }, actOrder, consumeH: true, linalg, lazyUpdate });
     const solveSeconds = (performance.now() - t0) / 1000;
     figures.push({
-      rows, cols, tokens, bits, groupSize, actOrder, lazyUpdate,
+      rows, cols, tokens, bits, groupSize, actOrder, lazyUpdate, hessianPrecision: shape.hessianPrecision ?? 'f64',
       hessianSeconds, hessianGflops: (tokens * cols * cols) / hessianSeconds / 1e9, solveSeconds, loss: r.loss,
     });
   }
@@ -105,18 +106,18 @@ async function main(): Promise<void> {
   const { kernels, note } = selectKernels('auto', threads);
   const log = (l: string) => console.log(l);
   log(`GPTQ on one layer, 4-bit, group 128, ${tokens} calibration tokens (128 × ${tokens / 128}); provider: ${note}`);
-  log('  layer       provider  rows×cols      Hessian s  GFLOP/s   solve s (f32 update)  solve s (f64 update)');
-  const row = (name: string, prov: string, f: GptqLayerFigures, f64?: GptqLayerFigures) => log(
-    `  ${name.padEnd(11)} ${prov.padEnd(9)} ${`${f.rows}×${f.cols}`.padEnd(14)} ${f.hessianSeconds.toFixed(2).padStart(9)}`
-    + `  ${f.hessianGflops.toFixed(1).padStart(7)}   ${f.solveSeconds.toFixed(2).padStart(20)}  ${(f64 ? f64.solveSeconds.toFixed(2) : '-').padStart(20)}`);
+  log('  lowbit default = float64 Hessian sums + float64 lazy update (exact); gptq.py precision = float32 Hessian GEMM per sequence + float32 update');
+  log('  layer       provider  rows×cols      Hessian s (f64 / f32)   solve s (f64 / f32 update)');
+  const row = (name: string, prov: string, a: GptqLayerFigures, b?: GptqLayerFigures) => log(
+    `  ${name.padEnd(11)} ${prov.padEnd(9)} ${`${a.rows}×${a.cols}`.padEnd(14)} ${a.hessianSeconds.toFixed(2).padStart(9)} / ${(b ? b.hessianSeconds.toFixed(2) : '-').padEnd(10)}`
+    + `  ${a.solveSeconds.toFixed(2).padStart(9)} / ${b ? b.solveSeconds.toFixed(2) : '-'}`);
   for (const [name, rows, cols] of SHAPES) {
     if (!only.includes(name)) continue;
-    const [f32] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f32' }], kernels);
-    // The f64-update solve (TypeScript update: minutes for down_proj) again on a one-token H: its
-    // time does not depend on H's values.
-    const [f64] = withF64 ? await benchGptqLayer([{ rows, cols, tokens: 1 }], kernels) : [undefined];
-    row(name, kernels.name, f32!, f64);
+    const [exact] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f64', hessianPrecision: 'f64' }], kernels);
+    const [fast] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f32', hessianPrecision: 'f32' }], kernels);
+    row(name, kernels.name, exact!, fast);
   }
+  void withF64;
   const [ts] = await benchGptqLayer([{ rows: 1024, cols: 1024, tokens: 128 * 64, lazyUpdate: 'f32' }]);
   row('small', 'ts', ts!);
   for (const l of torchAnchor(tokens, threads, only)) log(l);

@@ -8,7 +8,7 @@ import { UsageError } from '../errors.js';
 
 interface QuantizeCliOptions extends CommonOptions, BackendCliOptions {
   method: string; wbits: string; group: string; sym?: boolean; actOrder?: boolean; staticGroups?: boolean;
-  percdamp: string; calib?: string; nsamples: string; seed: string; seqlen?: string; out?: string; trueSequential?: boolean;
+  percdamp: string; hessian: string; calib?: string; nsamples: string; seed: string; seqlen?: string; out?: string; trueSequential?: boolean;
 }
 
 export function parseFloatOption(name: string, v: string, min: number, max: number): number {
@@ -28,6 +28,7 @@ export function registerQuantize(program: Command): void {
     .option('--static-groups', 'GPTQ with --act-order: group parameters computed before reordering')
     .option('--no-true-sequential', 'quantize all layers of a block from the same inputs')
     .option('--percdamp <f>', 'GPTQ damping as a fraction of mean(diag H)', '0.01')
+    .option('--hessian <precision>', 'Hessian sums: f64 (exact) or f32 (float32 GEMM per sequence, summed in float64; faster)', 'f64')
     .option('--calib <source>', 'calibration: wikitext2 (train), wikitext2-valid, ptb (train), c4 (train sample) or a text file')
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'calibration sampler seed (CPython random.seed)', '0')
@@ -41,11 +42,12 @@ export function registerQuantize(program: Command): void {
     const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     progress.start(ckpt.config.numLayers, `${o.method} w${o.wbits}`);
+    if (o.hessian !== 'f64' && o.hessian !== 'f32') throw new UsageError(`--hessian must be f64 or f32 (got '${o.hessian}')`);
     const group = Number(o.group);
     if (!Number.isInteger(group)) throw new UsageError(`--group must be an integer (got '${o.group}')`);
     const report = await quantizeModel(ckpt, be, {
       method: o.method, bits: Number(o.wbits), group, sym: !!o.sym, actOrder: !!o.actOrder, staticGroups: !!o.staticGroups,
-      percdamp: parseFloatOption('--percdamp', o.percdamp, 0, 10), trueSequential: o.trueSequential !== false,
+      percdamp: parseFloatOption('--percdamp', o.percdamp, 0, 10), hessianPrecision: o.hessian, trueSequential: o.trueSequential !== false,
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       seqlen: parseIntOption('--seqlen', o.seqlen, 2), dataDir: o.dataDir ? dataDir(o) : undefined, out: resolve(o.out!),
       onProgress: (p) => progress.update(p.block, p.layer ?? `block ${p.block + 1}`),

@@ -5,7 +5,7 @@ import { embedAll, ropeFor, streamBlocks, type StreamProgress } from '../model/s
 import type { BlockWeights } from '../model/weights.js';
 import { NAMES, type LayerPart } from '../io/source.js';
 import { Tensor } from '../tensor/tensor.js';
-import { HessianAccumulator } from "./core/hessian.js";
+import { HessianAccumulator, type HessianPrecision } from "./core/hessian.js";
 import { UsageError } from '../errors.js';
 import type { LayerOutput, MethodOptions, QuantMethod } from './method.js';
 import type { CpuKernels } from '../backend/cpu/kernels/kernels.js';
@@ -37,6 +37,8 @@ export interface PipelineOptions extends MethodOptions {
   /** calibration windows (token ids); required when the method needs H or errors are wanted */
   readonly calibration?: readonly Int32Array[] | undefined;
   readonly trueSequential: boolean;
+  /** float64 sums (default) or float32 GEMM per calibration sequence (hessian.ts) */
+  readonly hessianPrecision?: HessianPrecision;
   /** receives each quantized layer as soon as it is done (the checkpoint writer) */
   readonly onLayer: (layer: QuantizedLinear) => void;
   readonly onProgress?: ((p: StreamProgress & { layer?: string }) => void) | undefined;
@@ -82,7 +84,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
       // 1. statistics of this group's inputs, with everything before it already quantized
       const acc = new Map<Short, HessianAccumulator>();
       if (xs.length) {
-        for (const s of group) acc.set(s, new HessianAccumulator(s === 'down' ? cfg.intermediateSize : s === 'o' ? cfg.numHeads * cfg.headDim : cfg.hiddenSize, { linalg: be.hostKernels }));
+        for (const s of group) acc.set(s, new HessianAccumulator(s === 'down' ? cfg.intermediateSize : s === 'o' ? cfg.numHeads * cfg.headDim : cfg.hiddenSize, { linalg: be.hostKernels, precision: o.hessianPrecision ?? 'f64' }));
         const pending: Promise<void>[] = [];
         const hook: LinearInputHook = (layer, x) => {
           const a = acc.get(layer);

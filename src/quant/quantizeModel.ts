@@ -5,6 +5,7 @@ import { QuantizedCheckpointWriter } from '../io/quantized/writer.js';
 import { checkBits } from './core/grid.js';
 import { quantizeBlocks, type LayerReport } from './pipeline.js';
 import { getMethod } from './registry.js';
+import type { HessianPrecision } from './core/hessian.js';
 import type { StreamProgress } from '../model/stream.js';
 import { UsageError } from '../errors.js';
 
@@ -19,6 +20,8 @@ export interface QuantizeModelOptions {
   readonly percdamp?: number;
   readonly blocksize?: number;
   readonly trueSequential?: boolean;
+  /** 'f64' (default) or 'f32' (float32 GEMM per sequence, summed in float64) */
+  readonly hessianPrecision?: HessianPrecision;
   /** calibration: a source name (wikitext2, wikitext2-valid, ptb, c4) or a text file; omitted = none (RTN only) */
   readonly calib?: string | undefined;
   readonly nsamples?: number;
@@ -57,6 +60,7 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const settings = {
     bits: o.bits, groupSize: o.group, sym: o.sym ?? false, actOrder: o.actOrder ?? false, staticGroups: o.staticGroups ?? false,
     percdamp: o.percdamp ?? 0.01, blocksize: o.blocksize ?? 128, trueSequential: o.trueSequential ?? true,
+    hessianPrecision: o.hessianPrecision ?? 'f64',
   };
   const seqlen = o.seqlen ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
   const calib = o.calib
@@ -66,7 +70,7 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const layers = await quantizeBlocks(ckpt, be, {
     method, spec: { bits: settings.bits, groupSize: settings.groupSize, sym: settings.sym, scaleDtype: 'f16' },
     actOrder: settings.actOrder, staticGroups: settings.staticGroups, percdamp: settings.percdamp, blocksize: settings.blocksize,
-    trueSequential: settings.trueSequential, calibration: calib?.windows,
+    trueSequential: settings.trueSequential, hessianPrecision: settings.hessianPrecision, calibration: calib?.windows,
     onLayer: (l) => writer.addLayer(l.name, l.rows, l.cols, l.out), onProgress: o.onProgress,
   });
   const notes = layers.flatMap((l) => l.notes.map((n) => `${l.name}: ${n}`));

@@ -27,9 +27,17 @@ const TOKEN_CHUNK = 256; // tokens per transposed panel
 const TILE = 64;         // columns per tile side (two 64×256 float32 panels = 128 KiB)
 const BLOCK = 4;         // register block: 4×4 sums per pass over a chunk
 
+export type HessianPrecision = 'f64' | 'f32';
+
 export interface HessianOptions {
   /** Provider for S += XᵀX (its `gram`); without one, the TypeScript loops below. */
   linalg?: QuantLinalg;
+  /**
+   * 'f64' (default): every product summed in float64. 'f32': each add() call's XᵀX is one float32
+   * GEMM (the provider's `gemm`, as gptq.py computes it in float32), and the per-call results are
+   * summed in float64 — blocked summation, about twice as fast through sgemm; needs `linalg.gemm`.
+   */
+  precision?: HessianPrecision;
 }
 
 export class HessianAccumulator {
@@ -38,16 +46,22 @@ export class HessianAccumulator {
   private readonly S: Float64Array;   // [cp, cp], upper triangle valid
   private readonly Xt: Float32Array;  // [cp, TOKEN_CHUNK] (empty with gram)
   private readonly gram: QuantLinalg['gram'];
+  private readonly gemm: QuantLinalg['gemm'];
+  private Y: Float32Array | undefined; // [cols, cols] float32 XᵀX of one call ('f32' precision)
   private n = 0;
   private tokens = 0;
 
   constructor(cols: number, opts: HessianOptions = {}) {
     if (!Number.isInteger(cols) || cols < 1) throw new UsageError(`Hessian needs a positive column count, got ${cols}`);
     this.cols = cols;
-    this.gram = opts.linalg?.gram?.bind(opts.linalg);
-    this.cp = this.gram ? cols : Math.ceil(cols / BLOCK) * BLOCK;
+    if (opts.precision === 'f32') {
+      this.gemm = opts.linalg?.gemm?.bind(opts.linalg);
+      if (!this.gemm) throw new UsageError(`Hessian precision 'f32' needs a kernel provider with gemm (${opts.linalg?.name ?? 'none given'})`);
+    }
+    this.gram = this.gemm ? undefined : opts.linalg?.gram?.bind(opts.linalg);
+    this.cp = this.gram || this.gemm ? cols : Math.ceil(cols / BLOCK) * BLOCK;
     this.S = new Float64Array(this.cp * this.cp);
-    this.Xt = new Float32Array(this.gram ? 0 : this.cp * TOKEN_CHUNK);
+    this.Xt = new Float32Array(this.gram || this.gemm ? 0 : this.cp * TOKEN_CHUNK);
   }
 
   /** Samples counted so far (n in H = 2/n Σ x xᵀ). */
@@ -58,7 +72,8 @@ export class HessianAccumulator {
   add(X: Float32Array, nTokens: number, nSamples = 1): void {
     const { cols, cp, Xt } = this;
     if (X.length !== nTokens * cols) throw new UsageError(`Hessian input has ${X.length} values, expected ${nTokens}x${cols}`);
-    if (this.gram) this.gram(X, this.S, nTokens, cols);
+    if (this.gemm) this.addF32(X, nTokens);
+    else if (this.gram) this.gram(X, this.S, nTokens, cols);
     else for (let t0 = 0; t0 < nTokens; t0 += TOKEN_CHUNK) {
       const T = Math.min(TOKEN_CHUNK, nTokens - t0);
       for (let t = 0; t < T; t++) {
@@ -70,6 +85,16 @@ export class HessianAccumulator {
     }
     this.n += nSamples;
     this.tokens += nTokens;
+  }
+
+  /** S += float32 XᵀX of this call, by one GEMM over the transposed tokens. */
+  private addF32(X: Float32Array, T: number): void {
+    const { cols, S } = this;
+    const Xt = new Float32Array(cols * T);
+    for (let t = 0; t < T; t++) for (let a = 0; a < cols; a++) Xt[a * T + t] = X[t * cols + a]!;
+    const Y = (this.Y ??= new Float32Array(cols * cols));
+    this.gemm!(Xt, Xt, Y, cols, cols, T);
+    for (let i = 0; i < Y.length; i++) S[i] += Y[i]!;
   }
 
   /** S[a][b] += Σ_t Xt[a][t] Xt[b][t] for b ≥ a, by 4×4 register blocks (diagonal blocks' lower entries are junk). */
