@@ -2,13 +2,13 @@
  * Times GPTQ on one random linear layer: Hessian accumulation (XᵀX over `tokens` calibration tokens,
  * fed in sequences of up to 2048) and the solve (damping, Cholesky, blocked quantization), with a
  * linear-algebra provider (a CpuKernels) or the TypeScript reference. benchGptqLayer prints nothing.
- *   node dist/bench/gptqLayer.js [--full] [--threads N] [--only q_proj,up_proj] [--f64-solve]
+ *   node dist/bench/gptqLayer.js [--full] [--samples N] [--threads N] [--only q_proj,up_proj,down_proj]
  * prints, per LLaMA-3-8B shape (q_proj 4096×4096, up_proj 14336×4096, down_proj 4096×14336), the
- * provider's ('auto': native when built) Hessian and solve times (solve with gptq.py's float32 lazy
- * update; with --f64-solve also with the float64 default, whose TypeScript update takes minutes),
- * the TypeScript reference on a small shape, and PyTorch's times for the same algorithm
- * when python3 can import torch (bench/gptq_torch.py). Without --full: 128 × 64 tokens (the Hessian's
- * cost is linear in tokens); --full: the issue's 128 × 2048.
+ * provider's ('auto': native when built) Hessian and solve times in gptq.py's float32 precision and in
+ * lowbit's float64 default, PyTorch's times for the same algorithm when python3 can import torch
+ * (bench/gptq_torch.py), run right after on the same shape, and the ratios. Calibration: N sequences
+ * of 2048 tokens; N = 4 by default (the Hessian's cost is linear in N, the solve's does not depend on
+ * it), 128 with --full (the issue's 128 × 2048).
  */
 import { torchPython } from './python.js';
 import { availableParallelism } from 'node:os';
@@ -84,43 +84,49 @@ export async function benchGptqLayer(shapes: GptqLayerShape[], linalg?: QuantLin
 
 const SHAPES: [string, number, number][] = [['q_proj', 4096, 4096], ['up_proj', 14336, 4096], ['down_proj', 4096, 14336]];
 
-/** PyTorch's times for the same shapes and algorithm, or why there are none. */
-function torchAnchor(tokens: number, threads: number, only: string[]): string[] {
-  if (!torchPython()) {
-    return ["PyTorch anchor: absent (python3 -c 'import torch' fails)"];
-  }
+interface TorchTimes { hessianSeconds: number; solveSeconds: number; version: string }
+
+/** PyTorch's times for one shape and the same algorithm (bench/gptq_torch.py), or why there are none. */
+function torchAnchor(tokens: number, threads: number, rows: number, cols: number): TorchTimes | string {
+  if (!torchPython()) return "absent (python3 -c 'import torch' fails)";
   const script = join(PACKAGE_ROOT, 'bench', 'gptq_torch.py');
-  const args = [script, String(threads), String(tokens), ...SHAPES.filter(([n]) => only.includes(n)).map(([, r, c]) => `${r}x${c}`)];
-  const r = spawnSync(torchPython()!, args, { encoding: 'utf8' });
-  return (r.stdout || r.stderr || '').trim().split('\n').map((l) => `PyTorch anchor: ${l}`);
+  const r = spawnSync(torchPython()!, [script, String(threads), String(tokens), `${rows}x${cols}`], { encoding: 'utf8' });
+  const m = /hessian_s ([\d.]+) solve_s ([\d.]+) \((.*)\)/.exec(r.stdout ?? '');
+  if (!m) return `failed: ${(r.stderr || r.stdout || `exit ${r.status}`).trim().split('\n').slice(-2).join(' | ')}`;
+  return { hessianSeconds: Number(m[1]), solveSeconds: Number(m[2]), version: m[3]! };
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const full = argv.includes('--full');
-  const ti = argv.indexOf('--threads'), threads = ti >= 0 ? Number(argv[ti + 1]) : availableParallelism();
+  const opt = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
+  const threads = Number(opt('--threads') ?? availableParallelism());
   // Without --full, down_proj (a 14336² Hessian and Cholesky: minutes on 2 cores) only when named.
-  const oi = argv.indexOf('--only');
-  const only = oi >= 0 ? argv[oi + 1]!.split(',') : full ? SHAPES.map(([n]) => n) : ['q_proj', 'up_proj'];
-  const tokens = 128 * (full ? 2048 : 64), withF64 = argv.includes('--f64-solve');
+  const only = opt('--only')?.split(',') ?? (full ? SHAPES.map(([n]) => n) : ['q_proj', 'up_proj']);
+  const samples = Number(opt('--samples') ?? (full ? 128 : 4)); // 2048-token calibration sequences
+  const tokens = samples * SEQ;
   const { kernels, note } = selectKernels('auto', threads);
   const log = (l: string) => console.log(l);
-  log(`GPTQ on one layer, 4-bit, group 128, ${tokens} calibration tokens (128 × ${tokens / 128}); provider: ${note}`);
-  log('  lowbit default = float64 Hessian sums + float64 lazy update (exact); gptq.py precision = float32 Hessian GEMM per sequence + float32 update');
-  log('  layer       provider  rows×cols      Hessian s (f64 / f32)   solve s (f64 / f32 update)');
-  const row = (name: string, prov: string, a: GptqLayerFigures, b?: GptqLayerFigures) => log(
-    `  ${name.padEnd(11)} ${prov.padEnd(9)} ${`${a.rows}×${a.cols}`.padEnd(14)} ${a.hessianSeconds.toFixed(2).padStart(9)} / ${(b ? b.hessianSeconds.toFixed(2) : '-').padEnd(10)}`
-    + `  ${a.solveSeconds.toFixed(2).padStart(9)} / ${b ? b.solveSeconds.toFixed(2) : '-'}`);
+  log(`GPTQ on one layer, 4-bit, group 128, ${samples} × ${SEQ} calibration tokens, ${threads} threads; provider: ${note}`);
+  log('  f32 = gptq.py\'s precision (float32 XᵀX per sequence, float32 lazy update), the algorithm PyTorch runs;');
+  log('  f64 = lowbit\'s default (float64 Hessian sums and lazy update). Ratios are lowbit time / PyTorch time (target ≤ 1.25).');
+  log('  layer      rows×cols     Hessian s f32 / f64 / torch   solve s f32 / f64 / torch   ratio Hessian f32 (f64)   ratio solve f32 (f64)');
+  const f = (x: number) => x.toFixed(2);
   for (const [name, rows, cols] of SHAPES) {
     if (!only.includes(name)) continue;
-    const [exact] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f64', hessianPrecision: 'f64' }], kernels);
     const [fast] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f32', hessianPrecision: 'f32' }], kernels);
-    row(name, kernels.name, exact!, fast);
+    const [exact] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f64', hessianPrecision: 'f64' }], kernels);
+    const t = torchAnchor(tokens, threads, rows, cols);
+    const tt = typeof t === 'string' ? undefined : t;
+    const ratio = (a: number, b?: number) => (b ? `${f(a / b)}${a / b <= 1.25 ? ' met' : ' NOT met'}` : '-');
+    log(`  ${name.padEnd(10)} ${`${rows}×${cols}`.padEnd(13)} ${f(fast!.hessianSeconds).padStart(8)} / ${f(exact!.hessianSeconds)} / ${tt ? f(tt.hessianSeconds) : '-'}`
+      + `   ${f(fast!.solveSeconds).padStart(8)} / ${f(exact!.solveSeconds)} / ${tt ? f(tt.solveSeconds) : '-'}`
+      + `   ${ratio(fast!.hessianSeconds, tt?.hessianSeconds)} (${tt ? f(exact!.hessianSeconds / tt.hessianSeconds) : '-'})`
+      + `   ${ratio(fast!.solveSeconds, tt?.solveSeconds)} (${tt ? f(exact!.solveSeconds / tt.solveSeconds) : '-'})`);
+    log(JSON.stringify({ bench: 'gptq-layer', layer: name, rows, cols, samples, threads, lowbitF32: fast, lowbitF64: exact, torch: t }));
   }
-  void withF64;
-  const [ts] = await benchGptqLayer([{ rows: 1024, cols: 1024, tokens: 128 * 64, lazyUpdate: 'f32' }]);
-  row('small', 'ts', ts!);
-  for (const l of torchAnchor(tokens, threads, only)) log(l);
+  const [ts] = await benchGptqLayer([{ rows: 1024, cols: 1024, tokens: 4 * SEQ, lazyUpdate: 'f32' }]);
+  log(`  TypeScript reference (no provider), 1024×1024, 4 × ${SEQ} tokens: Hessian ${f(ts!.hessianSeconds)} s, solve ${f(ts!.solveSeconds)} s`);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -1,7 +1,8 @@
 /**
  * f32 GEMM throughput per CPU kernel provider (and PyTorch's, as an anchor, when importable).
  * Prints; asserts nothing (timing lives here, not in test/). Each figure is the best of a few runs
- * after one warm-up, y[M,N] = x[M,K]·w[N,K]ᵀ at 2·M·N·K flops.
+ * after one warm-up, y[M,N] = x[M,K]·w[N,K]ᵀ at 2·M·N·K flops. Then the wasm provider's decode-like
+ * gemm (M = 1) with its weight copied in per call vs resident in the wasm memory.
  *   node dist/bench/kernels.js [--threads N] [--sizes 1024,2048,4096]
  */
 import { torchPython } from './python.js';
@@ -64,6 +65,39 @@ export async function benchKernels(opts: KernelBenchOptions = {}): Promise<void>
     await new Promise((r) => setImmediate(r));
   }
   torchAnchor(sizes, threads, log);
+  if (wasm.ok) benchWasmResident(wasm.kernels, threads, log);
+}
+
+/**
+ * Decode-like wasm gemm (M = 1, one 4096×4096 weight): the weight copied into the wasm memory on
+ * every call (an ordinary array) against a resident one (CpuBackend.uploadWeight puts weights there).
+ * Median of 25 calls after 3 warm-ups.
+ */
+function benchWasmResident(k: CpuKernels, threads: number, log: (l: string) => void): void {
+  const mem = k.resident;
+  if (!mem) return;
+  const N = 4096, K = 4096, x = new Float32Array(K).map((_, i) => Math.sin(i)), y = new Float32Array(N);
+  const median = (call: () => void): number => {
+    for (let r = 0; r < 3; r++) call();
+    const t: number[] = [];
+    for (let r = 0; r < 25; r++) { const t0 = performance.now(); call(); t.push(performance.now() - t0); }
+    return t.sort((a, b) => a - b)[12]!;
+  };
+  log(`wasm gemm M = 1, ${N}×${K} weight, ms per call (${threads} thread${threads === 1 ? '' : 's'}; median of 25)`);
+  log('  weight          copied  resident');
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const w = dtype === 'f32' ? new Float32Array(N * K).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5)
+      : new Uint16Array(N * K).map((_, i) => 0x3f80 ^ ((i * 7919) & 0x807f));
+    const run = (wa: Float32Array | Uint16Array) => (): void => {
+      if (wa instanceof Float32Array) k.gemm(x, wa, y, 1, N, K); else k.gemmHalf(x, wa, 'bf16', y, 1, N, K);
+    };
+    const copied = median(run(w));
+    const r = w instanceof Float32Array ? mem.alloc('f32', w.length) : mem.alloc('u16', w.length);
+    r.set(w);
+    const resident = median(run(r));
+    mem.release(r);
+    log(`  ${dtype.padEnd(12)} ${copied.toFixed(2).padStart(9)} ${resident.toFixed(2).padStart(9)}`);
+  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -4,7 +4,14 @@
 // streaming, float32 compute over bf16 weights) when a python3 can import torch, and prints a JSON
 // line with both tokens/s and their ratio. Both sides' weights are random (and differ): compare
 // speed and memory, not NLL. "seconds" include generating the random weights on both sides;
-// "compute" figures exclude it (lowbit: time inside the random source's read()).
+// "compute" figures exclude it (lowbit: time inside the random source's read() and readRows()).
+// llama3-8b also prints the issue's memory target: peak RSS <= (one block's weights + activations) x 1.2,
+// where activations = the hidden states of all sequences (a block's input and output, float32) + the
+// largest transient of one block forward, all of blockForward's float32 intermediates of one sequence
+// (live until it returns): T x (5 hidden [norms, o-proj, residual, down-proj] + 3 q dim [q, roped q,
+// attention] + 3 kv dim [k, roped k, v] + 3 intermediate [gate, up, gate*up]) x 4 bytes, + the native
+// kernels' per-thread decoded weight panels (threads x 256 rows x intermediate x 4 bytes).
+// Node's own RSS (measured after start-up, kernels loaded) counts in the peak; both verdicts are printed.
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -13,7 +20,8 @@ import { DEFAULT_MODEL, PACKAGE_ROOT } from '../src/paths.js';
 import { evaluatePpl } from '../src/eval/ppl.js';
 import { streamedNll } from '../src/model/stream.js';
 import { createBackend } from '../src/cli/backendOptions.js';
-import { randomLlama3Blocks } from './randomSource.js';
+import { LLAMA3_8B_2BLOCKS, randomLlama3Blocks } from './randomSource.js';
+import { DTYPE_BYTES } from '../src/tensor/dtype.js';
 import { torchPython } from './python.js';
 
 const argv = process.argv.slice(2);
@@ -22,7 +30,9 @@ const threads = ti >= 0 ? Number(argv[ti + 1]) : availableParallelism();
 const noTorch = argv.includes('--no-torch');
 const positional = argv.filter((a, i) => !a.startsWith('--') && !(ti >= 0 && i === ti + 1));
 const [which = 'bundled', winArg, seqArg] = positional;
+const startRss = process.memoryUsage().rss;
 const be = await createBackend({ backend: 'cpu', threads });
+const baselineRss = process.memoryUsage().rss;
 const t0 = performance.now();
 let tokens = 0, label = '', genMs = 0, windows = 0, seqlen = 0;
 if (which === 'bundled') {
@@ -31,8 +41,15 @@ if (which === 'bundled') {
   label = `TinyStories-656K, tinystories, ${r.windowsEvaluated} windows × ${r.seqlen}, ppl ${r.ppl.toFixed(3)}`;
 } else {
   const ck = randomLlama3Blocks();
-  const src = ck.weights, read = src.read.bind(src);
-  src.read = (name: string) => { const s = performance.now(); try { return read(name); } finally { genMs += performance.now() - s; } };
+  const src = ck.weights, read = src.read.bind(src), readRows = src.readRows!.bind(src);
+  let depth = 0; // read() goes through readRows(): time the outermost call only
+  const timed = <T>(f: () => T): T => {
+    const s = performance.now();
+    depth++;
+    try { return f(); } finally { if (--depth === 0) genMs += performance.now() - s; }
+  };
+  src.read = (name: string) => timed(() => read(name));
+  src.readRows = (name: string, start: number, count: number) => timed(() => readRows(name, start, count));
   windows = Number(winArg ?? 1); seqlen = Number(seqArg ?? 128);
   let s = 12345;
   const seqs = Array.from({ length: windows }, () => Int32Array.from({ length: seqlen }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % 128256; }));
@@ -48,6 +65,31 @@ const lowbit = {
   peakRssMiB: +peakMiB.toFixed(0),
 };
 console.log(JSON.stringify(lowbit));
+
+if (which !== 'bundled') {
+  const cfg = LLAMA3_8B_2BLOCKS, MiB = 1024 * 1024;
+  const blockBytes = randomLlama3Blocks().weights.list()
+    .filter((t) => t.name.startsWith('model.layers.0.'))
+    .reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype], 0);
+  const hiddenBytes = 2 * windows * seqlen * cfg.hiddenSize * 4;
+  const qd = cfg.numHeads * cfg.headDim, kvd = cfg.numKvHeads * cfg.headDim;
+  const blockTransientBytes = seqlen * (5 * cfg.hiddenSize + 3 * qd + 3 * kvd + 3 * cfg.intermediateSize) * 4;
+  const panelBytes = threads * 256 * cfg.intermediateSize * 4;
+  const activationBytes = hiddenBytes + blockTransientBytes + panelBytes;
+  const limit = (blockBytes + activationBytes) * 1.2;
+  const peak = process.resourceUsage().maxRSS * 1024;
+  const mib = (b: number) => +(b / MiB).toFixed(1);
+  console.log(JSON.stringify({
+    bench: 'ppl-memory-target', target: 'peak RSS <= (one block weights + activations) x 1.2',
+    blockWeightMiB: mib(blockBytes),
+    activationMiB: mib(activationBytes),
+    activationParts: { hiddenStatesInOutMiB: mib(hiddenBytes), blockForwardTransientMiB: mib(blockTransientBytes), kernelPanelsMiB: mib(panelBytes) },
+    limitMiB: mib(limit),
+    nodeStartRssMiB: mib(startRss), baselineRssMiB: mib(baselineRss),
+    peakRssMiB: mib(peak), met: peak <= limit,
+    peakAboveBaselineMiB: mib(peak - baselineRss), metAboveBaseline: peak - baselineRss <= limit,
+  }));
+}
 
 if (which !== 'bundled' && !noTorch) {
   const py = torchPython();

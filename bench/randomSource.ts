@@ -1,5 +1,6 @@
 import { Tensor } from '../src/tensor/tensor.js';
 import { NAMES, LAYER_PARTS, type TensorInfo, type TensorSource } from '../src/io/source.js';
+import { checkRowRange } from '../src/io/rows.js';
 import type { LlamaConfig } from '../src/model/config.js';
 import type { ModelCheckpoint } from '../src/model/checkpoint.js';
 import type { Tokenizer } from '../src/io/tokenizer.js';
@@ -26,22 +27,46 @@ export class LazyRandomSource implements TensorSource {
   }
   list(): readonly TensorInfo[] { return this.infos; }
   has(name: string): boolean { return this.infos.some((i) => i.name === name); }
-  read(name: string): Tensor {
+  private info(name: string): TensorInfo {
     const info = this.infos.find((i) => i.name === name);
-    if (!info) throw new Error(`no tensor ${name}`);
-    const n = info.shape.reduce((a, b) => a * b, 1);
-    const isNorm = info.shape.length === 1;
-    const scale = isNorm ? 0 : 1 / Math.sqrt(info.shape[1]!);
-    let s = (this.seed * 2654435761 + name.length * 97 + n) >>> 0;
-    const out = new Uint16Array(n);
-    const f = new Float32Array(1), u = new Uint32Array(f.buffer);
-    for (let i = 0; i < n; i++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      f[0] = isNorm ? 1 : ((s / 4294967296) * 2 - 1) * scale * 1.7;
-      out[i] = u[0]! >>> 16;
-    }
-    return new Tensor('bf16', info.shape, out);
+    if (!info) throw new Error(`${this.path}: no tensor named "${name}"`);
+    return info;
   }
+  read(name: string): Tensor {
+    return this.readRows(name, 0, this.info(name).shape[0]!);
+  }
+  /**
+   * Rows [start, start + count): the values of row r are a function of (seed, name, r) alone, so
+   * any rows can be generated without the others (and equal the same rows of `read`).
+   */
+  readRows(name: string, start: number, count: number): Tensor {
+    const info = this.info(name);
+    checkRowRange(this.path, name, info.shape, start, count);
+    const isNorm = info.shape.length === 1;
+    const cols = isNorm ? 1 : info.shape[1]!;
+    const scale = isNorm ? 0 : 1 / Math.sqrt(cols);
+    let h = 0x811c9dc5 ^ this.seed; // FNV-1a of the name
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+    const out = new Uint16Array(count * cols);
+    const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+    for (let r = 0; r < count; r++) {
+      let s = mix32(h ^ Math.imul(start + r + 1, 0x9e3779b1));
+      const o = r * cols;
+      for (let i = 0; i < cols; i++) {
+        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+        f[0] = isNorm ? 1 : ((s / 4294967296) * 2 - 1) * scale * 1.7;
+        out[o + i] = u[0]! >>> 16;
+      }
+    }
+    return new Tensor('bf16', [count, ...info.shape.slice(1)], out);
+  }
+}
+
+/** murmur3's 32-bit finalizer: decorrelates the per-row seeds. */
+function mix32(x: number): number {
+  x ^= x >>> 16; x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13; x = Math.imul(x, 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
 }
 
 export const LLAMA3_8B_2BLOCKS: LlamaConfig = Object.freeze({

@@ -179,12 +179,13 @@ napi_value Nll(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+template <void (*F)(const float*, double*, int, int)>
 napi_value Gram(napi_env env, napi_callback_info info) {
   Args a = args(env, info, 4);
   const int n = dim(a, 2, "n"), K = dim(a, 3, "K");
   float* x;
-  double* H;
-  if (typed(a, 0, F32, "x", (int64_t)n * K, &x) && typed(a, 1, F64, "H", (int64_t)K * K, &H)) lb_gram(x, H, n, K);
+  double* S;
+  if (typed(a, 0, F32, "x", (int64_t)n * K, &x) && typed(a, 1, F64, "S", (int64_t)K * K, &S)) F(x, S, n, K);
   return undefined(env);
 }
 
@@ -253,7 +254,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"siluMul", nullptr, SiluMul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nll", nullptr, Nll, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"gram", nullptr, Gram, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gram", nullptr, Gram<lb_gram>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gramF32", nullptr, Gram<lb_gram_f32>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"cholesky", nullptr, Factor<lb_cholesky>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"choleskyInverse", nullptr, Factor<lb_cholesky_inverse>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"triangularInverse", nullptr, TriInv, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -34,6 +34,7 @@ constexpr int ROWS_PER_TASK = 8;  // rmsnorm / rope / nll rows per task
 constexpr int64_t ELEMS_PER_TASK = 1 << 16;  // siluMul
 constexpr int GRAM_ROWS = 256;  // rows of x converted to float64 at once
 constexpr int GRAM_TILE = 256;  // H tile edge
+constexpr int GRAM_F32_ROWS = 2048;  // longest float32 sum of gram_f32 (gptq.py: one 2048-token sequence)
 constexpr int LANES = 16;       // partial sums of the dot products
 
 int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
@@ -202,24 +203,55 @@ void lb_nll(const float* logits, const int32_t* targets, double* out, int T, int
   });
 }
 
-void lb_gram(const float* x, double* H, int n, int K) {
-  // H += xᵀx, lower-triangle tiles of H, each tile one dgemm per block of GRAM_ROWS rows of x.
+// Upper-triangle tile `task` of a kt × kt tile grid: tiles (bi, bj) with bj >= bi, in a fixed order.
+static void upper_tile(int task, int K, int& i0, int& j0, int& ni, int& nj) {
+  int b = 0;
+  while ((b + 1) * (b + 2) / 2 <= task) b++;
+  const int a = task - b * (b + 1) / 2;  // a <= b
+  i0 = a * GRAM_TILE;
+  j0 = b * GRAM_TILE;
+  ni = std::min(GRAM_TILE, K - i0);
+  nj = std::min(GRAM_TILE, K - j0);
+}
+
+void lb_gram(const float* x, double* S, int n, int K) {
+  // S += xᵀx on the upper triangle's tiles (float64 products and sums: x is widened GRAM_ROWS rows at
+  // a time, each tile one dgemm per block of rows). Below the diagonal only diagonal tiles are written.
   std::vector<double> xd((size_t)std::min(n, GRAM_ROWS) * K);
   const int kt = ceil_div(K, GRAM_TILE), ntiles = kt * (kt + 1) / 2;
   for (int r0 = 0; r0 < n; r0 += GRAM_ROWS) {
     const int rows = std::min(GRAM_ROWS, n - r0);
     for (int64_t i = 0; i < (int64_t)rows * K; i++) xd[i] = x[(int64_t)r0 * K + i];
     pool.run(ntiles, [&](int task) {
-      int bi = 0;
-      while ((bi + 1) * (bi + 2) / 2 <= task) bi++;
-      const int bj = task - bi * (bi + 1) / 2;
-      const int i0 = bi * GRAM_TILE, j0 = bj * GRAM_TILE;
-      const int ni = std::min(GRAM_TILE, K - i0), nj = std::min(GRAM_TILE, K - j0);
+      int i0, j0, ni, nj;
+      upper_tile(task, K, i0, j0, ni, nj);
       cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nj, rows, 1.0, xd.data() + i0, K,
-                  xd.data() + j0, K, 1.0, H + (int64_t)i0 * K + j0, K);
+                  xd.data() + j0, K, 1.0, S + (int64_t)i0 * K + j0, K);
     });
   }
-  lb_mirror_lower(H, K);  // linalg64.cc: tile by tile, not one strided column per row
+}
+
+void lb_gram_f32(const float* x, double* S, int n, int K) {
+  // gptq.py's precision: per run of at most GRAM_F32_ROWS rows (one calibration sequence), xᵀx is one
+  // float32 sgemm per upper tile, and the tile is added into S in float64. No widened copy of x.
+  const int kt = ceil_div(K, GRAM_TILE), ntiles = kt * (kt + 1) / 2;
+  for (int r0 = 0; r0 < n; r0 += GRAM_F32_ROWS) {
+    const int rows = std::min(GRAM_F32_ROWS, n - r0);
+    const float* xr = x + (int64_t)r0 * K;
+    pool.run(ntiles, [&](int task) {
+      thread_local std::vector<float> tile;
+      tile.resize((size_t)GRAM_TILE * GRAM_TILE);
+      int i0, j0, ni, nj;
+      upper_tile(task, K, i0, j0, ni, nj);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nj, rows, 1.0f, xr + i0, K, xr + j0, K, 0.0f,
+                  tile.data(), nj);
+      for (int i = 0; i < ni; i++) {
+        double* s = S + (int64_t)(i0 + i) * K + j0;
+        const float* t = tile.data() + (int64_t)i * nj;
+        for (int j = 0; j < nj; j++) s[j] += (double)t[j];
+      }
+    });
+  }
 }
 
 // Row-major lower triangle == column-major upper triangle: LAPACK is called with uplo 'U'.

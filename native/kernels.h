@@ -15,7 +15,8 @@ void lb_attention(const float* q, const float* k, const float* v, float* out,
 void lb_silu_mul(const float* gate, const float* up, float* out, int64_t n);
 void lb_nll(const float* logits, const int32_t* targets, double* out, int T, int V);
 
-void lb_gram(const float* x, double* H, int n, int K);
+void lb_gram(const float* x, double* S, int n, int K);
+void lb_gram_f32(const float* x, double* S, int n, int K);
 bool lb_cholesky(double* A, int n);
 void lb_triangular_inverse(double* L, int n);
 bool lb_cholesky_inverse(double* A, int n);

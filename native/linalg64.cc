@@ -146,19 +146,3 @@ bool lb_qr(const double* A, int m, int n, double* Q, double* R) {
   transpose(a.data(), Q, n, m);  // column-major m × n (= row-major n × m) to row-major m × n
   return true;
 }
-
-// H (K × K, row-major) lower triangle copied onto the upper, tile by tile.
-void lb_mirror_lower(double* H, int K) {
-  const int kt = ceil_div(K, TILE);
-  parallel(kt, [&](int bi) {
-    const int i0 = bi * TILE, i1 = std::min(K, i0 + TILE);
-    for (int j0 = 0; j0 <= i0; j0 += TILE) {
-      const int j1 = std::min(K, j0 + TILE);
-      for (int i = i0; i < i1; i++) {
-        const double* src = H + (int64_t)i * K;
-        const int je = std::min(j1, i);
-        for (int j = j0; j < je; j++) H[(int64_t)j * K + i] = src[j];
-      }
-    }
-  });
-}

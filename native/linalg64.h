@@ -8,5 +8,3 @@ void lb_gemm_f64(const double* x, const double* w, double* y, int M, int N, int 
 bool lb_symmetric_eigen(double* A, double* values, int n);
 // Thin QR of A[m,n], m ≥ n: Q[m,n] with orthonormal columns, R[n,n] upper with diagonal ≥ 0.
 bool lb_qr(const double* A, int m, int n, double* Q, double* R);
-// Copies the lower triangle of H[K,K] onto the upper, in cache-sized tiles.
-void lb_mirror_lower(double* H, int K);

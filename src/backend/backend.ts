@@ -31,6 +31,11 @@ export interface Backend {
   uploadQuantized(q: QuantWeight): BTensor;
   read(t: BTensor): Promise<Float32Array>;
   free(t: BTensor): void;
+  /**
+   * Optional hint between large phases (block streaming calls it after each block): return the
+   * memory of freed tensors now rather than at the runtime's leisure. Results never depend on it.
+   */
+  reclaim?(): void;
 
   /** rows of table[V, D] for each id → [T, D] */
   embedding(table: BTensor, ids: Int32Array): BTensor;
@@ -49,6 +54,14 @@ export interface Backend {
   concatRows(a: BTensor, b: BTensor): BTensor;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
+  /**
+   * One vocabulary chunk's share of a log-softmax: logits[T, C] hold columns offset..offset+C-1 of
+   * each row's full logits. Per row, in float64: lse[t] = log Σ_j exp(logits[t, j]), and picked[t] =
+   * logits[t, targets[t] − offset] when targets[t] lies in [offset, offset + C), else NaN (a target
+   * in another chunk; callers know which rows those are). Chunks combine by log-add-exp of their lse,
+   * and NLL = lse − picked: the LM head is evaluated in vocabulary chunks without [T, vocab] logits.
+   */
+  logSoftmaxParts(logits: BTensor, targets: Int32Array, offset: number): Promise<{ lse: Float64Array; picked: Float64Array }>;
 }
 
 /** Shape checks shared by every backend: they run before any kernel, and name the op and shapes. */

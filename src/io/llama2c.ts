@@ -14,6 +14,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { fileSize, readAt } from './fileBytes.js';
 import { pairsToHalves } from './qkPermute.js';
 import { LAYER_PARTS, NAMES, type LayerPart, type TensorInfo, type TensorSource } from './source.js';
+import { checkRowRange, rotateHalfRows, rowElements } from './rows.js';
 
 export const LLAMA2C_HEADER_BYTES = 28;
 
@@ -115,6 +116,20 @@ export class Llama2cSource implements TensorSource {
       : name.endsWith('.self_attn.k_proj.weight') ? this.header.nKvHeads : 0;
     if (heads > 0) data = pairsToHalves(data, e.shape[0]!, e.shape[1]!, heads);
     return new Tensor('f32', e.shape, data);
+  }
+
+  /** Rows [start, start + count) along the first dimension, reading only their bytes (q/k: the heads holding them). */
+  readRows(name: string, start: number, count: number): Tensor {
+    const e = this.entries.get(name);
+    if (!e) throw new UsageError(`${this.path}: no tensor named "${name}"`);
+    checkRowRange(this.path, name, e.shape, start, count);
+    const cols = rowElements(e.shape);
+    const stored = (first: number, n: number) =>
+      new Float32Array(readAt(this.path, e.start + 4 * first * cols, 4 * n * cols, `tensor "${name}" rows [${first}, ${first + n})`).buffer);
+    const heads = name.endsWith('.self_attn.q_proj.weight') ? this.header.nHeads
+      : name.endsWith('.self_attn.k_proj.weight') ? this.header.nKvHeads : 0;
+    const data = heads > 0 ? rotateHalfRows(e.shape[0]!, cols, heads, start, count, stored) : stored(start, count);
+    return new Tensor('f32', [count, ...e.shape.slice(1)], data);
   }
 
   config(): LlamaConfig {

@@ -1,6 +1,7 @@
 import { FormatError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { TensorInfo, TensorSource } from './source.js';
+import { checkRowRange, sliceRows } from './rows.js';
 
 /** Tensors held in memory behind the TensorSource interface (tests, converted or quantized models). */
 export class MemorySource implements TensorSource {
@@ -16,6 +17,12 @@ export class MemorySource implements TensorSource {
     const t = this.map.get(name);
     if (!t) throw new FormatError(this.path, `no tensor named ${name}`);
     return t;
+  }
+  /** A view of the rows (no copy: the tensor is resident anyway). */
+  readRows(name: string, start: number, count: number): Tensor {
+    const t = this.read(name);
+    checkRowRange(this.path, name, t.shape, start, count);
+    return sliceRows(t, start, count, false);
   }
   set(name: string, t: Tensor): void { this.map.set(name, t); }
 }

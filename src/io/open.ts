@@ -15,6 +15,7 @@ import { readHfConfig } from './hfConfig.js';
 import { Llama2cSource } from './llama2c.js';
 import { openSafetensorsDir } from './safetensors.js';
 import { NAMES, type TensorInfo, type TensorSource } from './source.js';
+import { readRows } from './rows.js';
 import type { Tokenizer } from './tokenizer.js';
 import { loadHfTokenizer } from './tokenizers/hf.js';
 import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
@@ -130,6 +131,10 @@ export class RenamedSource implements TensorSource {
   read(name: string): Tensor {
     if (this.back.has(name) && !this.renames.has(name)) throw new UsageError(`${this.path}: no tensor named "${name}"`);
     return this.inner.read(this.renames.get(name) ?? name);
+  }
+  readRows(name: string, start: number, count: number): Tensor {
+    if (this.back.has(name) && !this.renames.has(name)) throw new UsageError(`${this.path}: no tensor named "${name}"`);
+    return readRows(this.inner, this.renames.get(name) ?? name, start, count);
   }
 }
 

@@ -12,6 +12,7 @@ import { DTYPE_BYTES, SAFETENSORS_DTYPES, viewAs, type DType } from '../tensor/d
 import { Tensor, numel } from '../tensor/tensor.js';
 import { fileSize, readAt, utf8 } from './fileBytes.js';
 import type { TensorInfo, TensorSource } from './source.js';
+import { checkRowRange } from './rows.js';
 
 /** The Rust library refuses headers above 100 MB; so do we. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -121,6 +122,16 @@ export class SafetensorsFile implements TensorSource {
     const e = this.entry(name);
     return new Tensor(e.dtype, e.shape, viewAs(e.dtype, this.readBytes(name)));
   }
+
+  /** Rows [start, start + count) along the first dimension: one positioned read of just their bytes. */
+  readRows(name: string, start: number, count: number): Tensor {
+    const e = this.entry(name);
+    checkRowRange(this.path, name, e.shape, start, count);
+    const rows = e.shape[0]!;
+    const rowBytes = rows === 0 ? 0 : e.byteLength / rows;
+    const bytes = readAt(this.path, e.start + start * rowBytes, count * rowBytes, `tensor "${name}" rows [${start}, ${start + count})`);
+    return new Tensor(e.dtype, [count, ...e.shape.slice(1)], viewAs(e.dtype, bytes));
+  }
 }
 
 /** Shards listed by `model.safetensors.index.json` ({"weight_map": {tensor: shard file}}). */
@@ -169,6 +180,12 @@ export class ShardedSafetensors implements TensorSource {
     const s = this.owner.get(name);
     if (!s) throw new UsageError(`${this.path}: no tensor named "${name}"`);
     return s.read(name);
+  }
+
+  readRows(name: string, start: number, count: number): Tensor {
+    const s = this.owner.get(name);
+    if (!s) throw new UsageError(`${this.path}: no tensor named "${name}"`);
+    return s.readRows(name, start, count);
   }
 
   /** __metadata__ of all shards merged (first shard wins). */

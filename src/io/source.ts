@@ -25,6 +25,13 @@ export interface TensorSource {
   /** Reads one tensor; every error names the file and the tensor. */
   read(name: string): Tensor;
   /**
+   * Rows [start, start + count) of tensor `name` along its first dimension (a [count, ...rest]
+   * tensor of the dtype `read` returns), reading only those rows' bytes. Optional: use the
+   * `readRows` helper of rows.ts, which falls back to `read` for sources without it. Rows outside
+   * the tensor are a RangeError naming the file and the tensor; every other error names them too.
+   */
+  readRows?(name: string, start: number, count: number): Tensor;
+  /**
    * The packed integer form of a quantized linear weight (GPTQ layout), when the source stores
    * `name` that way; undefined for any other tensor (then `read` gives its float values). Lets a
    * backend multiply by the codes without materialising float weights.

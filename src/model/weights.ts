@@ -51,6 +51,16 @@ export function loadEmbedding(ckpt: ModelCheckpoint, backend: Backend): BTensor 
   return backend.uploadWeight(ckpt.weights.read(NAMES.embed));
 }
 
+/**
+ * Name of the tensor that serves as the LM head: lm_head.weight, or the embedding table when the
+ * checkpoint has none (tied embeddings).
+ */
+export function headTensorName(ckpt: ModelCheckpoint): string {
+  if (ckpt.weights.has(NAMES.lmHead)) return NAMES.lmHead;
+  if (ckpt.weights.has(NAMES.embed)) return NAMES.embed;
+  throw new FormatError(ckpt.weights.path, `no ${NAMES.lmHead} and no ${NAMES.embed} to tie it to`);
+}
+
 export function loadHead(ckpt: ModelCheckpoint, backend: Backend, embed?: BTensor): { norm: BTensor; head: BTensor } {
   const norm = backend.uploadWeight(ckpt.weights.read(NAMES.finalNorm));
   let head: BTensor;

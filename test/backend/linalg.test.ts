@@ -73,15 +73,42 @@ function suite(name: string, load: () => CpuKernels): void {
     }
   });
 
-  it(`${name}: gram accumulates H += xᵀx like js`, () => {
+  const upper = (S: Float64Array, K: number) => {
+    const u: number[] = [];
+    for (let i = 0; i < K; i++) for (let j = i; j < K; j++) u.push(S[i * K + j]!);
+    return Float64Array.from(u);
+  };
+  // 300×129 and 40×300 span several 256-column tiles of the native grid, 4097 rows more than one row block
+  const GRAM_CASES = [[1, 1], [3, 127], [300, 129], [513, 3], [40, 300], [4097, 5]] as const;
+
+  it(`${name}: gram accumulates the upper triangle of S += xᵀx like js`, () => {
     const k = load();
-    for (const [rows, K] of [[1, 1], [3, 127], [300, 129], [513, 3]] as const) {
-      const x = randF32(rows * K, rows + K), H = new Float64Array(K * K).fill(0.5), ref = H.slice();
-      k.gram!(x, H, rows, K);
+    for (const [rows, K] of GRAM_CASES) {
+      const x = randF32(rows * K, rows + K), S = new Float64Array(K * K).fill(0.5), ref = S.slice();
+      k.gram!(x, S, rows, K);
       jsKernels.gram!(x, ref, rows, K);
-      assertClose(H, ref, NMSE_MAX.gram, `gram ${rows}x${K}`);
-      for (let i = 0; i < K; i++) for (let j = 0; j < i; j++) assert.equal(H[i * K + j], H[j * K + i], 'H symmetric');
+      assertClose(upper(S, K), upper(ref, K), NMSE_MAX.gram, `gram ${rows}x${K}`);
     }
+  });
+
+  it(`${name}: gramF32 (when present) is xᵀx to float32 accuracy, summed onto S in float64`, (t) => {
+    const k = load();
+    if (!k.gramF32) { t.skip(`${name} has no gramF32`); return; }
+    for (const [rows, K] of GRAM_CASES) {
+      const x = randF32(rows * K, rows + K), S = new Float64Array(K * K).fill(0.5), ref = S.slice();
+      k.gramF32(x, S, rows, K);
+      jsKernels.gram!(x, ref, rows, K);
+      const a = upper(S, K), b = upper(ref, K);
+      let num = 0, den = 0;
+      for (let i = 0; i < a.length; i++) { num += (a[i]! - b[i]!) ** 2; den += b[i]! ** 2; }
+      assert.ok(Math.sqrt(num / den) < 1e-6, `gramF32 ${rows}x${K}: relative error ${Math.sqrt(num / den)}`);
+      assert.ok(Math.sqrt(num / den) > 0 || rows * K < 10, 'float32 sums differ from float64 ones somewhere');
+    }
+    // non-finite inputs propagate like the float64 reference
+    const x = randF32(4 * 3, 1); x[4] = NaN;
+    const S = new Float64Array(9);
+    k.gramF32(x, S, 4, 3);
+    assert.ok(Number.isNaN(S[0 * 3 + 1]!) && Number.isNaN(S[1 * 3 + 1]!) && Number.isFinite(S[0]!), 'NaN in column 1 only');
   });
 }
 

@@ -31,6 +31,10 @@ function runAll(k: CpuKernels): Record<string, Float32Array | Float64Array> {
     const H = (out.gram = new Float64Array(300 * 300));
     k.gram(randF32(600 * 300, 13), H, 600, 300);
   }
+  if (k.gramF32) {
+    const S = (out.gramF32 = new Float64Array(300 * 300));
+    k.gramF32(randF32(2100 * 300, 14), S, 2100, 300);
+  }
   return out;
 }
 

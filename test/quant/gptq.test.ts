@@ -4,7 +4,9 @@ import { LowbitError, UsageError } from '../../src/errors.js';
 import { HessianAccumulator } from '../../src/quant/core/hessian.js';
 import { QuantSpec, dequantize, dequantizeMatrix, findParams, maxqOf, quantize } from '../../src/quant/core/grid.js';
 import { cholesky, choleskyInverse } from '../../src/quant/core/linalg.js';
+import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { gptq } from '../../src/quant/methods/gptq.js';
+import { gridCode } from '../../src/quant/methods/gptqSolve.js';
 import { rtn } from '../../src/quant/methods/rtn.js';
 import { dequantizeGptq, packGptq } from '../../src/quant/pack/gptqPack.js';
 import { Rng, correlatedInputs, proxyLoss } from './rand.js';
@@ -27,9 +29,10 @@ function damped(H: Float64Array, n: number, frac: number): Float64Array {
 
 /**
  * GPTQ written plainly: one column at a time on row-major W, every update applied at once,
- * Hinv by the four-step route of gptq.py, group parameters from the current weights at a group's start.
+ * Hinv by the four-step route of gptq.py, group parameters from the current weights at a group's start
+ * or, given gptq.py's blocksize, from the weights as they stood at the start of the group's block.
  */
-function plainGptq(W0: Float32Array, rows: number, cols: number, H: Float64Array, spec: QuantSpec) {
+function plainGptq(W0: Float32Array, rows: number, cols: number, H: Float64Array, spec: QuantSpec, blocksize?: number) {
   const W = Float64Array.from(W0), n = cols, maxq = maxqOf(spec.bits);
   const gs = spec.groupSize === -1 ? cols : spec.groupSize;
   const L = damped(H, n, 0.01);
@@ -39,10 +42,12 @@ function plainGptq(W0: Float32Array, rows: number, cols: number, H: Float64Array
   assert.ok(cholesky(M, n));
   const U = (i: number, j: number) => M[j * n + i]!; // upper factor = transpose of the lower one
   const Q = new Float32Array(rows * cols);
+  let atBlockStart = W;
   for (let r = 0; r < rows; r++) {
-    let p = findParams(W, spec.bits, spec.sym, r * cols, (r + 1) * cols);
+    let p = findParams(W, spec.bits, spec.sym, r * cols, (r + 1) * cols, spec.scaleDtype);
     for (let j = 0; j < cols; j++) {
-      if (spec.groupSize !== -1 && j % gs === 0) p = findParams(W, spec.bits, spec.sym, r * cols + j, r * cols + j + gs);
+      if (blocksize && j % blocksize === 0) atBlockStart = W.slice();
+      if (spec.groupSize !== -1 && j % gs === 0) p = findParams(atBlockStart, spec.bits, spec.sym, r * cols + j, r * cols + j + gs, spec.scaleDtype);
       const w = W[r * cols + j]!;
       const q = dequantize(quantize(w, p.scale, p.zero, maxq), p.scale, p.zero);
       Q[r * cols + j] = q;
@@ -163,4 +168,74 @@ test('bad inputs throw UsageError', () => {
   assert.throws(() => gptq(W, 4, 16, H.subarray(1), { spec: { bits: 4, groupSize: -1, sym: false } }), UsageError);
   const bad = W.slice(); bad[5] = NaN;
   assert.throws(() => gptq(bad, 4, 16, H, { spec: { bits: 4, groupSize: -1, sym: false }, where: 'o_proj' }), /o_proj: weight \[0, 5\] is NaN/);
+});
+
+// Sub-blocks (pushes by GEMM inside a block) and lazy blocks of several gptq.py blocks are the same
+// algorithm as plain per-column updates in exact arithmetic; in float64 only rounding separates them,
+// far below any code change on these layers. Awkward shapes: 150 rows (row panels of 128 + 22), 200
+// cols (blocks of 128 + 72, or 48 × 4 + 8), sub-blocks not dividing the block, groups straddling blocks.
+const nativeSel = selectKernels('native', 2);
+const kernelSets: [string, ReturnType<typeof selectKernels>['kernels'], string | undefined][] = [
+  ['js', selectKernels('js', 1).kernels, undefined],
+  ['native', nativeSel.kernels, nativeSel.note.startsWith('native') ? undefined : `native kernels unavailable: ${nativeSel.note}`],
+];
+for (const [name, linalg, skip] of kernelSets) {
+  test(`${name}: sub-blocks and nested lazy blocks give the plain path's codes, and its loss to 1e-9`, { skip }, () => {
+    const rows = 150, cols = 200;
+    const cases: [QuantSpec, number, boolean, boolean][] = [ // spec, blocksize, actOrder, staticGroups
+      [{ bits: 4, groupSize: -1, sym: false }, 128, false, false],
+      [{ bits: 3, groupSize: 40, sym: false, scaleDtype: 'f16' }, 48, false, false], // a group spans two blocks
+      [{ bits: 4, groupSize: 8, sym: false }, 64, true, false],
+      [{ bits: 4, groupSize: 25, sym: true }, 128, true, false],
+      [{ bits: 2, groupSize: 50, sym: false }, 128, true, true],
+      [{ bits: 3, groupSize: 20, sym: false, scaleDtype: 'f16' }, 48, false, true],
+    ];
+    for (const [i, [spec, blocksize, actOrder, staticGroups]] of cases.entries()) {
+      const { W, H } = layer(300 + i, rows, cols);
+      const base = { spec, blocksize, actOrder, staticGroups, linalg };
+      const plain = gptq(W, rows, cols, H, { ...base, subBlock: blocksize, lazyBlock: blocksize });
+      for (const [subBlock, lazyBlock] of [[12, blocksize], [7, 4 * blocksize], [40, 2 * blocksize], [undefined, undefined]]) {
+        const g = gptq(W, rows, cols, H, { ...base, ...(subBlock ? { subBlock } : {}), ...(lazyBlock ? { lazyBlock } : {}) });
+        const at = `case ${i}, subBlock ${subBlock}, lazyBlock ${lazyBlock}`;
+        assert.deepEqual(g.codes, plain.codes, at);
+        assert.deepEqual(g.scales, plain.scales, at);
+        assert.deepEqual(g.zeros, plain.zeros, at);
+        assert.deepEqual(g.gIdx, plain.gIdx, at);
+        assert.deepEqual(g.Q, plain.Q, at);
+        assert.ok(Math.abs(g.loss - plain.loss) <= 1e-9 * plain.loss, `${at}: loss ${g.loss} vs ${plain.loss}`);
+      }
+      // And the plain path is gptq.py's algorithm: Q as the one-column reference's (no act-order or static groups).
+      if (!actOrder && !staticGroups) {
+        const ref = plainGptq(W, rows, cols, H, spec, blocksize);
+        for (let k = 0; k < ref.length; k++) assert.ok(Math.abs(plain.Q[k]! - ref[k]!) <= 1e-6 * (Math.abs(ref[k]!) + 1e-3), `case ${i} [${k}]`);
+      }
+    }
+  });
+}
+
+test('subBlock and lazyBlock must be positive integers', () => {
+  const { W, H } = layer(2, 4, 16);
+  const spec: QuantSpec = { bits: 4, groupSize: -1, sym: false };
+  assert.throws(() => gptq(W, 4, 16, H, { spec, subBlock: 0 }), UsageError);
+  assert.throws(() => gptq(W, 4, 16, H, { spec, lazyBlock: 2.5 }), UsageError);
+});
+
+test("the solver's branch-free grid code equals grid.ts's quantize, ties and extremes included", () => {
+  const rng = new Rng(11);
+  let checked = 0;
+  for (let bits = 1; bits <= 8; bits++) {
+    const maxq = maxqOf(bits);
+    for (let i = 0; i < 200; i++) {
+      // Scales with short mantissas (as fp16 scales have), so that s · (k + ½) is exact: x / s is a tie.
+      const s = i === 0 ? 2 ** -24 : Math.fround((1 + Math.floor(rng.next() * 1024)) / 1024 * 2 ** Math.floor(rng.next() * 40 - 30));
+      const z = Math.floor(rng.next() * (maxq + 1));
+      const xs = [0, -0, 3e38, -3e38, 1e-45, -1e-45, Math.fround(s * 0.5), Math.fround(-s * 0.5)];
+      for (let k = -maxq - 3; k <= maxq + 3; k++) xs.push(Math.fround(s * (k + 0.5)), Math.fround(s * k), Math.fround(s * (k + rng.next())));
+      for (const x of xs) {
+        assert.equal(gridCode(x, s, z, maxq), quantize(x, s, z, maxq), `x ${x}, s ${s}, z ${z}, bits ${bits}`);
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 20000);
 });

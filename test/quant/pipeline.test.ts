@@ -53,6 +53,15 @@ test('quantized checkpoint: reading it back reproduces the pipeline\'s fake-quan
   const back = openModel(out);
   assert.equal(back.format, 'lowbit-gptq');
   for (const [name, Q] of captured) assert.deepEqual(back.weights.read(`${name}.weight`).toF32(), Q, name);
+  // partial reads (chunked embedding and LM head) pass through to the float tensors, and work on packed ones
+  for (const name of ['model.embed_tokens.weight', 'lm_head.weight', 'model.layers.0.mlp.up_proj.weight']) {
+    if (!back.weights.has(name)) continue;
+    const whole = back.weights.read(name), row = whole.shape[1]!;
+    const part = back.weights.readRows!(name, 3, 5);
+    assert.deepEqual(part.shape, [5, row], name);
+    assert.deepEqual(part.toF32(), whole.toF32().slice(3 * row, 8 * row), name);
+  }
+  assert.throws(() => back.weights.readRows!('model.embed_tokens.weight', 0, 1e9), /rows/);
   const qc = JSON.parse(readFileSync(join(out, 'quantize_config.json'), 'utf8'));
   assert.deepEqual([qc.bits, qc.group_size, qc.desc_act, qc.sym, qc.quant_method], [3, 32, true, false, 'gptq']);
   const saved = JSON.parse(readFileSync(join(out, 'lowbit_quant.json'), 'utf8'));

@@ -1,10 +1,21 @@
 import { expectShape, type Backend, type BTensor } from '../backend.js';
+import { collectGarbage } from './gc.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import type { CpuKernels } from './kernels/kernels.js';
+import type { CpuKernels, ResidentArray, ResidentMemory } from './kernels/kernels.js';
 import { jsKernels } from './kernels/js.js';
 import { decodeHalf } from '../../tensor/codecs.js';
 import type { QuantWeight } from '../../quant/pack/gptqPack.js';
 import { checkQuantWeight, decodeQuantRows, gemmQPanels } from './kernels/qgemm.js';
+
+/** log Σ exp(x[o..o+n)) in float64 (max trick); −∞ for an all −∞ row. */
+function rowLogSumExp(x: Float32Array, o: number, n: number): number {
+  let mx = -Infinity;
+  for (let j = 0; j < n; j++) if (x[o + j]! > mx) mx = x[o + j]!;
+  if (mx === -Infinity || !Number.isFinite(mx)) return mx;
+  let sum = 0;
+  for (let j = 0; j < n; j++) sum += Math.exp(x[o + j]! - mx);
+  return mx + Math.log(sum);
+}
 
 /** Host-memory tensor of the CPU backend. */
 class CpuTensor implements BTensor {
@@ -15,14 +26,27 @@ class CpuTensor implements BTensor {
     /** the packed weight when dtype is 'q' (data is then empty) */
     readonly quant?: QuantWeight,
   ) {}
+  /** the kernels' resident memory that `data` lives in (a weight under the wasm provider), released by free */
+  resident?: ResidentMemory;
+  /** set by free on a resident tensor: its memory may hold other data now */
+  freed = false;
   get f32(): Float32Array {
     if (this.dtype !== 'f32') throw new TypeError(`expected a float32 tensor, got ${this.dtype}`);
     return this.data as Float32Array;
   }
 }
 
+/**
+ * Resident weights that were never freed (a replaced or forgotten weight) give their memory back
+ * when garbage collected; `free` unregisters. Nothing else refers to their data (read copies it).
+ */
+const unfreed = new FinalizationRegistry<{ mem: ResidentMemory; data: ResidentArray }>(({ mem, data }) => {
+  try { mem.release(data); } catch { /* its pool is gone */ }
+});
+
 function t(x: BTensor): CpuTensor {
   if (!(x instanceof CpuTensor)) throw new TypeError('tensor does not belong to the CPU backend');
+  if (x.freed) throw new Error(`a freed ${x.dtype} tensor [${x.shape.join(', ')}] was used (use after free)`);
   return x;
 }
 function f32(shape: readonly number[], data?: Float32Array): CpuTensor {
@@ -44,8 +68,29 @@ export class CpuBackend implements Backend {
   }
 
   uploadWeight(w: Tensor): BTensor {
-    if (w.dtype === 'f32' || w.dtype === 'bf16' || w.dtype === 'f16') return new CpuTensor(w.shape, w.dtype, w.data as Float32Array | Uint16Array);
-    return f32(w.shape, w.toF32());
+    if (w.dtype === 'f32' || w.dtype === 'bf16' || w.dtype === 'f16') return this.weight(w.shape, w.dtype, w.data as Float32Array | Uint16Array);
+    return this.weight(w.shape, 'f32', w.toF32());
+  }
+
+  /**
+   * A weight tensor: its data copied once into the kernels' resident memory when they have one (the
+   * wasm provider then never copies it per call), else `data` itself. A full resident region is not
+   * an error: the weight then stays an ordinary array, copied per call as before.
+   */
+  private weight(shape: readonly number[], dtype: 'f32' | 'bf16' | 'f16', data: Float32Array | Uint16Array): CpuTensor {
+    const mem = this.kernels.resident;
+    let r: Float32Array | Uint16Array | undefined;
+    if (mem) {
+      try { r = dtype === 'f32' ? mem.alloc('f32', data.length) : mem.alloc('u16', data.length); } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+      }
+    }
+    if (!r) return new CpuTensor(shape, dtype, data);
+    r.set(data);
+    const c = new CpuTensor(shape, dtype, r);
+    c.resident = mem;
+    unfreed.register(c, { mem: mem!, data: r }, c);
+    return c;
   }
 
   uploadQuantized(q: QuantWeight): BTensor {
@@ -60,10 +105,24 @@ export class CpuBackend implements Backend {
       decodeQuantRows(c.quant, 0, c.quant.rows, out);
       return out;
     }
-    return c.dtype === 'f32' ? c.f32 : this.kernelsDecode(c);
+    if (c.dtype === 'f32') return c.resident ? c.f32.slice() : c.f32; // resident memory is reused after free
+    return this.kernelsDecode(c);
   }
 
-  free(_x: BTensor): void { /* garbage collected */ }
+  /**
+   * Gives a resident weight's memory back (an Error if it was already freed; using it afterwards is
+   * an Error too). Everything else is garbage collected: free is a no-op for it.
+   */
+  free(x: BTensor): void {
+    if (!(x instanceof CpuTensor) || !x.resident) return;
+    if (x.freed) throw new Error(`free: this ${x.dtype} tensor [${x.shape.join(', ')}] was already freed`);
+    x.freed = true;
+    unfreed.unregister(x);
+    x.resident.release(x.data);
+  }
+
+  /** A full garbage collection (gc.ts): a freed block's ArrayBuffers go back before the next block is read. */
+  reclaim(): void { collectGarbage(); }
 
   private kernelsDecode(c: CpuTensor): Float32Array {
     if (c.dtype === 'q') throw new TypeError('a quantized weight can only be used by linear (or read)');
@@ -163,7 +222,8 @@ export class CpuBackend implements Backend {
     const xs = t(x);
     const M = xs.shape[0]!, D = xs.f32.length / Math.max(M, 1);
     if (start < 0 || count < 0 || start + count > M) throw new RangeError(`rows: [${start}, ${start + count}) outside ${M} rows`);
-    return f32([count, ...xs.shape.slice(1)], xs.f32.subarray(start * D, (start + count) * D));
+    const view = xs.f32.subarray(start * D, (start + count) * D);
+    return f32([count, ...xs.shape.slice(1)], xs.resident ? view.slice() : view); // resident memory is reused after free
   }
 
   concatRows(a: BTensor, b: BTensor): BTensor {
@@ -182,5 +242,29 @@ export class CpuBackend implements Backend {
     const out = new Float64Array(T);
     this.kernels.nll(l.f32, targets, out, T, V);
     return out;
+  }
+
+  /** Reuses the nll kernel: with a target column k inside the chunk, nll = lse − logit[k], so lse = nll + logit[k]. */
+  async logSoftmaxParts(logits: BTensor, targets: Int32Array, offset: number): Promise<{ lse: Float64Array; picked: Float64Array }> {
+    const l = t(logits);
+    expectShape('logSoftmaxParts', 'logits', l.shape, [undefined, undefined]);
+    const [T, C] = l.shape as [number, number];
+    expectShape('logSoftmaxParts', 'targets', [targets.length], [T]);
+    if (!Number.isSafeInteger(offset)) throw new RangeError(`logSoftmaxParts: offset ${offset} is not an integer`);
+    if (C === 0) throw new RangeError('logSoftmaxParts: the chunk has no columns');
+    const x = l.f32;
+    const local = new Int32Array(T);
+    for (let i = 0; i < T; i++) {
+      const k = targets[i]! - offset;
+      local[i] = k >= 0 && k < C ? k : 0; // any column gives lse; column 0 stands in for a target elsewhere
+    }
+    const lse = new Float64Array(T), picked = new Float64Array(T);
+    this.kernels.nll(x, local, lse, T, C);
+    for (let i = 0; i < T; i++) {
+      const k = targets[i]! - offset, v = x[i * C + local[i]!]!;
+      lse[i] = Number.isFinite(v) ? lse[i]! + v : rowLogSumExp(x, i * C, C); // (nll + −∞ would be NaN)
+      picked[i] = k >= 0 && k < C ? v : NaN;
+    }
+    return { lse, picked };
   }
 }

@@ -8,9 +8,10 @@ import { Tensor } from '../../tensor/tensor.js';
 import { readAt } from '../fileBytes.js';
 import { pairsToHalves } from '../qkPermute.js';
 import { NAMES, type LayerPart, type TensorInfo, type TensorSource } from '../source.js';
+import { checkRowRange, rotateHalfRows, rowElements, sliceRows } from '../rows.js';
 import { dequantizeQ4_0, dequantizeQ8_0 } from './dequant.js';
 import { readGgufHeader, tensorBytes } from './parse.js';
-import { GgmlType, ggmlTypeName, type GgufHeader, type GgufTensorInfo } from './types.js';
+import { GGML_LAYOUT, GgmlType, ggmlTypeName, type GgufHeader, type GgufTensorInfo } from './types.js';
 
 const LAYER_MAP: Readonly<Record<string, LayerPart>> = Object.freeze({
   attn_norm: 'input_layernorm',
@@ -72,27 +73,81 @@ export class GgufSource implements TensorSource {
     return this.entries.has(name);
   }
 
-  read(name: string): Tensor {
+  private entry(name: string): Entry {
     const e = this.entries.get(name);
     if (!e) throw new UsageError(`${this.path}: no tensor named "${name}"`);
+    return e;
+  }
+
+  /** Heads to un-permute for q/k projections (0 for every other tensor). */
+  private qkHeads(name: string): number {
+    return name.endsWith('.self_attn.q_proj.weight') ? this.heads.numHeads
+      : name.endsWith('.self_attn.k_proj.weight') ? this.heads.numKvHeads : 0;
+  }
+
+  private checkQk(e: Entry, qk: number): void {
+    const rows = e.shape[0]!;
+    if (e.shape.length !== 2 || rows % (2 * qk) !== 0) throw new FormatError(this.path, `tensor "${e.gguf.name}": shape [${e.shape.join(', ')}] does not split into ${qk} heads`);
+  }
+
+  /** Bytes of the whole tensor, or a FormatError naming a type lowbit cannot decode. */
+  private byteSize(e: Entry): number {
     const t = e.gguf;
     const bytes = tensorBytes(this.header, t);
     if (bytes === undefined) throw new FormatError(this.path, `tensor "${t.name}" has type ${ggmlTypeName(t.type)}, which lowbit cannot decode (F32, F16, BF16, Q8_0, Q4_0)`);
-    const raw = readAt(this.path, this.header.dataStart + t.offset, bytes, `tensor "${t.name}"`);
-    const n = e.shape.reduce((a, b) => a * b, 1);
-    let data;
-    switch (t.type as GgmlType) {
-      case GgmlType.Q8_0: data = dequantizeQ8_0(raw, n); break;
-      case GgmlType.Q4_0: data = dequantizeQ4_0(raw, n); break;
-      default: data = viewAs(e.dtype, raw);
+    return bytes;
+  }
+
+  /** `n` values of `e` stored as `raw` (whole blocks), decoded to the dtype `read` returns. */
+  private decode(e: Entry, raw: Uint8Array, n: number) {
+    switch (e.gguf.type as GgmlType) {
+      case GgmlType.Q8_0: return dequantizeQ8_0(raw, n);
+      case GgmlType.Q4_0: return dequantizeQ4_0(raw, n);
+      default: return viewAs(e.dtype, raw);
     }
-    const qk = name.endsWith('.self_attn.q_proj.weight') ? this.heads.numHeads
-      : name.endsWith('.self_attn.k_proj.weight') ? this.heads.numKvHeads : 0;
+  }
+
+  read(name: string): Tensor {
+    const e = this.entry(name);
+    const t = e.gguf;
+    const bytes = this.byteSize(e);
+    const raw = readAt(this.path, this.header.dataStart + t.offset, bytes, `tensor "${t.name}"`);
+    let data = this.decode(e, raw, e.shape.reduce((a, b) => a * b, 1));
+    const qk = this.qkHeads(name);
     if (qk > 0) {
+      this.checkQk(e, qk);
       const [rows, cols] = e.shape as [number, number];
-      if (e.shape.length !== 2 || rows % (2 * qk) !== 0) throw new FormatError(this.path, `tensor "${t.name}": shape [${e.shape.join(', ')}] does not split into ${qk} heads`);
       data = pairsToHalves(data, rows, cols, qk);
     }
     return new Tensor(e.dtype, e.shape, data);
+  }
+
+  /**
+   * Rows [start, start + count) along the first dimension (ggml's last), reading only their bytes:
+   * rows of F32/F16/BF16 and of Q8_0/Q4_0 are whole blocks, so only those blocks are dequantized.
+   * q/k rows are read as the whole heads that hold them, then un-permuted.
+   */
+  readRows(name: string, start: number, count: number): Tensor {
+    const e = this.entry(name);
+    checkRowRange(this.path, name, e.shape, start, count);
+    const t = e.gguf;
+    const bytes = this.byteSize(e);
+    const rows = e.shape[0]!, rowElems = rowElements(e.shape);
+    const layout = GGML_LAYOUT[t.type as keyof typeof GGML_LAYOUT]!;
+    // a vector of a block type: its "rows" are single values inside blocks (never a large tensor)
+    if (rowElems % layout.block !== 0) return sliceRows(this.read(name), start, count);
+    const rowBytes = rows === 0 ? 0 : bytes / rows;
+    const stored = (first: number, n: number) => {
+      const what = `tensor "${t.name}" (${name}) rows [${first}, ${first + n})`;
+      const raw = readAt(this.path, this.header.dataStart + t.offset + first * rowBytes, n * rowBytes, what);
+      return this.decode(e, raw, n * rowElems);
+    };
+    const qk = this.qkHeads(name);
+    let data;
+    if (qk > 0) {
+      this.checkQk(e, qk);
+      data = rotateHalfRows(rows, rowElems, qk, start, count, stored);
+    } else data = stored(start, count);
+    return new Tensor(e.dtype, [count, ...e.shape.slice(1)], data);
   }
 }

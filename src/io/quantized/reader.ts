@@ -7,6 +7,7 @@ import { dequantizeGptq, type QuantWeight } from '../../quant/pack/gptqPack.js';
 import { readHfConfig } from '../hfConfig.js';
 import { openSafetensorsDir } from '../safetensors.js';
 import type { TensorInfo, TensorSource } from '../source.js';
+import { checkRowRange, readRows, sliceRows } from '../rows.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { loadHfTokenizer } from '../tokenizers/hf.js';
 import { readLlama2cTokenizer } from '../tokenizers/llama2c.js';
@@ -39,6 +40,13 @@ class GptqSource implements TensorSource {
     const q = this.readQuantized(name);
     if (!q) return this.inner.read(name);
     return new Tensor('f32', [q.rows, q.cols], dequantizeGptq(q));
+  }
+  /** Rows of a float tensor (embedding, LM head) through the inner source; packed weights are read whole. */
+  readRows(name: string, start: number, count: number): Tensor {
+    if (this.inner.has(name)) return readRows(this.inner, name, start, count);
+    const t = this.read(name);
+    checkRowRange(this.path, name, t.shape, start, count);
+    return sliceRows(t, start, count);
   }
   /** qweight/qzeros/scales/g_idx of `<layer>.weight`, checked; undefined for a tensor stored as floats. */
   readQuantized(name: string): QuantWeight | undefined {

@@ -18,7 +18,11 @@
  *
  * With a linear-algebra provider that has `gram` (linalgProvider.ts), add() hands X to it instead:
  * S += XᵀX in float64 from the float32 inputs (BLAS dgemm in the native provider), the same sums up
- * to their order. Each call also mirrors S's triangle (O(cols²)), so feed whole sequences, not tokens.
+ * to their order. Providers fill the upper triangle only; finish() mirrors it once.
+ *
+ * Precision 'f32' is gptq.py's: each call's XᵀX summed in float32 (one 2048-token sequence per call
+ * there), then added into S in float64 — through the provider's `gramF32` (sgemm on the upper
+ * triangle's tiles: half the flops of gptq.py's full matmul) or, without one, its `gemm`.
  */
 import { UsageError } from '../../errors.js';
 import type { QuantLinalg } from './linalgProvider.js';
@@ -47,6 +51,7 @@ export class HessianAccumulator {
   private readonly Xt: Float32Array;  // [cp, TOKEN_CHUNK] (empty with gram)
   private readonly gram: QuantLinalg['gram'];
   private readonly gemm: QuantLinalg['gemm'];
+  private readonly gramF32: QuantLinalg['gramF32'];
   private Y: Float32Array | undefined; // [cols, cols] float32 XᵀX of one call ('f32' precision)
   private n = 0;
   private tokens = 0;
@@ -55,13 +60,18 @@ export class HessianAccumulator {
     if (!Number.isInteger(cols) || cols < 1) throw new UsageError(`Hessian needs a positive column count, got ${cols}`);
     this.cols = cols;
     if (opts.precision === 'f32') {
-      this.gemm = opts.linalg?.gemm?.bind(opts.linalg);
-      if (!this.gemm) throw new UsageError(`Hessian precision 'f32' needs a kernel provider with gemm (${opts.linalg?.name ?? 'none given'})`);
+      this.gramF32 = opts.linalg?.gramF32?.bind(opts.linalg);
+      this.gemm = this.gramF32 ? undefined : opts.linalg?.gemm?.bind(opts.linalg);
+      if (!this.gramF32 && !this.gemm) {
+        throw new UsageError(`Hessian precision 'f32' needs a kernel provider with gramF32 or gemm (${opts.linalg?.name ?? 'none given'})`);
+      }
     }
-    this.gram = this.gemm ? undefined : opts.linalg?.gram?.bind(opts.linalg);
-    this.cp = this.gram || this.gemm ? cols : Math.ceil(cols / BLOCK) * BLOCK;
+    const f32 = this.gramF32 ?? this.gemm;
+    this.gram = f32 ? undefined : opts.linalg?.gram?.bind(opts.linalg);
+    const provided = Boolean(f32 ?? this.gram);
+    this.cp = provided ? cols : Math.ceil(cols / BLOCK) * BLOCK;
     this.S = new Float64Array(this.cp * this.cp);
-    this.Xt = new Float32Array(this.gram || this.gemm ? 0 : this.cp * TOKEN_CHUNK);
+    this.Xt = new Float32Array(provided ? 0 : this.cp * TOKEN_CHUNK);
   }
 
   /** Samples counted so far (n in H = 2/n Σ x xᵀ). */
@@ -72,7 +82,8 @@ export class HessianAccumulator {
   add(X: Float32Array, nTokens: number, nSamples = 1): void {
     const { cols, cp, Xt } = this;
     if (X.length !== nTokens * cols) throw new UsageError(`Hessian input has ${X.length} values, expected ${nTokens}x${cols}`);
-    if (this.gemm) this.addF32(X, nTokens);
+    if (this.gramF32) this.gramF32(X, this.S, nTokens, cols);
+    else if (this.gemm) this.addF32(X, nTokens);
     else if (this.gram) this.gram(X, this.S, nTokens, cols);
     else for (let t0 = 0; t0 < nTokens; t0 += TOKEN_CHUNK) {
       const T = Math.min(TOKEN_CHUNK, nTokens - t0);
@@ -135,11 +146,18 @@ export class HessianAccumulator {
     if (this.n === 0) throw new UsageError('Hessian has no calibration samples');
     const f = 2 / this.n;
     const H = new Float64Array(cols * cols);
-    for (let a = 0; a < cols; a++) {
-      for (let b = a; b < cols; b++) {
-        const v = f * S[a * cp + b]!;
-        H[a * cols + b] = v;
-        H[b * cols + a] = v;
+    // tile by tile, so that the transposed writes stay in cache
+    for (let A0 = 0; A0 < cols; A0 += TILE) {
+      const A1 = Math.min(A0 + TILE, cols);
+      for (let B0 = A0; B0 < cols; B0 += TILE) {
+        const B1 = Math.min(B0 + TILE, cols);
+        for (let a = A0; a < A1; a++) {
+          for (let b = Math.max(B0, a); b < B1; b++) {
+            const v = f * S[a * cp + b]!;
+            H[a * cols + b] = v;
+            H[b * cols + a] = v;
+          }
+        }
       }
     }
     return H;

@@ -8,6 +8,8 @@
  * Precision of each method, as the quantizers rely on it:
  * - gram: float64 products and sums of float32 inputs (x·y of two float32 values is exact in
  *   float64), so H matches the TypeScript accumulator up to summation order (~1e-15 relative).
+ * - gramF32: gptq.py's precision: float32 sums over each calibration sequence (≤ 2048 rows, BLAS
+ *   sgemm), float64 across sequences.
  * - cholesky, triangularInverse: float64 (LAPACK dpotrf, dtrtri in the native provider).
  * - gemmF64: float64 throughout (BLAS dgemm on a fixed tile grid in the native provider, the plain
  *   dot-product loop of jsLinalg.ts otherwise). GPTQ's lazy batch update uses it when present.
@@ -19,8 +21,10 @@ import { upperCholeskyOfInverse as upperCholeskyOfInverseTs } from './linalg.js'
 export interface QuantLinalg {
   /** Provider name for notes and logs ('native', 'wasm', 'js'). */
   readonly name: string;
-  /** H[K,K] += x[n,K]ᵀ · x[n,K] in float64; both halves of H written. */
-  gram?(x: Float32Array, H: Float64Array, n: number, K: number): void;
+  /** S[K,K] += x[n,K]ᵀ · x[n,K] in float64 on the upper triangle (b ≥ a); below it unspecified. */
+  gram?(x: Float32Array, S: Float64Array, n: number, K: number): void;
+  /** The same with float32 sums over runs of ≤ 2048 rows, added into S in float64; upper triangle. */
+  gramF32?(x: Float32Array, S: Float64Array, n: number, K: number): void;
   /** In place lower Cholesky factor (strict upper triangle set to 0); false if not positive definite. */
   cholesky?(A: Float64Array, n: number): boolean;
   /** In place inverse of a lower-triangular L (strict upper triangle set to 0). */

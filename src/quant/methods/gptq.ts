@@ -13,26 +13,32 @@
  *   order and g_idx maps every original column to its group; static_groups finds every group's
  *   parameters up front from the unpermuted W (after dead-column zeroing) and keeps g_idx = c / g.
  *
- * Layout: W is row-major [rows, cols]; we work on Wt = Wᵀ [cols, rows] in float64 so that a column of
- * W, which every step reads or updates across all rows, is contiguous.
+ * Layout: W is copied to float64, row-major [rows, cols], columns in processing order; the loops
+ * themselves (row panels, left-looking updates, nested blocks, the lazy update) are in gptqSolve.ts.
  *
  * Linear algebra provider (opts.linalg, see core/linalgProvider.ts): its cholesky and
  * triangularInverse compute Hinv (float64, the same factor as the TypeScript route to ~1e-15). The
  * lazy batch update, most of the solve's flops (≈ rows · cols²), goes to the provider's gemmF64 when
- * it has one, else stays in float64 TypeScript. The provider's float32 gemm (BLAS sgemm) is not
- * exact enough to be the default: rounding Err1 and Hinv to float32 and summing in float32 leaves
- * ~1e-7 relative error in each update, and GPTQ amplifies it: a weight near a rounding boundary takes
- * the neighbouring code, that column's err1 changes by a whole grid step, and the rest of the row
- * (and later groups' ranges) follow (2-bit test layers: ~1e-3 relative loss difference, codes of
- * whole row tails different). gptq.py runs in float32 throughout and has the same sensitivity, so
- * `lazyUpdate: 'f32'` opts in to the sgemm for speed; results then agree with the reference in loss,
- * not code for code.
+ * it has one, else stays in float64 TypeScript. With gemmF64 the blocks are also nested (gptqSolve.ts):
+ * lazy updates every `lazyBlock` columns (512), gptq.py's blocks of `blocksize` inside, sub-blocks of
+ * `subBlock` (32) inside those, the pushes between them float64 GEMMs. That is the same algorithm in
+ * exact arithmetic, so results differ from the plain route (subBlock = lazyBlock = blocksize) only by
+ * float64 rounding. Without gemmF64 the plain route is the default and every weight sees gptq.py's
+ * per-column subtractions in gptq.py's order, in TypeScript, bit for bit as before the nesting (a
+ * smaller subBlock keeps those bits too; a larger lazyBlock regroups the lazy update's sums).
+ *
+ * The provider's float32 gemm (BLAS sgemm) is not exact enough to be the default: rounding Err1 and
+ * Hinv to float32 and summing in float32 leaves ~1e-7 relative error in each update, and GPTQ
+ * amplifies it: a weight near a rounding boundary takes the neighbouring code, that column's err1
+ * changes by a whole grid step, and the rest of the row (and later groups' ranges) follow (2-bit test
+ * layers: ~1e-3 relative loss difference, codes of whole row tails different). gptq.py runs in float32 throughout and has the same sensitivity, so
+ * `lazyUpdate: 'f32'` opts in to the sgemm for speed (for the lazy update only; the pushes inside a
+ * lazy block stay float64); results then agree with the reference in loss, not code for code.
  */
 import { LowbitError, UsageError } from '../../errors.js';
-import {
-  QuantSpec, QuantizedMatrix, checkSpec, dequantize, maxqOf, paramsFromRange, quantize,
-} from '../core/grid.js';
+import { QuantSpec, QuantizedMatrix, checkSpec, maxqOf, paramsFromRange } from '../core/grid.js';
 import { QuantLinalg, upperCholeskyOfInverse } from '../core/linalgProvider.js';
+import { BlockColumns, GptqSolver, GridState } from './gptqSolve.js';
 
 export interface GptqOptions {
   spec: QuantSpec;
@@ -50,6 +56,17 @@ export interface GptqOptions {
   linalg?: QuantLinalg;
   /** Lazy batch update: 'f64' (default; provider's gemmF64 or TypeScript) or 'f32' (provider's gemm, as gptq.py). */
   lazyUpdate?: 'f64' | 'f32';
+  /**
+   * Columns per sub-block: quantized with per-column updates, then pushed to the rest of their block
+   * in one GEMM. Default 32 with a provider gemmF64, else blocksize (no sub-blocks).
+   */
+  subBlock?: number;
+  /**
+   * Columns per lazy batch update, rounded down to a multiple of blocksize (the pushes between the
+   * blocksize blocks inside are GEMMs). Default 512 with a provider gemmF64, else blocksize; with
+   * dynamic groups it falls back to blocksize unless it is a multiple of the group size.
+   */
+  lazyBlock?: number;
 }
 
 export interface GptqResult extends QuantizedMatrix {
@@ -64,8 +81,7 @@ export interface GptqResult extends QuantizedMatrix {
   notes: string[];
 }
 
-const ROW_CHUNK = 256;    // rows per panel in the lazy batch update
-const GEMM_PANEL = 2048;  // target columns per gemm call in the provider's lazy batch update
+const SUB_BLOCK = 32, LAZY_BLOCK = 512; // defaults with a provider gemmF64
 
 export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): GptqResult {
   const { spec, where } = opts;
@@ -75,29 +91,32 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
   const at = where ? `${where}: ` : '';
   if (W.length !== rows * cols) throw new UsageError(`${at}weight has ${W.length} values, expected ${rows}x${cols}`);
   if (H.length !== cols * cols) throw new UsageError(`${at}Hessian has ${H.length} values, expected ${cols}x${cols}`);
-  if (!Number.isInteger(blocksize) || blocksize < 1) throw new UsageError(`${at}blocksize must be a positive integer, got ${blocksize}`);
+  const positive = (name: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1) throw new UsageError(`${at}${name} must be a positive integer, got ${v}`);
+  };
+  positive('blocksize', blocksize);
+  if (opts.subBlock !== undefined) positive('subBlock', opts.subBlock);
+  if (opts.lazyBlock !== undefined) positive('lazyBlock', opts.lazyBlock);
   const perChannel = spec.groupSize === -1;
   const nGroups = cols / gs, maxq = maxqOf(spec.bits), n = cols;
   const notes: string[] = [];
 
-  // Wt = Wᵀ in float64; per-channel parameters from the untouched W, as gptq.py.
-  let Wt = new Float64Array(cols * rows);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const x = W[r * cols + c]!;
-      if (!Number.isFinite(x)) throw new UsageError(`${at}weight [${r}, ${c}] is ${x}`);
-      Wt[c * rows + r] = x;
-    }
+  // W in float64; per-channel parameters from the untouched W, as gptq.py.
+  let Wd = new Float64Array(rows * cols);
+  for (let i = 0; i < W.length; i++) {
+    const x = W[i]!;
+    if (!Number.isFinite(x)) throw new UsageError(`${at}weight [${Math.floor(i / cols)}, ${i % cols}] is ${x}`);
+    Wd[i] = x;
   }
   const chScale = new Float64Array(rows), chZero = new Float64Array(rows);
-  if (perChannel) rangeParams(Wt, rows, 0, cols, spec, chScale, chZero);
+  if (perChannel) rangeParams(Wd, rows, cols, 0, cols, spec, chScale, chZero);
 
   // Dead columns: H_ii = 0 -> H_ii = 1, W[:, i] = 0.
   const diagH = new Float64Array(n);
   let dead = 0;
   for (let i = 0; i < n; i++) {
     diagH[i] = H[i * n + i]!;
-    if (diagH[i] === 0) { diagH[i] = 1; Wt.fill(0, i * rows, (i + 1) * rows); dead++; }
+    if (diagH[i] === 0) { diagH[i] = 1; for (let r = 0; r < rows; r++) Wd[r * cols + i] = 0; dead++; }
   }
   if (dead > 0) notes.push(`${dead} dead input column(s) (H_ii = 0): weights zeroed`);
 
@@ -106,18 +125,21 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
   if (!perChannel && staticGroups) {
     stScale = new Float64Array(nGroups * rows); stZero = new Float64Array(nGroups * rows);
     for (let g = 0; g < nGroups; g++) {
-      rangeParams(Wt, rows, g * gs, (g + 1) * gs, spec, stScale.subarray(g * rows), stZero.subarray(g * rows));
+      rangeParams(Wd, rows, cols, g * gs, (g + 1) * gs, spec, stScale.subarray(g * rows), stZero.subarray(g * rows));
     }
   }
 
-  // Act-order: columns by decreasing diag H; Wt's rows and Hinv's rows/columns in that order.
+  // Act-order: columns by decreasing diag H; W's columns and Hinv's rows/columns in that order.
   let perm: Int32Array | undefined;
   let Hinv: Float64Array;
   if (actOrder) {
     perm = Int32Array.from({ length: n }, (_, i) => i).sort((a, b) => diagH[b]! - diagH[a]! || a - b);
-    const Wp = new Float64Array(cols * rows);
-    for (let j = 0; j < n; j++) Wp.set(Wt.subarray(perm[j]! * rows, (perm[j]! + 1) * rows), j * rows);
-    Wt = Wp;
+    const Wp = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      for (let j = 0; j < n; j++) Wp[o + j] = Wd[o + perm[j]!]!;
+    }
+    Wd = Wp;
     Hinv = new Float64Array(n * n);
     for (let i = 0; i < n; i++) {
       const src = perm[i]! * n, dst = i * n;
@@ -133,90 +155,63 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
   const dampUsed = dampedInverseFactor(Hinv, n, percdamp, opts.maxDampRetries ?? 3, notes, at, linalg);
   const gemm32 = opts.lazyUpdate === 'f32' ? linalg?.gemm?.bind(linalg) : undefined;
   const gemm64 = linalg?.gemmF64?.bind(linalg);
+  const sub = opts.subBlock ?? (gemm64 ? SUB_BLOCK : blocksize);
+  // Lazy block: a multiple of blocksize; with dynamic groups also of the group size, so that no group
+  // reaches past its lazy block and every group's range is read as of its gptq.py block's start.
+  let outer = Math.max(1, Math.floor((opts.lazyBlock ?? (gemm64 ? LAZY_BLOCK : blocksize)) / blocksize)) * blocksize;
+  if (!perChannel && !staticGroups && outer % gs !== 0) outer = blocksize;
 
   // Outputs in the original column order.
   const codes = new Uint8Array(rows * cols), Q = new Float32Array(rows * cols);
   const scales = new Float32Array(rows * nGroups), zeros = new Uint8Array(rows * nGroups);
   const gIdx = new Int32Array(cols);
-  let scale: Float64Array = perChannel ? chScale : new Float64Array(rows);
-  let zero: Float64Array = perChannel ? chZero : new Float64Array(rows);
-  if (perChannel) for (let r = 0; r < rows; r++) { scales[r] = scale[r]!; zeros[r] = zero[r]!; }
-  if (stScale && stZero) {
-    for (let g = 0; g < nGroups; g++) {
-      for (let r = 0; r < rows; r++) { scales[r * nGroups + g] = stScale[g * rows + r]!; zeros[r * nGroups + g] = stZero[g * rows + r]!; }
+  // Grid parameters [group][row]: per channel one group; static groups all found above; dynamic
+  // groups found by the solver when their first column is reached.
+  const grid: GridState = {
+    spec, gs, nGroups, scales, zeros,
+    scale: perChannel ? chScale : stScale ?? new Float64Array(nGroups * rows),
+    zero: perChannel ? chZero : stZero ?? new Float64Array(nGroups * rows),
+  };
+  if (perChannel || stScale) {
+    for (let r = 0; r < rows; r++) {
+      for (let g = 0; g < nGroups; g++) { scales[r * nGroups + g] = grid.scale[g * rows + r]!; zeros[r * nGroups + g] = grid.zero[g * rows + r]!; }
     }
   }
 
-  const width = Math.min(blocksize, cols);
-  const W1 = new Float64Array(width * rows);   // the block's working columns
-  const Err1 = new Float64Array(width * rows); // (w - q) / d per column of the block
+  const solver = new GptqSolver(Wd, rows, cols, Hinv, grid, {
+    maxq, blocksize, outer, sub, ...(gemm64 ? { gemm64 } : {}),
+    lazy: gemm32 ? { kind: 'f32', gemm: gemm32 } : gemm64 ? { kind: 'f64', gemm: gemm64 } : { kind: 'ts' },
+  });
+  const width = Math.min(outer, cols);
+  const bc: BlockColumns = { col: new Int32Array(width), paramOffset: new Int32Array(width), groupStart: new Int32Array(width) };
   let loss = 0;
-
-  for (let i1 = 0; i1 < cols; i1 += blocksize) {
-    const i2 = Math.min(i1 + blocksize, cols), count = i2 - i1;
-    W1.set(Wt.subarray(i1 * rows, i2 * rows));
-
-    for (let i = 0; i < count; i++) {
-      const j = i1 + i;                      // position in processing order
-      const c = perm ? perm[j]! : j;         // original column
-      let g = 0;
-      if (!perChannel) {
-        if (stScale && stZero) {
-          g = Math.floor(c / gs);
-          scale = stScale.subarray(g * rows, (g + 1) * rows);
-          zero = stZero.subarray(g * rows, (g + 1) * rows);
-        } else {
-          g = Math.floor(j / gs);
-          if (j % gs === 0) {
-            rangeParams(Wt, rows, j, Math.min(j + gs, cols), spec, scale, zero);
-            for (let r = 0; r < rows; r++) { scales[r * nGroups + g] = scale[r]!; zeros[r * nGroups + g] = zero[r]!; }
-          }
-        }
-      }
+  for (let o1 = 0; o1 < cols; o1 += outer) {
+    const o2 = Math.min(o1 + outer, cols);
+    for (let j = o1; j < o2; j++) {
+      const c = perm ? perm[j]! : j; // processing position j, original column c
+      const g = perChannel ? 0 : stScale ? Math.floor(c / gs) : Math.floor(j / gs);
       gIdx[c] = g;
-
-      const d = Hinv[j * n + j]!;
-      const e = i * rows; // column i of W1 and of Err1
-      for (let r = 0; r < rows; r++) {
-        const x = W1[e + r]!;
-        const code = quantize(x, scale[r]!, zero[r]!, maxq);
-        const q = dequantize(code, scale[r]!, zero[r]!);
-        codes[r * cols + c] = code;
-        Q[r * cols + c] = q;
-        const err = (x - q) / d;
-        loss += (err * err) / 2;
-        Err1[e + r] = err;
-      }
-      // W1[:, i+1:] -= err1 · Hinv1[i, i+1:]
-      const hrow = j * n;
-      for (let k = i + 1; k < count; k++) {
-        const h = Hinv[hrow + i1 + k]!;
-        if (h === 0) continue;
-        const wk = k * rows;
-        for (let r = 0; r < rows; r++) W1[wk + r]! -= Err1[e + r]! * h;
-      }
+      bc.col[j - o1] = c;
+      bc.paramOffset[j - o1] = g * rows;
+      bc.groupStart[j - o1] = !perChannel && !stScale && j % gs === 0 ? g : -1;
     }
-    if (gemm32) lazyBatchUpdateGemm(gemm32, (m) => new Float32Array(m), Wt, rows, cols, Hinv, Err1, i1, i2);
-    else if (gemm64) lazyBatchUpdateGemm(gemm64, (m) => new Float64Array(m), Wt, rows, cols, Hinv, Err1, i1, i2);
-    else lazyBatchUpdate(Wt, rows, cols, Hinv, Err1, i1, i2);
+    loss += solver.solveBlock(o1, o2, bc, codes, Q);
   }
 
   return { Q, codes, scales, zeros, gIdx, ...(perm ? { perm } : {}), loss, dampUsed, notes };
 }
 
-/** Per-row grid parameters over columns [c0, c1) of Wt (rows of Wt are columns of W). */
-function rangeParams(Wt: Float64Array, rows: number, c0: number, c1: number, spec: QuantSpec, scale: Float64Array, zero: Float64Array): void {
-  const min = new Float64Array(rows).fill(Infinity), max = new Float64Array(rows).fill(-Infinity);
-  for (let c = c0; c < c1; c++) {
-    const o = c * rows;
-    for (let r = 0; r < rows; r++) {
-      const x = Wt[o + r]!;
-      if (x < min[r]!) min[r] = x;
-      if (x > max[r]!) max[r] = x;
-    }
-  }
+/** Per-row grid parameters over columns [c0, c1) of the row-major W. */
+function rangeParams(W: Float64Array, rows: number, cols: number, c0: number, c1: number, spec: QuantSpec,
+  scale: Float64Array, zero: Float64Array): void {
   for (let r = 0; r < rows; r++) {
-    const p = paramsFromRange(min[r]!, max[r]!, spec.bits, spec.sym, spec.scaleDtype);
+    let min = Infinity, max = -Infinity;
+    for (let o = r * cols + c0, e = r * cols + c1; o < e; o++) {
+      const x = W[o]!;
+      if (x < min) min = x;
+      if (x > max) max = x;
+    }
+    const p = paramsFromRange(min, max, spec.bits, spec.sym, spec.scaleDtype);
     scale[r] = p.scale; zero[r] = p.zero;
   }
 }
@@ -245,60 +240,5 @@ function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, ma
         + `(${attempt} retries from ${percdamp}); use more calibration samples or a larger damping`);
     }
     frac *= 10;
-  }
-}
-
-/** W[:, i2:] -= Err1 · Hinv[i1:i2, i2:], panel by panel of ROW_CHUNK rows so Err1's panel stays in cache. */
-function lazyBatchUpdate(Wt: Float64Array, rows: number, cols: number, Hinv: Float64Array, Err1: Float64Array, i1: number, i2: number): void {
-  const count = i2 - i1, n = cols, rest = cols - i2;
-  if (rest <= 0) return;
-  // C[j'][k] = Hinv[i1 + k][i2 + j'], contiguous per target column.
-  const C = new Float64Array(rest * count);
-  for (let k = 0; k < count; k++) {
-    const h = (i1 + k) * n + i2;
-    for (let jj = 0; jj < rest; jj++) C[jj * count + k] = Hinv[h + jj]!;
-  }
-  for (let r0 = 0; r0 < rows; r0 += ROW_CHUNK) {
-    const r1 = Math.min(r0 + ROW_CHUNK, rows);
-    for (let jj = 0; jj < rest; jj++) {
-      const wo = (i2 + jj) * rows, co = jj * count;
-      let k = 0;
-      for (; k + 3 < count; k += 4) {
-        const c0 = C[co + k]!, c1 = C[co + k + 1]!, c2 = C[co + k + 2]!, c3 = C[co + k + 3]!;
-        const e0 = k * rows, e1 = e0 + rows, e2 = e1 + rows, e3 = e2 + rows;
-        for (let r = r0; r < r1; r++) {
-          Wt[wo + r]! -= c0 * Err1[e0 + r]! + c1 * Err1[e1 + r]! + c2 * Err1[e2 + r]! + c3 * Err1[e3 + r]!;
-        }
-      }
-      for (; k < count; k++) {
-        const c0 = C[co + k]!, e0 = k * rows;
-        for (let r = r0; r < r1; r++) Wt[wo + r]! -= c0 * Err1[e0 + r]!;
-      }
-    }
-  }
-}
-
-/**
- * The same update through a provider's gemm, y[M,N] = x[M,K]·w[N,K]ᵀ with M target columns, N = rows,
- * K = count: x = Hinv[i1:i2, i2:]ᵀ, w = Err1ᵀ, and Wt[i2 + j'] -= y[j'], in panels of GEMM_PANEL columns.
- */
-function lazyBatchUpdateGemm<A extends Float32Array | Float64Array>(
-  gemm: (x: A, w: A, y: A, M: number, N: number, K: number) => void, alloc: (length: number) => A,
-  Wt: Float64Array, rows: number, cols: number, Hinv: Float64Array, Err1: Float64Array, i1: number, i2: number): void {
-  const count = i2 - i1, n = cols, rest = cols - i2;
-  if (rest <= 0) return;
-  const E = alloc(rows * count); // Err1ᵀ [rows, count]
-  for (let k = 0; k < count; k++) for (let r = 0; r < rows; r++) E[r * count + k] = Err1[k * rows + r]!;
-  const panel = Math.min(GEMM_PANEL, rest);
-  const C = alloc(panel * count), y = alloc(panel * rows);
-  for (let j0 = 0; j0 < rest; j0 += panel) {
-    const m = Math.min(panel, rest - j0);
-    for (let k = 0; k < count; k++) {
-      const h = (i1 + k) * n + i2 + j0;
-      for (let jj = 0; jj < m; jj++) C[jj * count + k] = Hinv[h + jj]!;
-    }
-    gemm(C.subarray(0, m * count) as A, E, y.subarray(0, m * rows) as A, m, rows, count);
-    const wo = (i2 + j0) * rows;
-    for (let i = 0; i < m * rows; i++) Wt[wo + i]! -= y[i]!;
   }
 }

@@ -6,17 +6,19 @@
  */
 import type { CpuKernels, QrFactors, SymmetricEigen } from './kernels.js';
 
-/** H[K,K] += x[n,K]ᵀ · x[n,K] in float64 (the GPTQ Hessian update, without the 2/n scaling). */
-export function gram(x: Float32Array, H: Float64Array, n: number, K: number): void {
+/**
+ * S[K,K] += x[n,K]ᵀ · x[n,K] in float64 on the upper triangle (S[a,b], b ≥ a; the GPTQ Hessian
+ * update without the 2/n scaling). The strict lower triangle is not touched.
+ */
+export function gram(x: Float32Array, S: Float64Array, n: number, K: number): void {
   const row = new Float64Array(K);
   for (let r = 0; r < n; r++) {
     for (let k = 0; k < K; k++) row[k] = x[r * K + k]!;
     for (let i = 0; i < K; i++) {
       const xi = row[i]!, o = i * K;
-      for (let j = 0; j <= i; j++) H[o + j] += xi * row[j]!;
+      for (let j = i; j < K; j++) S[o + j] += xi * row[j]!;
     }
   }
-  for (let i = 0; i < K; i++) for (let j = 0; j < i; j++) H[j * K + i] = H[i * K + j]!;
 }
 
 /** Cholesky–Banachiewicz, row by row: L[i,j] = (A[i,j] − Σ_{k<j} L[i,k]·L[j,k]) / L[j,j]. */

@@ -42,8 +42,17 @@ export interface CpuKernels {
 
   // Float64 dense linear algebra for the quantizers (GPTQ and relatives). Optional: a provider
   // without them is completed with the js references of jsLinalg.ts (see `withLinalg`).
-  /** H[K,K] += x[n,K]ᵀ · x[n,K], products and sums in float64; H stays symmetric (both halves written). */
-  gram?(x: Float32Array, H: Float64Array, n: number, K: number): void;
+  /**
+   * S[K,K] += x[n,K]ᵀ · x[n,K] on the upper triangle (S[a,b], b ≥ a), products and sums in float64.
+   * Entries below the diagonal are unspecified (a provider may write partial sums there): the caller
+   * mirrors once at the end instead of on every call.
+   */
+  gram?(x: Float32Array, S: Float64Array, n: number, K: number): void;
+  /**
+   * The same in gptq.py's precision: over each run of at most 2048 rows of x, xᵀx is summed in float32
+   * (BLAS sgemm), then added into S in float64. Upper triangle only, like gram.
+   */
+  gramF32?(x: Float32Array, S: Float64Array, n: number, K: number): void;
   /**
    * In place Cholesky A[n,n] = L·Lᵀ: L in the lower triangle, the strict upper triangle set to 0.
    * Reads only the lower triangle. Returns false (A then partly overwritten) if A is not positive definite.
@@ -66,6 +75,30 @@ export interface CpuKernels {
    * triangular with a non-negative diagonal, A = Q·R (Householder).
    */
   qr?(A: Float64Array, m: number, n: number): QrFactors;
+
+  /**
+   * Long-lived arrays inside the provider's own memory (the wasm provider's shared memory), which its
+   * kernels then use in place instead of copying them in on every call: what CpuBackend.uploadWeight
+   * puts weights in. Optional: js and native work on any array and have none.
+   */
+  resident?: ResidentMemory;
+}
+
+/** Element kinds of resident arrays ('u16': bf16 or f16 bits). */
+export interface ResidentArrayTypes { f32: Float32Array; u16: Uint16Array; i32: Int32Array; f64: Float64Array }
+export type ResidentArray = ResidentArrayTypes[keyof ResidentArrayTypes];
+
+/**
+ * Arrays that a provider keeps in its memory until released (never garbage collected: each alloc
+ * needs one release). The arrays are ordinary typed arrays; any kernel of the same provider given
+ * one (or a view inside one) reads or writes it in place. Using an array after its release is an
+ * error the provider reports where it can (an exact released array passed to a kernel throws).
+ */
+export interface ResidentMemory {
+  /** An array of `length` elements (contents unspecified: fill it); a RangeError when the region is full. */
+  alloc<K extends keyof ResidentArrayTypes>(kind: K, length: number): ResidentArrayTypes[K];
+  /** Gives the array's memory back; a RangeError for an array that is not live here (double release). */
+  release(a: ResidentArray): void;
 }
 
 /** Result of CpuKernels.symmetricEigen. */

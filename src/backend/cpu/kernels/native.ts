@@ -23,7 +23,8 @@ interface Addon {
     T: number, S: number, offset: number, nHeads: number, nKvHeads: number, headDim: number): void;
   siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
   nll(logits: Float32Array, targets: Int32Array, out: Float64Array, T: number, V: number): void;
-  gram(x: Float32Array, H: Float64Array, n: number, K: number): void;
+  gram(x: Float32Array, S: Float64Array, n: number, K: number): void;
+  gramF32?(x: Float32Array, S: Float64Array, n: number, K: number): void;
   cholesky(A: Float64Array, n: number): boolean;
   triangularInverse(L: Float64Array, n: number): void;
   choleskyInverse(A: Float64Array, n: number): boolean;
@@ -88,6 +89,7 @@ export function loadNativeKernels(threads = 1): Loaded {
     },
   };
   // an addon built before gemmQ existed lacks it: CpuBackend then decodes row panels in js
+  if (typeof a.gramF32 === 'function') kernels.gramF32 = (x, S, rows, K) => use().gramF32!(x, S, rows, K);
   if (typeof a.gemmQ === 'function') {
     kernels.gemmQ = (x, q, y, M) => use().gemmQ(x, q.qweight, q.qzeros, q.scales, q.gIdx, y, M, q.rows, q.cols, q.groups, q.bits);
   }

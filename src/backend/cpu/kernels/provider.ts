@@ -52,9 +52,9 @@ export const checks = Object.freeze({
       if (tgt < 0 || tgt >= V) fail('nll', `target ${tgt} at row ${t} outside the vocabulary of ${V}`);
     }
   },
-  gram(x: Float32Array, H: Float64Array, n: number, K: number): void {
-    dims('gram', { n, K });
-    len('gram', 'x', x, n * K); len('gram', 'H', H, K * K);
+  gram(x: Float32Array, S: Float64Array, n: number, K: number, op = 'gram'): void {
+    dims(op, { n, K });
+    len(op, 'x', x, n * K); len(op, 'S', S, K * K);
   },
   square(op: string, A: Float64Array, n: number): void {
     dims(op, { n });
@@ -91,7 +91,9 @@ export function checked(k: CpuKernels): CpuKernels {
       gemmQ(x, q, y, M);
     };
   }
-  if (gram) out.gram = (x, H, n, K) => { checks.gram(x, H, n, K); gram(x, H, n, K); };
+  if (gram) out.gram = (x, S, n, K) => { checks.gram(x, S, n, K); gram(x, S, n, K); };
+  const { gramF32 } = k;
+  if (gramF32) out.gramF32 = (x, S, n, K) => { checks.gram(x, S, n, K, 'gramF32'); gramF32(x, S, n, K); };
   if (cholesky) out.cholesky = (A, n) => { checks.square('cholesky', A, n); return cholesky(A, n); };
   if (triangularInverse) out.triangularInverse = (L, n) => { checks.square('triangularInverse', L, n); triangularInverse(L, n); };
   if (choleskyInverse) out.choleskyInverse = (A, n) => { checks.square('choleskyInverse', A, n); return choleskyInverse(A, n); };
@@ -103,6 +105,7 @@ export function checked(k: CpuKernels): CpuKernels {
       gemmF64(x, w, y, M, N, K);
     };
   }
+  if (k.resident) out.resident = k.resident;
   if (symmetricEigen) out.symmetricEigen = (A, n) => { checks.square('symmetricEigen', A, n); return symmetricEigen(A, n); };
   if (qr) {
     out.qr = (A, m, n) => {

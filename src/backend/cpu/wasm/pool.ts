@@ -8,6 +8,11 @@
  * reused, so a slow worker can never read half-written arguments. Which participant runs a task does
  * not change its bits (kernels.c cuts work by shape only), so results are identical for any thread count.
  *
+ * Memory layout, bottom up: the C data and stack (below __heap_base), the job block, the resident
+ * region (ResidentHeap: long-lived arrays such as weights, allocated and released explicitly), then
+ * the per-call area above the resident region's current top (each call's copied arrays and the
+ * scratch slots). The memory only grows; wasm32 caps it at 4 GiB.
+ *
  * Dead workers: the main thread cannot see 'exit' events while it blocks, so a supervisor worker
  * owns the compute workers. When one dies it posts the reason on a MessagePort, sets ERROR and
  * poisons LEFT/READY, which wakes the main thread; it reads the reason synchronously
@@ -36,6 +41,13 @@ export const OP = { GEMM: 1, RMSNORM: 2, ROPE: 3, ATTENTION: 4, SILU_MUL: 5, NLL
 /** Argument slots that the pool itself fills: scratch stride and base. */
 const ARG_SCRATCH_STRIDE = 14, ARG_SCRATCH_BASE = 15;
 const POISON = 1 << 24;
+/** wasm32 addresses end at 4 GiB (65536 pages of 64 KiB, the memory's maximum). */
+export const WASM32_BYTES = 2 ** 32;
+/**
+ * How far the resident region may reach (byte address): 2 GiB, so that at least 2 GiB stays for
+ * per-call arrays (a weight that did not fit the resident region is copied in per call, as before).
+ */
+export const RESIDENT_LIMIT = 2 ** 31;
 const START_TIMEOUT_MS = 30_000;
 
 interface Exports {
@@ -67,8 +79,10 @@ export class WasmPool {
   private readonly port?: MessagePort;
   private started = false;
   private broken?: string;
-  /** First free byte after the job block; everything above is per-call data. */
+  /** First free byte after the job block: the resident region starts here, per-call data above it. */
   readonly dataBase: number;
+  /** Long-lived arrays (weights) in [dataBase, RESIDENT_LIMIT); per-call data goes above `resident.top`. */
+  readonly resident: ResidentHeap;
 
   constructor(readonly module: WasmModule, readonly threads: number) {
     const memory = new WA.Memory({ initial: 32, maximum: 65536, shared: true });
@@ -76,6 +90,7 @@ export class WasmPool {
     this.exports = instantiate(module, memory);
     this.job = align(Number(this.exports.__heap_base.value), 64);
     this.dataBase = this.job + JOB.BYTES;
+    this.resident = new ResidentHeap(this.dataBase, RESIDENT_LIMIT, (bytes) => this.ensure(bytes));
     this.ctrl = new Int32Array(memory.buffer, this.job, JOB.BYTES / 4);
     if (threads > 1) {
       const { port1, port2 } = new MessageChannel();
@@ -92,10 +107,19 @@ export class WasmPool {
   /** Why the pool cannot run any more (a worker died, or it was closed); undefined while usable. */
   get brokenReason(): string | undefined { return this.broken; }
 
-  /** Grows the memory so that [0, bytes) is addressable. */
+  /** Where a call's arrays may start: above the resident region's current top. */
+  get frameBase(): number { return align(this.resident.top, 64); }
+
+  /** Grows the memory so that [0, bytes) is addressable; a RangeError past wasm32's 4 GiB. */
   ensure(bytes: number): void {
     const have = this.memory.buffer.byteLength;
-    if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / 65536));
+    if (bytes <= have) return;
+    if (bytes > WASM32_BYTES) {
+      throw new RangeError(`wasm kernels: ${(bytes / 2 ** 30).toFixed(2)} GiB of arrays exceed the 4 GiB of wasm32 memory`);
+    }
+    try { this.memory.grow(Math.ceil((bytes - have) / 65536)); } catch (e) {
+      throw new RangeError(`wasm kernels: cannot grow the wasm memory from ${have} to ${bytes} bytes: ${(e as Error).message}`);
+    }
   }
 
   /** Runs one op: `args` are the Job.a slots (byte addresses and sizes), `setup` copies inputs in. */
@@ -166,6 +190,89 @@ export class WasmPool {
 }
 
 export function align(n: number, a: number): number { return Math.ceil(n / a) * a; }
+
+/**
+ * First-fit allocator of byte ranges in [base, limit) of a memory that grows on demand: blocks are
+ * 64-byte aligned multiples of 64 bytes, released blocks go back to an address-ordered free list and
+ * merge with free neighbours, and free space at the end lowers `top` (what lies above `top` is free
+ * for per-call use). Allocating past `limit` is a RangeError; so is releasing an address that is not
+ * a live block (a double release). Addresses only: the typed arrays live in ../kernels/wasm.ts.
+ */
+export class ResidentHeap {
+  static readonly ALIGN = 64;
+  /** free blocks below top, ordered by address, never adjacent (adjacent ones are merged) */
+  private readonly freeList: { addr: number; bytes: number }[] = [];
+  /** live block address → its size in bytes (rounded up to ALIGN) */
+  private readonly live = new Map<number, number>();
+  private end: number;
+  private inUse = 0;
+
+  /** `grow(bytes)` must make [0, bytes) addressable (it may throw a RangeError). */
+  constructor(readonly base: number, readonly limit: number, private readonly grow: (bytes: number) => void = () => {}) {
+    if (base % ResidentHeap.ALIGN !== 0) throw new RangeError(`ResidentHeap: base ${base} is not ${ResidentHeap.ALIGN}-byte aligned`);
+    this.end = base;
+  }
+
+  /** One past the highest live block (base when none): everything from here up is free. */
+  get top(): number { return this.end; }
+  /** Bytes held by live blocks (rounded sizes). */
+  get bytesInUse(): number { return this.inUse; }
+  /** Number of live blocks. */
+  get blocks(): number { return this.live.size; }
+  /** Free blocks below top (a copy): [address, bytes] in address order. */
+  get holes(): [number, number][] { return this.freeList.map((f) => [f.addr, f.bytes]); }
+
+  /** A block of at least `bytes` bytes (0 gives a block of ALIGN bytes, so every address is distinct). */
+  alloc(bytes: number): number {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`ResidentHeap.alloc: ${bytes} bytes is not a non-negative integer`);
+    const size = Math.max(ResidentHeap.ALIGN, align(bytes, ResidentHeap.ALIGN));
+    const fl = this.freeList;
+    for (let i = 0; i < fl.length; i++) {
+      const f = fl[i]!;
+      if (f.bytes < size) continue;
+      const addr = f.addr;
+      if (f.bytes === size) fl.splice(i, 1);
+      else { f.addr += size; f.bytes -= size; }
+      return this.take(addr, size);
+    }
+    const addr = this.end;
+    if (addr + size > this.limit) {
+      throw new RangeError(`wasm resident memory exhausted: ${bytes} bytes requested, ${this.inUse} in use, ` +
+        `${this.limit - this.base - this.inUse} free of ${this.limit - this.base} (largest hole ${Math.max(0, ...fl.map((f) => f.bytes))})`);
+    }
+    this.grow(addr + size);
+    this.end = addr + size;
+    return this.take(addr, size);
+  }
+
+  /** Gives a block back; a RangeError if `addr` is not a live block of this heap. */
+  release(addr: number): void {
+    const size = this.live.get(addr);
+    if (size === undefined) throw new RangeError(`ResidentHeap.release: ${addr} is not a live block (released twice, or never allocated here)`);
+    this.live.delete(addr);
+    this.inUse -= size;
+    const fl = this.freeList;
+    let lo = 0, hi = fl.length; // lo: the first free block above addr
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (fl[mid]!.addr < addr) lo = mid + 1; else hi = mid; }
+    let i = lo, block = { addr, bytes: size };
+    const prev = fl[i - 1], next = fl[i];
+    if (next && addr + size === next.addr) { block.bytes += next.bytes; fl.splice(i, 1); }
+    if (prev && prev.addr + prev.bytes === addr) { prev.bytes += block.bytes; block = prev; i--; } else fl.splice(i, 0, block);
+    if (block.addr + block.bytes === this.end) { this.end = block.addr; fl.splice(i, 1); } // free tail: lower top
+  }
+
+  /** The live block holding [addr, addr + bytes), or undefined (a linear scan: for rare checks only). */
+  blockAt(addr: number, bytes: number): number | undefined {
+    for (const [a, size] of this.live) if (addr >= a && addr + bytes <= a + size) return a;
+    return undefined;
+  }
+
+  private take(addr: number, size: number): number {
+    this.live.set(addr, size);
+    this.inUse += size;
+    return addr;
+  }
+}
 
 // ---- the two worker roles (this same file, started with workerData) -------------------------------------
 
