@@ -1,7 +1,7 @@
 // The fused dequantize-and-multiply for GPTQ-packed integer weights (the QuantWeight layout of
 // src/quant/pack/gptqPack.ts): y[M,N] = x[M,K] · W'ᵀ, W'[r,c] = scale[g_idx[c], r] · (q[r,c] − zero[g_idx[c], r]).
 // Like lb_gemm_half, the weight is decoded a tile of GEMM_NC rows at a time into a float32 panel
-// (exactly as dequantizeGptq: f16 scale to f32, one correctly rounded f32 product) and each
+// (exactly as dequantizeGptq: the float32 scale times (q − zero), one correctly rounded f32 product) and each
 // (GEMM_MC × GEMM_NC) tile goes through the same single-threaded BLAS call lb_gemm makes, so the
 // result equals lb_gemm(x, dequantizeGptq(q)) bit for bit. Tiles are fixed, so results do not
 // depend on the thread count. Keep GEMM_MC / GEMM_NC / gemm_tile equal to kernels.cc's.
@@ -40,23 +40,10 @@ void gemm_tile(const float* x, const float* w, float* y, int mr, int nr, int K, 
   else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mr, nr, K, 1.0f, x, K, w, K, 0.0f, y, ldy);
 }
 
-float f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
-  if (e == 0) {
-    float v = (float)m * 5.9604644775390625e-8f;  // m · 2⁻²⁴, exact
-    return sign ? -v : v;
-  }
-  if (e == 31) bits = sign | 0x7f800000u | (m << 13);
-  else bits = sign | ((e + 112) << 23) | (m << 13);
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 struct QW {
   const int32_t* qweight;  // [ceil(K·bits/32), N]
   const int32_t* qzeros;   // [groups, ceil(N·bits/32)]
-  const uint16_t* scales;  // fp16 [groups, N]
+  const float* scales;     // float32 [groups, N] (stored fp16 scales are decoded when read)
   const int32_t* gidx;     // [K]
   int N, K, groups, bits;
 };
@@ -80,7 +67,7 @@ void decode_rows(const QW& q, int r0, int nr, float* out, std::vector<float>& sc
     for (int i = 0; i < nr; i++) {
       const int r = r0 + i;
       ze[(size_t)i * G + g] = (int)((get_bits(q.qzeros, (int64_t)g * zw, 1, (int64_t)r * q.bits, q.bits, mask) + 1) & mask);
-      sc[(size_t)i * G + g] = f16_to_f32(q.scales[(int64_t)g * q.N + r]);
+      sc[(size_t)i * G + g] = q.scales[(int64_t)g * q.N + r];
     }
   const int K = q.K;
   for (int c = 0; c < K; c++) {
@@ -174,11 +161,11 @@ napi_value lb_napi_gemm_q(napi_env env, napi_callback_info info) {
   }
   float *x, *y;
   int32_t *qw, *qz, *gi;
-  uint16_t* sc;
+  float* sc;
   if (!(array_arg(env, argv[0], napi_float32_array, "x", (int64_t)M * K, &x) &&
         array_arg(env, argv[1], napi_int32_array, "qweight", packed_words(K, bits) * N, &qw) &&
         array_arg(env, argv[2], napi_int32_array, "qzeros", (int64_t)G * packed_words(N, bits), &qz) &&
-        array_arg(env, argv[3], napi_uint16_array, "scales", (int64_t)G * N, &sc) &&
+        array_arg(env, argv[3], napi_float32_array, "scales", (int64_t)G * N, &sc) &&
         array_arg(env, argv[4], napi_int32_array, "gIdx", K, &gi) &&
         array_arg(env, argv[5], napi_float32_array, "y", (int64_t)M * N, &y)))
     return undef;

@@ -1,11 +1,12 @@
-import { writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { DEFAULT_MODEL, defaultDataDir } from '../paths.js';
 import { openModel } from '../io/open.js';
 import type { ModelCheckpoint } from '../model/checkpoint.js';
 import { UsageError } from '../errors.js';
+
+export { writeJsonAtomic } from '../io/atomic.js';
 
 export interface CommonOptions { model?: string; tokenizer?: string; json?: boolean; dataDir?: string }
 
@@ -26,6 +27,39 @@ export function parseIntOption(name: string, v: string | undefined, min = 1): nu
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} must be an integer ≥ ${min} (got '${v}')`);
   return n;
+}
+
+export function parseFloatOption(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`${name} must be a number in [${min}, ${max}] (got '${v}')`);
+  return n;
+}
+
+/** A perplexity for tables: 2 decimals with thousands separators, exponent notation from 1e6. */
+export function fmtPpl(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  return x >= 1e6 ? x.toExponential(2) : x.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+/** An integer as people read it: 289,076. */
+export function fmtInt(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/**
+ * The window length a command uses: --seqlen, else min(2048, the model's context). A --seqlen
+ * beyond the context is refused unless the user insists (--allow-long-context): positions the model
+ * was never trained on give numbers that mean nothing.
+ */
+export function resolveSeqlen(ckpt: ModelCheckpoint, given: string | undefined, allowLong: boolean): { value: number; source: string } {
+  const ctx = ckpt.config.maxPositionEmbeddings;
+  const n = parseIntOption('--seqlen', given, 2);
+  if (n === undefined) return { value: Math.min(2048, ctx), source: `min(2048, model context ${fmtInt(ctx)})` };
+  if (n > ctx && !allowLong) {
+    throw new UsageError(`--seqlen ${fmtInt(n)} is longer than the model's context of ${fmtInt(ctx)} tokens (${ckpt.path}): positions beyond it were never trained ` +
+      'and give meaningless numbers; pass --allow-long-context to run anyway');
+  }
+  return { value: n, source: n > ctx ? `--seqlen, beyond the model context of ${fmtInt(ctx)} (--allow-long-context)` : '--seqlen' };
 }
 
 export function parseList(name: string, v: string | undefined): string[] {
@@ -50,26 +84,21 @@ export class Progress {
   stop(): void { this.bar?.stop(); this.bar = undefined; }
 }
 
-/** Writes JSON atomically (tmp + rename), so a crash never leaves a half-written result. */
-export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    mkdirSync(dirname(resolve(path)), { recursive: true });
-    writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
-    renameSync(tmp, path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (!err?.code) throw e;
-    try { rmSync(tmp, { force: true }); } catch { /* nothing to clean up */ }
-    // an unwritable --out is the user's to fix: one line naming the file, exit 2
-    throw new UsageError(`cannot write ${path}: ${err.code}${err.syscall ? ` (${err.syscall})` : ''}`);
-  }
-}
-
 /** Markdown table from a header row and rows. */
 export function markdownTable(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+/** --data-dir, shared by every command that reads datasets. */
+export function dataDirOption(cmd: Command): Command {
+  return cmd.option('--data-dir <dir>', 'dataset folder laid out as the bundled assets/data (see assets/data/README.md; default: $LOWBIT_DATA or assets/data)');
+}
+
+/** --scale-dtype, shared by quantize and study. */
+export function scaleDtypeOption(cmd: Command): Command {
+  return cmd.option('--scale-dtype <dtype>', 'scales in f32 (the reference code\'s fake quantization: the paper\'s protocol) or f16 ' +
+    '(rounded through fp16 as AutoGPTQ stores them; exact for GPTQ-format consumers)', 'f32');
 }
 
 /** --model and --tokenizer, shared by every command that reads a checkpoint. */

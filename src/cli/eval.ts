@@ -6,10 +6,18 @@ import { parseTasks, type TaskResult } from '../eval/tasks/registry.js';
 import type { PairEncoding } from '../eval/tasks/score.js';
 import { UsageError } from '../errors.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
-import { dataDir, loadCheckpoint, modelOptions, markdownTable, modelPath, parseIntOption, parseList, Progress, writeJsonAtomic, type CommonOptions } from './common.js';
+import {
+  dataDir, dataDirOption, fmtInt, fmtPpl, loadCheckpoint, modelOptions, markdownTable, modelPath, parseIntOption, parseList, Progress, resolveSeqlen,
+  writeJsonAtomic, type CommonOptions,
+} from './common.js';
+import { PPL_DATASET_INFO } from '../data/pplData.js';
+import { dataPath } from '../data/textFiles.js';
+import { TASKS } from '../eval/tasks/registry.js';
+import { existsSync } from 'node:fs';
 
 interface EvalOptions extends CommonOptions, BackendCliOptions {
-  ppl?: string; seqlen?: string; limit?: string; out?: string; tasks?: string; bos?: boolean; encoding?: string; kvReuse?: boolean
+  ppl?: string; seqlen?: string; limit?: string; out?: string; tasks?: string; bos?: boolean; encoding?: string; kvReuse?: boolean;
+  allowLongContext?: boolean;
 }
 
 /** Paper-style column names. */
@@ -19,28 +27,33 @@ const COLUMN: Record<string, string> = { wikitext2: 'WikiText2', ptb: 'PTB', 'pt
 export function registerEval(program: Command): void {
   const cmd = program.command('eval')
     .description('evaluate a model: perplexity with the GPTQ protocol (one decoder block at a time)')
-    .option('--ppl <sets>', 'comma-separated: wikitext2, ptb, ptb-new, c4, c4-new, tinystories, or text files (default without --tasks: wikitext2,ptb,c4,tinystories)')
-    .option('--tasks <tasks>', 'zero-shot piqa, arc_easy, arc_challenge, hellaswag, winogrande and 5-shot mmlu')
+    .option('--ppl <sets>', 'comma-separated: wikitext2, ptb, ptb-new, c4, c4-new, tinystories, or text files (default without --tasks: wikitext2,ptb,c4,tinystories); "list" prints them')
+    .option('--tasks <tasks>', 'zero-shot piqa, arc_easy, arc_challenge, hellaswag, winogrande and 5-shot mmlu; "list" prints them')
     .option('--bos', 'tasks: prepend BOS to every context (the paper: off; MMLU always uses the tokenizer default, on)')
     .option('--encoding <mode>', 'tasks: joint (lm-eval >= 0.4) or separate (the paper\'s v0.3 harness)', 'joint')
     .option('--no-kv-reuse', 'tasks: score every choice from scratch instead of reusing the shared context')
     .option('--seqlen <n>', "window length (default: min(2048, the model's context))")
+    .option('--allow-long-context', '--seqlen may exceed the model\'s context')
     .option('--limit <n>', 'only the first N windows of each set / first N examples of each task (MMLU: of each subject)')
-    .option('--data-dir <dir>', 'dataset folder laid out as shared/data (default: $LOWBIT_DATA or the bundled assets/data)')
-    .option('--out <file>', 'write the results as JSON here', 'lowbit-eval.json')
+    .option('--out <file>', 'also write the results as JSON to this file')
     .option('--json', 'print the results as JSON on stdout (no table, no progress)');
+  dataDirOption(cmd);
   modelOptions(cmd);
   backendOptions(cmd);
   cmd.action(async (o: EvalOptions) => {
+    if (o.ppl === 'list' || o.tasks === 'list') {
+      if (o.ppl === 'list') printPplList(dataDir(o));
+      if (o.tasks === 'list') printTaskList();
+      return;
+    }
     const ckpt = loadCheckpoint(o);
-    const be = await createBackend(o);
-    const seqlenGiven = parseIntOption('--seqlen', o.seqlen, 2);
-    const seqlen = seqlenGiven ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
+    const { value: seqlen, source: seqlenSource } = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext);
     const limit = parseIntOption('--limit', o.limit);
     const sets = o.ppl !== undefined ? parseList('--ppl', o.ppl) : o.tasks ? [] : DEFAULT_PPL;
     const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
     if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
     if (taskNames.length) parseTasks(taskNames.join(','));
+    const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     const results: PplResult[] = [];
     for (const set of sets) {
@@ -64,7 +77,7 @@ export function registerEval(program: Command): void {
     const name = basename(modelPath(o));
     const record = {
       command: 'eval', model: modelPath(o), format: ckpt.format, backend: be.description,
-      seqlen, seqlenSource: seqlenGiven ? '--seqlen' : `min(2048, model context ${ckpt.config.maxPositionEmbeddings})`,
+      seqlen, seqlenSource,
       limit: limit ?? null, results, tasks,
     };
     if (o.out) writeJsonAtomic(o.out, record);
@@ -78,12 +91,12 @@ export function registerEval(program: Command): void {
 }
 
 function printPpl(name: string, results: PplResult[], seqlen: number, seqlenSource: string, limit: number | undefined): void {
-  console.log(`perplexity, GPTQ protocol: seqlen ${seqlen} (${seqlenSource}), BOS at the start of each stream, fp32 cross-entropy${limit ? `, LIMITED to the first ${limit} windows of each set` : ''}`);
+  console.log(`perplexity, GPTQ protocol: seqlen ${fmtInt(seqlen)} (${seqlenSource}), BOS at the start of each stream, fp32 cross-entropy${limit ? `, LIMITED to the first ${limit} windows of each set` : ''}`);
   console.log('');
-  console.log(markdownTable(['Model', ...results.map((r) => COLUMN[r.dataset] ?? r.dataset)], [[name, ...results.map((r) => r.ppl.toFixed(2))]]));
+  console.log(markdownTable(['Model', ...results.map((r) => COLUMN[r.dataset] ?? r.dataset)], [[name, ...results.map((r) => fmtPpl(r.ppl))]]));
   console.log('');
   for (const r of results) {
-    console.log(`${r.dataset}: ${r.tokens} tokens, ${r.windowsEvaluated}/${r.windows} windows of ${r.seqlen}, ${r.seconds.toFixed(1)} s${r.notes.length ? ` (${r.notes.join('; ')})` : ''}`);
+    console.log(`${r.dataset}: ${fmtInt(r.tokens)} tokens, ${fmtInt(r.windowsEvaluated)}/${fmtInt(r.windows)} windows of ${fmtInt(r.seqlen)}, ${r.seconds.toFixed(1)} s${r.notes.length ? ` (${r.notes.join('; ')})` : ''}`);
   }
 }
 
@@ -101,7 +114,26 @@ function printTasks(name: string, tasks: TaskResult[], limit: number | undefined
   }
   console.log('');
   for (const t of tasks) {
-    console.log(`${t.task}: n ${t.n}, acc ${(100 * t.acc).toFixed(2)}${t.acc_norm === undefined ? '' : `, acc_norm ${(100 * t.acc_norm).toFixed(2)}`} ` +
+    console.log(`${t.task}: n ${fmtInt(t.n)}, acc ${(100 * t.acc).toFixed(2)}${t.acc_norm === undefined ? '' : `, acc_norm ${(100 * t.acc_norm).toFixed(2)}`} ` +
       `(± ${(100 * t.stderr.acc).toFixed(2)}), ${t.shots}-shot, BOS ${t.bos ? 'on' : 'off'}${t.encoding ? `, ${t.encoding} encoding` : ''}, ${t.protocol}`);
+  }
+}
+
+/** `--ppl list`: the named sets, what each is, and whether its file is in the data folder. */
+function printPplList(dir: string): void {
+  console.log(`perplexity sets (data folder ${dir}):`);
+  for (const [name, info] of Object.entries(PPL_DATASET_INFO)) {
+    const f = dataPath(dir, info.file);
+    console.log(`  ${name.padEnd(12)} ${info.what}\n  ${''.padEnd(12)} ${existsSync(f) ? f : `missing: ${f}`}`);
+  }
+  console.log('  file:PATH    any text file, tokenized once (or give an existing path)');
+}
+
+/** `--tasks list`: the tasks with their split, size, shots and protocol. */
+function printTaskList(): void {
+  console.log('tasks:');
+  for (const t of Object.values(TASKS)) {
+    const shots = t.kind === 'mmlu' ? `${t.shots}-shot` : 'zero-shot';
+    console.log(`  ${t.name.padEnd(14)} ${t.split}, ${fmtInt(t.size)} examples, ${shots}, ${t.protocol}, BOS ${t.defaultBos ? 'on' : 'off'} by default`);
   }
 }

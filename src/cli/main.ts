@@ -1,6 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { PACKAGE_ROOT } from '../paths.js';
 import { LowbitError } from '../errors.js';
 import { registerEval } from './eval.js';
+import { registerExport } from './export.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerQuantize } from './quantize.js';
@@ -10,6 +14,7 @@ import { registerStudy } from './study.js';
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('lowbit')
     .description('quantize LLaMA-family models to 1-8 bits and measure what it costs')
+    .version(packageVersion(), '-V, --version', 'print the lowbit version')
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({
@@ -22,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   registerGenerate(program);
   registerQuantize(program);
   registerStudy(program);
+  registerExport(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -37,4 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     else process.stderr.write('(set LOWBIT_DEBUG=1 for the stack trace)\n');
     return 1;
   }
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }

@@ -1,11 +1,14 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { BUILTIN_GRIDS, parseGrid } from '../study/grid.js';
+import { BUILTIN_GRIDS, parseGrid, withScaleDtype } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
+import { DEFAULT_CALIBRATION } from '../data/calibration.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
-import { dataDir, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, type CommonOptions } from './common.js';
-import { parseFloatOption } from './quantize.js';
+import {
+  dataDir, dataDirOption, loadCheckpoint, modelOptions, parseFloatOption, parseIntOption, parseList, Progress, resolveSeqlen, scaleDtypeOption,
+  type CommonOptions,
+} from './common.js';
 import { evaluateTasks } from '../eval/taskRun.js';
 import { parseTasks } from '../eval/tasks/registry.js';
 import { taskColumnsForStudy } from '../eval/studyTasks.js';
@@ -13,8 +16,8 @@ import type { PairEncoding } from '../eval/tasks/score.js';
 import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
-  grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; percdamp: string;
-  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string;
+  grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; percdamp: string; scaleDtype: string;
+  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean;
 }
 
 export function registerStudy(program: Command): void {
@@ -23,37 +26,43 @@ export function registerStudy(program: Command): void {
     .option('--grid <name|file>', `built-in grid (${Object.keys(BUILTIN_GRIDS).join(', ')}) or a JSON grid file`, 'quick')
     .option('--ppl <sets>', 'perplexity sets', 'wikitext2,ptb,c4,tinystories')
     .option('--seqlen <n>', "window length for evaluation and calibration (default: min(2048, the model's context))")
+    .option('--allow-long-context', '--seqlen may exceed the model\'s context')
     .option('--limit <n>', 'only the first N windows of each perplexity set')
     .option('--tasks <tasks>', 'also evaluate each cell on piqa, arc_easy, arc_challenge, hellaswag, winogrande, mmlu')
     .option('--bos', 'tasks: prepend BOS to every context (the paper: off)')
     .option('--encoding <mode>', 'tasks: joint or separate context/continuation encoding', 'joint')
-    .option('--calib <source>', 'calibration source for quantized cells (wikitext2 train is not bundled)', 'c4')
+    .option('--calib <source>', 'calibration for quantized cells: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (needs a --data-dir that has it) or a text file', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'calibration seed', '0')
-    .option('--percdamp <f>', 'GPTQ damping', '0.01')
-    .option('--data-dir <dir>', 'dataset folder laid out as shared/data')
+    .option('--percdamp <f>', 'GPTQ damping', '0.01');
+  scaleDtypeOption(cmd)
     .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
     .option('--force', 'recompute cells that are already finished')
     .option('--no-keep-checkpoints', 'delete each quantized checkpoint after it is evaluated')
     .option('--json', 'print results.json on stdout instead of the table');
+  dataDirOption(cmd);
   backendOptions(cmd);
   cmd.action(async (o: StudyCliOptions) => {
     const ckpt = loadCheckpoint(o);
-    const be = await createBackend(o);
-    const grid = parseGrid(o.grid);
-    const seqlen = parseIntOption('--seqlen', o.seqlen, 2) ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
-    const progress = new Progress(!!o.json);
+    if (o.scaleDtype !== 'f32' && o.scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${o.scaleDtype}')`);
+    const parsed = parseGrid(o.grid);
+    const grid = withScaleDtype(parsed, o.scaleDtype, parsed.explicitScaleDtype);
+    const seqlen = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext).value;
     const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
     if (taskNames.length) parseTasks(taskNames.join(','));
     if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
+    if (o.calib === 'none') throw new UsageError('--calib none: a study calibrates every quantized cell (its reconstruction errors, and the methods that need it)');
     const limit = parseIntOption('--limit', o.limit);
+    const ppl = parseList('--ppl', o.ppl);
+    const nsamples = parseIntOption('--nsamples', o.nsamples)!, seed = parseIntOption('--seed', o.seed, 0)!;
+    const percdamp = parseFloatOption('--percdamp', o.percdamp, 0, 10);
+    const be = await createBackend(o);
+    const progress = new Progress(!!o.json);
     const taskOpts = { ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o) };
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
     const { files } = await runStudy(ckpt, be, grid, {
-      out: resolve(o.out), ppl: parseList('--ppl', o.ppl), seqlen, limit,
-      calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
-      percdamp: parseFloatOption('--percdamp', o.percdamp, 0, 10), dataDir: o.dataDir ? dataDir(o) : undefined,
-      force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
+      out: resolve(o.out), ppl, seqlen, limit, calib: o.calib, nsamples, seed, percdamp,
+      dataDir: o.dataDir ? dataDir(o) : undefined, force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
       ...(taskNames.length ? {
         extraSettings: { tasks: taskNames, taskLimit: limit ?? null, bos: !!o.bos, encoding: o.encoding },
         extraEval: async (model) => taskColumnsForStudy(await evaluateTasks(model, be, taskNames, taskOpts)),

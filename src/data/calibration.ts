@@ -1,8 +1,8 @@
 /**
  * GPTQ calibration samplers (datautils.py train loaders): `nsamples` windows of `seqlen` tokens.
- *   wikitext2        wiki.train.raw rows joined "\n\n" (not in the bundled data: a clear error)
+ *   wikitext2        wiki.train.raw rows joined "\n\n" (not in the bundled data: needs a --data-dir that has it)
  *   wikitext2-valid  wiki.valid.raw, the same join (a stand-in when the train split is missing)
- *   ptb              ptb.train.txt rows (stripped) joined "\n\n" (GPTQ get_ptb)
+ *   ptb              ptb.train.txt rows (stripped) joined "\n\n" (GPTQ get_ptb; bundled gzip-compressed)
  *   c4               train documents, GPTQ get_c4's per-sample doc draw and window (see c4.ts)
  *   a file path      the whole text
  * Joined streams are tokenized as GPTQ does (tokenizer defaults: one BOS at the start when the
@@ -18,6 +18,8 @@ import { PyRandom } from './mt19937.js';
 import { DATA_FILES, dataPath, ptbRows, readDataFile, wikitextRows } from './textFiles.js';
 
 export const CALIBRATION_SOURCES = Object.freeze(['wikitext2', 'wikitext2-valid', 'ptb', 'c4'] as const);
+/** What `quantize` and `study` calibrate on without --calib: C4's train sample (WikiText-2 train, the paper's set, is not bundled). */
+export const DEFAULT_CALIBRATION = 'c4';
 
 export interface CalibrationOptions {
   readonly nsamples: number;
@@ -55,7 +57,7 @@ export function calibrationSet(source: string, tok: Tokenizer, opts: Calibration
     case 'wikitext2': {
       const f = dataPath(dataDir, DATA_FILES.wikitext2Train);
       if (!existsSync(f)) {
-        throw new FormatError(f, 'file not found: the WikiText-2 train split is not in the bundled data (see data/README.md); calibrate on wikitext2-valid, ptb or c4 instead');
+        throw new FormatError(f, 'file not found: the WikiText-2 train split is not bundled (see assets/data/README.md); pass a --data-dir that has it, or calibrate on c4 (the default), ptb or wikitext2-valid');
       }
       return fromStream(source, f, wikitextRows(readDataFile(f)).join('\n\n'), tok, bos, opts);
     }
@@ -65,7 +67,7 @@ export function calibrationSet(source: string, tok: Tokenizer, opts: Calibration
     }
     case 'ptb': {
       const f = dataPath(dataDir, DATA_FILES.ptbTrain);
-      const text = readDataFile(f, 'PTB train (ptb.train.txt) is in ../shared/data/ptb but not in the bundled assets/data; set LOWBIT_DATA to the shared data folder');
+      const text = readDataFile(f);
       return fromStream(source, f, ptbRows(text).join('\n\n'), tok, bos, opts);
     }
     case 'c4': {

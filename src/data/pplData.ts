@@ -22,6 +22,16 @@ import { DATA_FILES, dataPath, ptbRows, readDataFile, tinystoriesRows, wikitextR
 
 export const PPL_DATASETS = Object.freeze(['wikitext2', 'ptb', 'ptb-new', 'c4', 'c4-new', 'tinystories'] as const);
 
+/** What each named set is, and the data file it reads (for `lowbit eval --ppl list`). */
+export const PPL_DATASET_INFO: Readonly<Record<(typeof PPL_DATASETS)[number], { readonly what: string; readonly file: string }>> = Object.freeze({
+  wikitext2: { what: 'WikiText-2 raw test, rows joined "\\n\\n" (GPTQ; the paper\'s main column)', file: DATA_FILES.wikitext2Test },
+  ptb: { what: 'Penn Treebank validation, rows joined "\\n\\n" (GPTQ get_ptb)', file: DATA_FILES.ptbValid },
+  'ptb-new': { what: 'Penn Treebank test, rows joined " " (GPTQ get_ptb_new)', file: DATA_FILES.ptbTest },
+  c4: { what: '256 windows drawn from C4 validation (GPTQ get_c4; partial shard here: approximate)', file: DATA_FILES.c4Valid },
+  'c4-new': { what: 'first 1,100 C4 validation documents joined " " (GPTQ get_c4_new; 1,025 here: approximate)', file: DATA_FILES.c4Valid },
+  tinystories: { what: '1,000 TinyStories V1 validation stories (the bundled models\' own domain; not a GPTQ set)', file: DATA_FILES.tinystoriesValid },
+});
+
 /** GPTQ's C4 evaluation: 256 windows; c4-new: the first 1,100 documents. */
 const C4_WINDOWS = 256;
 const C4_NEW_DOCS = 1100;

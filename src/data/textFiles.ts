@@ -7,10 +7,12 @@
  *  - TinyStories V1 validation (not a GPTQ set): stories separated by "<|endoftext|>", each trimmed,
  *    empty ones dropped, joined with "\n\n" (our choice: a blank line between stories, as the HF
  *    rows separate paragraphs).
- * File locations follow the data folder layout of ../shared/data (README.md there).
+ * File locations follow the layout of the bundled assets/data (assets/data/README.md). Any file may
+ * be stored gzip-compressed as `<name>.gz` instead (the bundled PTB train split and HellaSwag are).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { FormatError } from '../errors.js';
 
 export const DATA_FILES = Object.freeze({
@@ -25,17 +27,35 @@ export const DATA_FILES = Object.freeze({
   tinystoriesValid: 'tinystories/BhargavKumarNath-NanoGPT/tinystories_val.txt',
 });
 
-const WHERE = 'the data folder (LOWBIT_DATA, default assets/data) must have the layout of ../shared/data; see its README.md';
+const WHERE = 'the data folder (--data-dir or LOWBIT_DATA, default the bundled assets/data) must have the layout described in assets/data/README.md';
+
+/** A text file as UTF-8, gunzipped when its name ends in .gz; errors name the file. */
+export function readText(path: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new FormatError(path, `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (!path.endsWith('.gz')) return bytes.toString('utf8');
+  try {
+    return gunzipSync(bytes).toString('utf8');
+  } catch (e) {
+    throw new FormatError(path, `not a valid gzip file (${(e as Error).message})`);
+  }
+}
 
 /** Reads a data file as UTF-8; a missing file is a FormatError naming it and saying where data comes from. */
 export function readDataFile(path: string, hint?: string): string {
   if (!existsSync(path)) throw new FormatError(path, `file not found: ${hint ?? WHERE}`);
   if (!statSync(path).isFile()) throw new FormatError(path, 'not a regular file');
-  return readFileSync(path, 'utf8');
+  return readText(path);
 }
 
+/** `dataDir/rel`, or `dataDir/rel.gz` when only the compressed file exists. */
 export function dataPath(dataDir: string, rel: string): string {
-  return join(dataDir, rel);
+  const p = join(dataDir, rel);
+  return !existsSync(p) && existsSync(`${p}.gz`) ? `${p}.gz` : p;
 }
 
 /** Lines as Python's `for line in f` gives them: each keeps its "\n", no empty row after a final "\n". */

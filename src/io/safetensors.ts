@@ -5,8 +5,9 @@
  * with positioned reads. The writer lays the file out the way the Rust library does (compact JSON,
  * header padded with spaces to a multiple of 8, offsets contiguous in the given order).
  */
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from './atomic.js';
 import { FormatError, UsageError } from '../errors.js';
 import { DTYPE_BYTES, SAFETENSORS_DTYPES, viewAs, type DType } from '../tensor/dtype.js';
 import { Tensor, numel } from '../tensor/tensor.js';
@@ -233,24 +234,5 @@ export function safetensorsHeader(tensors: readonly { name: string; tensor: Tens
  */
 export function writeSafetensors(path: string, tensors: readonly { name: string; tensor: Tensor }[], metadata?: Record<string, string>): void {
   const header = safetensorsHeader(tensors, metadata);
-  const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeAll(fd, header);
-    for (const { tensor } of tensors) {
-      const d = tensor.data;
-      writeAll(fd, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-    }
-    closeSync(fd);
-    renameSync(tmp, path);
-  } catch (err) {
-    try { closeSync(fd); } catch { /* already closed */ }
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
+  writeFileAtomic(path, [header, ...tensors.map(({ tensor: { data: d } }) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength))]);
 }

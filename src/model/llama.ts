@@ -108,8 +108,11 @@ export class LlamaModel {
     return { logits: caches.map((_, s) => this.be.rows(logits, rowStart[s]!, rowStart[s + 1]! - rowStart[s]!)), caches };
   }
 
-  /** Greedy decoding: `steps` new tokens after `prompt` (stops early at EOS when stopAtEos). */
-  async generate(prompt: number[], steps: number, opts: { stopAtEos?: boolean } = {}): Promise<number[]> {
+  /**
+   * Greedy decoding: `steps` new tokens after `prompt`; stops early at EOS when stopAtEos, and when
+   * prompt and output reach `maxLength` tokens (default: the model's context).
+   */
+  async generate(prompt: number[], steps: number, opts: { stopAtEos?: boolean; maxLength?: number } = {}): Promise<number[]> {
     if (prompt.length === 0) throw new RangeError('generate: the prompt has no tokens');
     const out: number[] = [];
     let { logits, cache } = this.forward(Int32Array.from(prompt));
@@ -121,7 +124,7 @@ export class LlamaModel {
       for (let i = 1; i < V; i++) if (last[i]! > last[best]!) best = i;
       out.push(best);
       if (opts.stopAtEos && best === this.config.eosTokenId) break;
-      if (prompt.length + out.length >= this.config.maxPositionEmbeddings) break;
+      if (prompt.length + out.length >= (opts.maxLength ?? this.config.maxPositionEmbeddings)) break;
       ({ logits, cache } = this.forward(Int32Array.of(best), cache));
     }
     return out;

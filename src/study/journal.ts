@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeJsonAtomic } from '../cli/common.js';
+import { makeDirs, writeJsonAtomic } from '../io/atomic.js';
 import type { Cell } from './grid.js';
 import { cellKey } from './grid.js';
 
@@ -23,7 +23,7 @@ export class Journal {
   readonly dir: string;
   constructor(out: string) {
     this.dir = join(out, 'cells');
-    mkdirSync(this.dir, { recursive: true });
+    makeDirs(this.dir);
   }
   path(cell: Cell): string { return join(this.dir, `${cellKey(cell)}.json`); }
   /** the finished record for `cell` if its settings equal `settings` */
@@ -36,8 +36,4 @@ export class Journal {
     } catch { return undefined; } // a damaged record is recomputed
   }
   save(rec: CellRecord): void { writeJsonAtomic(join(this.dir, `${rec.key}.json`), rec); }
-  all(): CellRecord[] {
-    return readdirSync(this.dir).filter((f) => f.endsWith('.json'))
-      .map((f) => JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as CellRecord);
-  }
 }

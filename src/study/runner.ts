@@ -4,7 +4,8 @@ import type { Backend } from '../backend/backend.js';
 import type { ModelCheckpoint } from '../model/checkpoint.js';
 import { openModel } from '../io/open.js';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
-import { quantizeModel, type QuantizeReport } from '../quant/quantizeModel.js';
+import { quantizeModel, SCALE_PROTOCOL, type QuantizeReport } from '../quant/quantizeModel.js';
+import { sweepStaleTemps } from '../io/atomic.js';
 import { cellKey, type Cell, type Grid } from './grid.js';
 import { Journal, type CellRecord } from './journal.js';
 import { writeReports } from './report/writers.js';
@@ -39,10 +40,21 @@ function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOpti
   return {
     model: resolve(ckpt.path), format: ckpt.format, tokenizer: ckpt.tokenizer.description, ppl: [...o.ppl], seqlen: o.seqlen,
     limit: o.limit ?? null, protocol: 'gptq',
-    ...(cell.method === 'fp16' ? {} : { calib: o.calib, nsamples: o.nsamples, seed: o.seed, percdamp: o.percdamp, trueSequential: true }),
+    ...(cell.method === 'fp16' ? {} : {
+      calib: o.calib, nsamples: o.nsamples, seed: o.seed, percdamp: o.percdamp, trueSequential: true,
+      scaleDtype: cell.scaleDtype, scaleProtocol: SCALE_PROTOCOL[cell.scaleDtype],
+    }),
     ...(o.extraSettings ?? {}),
     dataDir: o.dataDir ?? null, backendKind: be.name,
   };
+}
+
+/** How the grid's quantized cells treat scales, for the table's header. */
+function scaleNote(grid: Grid): string {
+  const dtypes = new Set(grid.cells.filter((c) => c.method !== 'fp16').map((c) => c.scaleDtype));
+  if (dtypes.size === 0) return 'no quantized cells';
+  if (dtypes.size === 2) return 'scales float32 (the paper\'s protocol) unless the method is marked "fp16 scales"';
+  return dtypes.has('f16') ? `${SCALE_PROTOCOL.f16}` : SCALE_PROTOCOL.f32;
 }
 
 /**
@@ -52,10 +64,13 @@ function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOpti
  */
 export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o: StudyOptions): Promise<{ records: CellRecord[]; files: string[] }> {
   const journal = new Journal(o.out);
+  // what killed runs left behind: temporaries of tables, cell records and checkpoints
+  for (const dir of [o.out, journal.dir, join(o.out, 'checkpoints')]) sweepStaleTemps(dir);
   const records: CellRecord[] = [];
   const total = grid.cells.length;
   const header = `# lowbit study: ${grid.name} on ${ckpt.path}\n\nPerplexity: GPTQ protocol, seqlen ${o.seqlen}${o.limit ? `, first ${o.limit} windows of each set (--limit)` : ''}; ` +
-    `quantized cells calibrated on ${o.calib} (${o.nsamples} × ${o.seqlen} tokens, seed ${o.seed}); weights asymmetric unless marked; backend ${be.description}.`;
+    `quantized cells calibrated on ${o.calib} (${o.nsamples} × ${o.seqlen} tokens, seed ${o.seed}); weights asymmetric unless marked; ` +
+    `${scaleNote(grid)}; backend ${be.description}.`;
   const files = () => writeReports(o.out, records, header, { grid, model: ckpt.path, backend: be.description });
   for (const [index, cell] of grid.cells.entries()) {
     const key = cellKey(cell);
@@ -77,7 +92,7 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
     if (cell.method !== 'fp16') {
       quant = await quantizeModel(ckpt, be, {
         method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, actOrder: cell.actOrder, percdamp: o.percdamp,
-        calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir,
+        scaleDtype: cell.scaleDtype, calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir, force: true,
         onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `quantize block ${p.block + 1}/${p.numBlocks}` }),
       });
       model = openModel(dir);

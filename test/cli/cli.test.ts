@@ -2,7 +2,7 @@
 // `eval --json --out` with a limit, `generate` from an empty prompt (BOS only).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STORIES260K, TINY656K } from '../helpers/paths.js';
 import { assertOk, cleanup, pool, runCli, runCliAsync, scratch, writeTemp } from './helpers.js';
@@ -69,14 +69,17 @@ test('eval --ppl tinystories --limit 2 --json --out: JSON on stdout, the same JS
   assert.ok(!existsSync(`${out}.tmp-${process.pid}`));
 });
 
-test('eval on a text file, table output, default --out in the working directory', () => {
+test('eval on a text file, table output; a results file only when --out asks for one', () => {
   const cwd = scratch();
   const text = writeTemp('story.txt', 'Once upon a time, there was a little cat. The cat liked to play in the sun. '.repeat(20));
-  const r = runCli(['eval', '--model', join(STORIES260K, 'stories260K.bin'), '--ppl', text, '--seqlen', '32', '--limit', '2'], { cwd });
+  const args = ['eval', '--model', join(STORIES260K, 'stories260K.bin'), '--ppl', text, '--seqlen', '32', '--limit', '2'];
+  const r = runCli(args, { cwd });
   assertOk(r);
   assert.match(r.stdout, /\| Model \|/);
   assert.match(r.stdout, /2\/\d+ windows of 32/);
-  const written = JSON.parse(readFileSync(join(cwd, 'lowbit-eval.json'), 'utf8')) as { seqlen: number; results: { windowsEvaluated: number }[] };
+  assert.deepEqual(readdirSync(cwd), [], 'eval writes no file the user did not ask for');
+  assertOk(runCli([...args, '--out', 'results/eval.json'], { cwd }));
+  const written = JSON.parse(readFileSync(join(cwd, 'results', 'eval.json'), 'utf8')) as { seqlen: number; results: { windowsEvaluated: number }[] };
   assert.equal(written.seqlen, 32);
   assert.equal(written.results[0]!.windowsEvaluated, 2);
 });

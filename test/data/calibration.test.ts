@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { ptbRows } from '../../src/data/textFiles.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calibrationSet, sampleStreamStarts } from '../../src/data/calibration.js';
@@ -55,9 +57,19 @@ test('a file source, and errors for missing or short sources', () => {
   cal.windows.forEach((w, k) => assert.deepEqual(w, stream.slice(cal.info.starts[k]!, cal.info.starts[k]! + 16)));
   assert.throws(() => calibrationSet(file, tok, { nsamples: 1, seqlen: 100000, seed: 0 }), /too long for the calibration data/);
   assert.throws(() => calibrationSet('wikitext2', tok, { nsamples: 1, seqlen: 16, seed: 0, dataDir: dir }),
-    (e: unknown) => e instanceof FormatError && /wiki\.train\.raw/.test(e.message) && /wikitext2-valid, ptb or c4/.test(e.message));
+    (e: unknown) => e instanceof FormatError && /wiki\.train\.raw/.test(e.message) && /assets\/data\/README\.md/.test(e.message) && /c4 \(the default\), ptb or wikitext2-valid/.test(e.message));
   assert.throws(() => calibrationSet('ptb', tok, { nsamples: 1, seqlen: 16, seed: 0, dataDir: dir }), /ptb\.train\.txt: file not found/);
   assert.throws(() => calibrationSet('no-such-source', tok, { nsamples: 1, seqlen: 16, seed: 0 }), UsageError);
+});
+
+test('ptb calibration works from the bundled data alone (its train split ships gzip-compressed)', () => {
+  const tok = readLlama2cTokenizer(join(STORIES260K, 'tok512.bin'), 512);
+  const cal = calibrationSet('ptb', tok, { nsamples: 2, seqlen: 64, seed: 0, dataDir: DATA });
+  assert.ok(cal.info.file.endsWith(join('ptb', 'ptb.train.txt.gz')), cal.info.file);
+  const text = gunzipSync(readFileSync(cal.info.file)).toString('utf8');
+  const stream = tok.encode(ptbRows(text).join('\n\n'), { bos: true });
+  assert.equal(stream.length > 100_000, true);
+  cal.windows.forEach((w, k) => assert.deepEqual([...w], stream.slice(cal.info.starts[k]!, cal.info.starts[k]! + 64)));
 });
 
 /** The complete objects of a truncated C4 JSON array, for an independent check of the reader. */

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { QuantizedMatrix, dequantizeMatrix, maxqOf, sequentialGIdx } from '../../src/quant/core/grid.js';
 import { dequantizeGptq, packGptq, packedWords, unpackGptq } from '../../src/quant/pack/gptqPack.js';
-import { f16ToF32 } from '../../src/tensor/codecs.js';
+import { f16ToF32, f32ToF16 } from '../../src/tensor/codecs.js';
+import { scalesTensor } from '../../src/io/quantized/writer.js';
 import { Rng } from './rand.js';
 
 function randomLayer(rng: Rng, rows: number, cols: number, bits: number, gs: number): QuantizedMatrix {
@@ -25,10 +26,9 @@ test('pack/unpack round-trips for bits 1–8 and every group size', () => {
       for (const gs of [1, 2, 4, 8, 16, cols]) {
         if (cols % gs) continue;
         const m = randomLayer(rng, rows, cols, bits, gs);
-        const { tensors, scalesExact, zeroWraps } = packGptq(m, rows, cols, bits);
+        const { tensors, zeroWraps } = packGptq(m, rows, cols, bits);
         assert.equal(tensors.qweight.length, packedWords(cols, bits) * rows);
         assert.equal(tensors.qzeros.length, (cols / gs) * packedWords(rows, bits));
-        assert.equal(scalesExact, true);
         assert.equal(zeroWraps, [...m.zeros].filter((z) => z === 0).length);
         const back = unpackGptq(tensors);
         assert.deepEqual(back, { ...m, gIdx: m.gIdx });
@@ -68,7 +68,14 @@ test("3-bit layout matches AutoGPTQ's straddling words (32 values in 3 words)", 
   assert.deepEqual([...t.qweight], [w0, w1, w2]);
 });
 
-test('fp16 scales that are not exact are reported', () => {
+test('scales are stored in the dtype they were solved in: float32 as is, fp16 only when exact', () => {
   const m: QuantizedMatrix = { codes: new Uint8Array(32), zeros: new Uint8Array(1).fill(2), scales: Float32Array.of(0.1), gIdx: new Int32Array(32) };
-  assert.equal(packGptq(m, 1, 32, 4).scalesExact, false);
+  const { tensors } = packGptq(m, 1, 32, 4);
+  const f32 = scalesTensor(tensors.scales, 1, 1, 'f32');
+  assert.equal(f32.dtype, 'f32');
+  assert.equal((f32.data as Float32Array)[0], Math.fround(0.1));
+  assert.throws(() => scalesTensor(tensors.scales, 1, 1, 'f16'), /not an fp16 value/);
+  const h = scalesTensor(Float32Array.of(f16ToF32(f32ToF16(0.1))), 1, 1, 'f16');
+  assert.equal(h.dtype, 'f16');
+  assert.equal((h.data as Uint16Array)[0], f32ToF16(0.1));
 });

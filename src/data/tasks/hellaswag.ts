@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { FormatError } from '../../errors.js';
 import { defaultDataDir } from '../../paths.js';
 import { int, readJsonl, readLines, str, strArray } from './lines.js';
+import { dataPath } from '../textFiles.js';
 
 export const HELLASWAG_ENDINGS = 4;
 const LINES_PER_EXAMPLE = 2 + HELLASWAG_ENDINGS;
@@ -62,6 +63,6 @@ export function readHellaswagTxt(file: string): HellaswagTxtDoc[] {
 export function loadHellaswag(dataDir: string = defaultDataDir()): HellaswagData {
   const jsonl = join(dataDir, 'hellaswag', 'hellaswag_val.jsonl');
   if (existsSync(jsonl)) return { layout: 'jsonl', file: jsonl, docs: readHellaswagJsonl(jsonl) };
-  const txt = join(dataDir, 'hellaswag', 'hellaswag_val_full.txt');
+  const txt = dataPath(dataDir, 'hellaswag/hellaswag_val_full.txt');
   return { layout: 'llamacpp-txt', file: txt, docs: readHellaswagTxt(txt) };
 }

@@ -2,8 +2,8 @@
  * Line-oriented task files: JSON lines (one object per line) and label lists (one integer per line).
  * Every error names the file and the 1-based line as `file:line`.
  */
-import { readFileSync } from 'node:fs';
 import { FormatError } from '../../errors.js';
+import { readText } from '../textFiles.js';
 
 /** One parsed JSON line with its 1-based line number, kept so later checks can point at it. */
 export interface JsonLine {
@@ -13,12 +13,7 @@ export interface JsonLine {
 
 /** The lines of a text file without their terminators; a final empty line (trailing newline) is dropped. */
 export function readLines(file: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new FormatError(file, `cannot read: ${(e as Error).message}`);
-  }
+  const text = readText(file);
   const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;

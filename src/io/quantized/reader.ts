@@ -54,13 +54,13 @@ class GptqSource implements TensorSource {
     if (!base || !this.inner.has(`${base}.qweight`)) return undefined;
     const qweight = this.inner.read(`${base}.qweight`), qzeros = this.inner.read(`${base}.qzeros`);
     const scales = this.inner.read(`${base}.scales`), gIdx = this.inner.read(`${base}.g_idx`);
-    if (qweight.dtype !== 'i32' || qzeros.dtype !== 'i32' || scales.dtype !== 'f16' || gIdx.dtype !== 'i32') {
-      throw new FormatError(this.path, `${base}: expected int32 qweight/qzeros/g_idx and fp16 scales`);
+    if (qweight.dtype !== 'i32' || qzeros.dtype !== 'i32' || (scales.dtype !== 'f16' && scales.dtype !== 'f32') || gIdx.dtype !== 'i32') {
+      throw new FormatError(this.path, `${base}: expected int32 qweight/qzeros/g_idx and fp16 or float32 scales`);
     }
     const rows = qweight.shape[1]!, cols = gIdx.shape[0]!, groups = scales.shape[0]!;
     const t: QuantWeight = {
       bits: this.bits, rows, cols, groups,
-      qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.data as Uint16Array, gIdx: gIdx.data as Int32Array,
+      qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32(), gIdx: gIdx.data as Int32Array,
     };
     for (let i = 0; i < cols; i++) {
       const g = t.gIdx[i]!;
@@ -74,7 +74,7 @@ class GptqSource implements TensorSource {
   }
 }
 
-function readJson(file: string): any {
+export function readJson(file: string): any {
   try { return JSON.parse(readFileSync(file, 'utf8')); } catch (e) {
     throw new FormatError(file, `cannot read JSON: ${(e as Error).message}`);
   }

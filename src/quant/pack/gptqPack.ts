@@ -2,7 +2,8 @@
  * The GPTQ / AutoGPTQ "v1" checkpoint tensors of one linear layer (PROTOCOLS §5):
  *   qweight int32 [ceil(in·bits/32), out]  codes packed along the input dimension,
  *   qzeros  int32 [groups, ceil(out·bits/32)]  (zero − 1) packed along the output dimension,
- *   scales  fp16  [groups, out],  g_idx int32 [in].
+ *   scales  [groups, out] (fp16 in AutoGPTQ's files; float32 in memory, and on disk when the
+ *           weights were solved with float32 scales: see io/quantized/writer.ts),  g_idx int32 [in].
  *
  * Packing is one little-endian bit stream per packed line: value k of a line occupies bits
  * [k·bits, (k+1)·bits) of the stream, word w holding stream bits [32w, 32w + 32). For bits 2, 4 and 8
@@ -17,7 +18,6 @@
  * `zeroWraps` counts them so a caller can warn.
  */
 import { UsageError } from '../../errors.js';
-import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
 import { QuantizedMatrix, checkBits, dequantize, maxqOf } from '../core/grid.js';
 
 export interface GptqTensors {
@@ -27,14 +27,12 @@ export interface GptqTensors {
   groups: number;
   qweight: Int32Array; // [ceil(cols·bits/32), rows]
   qzeros: Int32Array;  // [groups, ceil(rows·bits/32)]
-  scales: Uint16Array; // fp16 bits [groups, rows]
+  scales: Float32Array; // [groups, rows]
   gIdx: Int32Array;    // [cols]
 }
 
 export interface PackReport {
   tensors: GptqTensors;
-  /** True when every scale survived fp16 exactly (quantize with scaleDtype 'f16' to guarantee it). */
-  scalesExact: boolean;
   /** Entries with zero = 0, which AutoGPTQ's v1 kernels would read as 2^bits. */
   zeroWraps: number;
 }
@@ -71,22 +69,20 @@ export function packGptq(m: QuantizedMatrix, rows: number, cols: number, bits: n
   }
   const zw = packedWords(rows, bits);
   const qzeros = new Int32Array(groups * zw);
-  const scales = new Uint16Array(groups * rows);
-  let scalesExact = true, zeroWraps = 0;
+  const scales = new Float32Array(groups * rows);
+  let zeroWraps = 0;
   for (let g = 0; g < groups; g++) {
     for (let r = 0; r < rows; r++) {
       const zero = m.zeros[r * groups + g]!, s = m.scales[r * groups + g]!;
       if (zero === 0) zeroWraps++;
       putBits(qzeros, g * zw, 1, r * bits, (zero - 1) & maxq, bits);
-      const h = f32ToF16(s);
-      scales[g * rows + r] = h;
-      if (f16ToF32(h) !== s) scalesExact = false;
+      scales[g * rows + r] = s;
     }
   }
-  return { tensors: { bits, rows, cols, groups, qweight, qzeros, scales, gIdx: m.gIdx.slice() }, scalesExact, zeroWraps };
+  return { tensors: { bits, rows, cols, groups, qweight, qzeros, scales, gIdx: m.gIdx.slice() }, zeroWraps };
 }
 
-/** The inverse of packGptq: codes [rows, cols], scales (from fp16) and zeros [rows, groups], g_idx. */
+/** The inverse of packGptq: codes [rows, cols], scales and zeros [rows, groups], g_idx. */
 export function unpackGptq(t: GptqTensors): QuantizedMatrix {
   const { bits, rows, cols, groups } = t;
   checkBits(bits);
@@ -104,7 +100,7 @@ export function unpackGptq(t: GptqTensors): QuantizedMatrix {
   for (let g = 0; g < groups; g++) {
     for (let r = 0; r < rows; r++) {
       zeros[r * groups + g] = (getBits(t.qzeros, g * zw, 1, r * bits, bits, maxq) + 1) & maxq;
-      scales[r * groups + g] = f16ToF32(t.scales[g * rows + r]!);
+      scales[r * groups + g] = t.scales[g * rows + r]!;
     }
   }
   for (let c = 0; c < cols; c++) {

@@ -13,7 +13,8 @@ const res = (r: CellRecord) => r.results as Results;
 
 export function methodLabel(r: CellRecord): string {
   const m = r.cell.method;
-  return m === 'fp16' ? 'FP16' : m === 'rtn' ? 'RTN' : m === 'gptq' ? 'GPTQ' : m.toUpperCase();
+  const name = m === 'fp16' ? 'FP16' : m === 'rtn' ? 'RTN' : m === 'gptq' ? 'GPTQ' : m.toUpperCase();
+  return r.cell.scaleDtype === 'f16' && m !== 'fp16' ? `${name} (fp16 scales)` : name;
 }
 
 /** Columns present in at least one record, in the paper's order. */

@@ -1,13 +1,7 @@
-import { writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../io/atomic.js';
 import type { CellRecord } from '../journal.js';
 import { columnsFor, formatValue } from './table.js';
-
-function atomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}
 
 export function markdownReport(records: readonly CellRecord[], header: string): string {
   const cols = columnsFor(records);
@@ -34,8 +28,8 @@ export function csvReport(records: readonly CellRecord[]): string {
 /** Writes table.md, table.csv and results.json (every record with all its settings) into `out`. */
 export function writeReports(out: string, records: readonly CellRecord[], header: string, meta: Record<string, unknown>): string[] {
   const files = [join(out, 'table.md'), join(out, 'table.csv'), join(out, 'results.json')];
-  atomic(files[0]!, markdownReport(records, header));
-  atomic(files[1]!, csvReport(records));
-  atomic(files[2]!, JSON.stringify({ ...meta, cells: records }, null, 2) + '\n');
+  writeFileAtomic(files[0]!, markdownReport(records, header));
+  writeFileAtomic(files[1]!, csvReport(records));
+  writeFileAtomic(files[2]!, JSON.stringify({ ...meta, cells: records }, null, 2) + '\n');
   return files;
 }

@@ -15,7 +15,7 @@ import { PACKAGE_ROOT } from '../../../paths.js';
 interface Addon {
   gemm(x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
   gemmHalf(x: Float32Array, w: Uint16Array, bf16: 0 | 1, y: Float32Array, M: number, N: number, K: number): void;
-  gemmQ(x: Float32Array, qweight: Int32Array, qzeros: Int32Array, scales: Uint16Array, gIdx: Int32Array, y: Float32Array,
+  gemmQ(x: Float32Array, qweight: Int32Array, qzeros: Int32Array, scales: Float32Array, gIdx: Int32Array, y: Float32Array,
     M: number, N: number, K: number, groups: number, bits: number): void;
   rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void;
   rope(x: Float32Array, T: number, nHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;

@@ -1,11 +1,10 @@
 /**
  * The fused dequantize-and-multiply for GPTQ-packed weights (QuantWeight), js reference:
  * output rows of the weight are decoded a panel at a time from codes to float32, exactly as
- * dequantizeGptq does (Math.fround(scale · (q − zero)), scale from fp16), then multiplied with
+ * dequantizeGptq does (Math.fround(scale · (q − zero)), float32 scales), then multiplied with
  * the provider's f32 gemm. With the js gemm (one float64 accumulation per output element, in k
  * order, whatever the tiling) the result equals gemm(x, dequantizeGptq(q)) bit for bit.
  */
-import { f16ToF32 } from '../../../tensor/codecs.js';
 import { packedWords, type QuantWeight } from '../../../quant/pack/gptqPack.js';
 
 type Gemm = (x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number) => void;
@@ -45,7 +44,7 @@ export function decodeQuantRows(q: QuantWeight, r0: number, nr: number, out: Flo
       let v = qzeros[g * zw + w]! >>> off;
       if (off + bits > 32) v |= qzeros[g * zw + w + 1]! << (32 - off);
       ze[i * groups + g] = ((v & mask) + 1) & mask;
-      sc[i * groups + g] = f16ToF32(q.scales[g * N + r]!);
+      sc[i * groups + g] = q.scales[g * N + r]!;
     }
   }
   const gIdx = q.gIdx;
