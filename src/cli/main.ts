@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { LowbitError } from '../errors.js';
+import { registerBench } from './bench.js';
 import { registerEval } from './eval.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
@@ -22,6 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   registerGenerate(program);
   registerQuantize(program);
   registerStudy(program);
+  registerBench(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
