@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BUILTIN_GRIDS, parseGrid } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
-import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
+import { createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import { dataDir, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, type CommonOptions } from './common.js';
 import { parseFloatOption } from './quantize.js';
 import { evaluateTasks } from '../eval/taskRun.js';
@@ -14,7 +14,7 @@ import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
   grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; percdamp: string;
-  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string;
+  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; speed?: boolean;
 }
 
 export function registerStudy(program: Command): void {
@@ -35,6 +35,7 @@ export function registerStudy(program: Command): void {
     .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
     .option('--force', 'recompute cells that are already finished')
     .option('--no-keep-checkpoints', 'delete each quantized checkpoint after it is evaluated')
+    .option('--no-speed', "skip each cell's decode-speed check (size and bits/weight are still recorded)")
     .option('--json', 'print results.json on stdout instead of the table');
   backendOptions(cmd);
   cmd.action(async (o: StudyCliOptions) => {
@@ -53,7 +54,7 @@ export function registerStudy(program: Command): void {
       out: resolve(o.out), ppl: parseList('--ppl', o.ppl), seqlen, limit,
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       percdamp: parseFloatOption('--percdamp', o.percdamp, 0, 10), dataDir: o.dataDir ? dataDir(o) : undefined,
-      force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
+      force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false, speed: o.speed === false ? false : { threads: threadCount(o) },
       ...(taskNames.length ? {
         extraSettings: { tasks: taskNames, taskLimit: limit ?? null, bos: !!o.bos, encoding: o.encoding },
         extraEval: async (model) => taskColumnsForStudy(await evaluateTasks(model, be, taskNames, taskOpts)),

@@ -1,7 +1,7 @@
 import { writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CellRecord } from '../journal.js';
-import { columnsFor, formatValue } from './table.js';
+import { columnsFor, costNote, formatValue } from './table.js';
 
 function atomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -17,6 +17,7 @@ export function markdownReport(records: readonly CellRecord[], header: string): 
     line(cols.map((c) => c.title)),
     line(cols.map(() => '---')),
     ...records.map((r) => line(cols.map((c) => formatValue(c, c.value(r))))),
+    ...(costNote(records) ? ['', costNote(records)] : []),
     '',
   ].join('\n');
 }
