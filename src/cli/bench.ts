@@ -14,7 +14,7 @@ const int = (n: number) => n.toLocaleString('en-US');
 const mib = (bytes: number) => `${(bytes / MIB).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })} MiB`;
 const bits = (b: number) => b.toLocaleString('en-US', { maximumFractionDigits: 4 });
 /** tokens/s: whole numbers from 100 up, otherwise three significant digits */
-export function rate(v: number): string {
+function rate(v: number): string {
   return v.toLocaleString('en-US', v >= 100 ? { maximumFractionDigits: 0 } : { maximumSignificantDigits: 3 });
 }
 

@@ -30,8 +30,8 @@ export interface SpeedResult extends SpeedSettings {
 }
 
 /** The prompt's ids are drawn, not encoded from text: speed does not depend on which ids they are. */
-export const PROMPT_SEED = 0;
-export const PROMPT_DESCRIPTION = `seeded random ids: CPython random.seed(${PROMPT_SEED}), randrange(vocab) per token`;
+const PROMPT_SEED = 0;
+const PROMPT_DESCRIPTION = `seeded random ids: CPython random.seed(${PROMPT_SEED}), randrange(vocab) per token`;
 
 /**
  * `lowbit bench`'s defaults: a 128-token prompt and 128 new tokens (at most half and a quarter of the

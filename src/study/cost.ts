@@ -21,7 +21,7 @@ export interface CellCost {
 }
 
 /** A 32-token prompt, 16 new tokens, 1 warm-up run and 3 repetitions (within the model's context). */
-export function studySpeedSettings(context: number, s: StudySpeed = {}): SpeedSettings {
+function studySpeedSettings(context: number, s: StudySpeed = {}): SpeedSettings {
   const promptTokens = s.promptTokens ?? Math.max(1, Math.min(32, Math.floor(context / 2)));
   return { promptTokens, decodeTokens: s.decodeTokens ?? Math.max(1, Math.min(16, context - promptTokens)), warmup: s.warmup ?? 1, reps: s.reps ?? 3 };
 }
