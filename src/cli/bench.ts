@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { basename } from 'node:path';
 import { benchModel, type BenchResult } from '../eval/bench.js';
-import { checkSpeedSettings, defaultSpeedSettings, type Spread } from '../eval/speed.js';
+import { checkSpeedSettings, defaultSpeedSettings, formatRate as rate, type Spread } from '../eval/speed.js';
 import { createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import { loadCheckpoint, markdownTable, modelOptions, parseIntOption, Progress, writeJsonAtomic, type CommonOptions } from './common.js';
 
@@ -13,10 +13,6 @@ const MIB = 1024 * 1024;
 const int = (n: number) => n.toLocaleString('en-US');
 const mib = (bytes: number) => `${(bytes / MIB).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })} MiB`;
 const bits = (b: number) => b.toLocaleString('en-US', { maximumFractionDigits: 4 });
-/** tokens/s: whole numbers from 100 up, otherwise three significant digits */
-function rate(v: number): string {
-  return v.toLocaleString('en-US', v >= 100 ? { maximumFractionDigits: 0 } : { maximumSignificantDigits: 3 });
-}
 
 export function registerBench(program: Command): void {
   const cmd = program.command('bench')
@@ -66,7 +62,7 @@ function printBench(r: BenchResult): void {
   const weightNames = st.weightFiles.map((f) => basename(f.path)).join(', ');
   console.log(`size on disk  ${int(st.weightBytes)} bytes (${mib(st.weightBytes)}) in ${weightNames}; ${int(st.totalBytes)} bytes in the checkpoint's ${st.files.length} file${st.files.length === 1 ? '' : 's'}`);
   console.log(`bits/weight   stored: ${bits(b.storedLinear)} in the linear layers (${int(b.linearWeights)} weights), ${bits(b.storedModel)} over the whole model (${int(b.parameters)} parameters); ` +
-    `nominal: ${bits(b.nominal)} (${b.label}), ${bits(b.nominalWithGroups)} with group parameters`);
+    `nominal: ${bits(b.nominal)} for ${b.label}, ${bits(b.nominalWithGroups)} with group parameters`);
   console.log(`memory        peak RSS ${mib(m.peakRssBytes)} (the whole process; ${mib(m.rssBeforeLoadBytes)} before the model was loaded); weights resident ${int(m.residentWeightBytes)} bytes (${mib(m.residentWeightBytes)})`);
   console.log(`load          ${r.loadSeconds.toFixed(3)} s`);
 }

@@ -41,6 +41,11 @@ export function defaultSpeedSettings(context: number): SpeedSettings {
   return { promptTokens: Math.max(1, Math.min(128, Math.floor(context / 2))), decodeTokens: Math.max(1, Math.min(128, Math.floor(context / 4))), warmup: 1, reps: 5 };
 }
 
+/** tokens/s for people: whole numbers from 100 up, otherwise three significant digits; thousands separated. */
+export function formatRate(v: number): string {
+  return v.toLocaleString('en-US', v >= 100 ? { maximumFractionDigits: 0 } : { maximumSignificantDigits: 3 });
+}
+
 export function spread(values: readonly number[]): Spread {
   if (values.length === 0) throw new RangeError('spread: no values');
   const s = [...values].sort((a, b) => a - b);

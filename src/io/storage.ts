@@ -44,7 +44,7 @@ export interface BitsPerWeight {
   readonly nominal: number;
   /** nominal plus each group's parameters (GPTQ: its scale and its packed zero; GGUF: the block's fp16 scale) */
   readonly nominalWithGroups: number;
-  /** what the linear layers are stored as, e.g. "BF16", "Q8_0", "GPTQ 4-bit, groups of 32 (rtn)" */
+  /** what the linear layers are stored as, e.g. "BF16", "Q8_0", "GPTQ 4-bit g32 (rtn)" */
   readonly label: string;
 }
 
@@ -117,11 +117,11 @@ function readJsonIfPresent(file: string): Record<string, unknown> | undefined {
   } catch { throw new FormatError(file, 'not valid JSON'); }
 }
 
-/** "GPTQ 4-bit, groups of 32 (rtn)" from quantize_config.json and lowbit_quant.json. */
+/** "GPTQ 4-bit g32 (rtn)" from quantize_config.json and lowbit_quant.json. */
 function gptqLabel(dir: string, bits: number): string {
   const group = Number(readJsonIfPresent(join(dir, QUANT_CONFIG))?.group_size);
   const method = readJsonIfPresent(join(dir, QUANT_REPORT))?.method;
-  const groups = !Number.isInteger(group) ? '' : group === -1 ? ', per channel' : `, groups of ${group}`;
+  const groups = !Number.isInteger(group) ? '' : group === -1 ? ' per channel' : ` g${group}`;
   return `GPTQ ${bits}-bit${groups}${typeof method === 'string' ? ` (${method})` : ''}`;
 }
 

@@ -81,7 +81,7 @@ test('bench: the human table, thousands separators, and no file unless --out', a
   assert.match(r.stdout, /\| prefill \| [\d,.]+ \| [\d,.]+ \| [\d,.]+ \|/);
   assert.match(r.stdout, /\| decode \| [\d,.]+ \| [\d,.]+ \| [\d,.]+ \|/);
   assert.match(r.stdout, /size on disk +1,314,128 bytes \(1\.25 MiB\) in model\.safetensors/);
-  assert.match(r.stdout, /bits\/weight +stored: 16 in the linear layers \(393,216 weights\), 16 over the whole model \(656,000 parameters\); nominal: 16 \(BF16\)/);
+  assert.match(r.stdout, /bits\/weight +stored: 16 in the linear layers \(393,216 weights\), 16 over the whole model \(656,000 parameters\); nominal: 16 for BF16, 16 with group parameters/);
   assert.match(r.stdout, /memory +peak RSS [\d,.]+ MiB .*weights resident 1,312,000 bytes/);
   assert.match(r.stdout, /prompt: 8 tokens .*then 4 tokens decoded .*0 warm-up runs, 1 repetition\b/);
   assert.deepEqual(readdirSync(cwd), []);

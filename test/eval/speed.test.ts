@@ -6,7 +6,7 @@ import { openModel } from '../../src/io/open.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { checkSpeedSettings, defaultSpeedSettings, measureSpeed, promptIds, spread, type Spread } from '../../src/eval/speed.js';
+import { checkSpeedSettings, defaultSpeedSettings, formatRate, measureSpeed, promptIds, spread, type Spread } from '../../src/eval/speed.js';
 import { benchModel } from '../../src/eval/bench.js';
 import { UsageError } from '../../src/errors.js';
 import { TINY656K } from '../helpers/paths.js';
@@ -85,4 +85,12 @@ test('benchModel: every result records what changes the figures', async () => {
   assert.ok(r.memory.peakRssBytes >= r.memory.rssBeforeLoadBytes && r.memory.rssBeforeLoadBytes > 0);
   assert.equal(r.storage.weightBytes, 1_314_128);
   assert.equal(r.bitsPerWeight.storedLinear, 16);
+});
+
+test('formatRate: thousands separated, whole from 100 up, three significant digits below', () => {
+  assert.equal(formatRate(25307.2), '25,307');
+  assert.equal(formatRate(100.4), '100');
+  assert.equal(formatRate(62.74), '62.7');
+  assert.equal(formatRate(2.716), '2.72');
+  assert.equal(formatRate(0.04321), '0.0432');
 });

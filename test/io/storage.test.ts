@@ -147,7 +147,7 @@ test('RTN W4 g32 checkpoint: 4.8125 bits stored in the linear layers, 4 nominal,
   assert.equal(b.storedModel, (8 * 762_112) / PARAMS);
   assert.equal(b.nominal, 4);
   assert.equal(b.nominalWithGroups, 4 + (16 + 4) / 32);
-  assert.equal(b.label, 'GPTQ 4-bit, groups of 32 (rtn)');
+  assert.equal(b.label, 'GPTQ 4-bit g32 (rtn)');
   // the packed codes stay packed on the backend: resident = stored
   assert.equal(residentWeightBytes(storedTensors(ck)), 762_112);
   const f = checkpointFiles(ck);
@@ -174,5 +174,5 @@ test('RTN W3 per channel: 162,752 bytes in the linear layers, 3 + 2,560 × 19 / 
   assert.equal(b.storedLinear, (8 * 162_752) / LINEAR);
   assert.equal(b.nominal, 3);
   assert.equal(b.nominalWithGroups, 3 + (2_560 * 19) / LINEAR);
-  assert.equal(b.label, 'GPTQ 3-bit, per channel (rtn)');
+  assert.equal(b.label, 'GPTQ 3-bit per channel (rtn)');
 });

@@ -1,5 +1,6 @@
 import type { CellRecord } from '../journal.js';
 import type { CellCost } from '../cost.js';
+import { formatRate } from '../../eval/speed.js';
 
 /** The paper's column layout: Method, #W, #G, the PPL sets, then CommonSenseQA tasks and MMLU; then what the cell costs. */
 export interface Column { readonly key: string; readonly title: string; readonly value: (r: CellRecord) => number | string | null }
@@ -78,6 +79,6 @@ export function formatValue(col: Column, v: number | string | null): string {
   if (col.key.startsWith('acc.') || col.key.startsWith('mmlu.')) return v.toFixed(1);
   if (col.key === 'quant.error') return v.toExponential(3);
   if (col.key === 'cost.size' || col.key === 'cost.bits') return v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  if (col.key === 'cost.decode') return v.toLocaleString('en-US', v >= 100 ? { maximumFractionDigits: 0 } : { maximumSignificantDigits: 3 });
+  if (col.key === 'cost.decode') return formatRate(v);
   return String(v);
 }
