@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { PACKAGE_ROOT } from '../paths.js';
 import { LowbitError } from '../errors.js';
+import { registerBench } from './bench.js';
 import { registerEval } from './eval.js';
 import { registerExport } from './export.js';
 import { registerGenerate } from './generate.js';
@@ -28,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
   registerQuantize(program);
   registerStudy(program);
   registerExport(program);
+  registerBench(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

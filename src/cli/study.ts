@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { BUILTIN_GRIDS, parseGrid, withScaleDtype } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
-import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
+import { createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import {
   dataDir, dataDirOption, loadCheckpoint, modelOptions, parseFloatOption, parseIntOption, parseList, Progress, resolveSeqlen, scaleDtypeOption,
   type CommonOptions,
@@ -17,7 +17,7 @@ import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
   grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; percdamp: string; scaleDtype: string;
-  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean;
+  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean; speed?: boolean;
 }
 
 export function registerStudy(program: Command): void {
@@ -39,6 +39,7 @@ export function registerStudy(program: Command): void {
     .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
     .option('--force', 'recompute cells that are already finished')
     .option('--no-keep-checkpoints', 'delete each quantized checkpoint after it is evaluated')
+    .option('--no-speed', "skip each cell's decode-speed check (size and bits/weight are still recorded)")
     .option('--json', 'print results.json on stdout instead of the table');
   dataDirOption(cmd);
   backendOptions(cmd);
@@ -63,6 +64,7 @@ export function registerStudy(program: Command): void {
     const { files } = await runStudy(ckpt, be, grid, {
       out: resolve(o.out), ppl, seqlen, limit, calib: o.calib, nsamples, seed, percdamp,
       dataDir: o.dataDir ? dataDir(o) : undefined, force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
+      speed: o.speed === false ? false : { threads: threadCount(o) },
       ...(taskNames.length ? {
         extraSettings: { tasks: taskNames, taskLimit: limit ?? null, bos: !!o.bos, encoding: o.encoding },
         extraEval: async (model) => taskColumnsForStudy(await evaluateTasks(model, be, taskNames, taskOpts)),

@@ -41,6 +41,12 @@ export class LlamaModel {
 
   get config() { return this.ckpt.config; }
 
+  /** Frees the resident weights (the model cannot be used afterwards). */
+  free(): void {
+    const all = new Set([this.embed, ...this.blocks.flatMap((b) => Object.values(b)), this.norm, this.head]);
+    for (const t of all) this.be.free(t);
+  }
+
   /** Runs `ids` after the cached positions; returns final-normed hidden rows [T, D] and the extended cache. */
   forwardHidden(ids: Int32Array, cache?: KvCache): { hidden: BTensor; cache: KvCache } {
     const offset = cache?.length ?? 0;
@@ -118,10 +124,7 @@ export class LlamaModel {
     let { logits, cache } = this.forward(Int32Array.from(prompt));
     const V = this.config.vocabSize;
     for (let s = 0; s < steps; s++) {
-      const all = await this.be.read(logits);
-      const last = all.subarray(all.length - V);
-      let best = 0;
-      for (let i = 1; i < V; i++) if (last[i]! > last[best]!) best = i;
+      const best = argmaxLastRow(await this.be.read(logits), V);
       out.push(best);
       if (opts.stopAtEos && best === this.config.eosTokenId) break;
       if (prompt.length + out.length >= (opts.maxLength ?? this.config.maxPositionEmbeddings)) break;
@@ -129,4 +132,12 @@ export class LlamaModel {
     }
     return out;
   }
+}
+
+/** Greedy choice: the index of the largest logit in the last row of `logits` (rows of `vocab`). */
+export function argmaxLastRow(logits: Float32Array, vocab: number): number {
+  const last = logits.subarray(logits.length - vocab);
+  let best = 0;
+  for (let i = 1; i < vocab; i++) if (last[i]! > last[best]!) best = i;
+  return best;
 }

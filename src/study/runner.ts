@@ -9,6 +9,7 @@ import { sweepStaleTemps } from '../io/atomic.js';
 import { cellKey, type Cell, type Grid } from './grid.js';
 import { Journal, type CellRecord } from './journal.js';
 import { writeReports } from './report/writers.js';
+import { cellCost, type StudySpeed } from './cost.js';
 
 export interface StudyOptions {
   readonly out: string;
@@ -26,6 +27,8 @@ export interface StudyOptions {
   /** extra evaluations of a cell's model (zero-shot tasks, MMLU), merged into its results */
   readonly extraEval?: ((ckpt: ModelCheckpoint, onProgress: (stage: string) => void) => Promise<Record<string, unknown>>) | undefined;
   readonly extraSettings?: Record<string, unknown>;
+  /** each cell's decode-speed check (false: skipped; size and bits/weight are recorded anyway); not part of a cell's settings */
+  readonly speed?: StudySpeed | false | undefined;
   readonly onEvent?: ((e: StudyEvent) => void) | undefined;
 }
 
@@ -82,7 +85,7 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
       continue;
     }
     const t0 = performance.now();
-    const steps = (cell.method === 'fp16' ? 0 : 1) + o.ppl.length + (o.extraEval ? 1 : 0);
+    const steps = (cell.method === 'fp16' ? 0 : 1) + o.ppl.length + (o.extraEval ? 1 : 0) + 1;
     o.onEvent?.({ kind: 'cell-start', index, total, key, steps });
     let step = 0;
     const stepDone = (stage: string) => o.onEvent?.({ kind: 'cell-step', step: ++step, stage });
@@ -108,10 +111,12 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
     }
     const extra = o.extraEval ? await o.extraEval(model, (s) => o.onEvent?.({ kind: 'cell-step', step, stage: s })) : {};
     if (o.extraEval) stepDone('tasks');
+    const cost = await cellCost(model, be, o.speed ?? {});
+    stepDone(o.speed === false ? 'size' : 'speed');
     const rec: CellRecord = {
       key, cell, settings,
       results: {
-        ppl, ...extra,
+        ppl, ...extra, cost,
         quant: quant && { totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
       },
       finishedAt: new Date().toISOString(), seconds: (performance.now() - t0) / 1000,

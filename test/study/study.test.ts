@@ -7,7 +7,8 @@ import { openModel } from '../../src/io/open.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { runStudy, type StudyEvent } from '../../src/study/runner.js';
-import { BUILTIN_GRIDS, cellKey, parseGrid } from '../../src/study/grid.js';
+import { BUILTIN_GRIDS, FP16, cellKey, parseGrid } from '../../src/study/grid.js';
+import type { CellCost } from '../../src/study/cost.js';
 import { TINY656K, DATA } from '../helpers/paths.js';
 
 const { kernels, note } = selectKernels('auto', 2);
@@ -33,11 +34,27 @@ test('study: tables written, finished cells skipped on rerun, --force recomputes
   const md = readFileSync(join(out, 'table.md'), 'utf8');
   assert.match(md, /\| Method \| #W \| #G \| TinyStories \|/);
   assert.match(md, /\| GPTQ \| 4 \| 32 \|/);
+  // what each cell costs: size of the weight files, stored bits per linear-layer weight, decode speed (FP16 too)
+  assert.match(md, /\| TinyStories \| Size \(MiB\) \| Bits\/W \| Decode tok\/s \|/);
+  assert.match(md, /\| FP16 \| 16 \| - \| [\d.]+ \| 1\.25 \| 16\.00 \| [\d,.]+ \|/);
+  assert.match(md, /\| RTN \| 4 \| 32 \| [\d.]+ \| 0\.76 \| 5\.31 \| [\d,.]+ \|/);
+  assert.match(md, /Decode tok\/s: median of 3 runs of 16 greedy tokens after a 32-token prompt/);
   const csv = readFileSync(join(out, 'table.csv'), 'utf8').trim().split('\n');
   assert.equal(csv.length, 4);
   const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
   assert.equal(json.cells[2].settings.calib, 'c4');
   assert.ok(json.cells[2].results.ppl.tinystories.ppl > 1);
+  assert.equal(csv[0], 'Method,#W,#G,TinyStories,Size (MiB),Bits/W,Decode tok/s,Σ layer error');
+  const [fp, rtn] = json.cells.map((c: { results: { cost: CellCost } }) => c.results.cost) as CellCost[];
+  assert.equal(fp!.weightBytes, 1_314_128);
+  assert.equal(fp!.bitsPerWeight.storedLinear, 16);
+  assert.equal(rtn!.bitsPerWeight.storedLinear, 5.3125); // float32 scales: 4 + (32 + 4) / 32 + g_idx
+  assert.equal(rtn!.bitsPerWeight.nominal, 4);
+  for (const c of [fp!, rtn!]) {
+    const d = c.speed!.decode.tokensPerSecond;
+    assert.equal(d.runs.length, 3);
+    assert.ok(d.runs.every((v) => Number.isFinite(v) && v > 0) && d.min <= d.median && d.median <= d.max);
+  }
 
   const again: StudyEvent[] = [];
   const second = await runStudy(ck, be, grid, { ...opts, onEvent: (e) => again.push(e) });
@@ -52,6 +69,17 @@ test('study: tables written, finished cells skipped on rerun, --force recomputes
   const forced: StudyEvent[] = [];
   await runStudy(ck, be, { name: 'x', cells: grid.cells.slice(1, 2) }, { ...opts, force: true, onEvent: (e) => forced.push(e) });
   assert.equal(forced.filter((e) => e.kind === 'cell-done').length, 1);
+});
+
+test('study without the speed check: size and bits recorded, decode speed a dash', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'lowbit-study-'));
+  const { records } = await runStudy(openModel(TINY656K), be, { name: 'fp16', cells: [FP16] }, {
+    out, ppl: ['tinystories'], seqlen: 512, limit: 1, calib: 'c4', nsamples: 4, seed: 0, percdamp: 0.01, dataDir: DATA, speed: false,
+  });
+  assert.equal((records[0]!.results.cost as CellCost).speed, null);
+  const md = readFileSync(join(out, 'table.md'), 'utf8');
+  assert.match(md, /\| FP16 \| 16 \| - \| [\d.]+ \| 1\.25 \| 16\.00 \| – \|/);
+  assert.match(md, /Decode tok\/s: not measured \(--no-speed\)/);
 });
 
 test('grid files: bad cells are rejected with the file and cell named', () => {

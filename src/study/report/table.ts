@@ -1,6 +1,8 @@
 import type { CellRecord } from '../journal.js';
+import type { CellCost } from '../cost.js';
+import { formatRate } from '../../eval/speed.js';
 
-/** The paper's column layout: Method, #W, #G, the PPL sets, then CommonSenseQA tasks and MMLU. */
+/** The paper's column layout: Method, #W, #G, the PPL sets, then CommonSenseQA tasks and MMLU; then what the cell costs. */
 export interface Column { readonly key: string; readonly title: string; readonly value: (r: CellRecord) => number | string | null }
 
 const PPL_TITLES: Record<string, string> = { wikitext2: 'WikiText2', c4: 'C4', ptb: 'PTB', 'ptb-new': 'PTB-new', 'c4-new': 'C4-new', tinystories: 'TinyStories' };
@@ -8,7 +10,10 @@ const PPL_ORDER = ['wikitext2', 'c4', 'ptb', 'c4-new', 'ptb-new', 'tinystories']
 const TASK_TITLES: Record<string, string> = { piqa: 'PIQA', arc_easy: 'ARC-e', arc_challenge: 'ARC-c', hellaswag: 'HellaSwag', winogrande: 'Wino' };
 const MMLU_TITLES: Record<string, string> = { humanities: 'Hums.', stem: 'STEM', social: 'Social', other: 'Other', avg: 'MMLU Avg' };
 
-type Results = { ppl?: Record<string, { ppl: number }>; tasks?: Record<string, { acc: number }>; mmlu?: Record<string, number>; quant?: { totalError?: number | null } };
+type Results = {
+  ppl?: Record<string, { ppl: number }>; tasks?: Record<string, { acc: number }>; mmlu?: Record<string, number>; quant?: { totalError?: number | null };
+  cost?: CellCost;
+};
 const res = (r: CellRecord) => r.results as Results;
 
 export function methodLabel(r: CellRecord): string {
@@ -41,6 +46,13 @@ export function columnsFor(records: readonly CellRecord[]): Column[] {
   if (records.some((r) => res(r).mmlu)) {
     for (const [k, title] of Object.entries(MMLU_TITLES)) cols.push({ key: `mmlu.${k}`, title, value: (r) => pct(res(r).mmlu?.[k]) });
   }
+  if (records.some((r) => res(r).cost)) {
+    cols.push(
+      { key: 'cost.size', title: 'Size (MiB)', value: (r) => { const c = res(r).cost; return c ? c.weightBytes / MIB : null; } },
+      { key: 'cost.bits', title: 'Bits/W', value: (r) => res(r).cost?.bitsPerWeight.storedLinear ?? null },
+      { key: 'cost.decode', title: 'Decode tok/s', value: (r) => res(r).cost?.speed?.decode.tokensPerSecond.median ?? null },
+    );
+  }
   if (records.some((r) => typeof res(r).quant?.totalError === 'number')) {
     cols.push({ key: 'quant.error', title: 'Σ layer error', value: (r) => res(r).quant?.totalError ?? null });
   }
@@ -49,11 +61,25 @@ export function columnsFor(records: readonly CellRecord[]): Column[] {
 
 function pct(x: number | undefined): number | null { return typeof x === 'number' ? 100 * x : null; }
 
+const MIB = 1024 * 1024;
+
+/** What the cost columns mean, for under the Markdown table; empty when there are none. */
+export function costNote(records: readonly CellRecord[]): string {
+  const speed = records.map((r) => res(r).cost?.speed).find((s) => s);
+  if (!records.some((r) => res(r).cost)) return '';
+  return 'Size: bytes of the files holding the tensors, in MiB. Bits/W: stored bits per weight of the linear layers ' +
+    '(quantized: qweight + qzeros + scales + g_idx). Decode tok/s: ' +
+    (speed ? `median of ${speed.reps} runs of ${speed.decodeTokens} greedy tokens after a ${speed.promptTokens}-token prompt, ` +
+      `model resident, ${speed.warmup} warm-up run${speed.warmup === 1 ? '' : 's'} (\`lowbit bench\` measures longer).` : 'not measured (--no-speed).');
+}
+
 export function formatValue(col: Column, v: number | string | null): string {
   if (v === null) return '–';
   if (typeof v === 'string') return v;
   if (col.key.startsWith('ppl.')) return v >= 1e4 ? v.toExponential(2) : v.toFixed(2);
   if (col.key.startsWith('acc.') || col.key.startsWith('mmlu.')) return v.toFixed(1);
   if (col.key === 'quant.error') return v.toExponential(3);
+  if (col.key === 'cost.size' || col.key === 'cost.bits') return v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (col.key === 'cost.decode') return formatRate(v);
   return String(v);
 }

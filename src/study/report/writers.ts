@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../io/atomic.js';
 import type { CellRecord } from '../journal.js';
-import { columnsFor, formatValue } from './table.js';
+import { columnsFor, costNote, formatValue } from './table.js';
 
 export function markdownReport(records: readonly CellRecord[], header: string): string {
   const cols = columnsFor(records);
@@ -11,6 +11,7 @@ export function markdownReport(records: readonly CellRecord[], header: string): 
     line(cols.map((c) => c.title)),
     line(cols.map(() => '---')),
     ...records.map((r) => line(cols.map((c) => formatValue(c, c.value(r))))),
+    ...(costNote(records) ? ['', costNote(records)] : []),
     '',
   ].join('\n');
 }
