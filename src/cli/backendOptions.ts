@@ -1,4 +1,8 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../paths.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import type { Command } from 'commander';
 import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpuBackend.js';
@@ -27,5 +31,20 @@ export async function createBackend(o: BackendCliOptions): Promise<Backend> {
   const pref = (o.cpuKernels ?? 'auto') as KernelPreference;
   if (!KERNEL_PREFERENCES.includes(pref)) throw new UsageError(`--cpu-kernels must be one of ${KERNEL_PREFERENCES.join(', ')} (got '${o.cpuKernels}')`);
   const { kernels, note } = selectKernels(pref, threadCount(o));
+  if (pref === 'auto' && kernels.name !== 'native') providerNotice(note);
   return new CpuBackend(kernels, note);
+}
+
+/**
+ * Once per install (and again if the reason changes), when the automatic choice is not the native
+ * provider: which kernels run, why, and what installing OpenBLAS would gain. Every result records
+ * the provider anyway; this is the first-use explanation.
+ */
+function providerNotice(note: string): void {
+  const marker = join(PACKAGE_ROOT, 'build', 'provider-notice.txt');
+  try { if (existsSync(marker) && readFileSync(marker, 'utf8') === note) return; } catch { /* show it */ }
+  process.stderr.write(`lowbit: CPU kernels: ${note}.\n` +
+    'lowbit: installing OpenBLAS makes matrix products about 3× faster than the WebAssembly kernels and gives GPTQ LAPACK\'s Cholesky ' +
+    '(Debian: apt-get install libopenblas-dev g++ make, then npm run build:native in lowbit\'s folder). This note is shown once.\n');
+  try { writeFileAtomic(marker, note); } catch { /* a read-only install: the note shows again next time */ }
 }

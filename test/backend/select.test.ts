@@ -7,6 +7,9 @@ import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { loadNativeKernels } from '../../src/backend/cpu/kernels/native.js';
 import { loadPrivateWasmKernels, loadWasmKernels } from '../../src/backend/cpu/kernels/wasm.js';
 import { PROVIDERS, availability, randF32 } from './kernelCases.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../helpers/paths.js';
 
 const wasm = PROVIDERS.find((p) => p.name === 'wasm')!;
 
@@ -25,6 +28,15 @@ describe('selectKernels', () => {
     assert.equal(s.kernels.name, want);
     if (!native.ok) assert.ok(s.note.includes(`native unavailable: ${native.reason}`), s.note);
     if (want !== 'js') assert.match(s.note, /2 threads/);
+  });
+
+  it('the WebAssembly kernels ship built: they load without a build step or a toolchain', () => {
+    const committed = join(PACKAGE_ROOT, 'src', 'backend', 'cpu', 'wasm', 'lowbit_kernels.wasm');
+    assert.ok(existsSync(committed), committed);
+    assert.ok(WebAssembly.validate(readFileSync(committed)), 'a valid module');
+    const w = loadWasmKernels(1);
+    assert.ok(w.ok, w.ok ? '' : w.reason);
+    assert.equal(w.kernels.name, 'wasm');
   });
 
   it('rejects unknown preferences and thread counts', () => {

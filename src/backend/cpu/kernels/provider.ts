@@ -119,7 +119,7 @@ export function checked(k: CpuKernels): CpuKernels {
 }
 
 /** Why an install-time build did not produce an artifact, from build/<name>-status.json. */
-export function buildStatusReason(root: string, name: 'native' | 'wasm'): string {
+export function buildStatusReason(root: string, name: 'native'): string {
   const p = join(root, 'build', `${name}-status.json`);
   if (!existsSync(p)) return `not built (no build/${name}-status.json; run node scripts/build-${name}.mjs)`;
   try {

@@ -1,6 +1,6 @@
 /**
- * The 'wasm' provider: kernels.c compiled to WebAssembly with 128-bit SIMD (build/lowbit_kernels.wasm,
- * made by scripts/build-wasm.mjs), run on a pool of worker_threads over one shared memory
+ * The 'wasm' provider: kernels.c compiled to WebAssembly with 128-bit SIMD (../wasm/lowbit_kernels.wasm,
+ * committed: built by scripts/build-wasm.mjs, which CI reruns to check the file), run on a pool of worker_threads over one shared memory
  * (../wasm/pool.ts). Each call copies its arrays into the shared memory, runs, and copies the outputs
  * back, except arrays that already live there: those from `resident.alloc` (weights, see
  * CpuBackend.uploadWeight), passed by address. The float64 linear algebra comes from the js
@@ -9,13 +9,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CpuKernels, ResidentArray, ResidentArrayTypes, ResidentMemory } from './kernels.js';
-import { buildStatusReason, checked } from './provider.js';
+import { checked } from './provider.js';
 import { PACKAGE_ROOT } from '../../../paths.js';
 import { jsLinalg } from './jsLinalg.js';
 import { OP, WA, WasmPool, align, type WasmModule } from '../wasm/pool.js';
 
 export type Loaded = { ok: true; kernels: CpuKernels; pool: WasmPool } | { ok: false; reason: string };
 
+/** The committed build of kernels.c. */
+const WASM_FILE = join(PACKAGE_ROOT, 'src', 'backend', 'cpu', 'wasm', 'lowbit_kernels.wasm');
 let compiled: WasmModule | undefined;
 let compileError: string | undefined;
 const pools = new Map<number, WasmPool>();
@@ -23,12 +25,10 @@ const pools = new Map<number, WasmPool>();
 function compile(): WasmModule | undefined {
   if (compiled || compileError) return compiled;
   try {
-    const root = PACKAGE_ROOT;
-    const file = join(root, 'build', 'lowbit_kernels.wasm');
-    if (!existsSync(file)) { compileError = buildStatusReason(root, 'wasm'); return undefined; }
-    compiled = new WA.Module(readFileSync(file));
+    if (!existsSync(WASM_FILE)) { compileError = `${WASM_FILE} is missing (rebuild it with node scripts/build-wasm.mjs)`; return undefined; }
+    compiled = new WA.Module(readFileSync(WASM_FILE));
   } catch (e) {
-    compileError = `this engine cannot load build/lowbit_kernels.wasm (needs SIMD, threads): ${(e as Error).message}`;
+    compileError = `this engine cannot load ${WASM_FILE} (needs SIMD, threads): ${(e as Error).message}`;
   }
   return compiled;
 }
