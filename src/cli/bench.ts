@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { fmtFixed, fmtInt } from '../numbers.js';
 import { basename } from 'node:path';
 import { benchModel, type BenchResult } from '../eval/bench.js';
 import { checkSpeedSettings, defaultSpeedSettings, formatRate as rate, type Spread } from '../eval/speed.js';
@@ -10,8 +11,8 @@ interface BenchCliOptions extends CommonOptions, BackendCliOptions {
 }
 
 const MIB = 1024 * 1024;
-const int = (n: number) => n.toLocaleString('en-US');
-const mib = (bytes: number) => `${(bytes / MIB).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })} MiB`;
+const int = fmtInt;
+const mib = (bytes: number) => `${fmtFixed(bytes / MIB, 2)} MiB`;
 const bits = (b: number) => b.toLocaleString('en-US', { maximumFractionDigits: 4 });
 
 export function registerBench(program: Command): void {

@@ -7,6 +7,8 @@ import type { ModelCheckpoint } from '../model/checkpoint.js';
 import { UsageError } from '../errors.js';
 
 export { writeJsonAtomic } from '../io/atomic.js';
+export { fmtInt, fmtPpl } from '../numbers.js';
+import { fmtInt } from '../numbers.js';
 
 export interface CommonOptions { model?: string; tokenizer?: string; json?: boolean; dataDir?: string }
 
@@ -33,17 +35,6 @@ export function parseFloatOption(name: string, v: string, min: number, max: numb
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`${name} must be a number in [${min}, ${max}] (got '${v}')`);
   return n;
-}
-
-/** A perplexity for tables: 2 decimals with thousands separators, exponent notation from 1e6. */
-export function fmtPpl(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  return x >= 1e6 ? x.toExponential(2) : x.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-}
-
-/** An integer as people read it: 289,076. */
-export function fmtInt(n: number): string {
-  return n.toLocaleString('en-US');
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { fmtInt } from '../numbers.js';
 import { loadCheckpoint, modelOptions, modelPath, type CommonOptions } from './common.js';
 import type { ModelCheckpoint } from '../model/checkpoint.js';
 
@@ -33,8 +34,8 @@ export function registerInfo(program: Command): void {
         `${c.numHeads} heads / ${c.numKvHeads} KV heads (head dim ${c.headDim}), vocab ${c.vocabSize}`);
       console.log(`rope         theta ${c.ropeTheta}${c.ropeScaling ? `, llama3 scaling ×${c.ropeScaling.factor} (original context ${c.ropeScaling.originalMaxPositionEmbeddings})` : ''}; context ${c.maxPositionEmbeddings}; rms eps ${c.rmsNormEps}`);
       console.log(`embeddings   ${c.tieWordEmbeddings ? 'tied to the LM head' : 'separate LM head'}`);
-      console.log(`parameters   ${s.parameters.toLocaleString('en-US')} in ${s.tensors} tensors`);
-      console.log(`stored as    ${Object.entries(s.storedDtypes).map(([d, n]) => `${d} ${n.toLocaleString('en-US')}`).join(', ')}`);
+      console.log(`parameters   ${fmtInt(s.parameters)} in ${fmtInt(s.tensors)} tensors`);
+      console.log(`stored as    ${Object.entries(s.storedDtypes).map(([d, n]) => `${d} ${fmtInt(n)}`).join(', ')}`);
       console.log(`tokenizer    ${s.tokenizer.description} (BOS ${s.tokenizer.bos}, EOS ${s.tokenizer.eos})`);
     });
 }

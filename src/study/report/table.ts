@@ -1,3 +1,4 @@
+import { fmtFixed, fmtPpl } from '../../numbers.js';
 import type { CellRecord } from '../journal.js';
 import type { CellCost } from '../cost.js';
 import { formatRate } from '../../eval/speed.js';
@@ -76,10 +77,10 @@ export function costNote(records: readonly CellRecord[]): string {
 export function formatValue(col: Column, v: number | string | null): string {
   if (v === null) return '–';
   if (typeof v === 'string') return v;
-  if (col.key.startsWith('ppl.')) return v >= 1e4 ? v.toExponential(2) : v.toFixed(2);
+  if (col.key.startsWith('ppl.')) return fmtPpl(v);
   if (col.key.startsWith('acc.') || col.key.startsWith('mmlu.')) return v.toFixed(1);
   if (col.key === 'quant.error') return v.toExponential(3);
-  if (col.key === 'cost.size' || col.key === 'cost.bits') return v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (col.key === 'cost.size' || col.key === 'cost.bits') return fmtFixed(v, 2);
   if (col.key === 'cost.decode') return formatRate(v);
   return String(v);
 }
