@@ -10,10 +10,15 @@ import { join } from 'node:path';
 let root: string | undefined;
 let counter = 0;
 
-/** A fresh empty folder under one per-process temp root. */
-export function scratchDir(prefix = 'm'): string {
+/** The temp root of this module instance (a worker thread has its own), made on first use. */
+export function scratchRoot(): string {
   root ??= mkdtempSync(join(tmpdir(), 'lowbit-mutants-'));
-  const d = join(root, `${prefix}${counter++}`);
+  return root;
+}
+
+/** A fresh empty folder under the temp root. */
+export function scratchDir(prefix = 'm'): string {
+  const d = join(scratchRoot(), `${prefix}${counter++}`);
   mkdirSync(d);
   return d;
 }

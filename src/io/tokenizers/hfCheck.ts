@@ -63,4 +63,20 @@ export function checkTokenizerJson(file: string, json: Json): void {
   for (const id of ids) {
     if (id >= bound) fail(`token id ${id} is far beyond the ${entries + added.length} tokens the file holds (corrupt ids)`);
   }
+  for (const part of ['normalizer', 'pre_tokenizer', 'decoder']) checkPatterns(file, part, json[part]);
+}
+
+/**
+ * Every `pattern` of a normalizer, pre-tokenizer or decoder step is {"String": s} or {"Regex": r}:
+ * the library skips any other with a console warning, silently changing the tokenization.
+ */
+function checkPatterns(file: string, where: string, v: unknown): void {
+  if (Array.isArray(v)) { v.forEach((x, i) => checkPatterns(file, `${where}[${i}]`, x)); return; }
+  if (!isObject(v)) return;
+  if ('pattern' in v) {
+    const p = v.pattern;
+    const ok = isObject(p) && Object.keys(p).length === 1 && (typeof p.String === 'string' || typeof p.Regex === 'string');
+    if (!ok) throw new FormatError(file, `${where}.pattern must be {"String": ...} or {"Regex": ...}, got ${JSON.stringify(p)}`);
+  }
+  for (const [k, x] of Object.entries(v)) if (k !== 'pattern') checkPatterns(file, `${where}.${k}`, x);
 }
