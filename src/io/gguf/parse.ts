@@ -107,13 +107,13 @@ export function readGgufHeader(path: string): GgufHeader {
   const header: GgufHeader = Object.freeze({ path, version, metadata, tensors: Object.freeze(infos), alignment, dataStart, fileSize: c.size });
   // Extents of the types we can decode are checked now; others fail when read, naming the type.
   // Such a tensor must also end before the next tensor starts: overlapping data is refused.
-  const byOffset = [...infos].sort((a, b) => a.offset - b.offset);
-  for (const [k, t] of byOffset.entries()) {
-    const bytes = tensorBytes(header, t);
-    if (bytes === undefined || bytes === 0) continue;
+  // (An empty tensor owns no bytes; one of an undecodable type may own some.)
+  const byOffset = infos.map((t) => ({ t, bytes: tensorBytes(header, t) })).filter((x) => x.bytes !== 0).sort((a, b) => a.t.offset - b.t.offset);
+  for (const [k, { t, bytes }] of byOffset.entries()) {
+    if (bytes === undefined) continue;
     const start = dataStart + t.offset, end = start + bytes;
     if (end > c.size) c.fail(`tensor "${t.name}": data [${start}, ${end}) runs past the end of the file (${c.size} bytes)`);
-    const next = byOffset[k + 1];
+    const next = byOffset[k + 1]?.t;
     if (next && dataStart + next.offset < end) c.fail(`tensor "${t.name}": data [${start}, ${end}) overlaps tensor "${next.name}" (starting at ${dataStart + next.offset})`);
   }
   return header;
