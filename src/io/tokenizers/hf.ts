@@ -6,6 +6,9 @@
  * the vocabulary, else config.json's bos_token_id / eos_token_id.
  * Decoding uses the tokenizer's own decoder with special tokens skipped (so a Llama-style
  * decoder drops the leading space of the first word, as transformers does).
+ * The file is checked before the library sees it (hfCheck.ts) and probed once after (an encode
+ * and decodes), so a corrupt tokenizer.json is a FormatError naming it at load, never a hang or a
+ * SyntaxError at the first decode; an encode that leaves a piece without an id is refused too.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
