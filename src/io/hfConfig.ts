@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { FormatError } from '../errors.js';
 import type { Llama3RopeScaling, LlamaConfig } from '../model/config.js';
+import { checkLlamaConfig } from './configChecks.js';
 
 type Json = Record<string, unknown>;
 
@@ -45,7 +46,7 @@ export function parseHfConfig(path: string, c: Json): LlamaConfig {
     if (v === undefined || v === null) return undefined;
     if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
     // LLaMA-3 instruct lists several EOS ids; the first is the model's own end token.
-    if (Array.isArray(v) && v.length > 0 && typeof v[0] === 'number' && Number.isSafeInteger(v[0])) return v[0];
+    if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) return v[0] as number;
     return fail(`"${key}" must be a token id, got ${JSON.stringify(v)}`);
   };
 
@@ -56,8 +57,9 @@ export function parseHfConfig(path: string, c: Json): LlamaConfig {
   const headDim = c.head_dim === undefined || c.head_dim === null ? hiddenSize / numHeads : int('head_dim');
   if (!Number.isInteger(headDim)) fail(`hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${numHeads}`);
   if (c.tie_word_embeddings !== undefined && typeof c.tie_word_embeddings !== 'boolean') fail('"tie_word_embeddings" must be true or false');
+  unsupportedFeatures(path, c);
 
-  return Object.freeze({
+  return checkLlamaConfig(path, Object.freeze({
     hiddenSize,
     intermediateSize: int('intermediate_size'),
     numLayers: int('num_hidden_layers'),
@@ -72,7 +74,26 @@ export function parseHfConfig(path: string, c: Json): LlamaConfig {
     tieWordEmbeddings: c.tie_word_embeddings === true,
     bosTokenId: tokenId('bos_token_id'),
     eosTokenId: tokenId('eos_token_id'),
-  });
+  }));
+}
+
+/** SiLU under either of its names in transformers' ACT2FN. */
+const SILU = ['silu', 'swish'];
+
+/**
+ * LlamaForCausalLM options that change the computation and that the engine does not implement:
+ * refused, so that a model is never evaluated as something it is not.
+ */
+function unsupportedFeatures(path: string, c: Json): void {
+  const fail = (msg: string): never => { throw new FormatError(path, msg); };
+  if (c.hidden_act !== undefined && !SILU.includes(c.hidden_act as string)) {
+    fail(`"hidden_act" ${JSON.stringify(c.hidden_act)} is not supported (lowbit's MLP is SwiGLU: "silu")`);
+  }
+  for (const key of ['attention_bias', 'mlp_bias']) {
+    const v = c[key];
+    if (v === undefined || v === null || v === false) continue;
+    fail(v === true ? `"${key}": true is not supported (lowbit's LLaMA blocks have no biases)` : `"${key}" must be true or false, got ${JSON.stringify(v)}`);
+  }
 }
 
 function ropeScaling(path: string, raw: unknown): Llama3RopeScaling | null {

@@ -15,6 +15,7 @@ import { fileSize, readAt } from './fileBytes.js';
 import { pairsToHalves } from './qkPermute.js';
 import { LAYER_PARTS, NAMES, type LayerPart, type TensorInfo, type TensorSource } from './source.js';
 import { checkRowRange, rotateHalfRows, rowElements } from './rows.js';
+import { checkLlamaConfig } from './configChecks.js';
 
 export const LLAMA2C_HEADER_BYTES = 28;
 
@@ -134,7 +135,7 @@ export class Llama2cSource implements TensorSource {
 
   config(): LlamaConfig {
     const h = this.header;
-    return Object.freeze({
+    return checkLlamaConfig(this.path, Object.freeze({
       hiddenSize: h.dim,
       intermediateSize: h.hiddenDim,
       numLayers: h.nLayers,
@@ -147,8 +148,9 @@ export class Llama2cSource implements TensorSource {
       ropeScaling: null,
       maxPositionEmbeddings: h.seqLen,
       tieWordEmbeddings: h.sharedClassifier,
-      bosTokenId: 1, // llama2.c's run.c: BOS 1, EOS 2 (SentencePiece LLaMA convention)
-      eosTokenId: 2,
-    });
+      // llama2.c's run.c: BOS 1, EOS 2 (SentencePiece LLaMA convention)
+      bosTokenId: h.vocabSize > 1 ? 1 : undefined,
+      eosTokenId: h.vocabSize > 2 ? 2 : undefined,
+    }));
   }
 }

@@ -189,6 +189,10 @@ export class ShardedSafetensors implements TensorSource {
     return s.readRows(name, start, count);
   }
 
+  fileOf(name: string): string {
+    return this.owner.get(name)?.path ?? this.path;
+  }
+
   /** __metadata__ of all shards merged (first shard wins). */
   get metadata(): Readonly<Record<string, string>> {
     return Object.assign({}, ...[...this.shards].reverse().map((s) => s.metadata));

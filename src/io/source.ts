@@ -37,6 +37,13 @@ export interface TensorSource {
    * backend multiply by the codes without materialising float weights.
    */
   readQuantized?(name: string): QuantWeight | undefined;
+  /** The file that holds tensor `name` (a shard of a sharded checkpoint), for messages; default `path`. */
+  fileOf?(name: string): string;
+}
+
+/** The file to name in a message about tensor `name` of `source`. */
+export function fileOf(source: TensorSource, name: string): string {
+  return source.fileOf?.(name) ?? source.path;
 }
 
 /** Canonical tensor names of a LLaMA checkpoint. */

@@ -175,6 +175,18 @@ test('GGUF: wrong magic, bad version, hostile counts and lengths', () => {
   throwsFormat(() => readGgufHeader(p), p, /not a multiple of the block size 32/);
 });
 
+test('GGUF: tensors whose data overlap are refused, whatever the order of their infos', () => {
+  const t = (name: string, offset: number) => ({ name, ne: [16], type: GgmlType.F32, data: new Uint8Array(64), offset });
+  for (const [a, b] of [[0, 32], [32, 0], [0, 0]]) {
+    const p = file(buildGguf([], [t('a', a!), t('b', b!)]), 'gguf');
+    throwsFormat(() => readGgufHeader(p), p, /data \[\d+, \d+\) overlaps tensor "[ab]"/);
+  }
+  // side by side is fine, and so is an empty tensor at another's offset
+  assert.equal(readGgufHeader(file(buildGguf([], [t('a', 0), t('b', 64)]), 'gguf')).tensors.length, 2);
+  const empty = { name: 'e', ne: [0], type: GgmlType.F32, data: new Uint8Array(0), offset: 0 };
+  assert.equal(readGgufHeader(file(buildGguf([], [t('a', 0), empty]), 'gguf')).tensors.length, 2);
+});
+
 test('GGUF: an undecodable tensor type names the tensor and the type when read', () => {
   const p = file(buildGguf(tinyLlamaKvs(), [
     { name: 'blk.0.ffn_down.weight', ne: [256, 1], type: GgmlType.Q4_K, data: new Uint8Array(144) },

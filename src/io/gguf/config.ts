@@ -1,6 +1,8 @@
 /** LlamaConfig and the SentencePiece vocabulary from GGUF metadata (`llama.*`, `tokenizer.ggml.*`). */
 import { FormatError } from '../../errors.js';
 import type { LlamaConfig } from '../../model/config.js';
+import { checkLlamaConfig } from '../configChecks.js';
+import { SpmTokenType } from '../tokenizers/spm.js';
 import type { GgufHeader, GgufValue } from './types.js';
 
 function get(h: GgufHeader, key: string): GgufValue | undefined {
@@ -66,7 +68,7 @@ export function ggufConfig(h: GgufHeader): LlamaConfig {
   const tokens = get(h, 'tokenizer.ggml.tokens');
   const vocabSize = get(h, 'llama.vocab_size') !== undefined ? int(h, 'llama.vocab_size')
     : Array.isArray(tokens) ? tokens.length : int(h, 'llama.vocab_size');
-  return Object.freeze({
+  return checkLlamaConfig(h.path, Object.freeze({
     hiddenSize,
     intermediateSize: int(h, 'llama.feed_forward_length'),
     numLayers: int(h, 'llama.block_count'),
@@ -81,7 +83,7 @@ export function ggufConfig(h: GgufHeader): LlamaConfig {
     tieWordEmbeddings: !h.tensors.some((t) => t.name === 'output.weight'),
     bosTokenId: optionalId(h, 'tokenizer.ggml.bos_token_id'),
     eosTokenId: optionalId(h, 'tokenizer.ggml.eos_token_id'),
-  });
+  }));
 }
 
 export interface GgufVocab {
@@ -93,6 +95,8 @@ export interface GgufVocab {
   readonly merges: string[] | undefined;
   readonly bosId: number | undefined;
   readonly eosId: number | undefined;
+  /** tokenizer.ggml.unknown_token_id: what a character with no piece and no byte token encodes to */
+  readonly unkId: number | undefined;
   readonly addBos: boolean | undefined;
   /** tokenizer.ggml.add_space_prefix (SentencePiece add_dummy_prefix); absent in most files */
   readonly addSpacePrefix: boolean | undefined;
@@ -117,14 +121,28 @@ export function ggufVocab(h: GgufHeader): GgufVocab {
   }
   const addBos = get(h, 'tokenizer.ggml.add_bos_token');
   const addSpacePrefix = get(h, 'tokenizer.ggml.add_space_prefix');
+  const id = (key: string): number | undefined => {
+    const v = optionalId(h, key);
+    if (v !== undefined && v >= tokens.length) throw new FormatError(h.path, `metadata "${key}" ${v} is outside the ${tokens.length} tokens of "tokenizer.ggml.tokens"`);
+    return v;
+  };
+  const unkId = id('tokenizer.ggml.unknown_token_id');
+  let types = numbers('tokenizer.ggml.token_type');
+  // Converters mark <unk> as a control token; unknown_token_id says it is the unknown one. Typed so,
+  // a vocabulary saved from `types` alone (a quantized checkpoint's tokenizer.spm.json) keeps it.
+  if (types && unkId !== undefined && types[unkId] === SpmTokenType.Control) {
+    types = types.slice();
+    types[unkId] = SpmTokenType.Unknown;
+  }
   return Object.freeze({
     model,
     tokens: tokens as string[],
     scores: numbers('tokenizer.ggml.scores'),
-    types: numbers('tokenizer.ggml.token_type'),
+    types,
     merges: merges as string[] | undefined,
-    bosId: optionalId(h, 'tokenizer.ggml.bos_token_id'),
-    eosId: optionalId(h, 'tokenizer.ggml.eos_token_id'),
+    bosId: id('tokenizer.ggml.bos_token_id'),
+    eosId: id('tokenizer.ggml.eos_token_id'),
+    unkId,
     addBos: typeof addBos === 'boolean' ? addBos : undefined,
     addSpacePrefix: typeof addSpacePrefix === 'boolean' ? addSpacePrefix : undefined,
   });

@@ -2,7 +2,8 @@
  * GGUF v2/v3 header: magic "GGUF", u32 version, u64 tensor count, u64 metadata count, metadata
  * key/values, tensor infos (name, n_dims, ne[], type, offset), then the data section aligned to
  * `general.alignment` (default 32). Every count and length is checked against the bytes left in
- * the file before anything is allocated; tensor extents are checked against the file size.
+ * the file before anything is allocated; tensor extents are checked against the file size and
+ * against each other (no two tensors share bytes).
  */
 import { FormatError } from '../../errors.js';
 import { HeaderCursor, utf8 } from '../fileBytes.js';
@@ -105,11 +106,15 @@ export function readGgufHeader(path: string): GgufHeader {
   const dataStart = Math.ceil(c.pos / alignment) * alignment;
   const header: GgufHeader = Object.freeze({ path, version, metadata, tensors: Object.freeze(infos), alignment, dataStart, fileSize: c.size });
   // Extents of the types we can decode are checked now; others fail when read, naming the type.
-  for (const t of infos) {
-    const bytes = tensorBytes(header, t);
-    if (bytes !== undefined && dataStart + t.offset + bytes > c.size) {
-      c.fail(`tensor "${t.name}": data [${dataStart + t.offset}, ${dataStart + t.offset + bytes}) runs past the end of the file (${c.size} bytes)`);
-    }
+  // Such a tensor must also end before the next tensor starts: overlapping data is refused.
+  // (An empty tensor owns no bytes; one of an undecodable type may own some.)
+  const byOffset = infos.map((t) => ({ t, bytes: tensorBytes(header, t) })).filter((x) => x.bytes !== 0).sort((a, b) => a.t.offset - b.t.offset);
+  for (const [k, { t, bytes }] of byOffset.entries()) {
+    if (bytes === undefined) continue;
+    const start = dataStart + t.offset, end = start + bytes;
+    if (end > c.size) c.fail(`tensor "${t.name}": data [${start}, ${end}) runs past the end of the file (${c.size} bytes)`);
+    const next = byOffset[k + 1]?.t;
+    if (next && dataStart + next.offset < end) c.fail(`tensor "${t.name}": data [${start}, ${end}) overlaps tensor "${next.name}" (starting at ${dataStart + next.offset})`);
   }
   return header;
 }

@@ -14,7 +14,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { makeDirs, replaceDir, tempPathFor, writeFailure, writeJsonAtomic } from '../atomic.js';
 import { openSafetensorsDir, writeSafetensors } from '../safetensors.js';
 import { QUANT_CONFIG, QUANT_REPORT } from './layout.js';
-import { readJson } from './reader.js';
+import { readJsonObject } from './reader.js';
 import { isCheckpointFile, QuantizedCheckpointWriter } from './writer.js';
 
 /** What rounding the scales to fp16 changed. */
@@ -37,7 +37,7 @@ export interface ScaleExport {
  * (QuantizedCheckpointWriter.prepare): new, empty, or a lowbit checkpoint replaced with `force`.
  */
 export function exportGptqFp16Scales(src: string, out: string, force: boolean): ScaleExport {
-  const quantConfig = readJson(join(src, QUANT_CONFIG)) as Record<string, unknown>;
+  const quantConfig = readJsonObject(join(src, QUANT_CONFIG));
   const weights = openSafetensorsDir(src);
   QuantizedCheckpointWriter.prepare(out, force);
   let scales = 0, changed = 0, maxRel = 0, layers = 0;
@@ -71,9 +71,9 @@ export function exportGptqFp16Scales(src: string, out: string, force: boolean): 
     writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt', quantized_by: 'lowbit' });
     const qc = { ...quantConfig, scale_dtype: 'float16' };
     writeJsonAtomic(join(tmp, QUANT_CONFIG), qc);
-    const config = readJson(join(src, 'config.json')) as Record<string, unknown>;
+    const config = readJsonObject(join(src, 'config.json'));
     writeJsonAtomic(join(tmp, 'config.json'), { ...config, quantization_config: qc });
-    const report = readJson(join(src, QUANT_REPORT)) as Record<string, unknown>;
+    const report = readJsonObject(join(src, QUANT_REPORT));
     writeJsonAtomic(join(tmp, QUANT_REPORT), { ...report, export: result });
     for (const f of readdirSync(src)) {
       // the tokenizer, as the writer put it there

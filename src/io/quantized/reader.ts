@@ -1,41 +1,86 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../../errors.js';
 import type { ModelCheckpoint } from '../../model/checkpoint.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { dequantizeGptq, type QuantWeight } from '../../quant/pack/gptqPack.js';
+import { checkTokenizerFits, checkWeights } from '../checkpointChecks.js';
+import { FiniteSource } from '../finite.js';
 import { readHfConfig } from '../hfConfig.js';
 import { openSafetensorsDir } from '../safetensors.js';
-import type { TensorInfo, TensorSource } from '../source.js';
+import { fileOf, type TensorInfo, type TensorSource } from '../source.js';
 import { checkRowRange, readRows, sliceRows } from '../rows.js';
-import type { Tokenizer } from '../tokenizer.js';
-import { loadHfTokenizer } from '../tokenizers/hf.js';
-import { readLlama2cTokenizer } from '../tokenizers/llama2c.js';
-import { spmTokenizer } from '../tokenizers/spm.js';
+import { loadTokenizer, tokenizerInDir } from '../tokenizers/load.js';
 import { QUANT_CONFIG, SPM_TOKENIZER } from './layout.js';
 
 export { QUANT_CONFIG };
 
+const PART = /^(.*)\.(qweight|qzeros|scales|g_idx)$/;
+/** Stored dtypes of the packed parts (AutoGPTQ v1). */
+const PART_DTYPES: Readonly<Record<'qweight' | 'qzeros' | 'scales' | 'g_idx', readonly string[]>> = Object.freeze({
+  qweight: ['i32'], qzeros: ['i32'], scales: ['f16', 'f32'], g_idx: ['i32'],
+});
+
+const words = (n: number, bits: number): number => Math.ceil((n * bits) / 32);
+
+/**
+ * The packed parts of `<base>.weight`, checked against each other from the header alone (no data
+ * read): qweight [ceil(cols·bits/32), rows], qzeros [groups, ceil(rows·bits/32)], scales
+ * [groups, rows], g_idx [cols], with their dtypes. Returns the weight's [rows, cols].
+ */
+function packedShape(inner: TensorSource, infos: ReadonlyMap<string, TensorInfo>, base: string, bits: number): [number, number] {
+  const part = (p: keyof typeof PART_DTYPES): TensorInfo => {
+    const name = `${base}.${p}`;
+    const t = infos.get(name);
+    if (!t) throw new FormatError(fileOf(inner, `${base}.qweight`), `${base} has a qweight but no ${p}`);
+    if (!PART_DTYPES[p].includes(t.dtype)) throw new FormatError(fileOf(inner, name), `tensor "${name}" is ${t.storedAs}, a GPTQ ${p} is ${PART_DTYPES[p].join(' or ').toUpperCase()}`);
+    return t;
+  };
+  const qweight = part('qweight'), qzeros = part('qzeros'), scales = part('scales'), gIdx = part('g_idx');
+  const bad = (t: TensorInfo, want: string): never => {
+    throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has shape [${t.shape.join(', ')}]; for ${bits}-bit GPTQ it must be ${want}`);
+  };
+  if (qweight.shape.length !== 2 || qweight.shape[1] === 0) bad(qweight, '[ceil(in·bits/32), out]');
+  if (gIdx.shape.length !== 1) bad(gIdx, '[in]');
+  const rows = qweight.shape[1]!, cols = gIdx.shape[0]!;
+  if (qweight.shape[0] !== words(cols, bits)) bad(qweight, `[${words(cols, bits)}, ${rows}] (g_idx has ${cols} columns)`);
+  if (scales.shape.length !== 2 || scales.shape[1] !== rows || scales.shape[0] === 0) bad(scales, `[groups, ${rows}]`);
+  const groups = scales.shape[0]!;
+  if (qzeros.shape.length !== 2 || qzeros.shape[0] !== groups || qzeros.shape[1] !== words(rows, bits)) bad(qzeros, `[${groups}, ${words(rows, bits)}]`);
+  return [rows, cols];
+}
+
 /**
  * A GPTQ-layout checkpoint seen as ordinary weights: `<layer>.weight` is dequantized from
  * qweight/qzeros/scales/g_idx when it is read (one layer at a time), everything else passes through.
+ * The packed parts are checked against each other when the source is built; `path` and every error
+ * name the safetensors file (the shard) that holds the tensor.
  */
 class GptqSource implements TensorSource {
   private readonly infos: TensorInfo[];
-  constructor(readonly path: string, private readonly inner: TensorSource, private readonly bits: number) {
+  private readonly packed = new Set<string>();
+  constructor(private readonly inner: TensorSource, private readonly bits: number) {
+    const all = new Map(inner.list().map((t) => [t.name, t]));
     const out: TensorInfo[] = [];
-    for (const t of inner.list()) {
-      if (t.name.endsWith('.qweight')) {
-        const base = t.name.slice(0, -'.qweight'.length);
-        const gIdx = inner.list().find((i) => i.name === `${base}.g_idx`);
-        if (!gIdx) throw new FormatError(path, `${base} has a qweight but no g_idx`);
-        out.push({ name: `${base}.weight`, dtype: 'f32', shape: [t.shape[1]!, gIdx.shape[0]!], storedAs: `GPTQ-INT${bits}` });
-      } else if (!/\.(qzeros|scales|g_idx)$/.test(t.name)) out.push(t);
+    for (const t of all.values()) {
+      const m = PART.exec(t.name);
+      if (!m) { out.push(t); continue; }
+      const base = m[1]!;
+      if (!all.has(`${base}.qweight`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.qweight beside it`);
+      if (m[2] !== 'qweight') continue;
+      if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (qweight) and as ${base}.weight`);
+      const [rows, cols] = packedShape(inner, all, base, bits);
+      this.packed.add(`${base}.weight`);
+      out.push({ name: `${base}.weight`, dtype: 'f32', shape: [rows, cols], storedAs: `GPTQ-INT${bits}` });
     }
     this.infos = out;
   }
+  get path(): string { return this.inner.path; }
   list(): readonly TensorInfo[] { return this.infos; }
-  has(name: string): boolean { return this.infos.some((i) => i.name === name); }
+  has(name: string): boolean { return this.packed.has(name) || (this.inner.has(name) && !PART.test(name)); }
+  fileOf(name: string): string {
+    return fileOf(this.inner, this.packed.has(name) ? `${name.slice(0, -'.weight'.length)}.qweight` : name);
+  }
   read(name: string): Tensor {
     const q = this.readQuantized(name);
     if (!q) return this.inner.read(name);
@@ -43,20 +88,18 @@ class GptqSource implements TensorSource {
   }
   /** Rows of a float tensor (embedding, LM head) through the inner source; packed weights are read whole. */
   readRows(name: string, start: number, count: number): Tensor {
-    if (this.inner.has(name)) return readRows(this.inner, name, start, count);
+    if (!this.packed.has(name)) return readRows(this.inner, name, start, count);
     const t = this.read(name);
     checkRowRange(this.path, name, t.shape, start, count);
     return sliceRows(t, start, count);
   }
   /** qweight/qzeros/scales/g_idx of `<layer>.weight`, checked; undefined for a tensor stored as floats. */
   readQuantized(name: string): QuantWeight | undefined {
-    const base = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
-    if (!base || !this.inner.has(`${base}.qweight`)) return undefined;
+    if (!this.packed.has(name)) return undefined;
+    const base = name.slice(0, -'.weight'.length);
+    const file = this.fileOf(name);
     const qweight = this.inner.read(`${base}.qweight`), qzeros = this.inner.read(`${base}.qzeros`);
     const scales = this.inner.read(`${base}.scales`), gIdx = this.inner.read(`${base}.g_idx`);
-    if (qweight.dtype !== 'i32' || qzeros.dtype !== 'i32' || (scales.dtype !== 'f16' && scales.dtype !== 'f32') || gIdx.dtype !== 'i32') {
-      throw new FormatError(this.path, `${base}: expected int32 qweight/qzeros/g_idx and fp16 or float32 scales`);
-    }
     const rows = qweight.shape[1]!, cols = gIdx.shape[0]!, groups = scales.shape[0]!;
     const t: QuantWeight = {
       bits: this.bits, rows, cols, groups,
@@ -64,40 +107,44 @@ class GptqSource implements TensorSource {
     };
     for (let i = 0; i < cols; i++) {
       const g = t.gIdx[i]!;
-      if (g < 0 || g >= groups) throw new FormatError(this.path, `${base}.g_idx[${i}] = ${g} is outside the ${groups} groups`);
+      if (g < 0 || g >= groups) throw new FormatError(fileOf(this.inner, `${base}.g_idx`), `${base}.g_idx[${i}] = ${g} is outside the ${groups} groups`);
     }
-    const words = (n: number) => Math.ceil((n * this.bits) / 32);
-    if (qweight.data.length !== words(cols) * rows || qzeros.data.length !== groups * words(rows) || scales.data.length !== groups * rows) {
-      throw new FormatError(this.path, `${base}: qweight/qzeros/scales sizes do not match ${rows}x${cols}, ${groups} group(s), ${this.bits} bits`);
+    if (qweight.data.length !== words(cols, this.bits) * rows || qzeros.data.length !== groups * words(rows, this.bits) || scales.data.length !== groups * rows) {
+      throw new FormatError(file, `${base}: qweight/qzeros/scales sizes do not match ${rows}x${cols}, ${groups} group(s), ${this.bits} bits`);
     }
     return t;
   }
 }
 
-export function readJson(file: string): any {
-  try { return JSON.parse(readFileSync(file, 'utf8')); } catch (e) {
+export function readJsonObject(file: string): Record<string, unknown> {
+  let v: unknown;
+  try { v = JSON.parse(readFileSync(file, 'utf8')); } catch (e) {
     throw new FormatError(file, `cannot read JSON: ${(e as Error).message}`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FormatError(file, 'not a JSON object');
+  return v as Record<string, unknown>;
 }
 
-function quantizedTokenizer(dir: string, vocabSize: number): Tokenizer {
-  if (existsSync(join(dir, 'tokenizer.json'))) return loadHfTokenizer(dir);
-  if (existsSync(join(dir, SPM_TOKENIZER))) {
-    const v = readJson(join(dir, SPM_TOKENIZER));
-    return spmTokenizer({ tokens: v.tokens, scores: v.scores, types: v.types, bosId: v.bosId, eosId: v.eosId, source: join(dir, SPM_TOKENIZER), ...(v.addSpacePrefix === undefined || v.addSpacePrefix === null ? {} : { addSpacePrefix: v.addSpacePrefix }) });
-  }
-  const tok = readdirSync(dir).find((f) => /^tok.*\.bin$/.test(f));
-  if (tok) return readLlama2cTokenizer(join(dir, tok), vocabSize);
-  throw new FormatError(dir, `quantized checkpoint has no tokenizer (tokenizer.json, ${SPM_TOKENIZER} or tok*.bin)`);
+export interface OpenQuantizedOptions {
+  /** a tokenizer to use instead of the one in the folder (see tokenizers/load.ts) */
+  readonly tokenizer?: string;
 }
 
-/** Opens a folder written by `lowbit quantize` (or any GPTQ v1 checkpoint of a LLaMA model). */
-export function openQuantized(dir: string): ModelCheckpoint {
-  const q = readJson(join(dir, QUANT_CONFIG));
-  if (q.quant_method !== undefined && q.quant_method !== 'gptq') throw new FormatError(join(dir, QUANT_CONFIG), `quant_method "${q.quant_method}" is not supported (only "gptq")`);
-  const bits = Number(q.bits);
-  if (!Number.isInteger(bits) || bits < 1 || bits > 8) throw new FormatError(join(dir, QUANT_CONFIG), `bits must be 1–8, got ${JSON.stringify(q.bits)}`);
+/**
+ * Opens a folder written by `lowbit quantize` (or any GPTQ v1 checkpoint of a LLaMA model), with
+ * the shape checks of every other format; errors name the file at fault.
+ */
+export function openQuantized(dir: string, opts: OpenQuantizedOptions = {}): ModelCheckpoint {
+  const qFile = join(dir, QUANT_CONFIG);
+  const q = readJsonObject(qFile);
+  if (q.quant_method !== undefined && q.quant_method !== 'gptq') throw new FormatError(qFile, `quant_method ${JSON.stringify(q.quant_method)} is not supported (only "gptq")`);
+  const bits = q.bits;
+  if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < 1 || bits > 8) throw new FormatError(qFile, `bits must be an integer 1–8, got ${JSON.stringify(bits ?? null)}`);
   const config = readHfConfig(join(dir, 'config.json'));
-  const weights = new GptqSource(dir, openSafetensorsDir(dir), bits);
-  return { path: dir, format: 'lowbit-gptq', config, tokenizer: quantizedTokenizer(dir, config.vocabSize), weights, tokenizerPath: dir };
+  const weights = new GptqSource(openSafetensorsDir(dir), bits);
+  checkWeights(weights, config);
+  const tok = opts.tokenizer ? loadTokenizer(opts.tokenizer, config.vocabSize) : tokenizerInDir(dir, config.vocabSize);
+  if (!tok) throw new FormatError(dir, `quantized checkpoint has no tokenizer (tokenizer.json, ${SPM_TOKENIZER} or tok*.bin)`);
+  checkTokenizerFits(tok.file, tok.tokenizer, config);
+  return { path: dir, format: 'lowbit-gptq', config, tokenizer: tok.tokenizer, weights: new FiniteSource(weights), tokenizerPath: opts.tokenizer ? tok.path : dir };
 }

@@ -6,13 +6,17 @@
  * the vocabulary, else config.json's bos_token_id / eos_token_id.
  * Decoding uses the tokenizer's own decoder with special tokens skipped (so a Llama-style
  * decoder drops the leading space of the first word, as transformers does).
+ * The file is checked before the library sees it (hfCheck.ts) and probed once after (an encode
+ * and decodes), so a corrupt tokenizer.json is a FormatError naming it at load, never a hang or a
+ * SyntaxError at the first decode; an encode that leaves a piece without an id is refused too.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { FormatError, UsageError } from '../../errors.js';
+import { FormatError, LowbitError, UsageError } from '../../errors.js';
 import type { Tokenizer } from '../tokenizer.js';
+import { checkTokenizerJson } from './hfCheck.js';
 import { mergeSymbols } from './merge.js';
 
 type Json = Record<string, unknown>;
@@ -24,8 +28,9 @@ export function loadHfTokenizer(dir: string): Tokenizer {
   const bytes = readFileSync(file);
   const json = parseObject(file, bytes.toString('utf8'));
   const config = readOptional(join(dir, 'tokenizer_config.json'));
-  const modelConfig = readOptional(join(dir, 'config.json'));
-  return build(json, config, modelConfig, file, sha256(bytes));
+  const modelConfigFile = join(dir, 'config.json');
+  const modelConfig = readOptional(modelConfigFile);
+  return build(json, config, modelConfig, file, sha256(bytes), modelConfigFile);
 }
 
 /** The same from already-parsed objects (tests, in-memory models). `source` names them in errors. */
@@ -35,11 +40,12 @@ export function hfTokenizerFromJson(json: Json | string, config: Json | undefine
   return build(obj, config ?? {}, modelConfig ?? {}, source, sha256(text));
 }
 
-function build(json: Json, config: Json, modelConfig: Json, source: string, digest: string): Tokenizer {
-  const model = json.model as Json | undefined;
-  if (!model || typeof model !== 'object' || typeof model.type !== 'string') {
-    throw new FormatError(source, 'no "model" with a "type" (not a tokenizer.json?)');
-  }
+/** A text that touches letters, digits, spaces, punctuation, newlines and non-ASCII, for probeTokenizer. */
+const PROBE_TEXT = 'Hello, world! 123 \n\tnaïve café — 😀 <unk> end.';
+
+function build(json: Json, config: Json, modelConfig: Json, source: string, digest: string, modelConfigFile = source): Tokenizer {
+  checkTokenizerJson(source, json);
+  const model = json.model as Json;
   let tok: HfTokenizer;
   try {
     tok = new HfTokenizer(json, config);
@@ -60,11 +66,30 @@ function build(json: Json, config: Json, modelConfig: Json, source: string, dige
     }
     const fromModel = modelConfig[`${key}_token_id`];
     const id = Array.isArray(fromModel) ? fromModel[0] : fromModel;
-    return typeof id === 'number' && Number.isInteger(id) ? id : undefined;
+    if (id === undefined || id === null) return undefined;
+    if (!(typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 && id < vocabSize)) {
+      throw new FormatError(modelConfigFile, `${key}_token_id ${JSON.stringify(id)} is not a token of ${source} (${vocabSize} tokens)`);
+    }
+    return id;
   };
   const bosId = special('bos');
   const eosId = special('eos');
   const kind = 'tokenizer.json';
+  /** The library maps a piece with no id and no unk token to undefined: refuse instead of encoding 0. */
+  const checked = (ids: number[], text: string): number[] => {
+    for (const id of ids) {
+      if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+        throw new FormatError(source, `cannot encode ${JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text)}: a piece has no id and the model has no usable unk_token`);
+      }
+    }
+    return ids;
+  };
+  probeTokenizer(source, () => {
+    // a vocabulary without an unk token may leave holes here: that is refused per text, when encoding
+    const ids = tok.encode(PROBE_TEXT, { add_special_tokens: false }).ids.filter((id: number) => Number.isInteger(id));
+    tok.decode(ids.length > 0 ? ids : [0], { skip_special_tokens: true });
+    tok.decode(Array.from({ length: Math.min(vocabSize, 256) }, (_, i) => i), { skip_special_tokens: false });
+  });
   return Object.freeze({
     kind,
     description: `${kind} (${model.type}, ${vocabSize} tokens, sha256 ${digest.slice(0, 8)}…)`,
@@ -72,13 +97,16 @@ function build(json: Json, config: Json, modelConfig: Json, source: string, dige
     bosId,
     eosId,
     encode(text: string, opts: { bos: boolean }): number[] {
-      const ids = tok.encode(text, { add_special_tokens: false }).ids;
+      const ids = checked(tok.encode(text, { add_special_tokens: false }).ids, text);
       if (!opts.bos) return ids;
       if (bosId === undefined) throw new UsageError(`${source}: the tokenizer has no BOS token; encode with BOS off`);
       return [bosId, ...ids];
     },
     decode(ids: readonly number[]): string {
       if (ids.length === 0) return ''; // the library rejects an empty list
+      for (const id of ids) {
+        if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) throw new UsageError(`${source}: token id ${id} is outside the vocabulary (${vocabSize} tokens)`);
+      }
       return tok.decode([...ids], { skip_special_tokens: true });
     },
   });
@@ -118,6 +146,20 @@ function installFastBpe(tok: HfTokenizer, model: Json): void {
       return rank === undefined ? undefined : -rank;
     });
   };
+}
+
+/**
+ * Runs `probe` (an encode and decodes through the library): the library compiles normalizer and
+ * decoder regexes only when they are used, so a broken one would otherwise surface as a
+ * SyntaxError at the first decode. Any failure is a FormatError naming the tokenizer file.
+ */
+function probeTokenizer(source: string, probe: () => void): void {
+  try {
+    probe();
+  } catch (e) {
+    if (e instanceof LowbitError) throw e;
+    throw new FormatError(source, `the tokenizer fails on a probe text: ${(e as Error)?.message ?? String(e)}`);
+  }
 }
 
 function parseObject(file: string, text: string): Json {

@@ -3,7 +3,10 @@
  * and llama.cpp's SPM tokenizer (`llm_tokenizer_spm`) do it:
  *   1. spaces become '▁' and one '▁' is prepended (the "dummy prefix"), unless the text is empty;
  *   2. start from the UTF-8 characters (code points); a character that is not a piece becomes its
- *      UTF-8 bytes as <0xNN> byte tokens, which never merge;
+ *      UTF-8 bytes as <0xNN> byte tokens, which never merge; when the vocabulary lacks one of those
+ *      byte tokens, the character becomes the unknown token, a run of such characters one unknown
+ *      token (SentencePiece's rule; HF's byte_fallback with fuse_unk gives the same ids). llama.cpp
+ *      has no such fallback: its byte_to_token throws std::out_of_range there;
  *   3. repeatedly merge the adjacent pair whose concatenation is a piece with the highest score,
  *      the leftmost pair on ties.
  * Step 3 is merge.ts: a priority queue of candidate pairs over a linked list of symbols (llama.cpp's
@@ -35,6 +38,8 @@ export interface SpmVocab {
   readonly types?: readonly number[];
   readonly bosId?: number;
   readonly eosId?: number;
+  /** the unknown token (GGUF tokenizer.ggml.unknown_token_id); default: the first token of type Unknown */
+  readonly unkId?: number;
   /** a path or name recorded in `description` */
   readonly source: string;
   /** prepend '▁' to non-empty text (SentencePiece add_dummy_prefix); default true */
@@ -49,6 +54,12 @@ const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 export function spmTokenizer(v: SpmVocab): Tokenizer {
   const { tokens, scores } = v;
   if (scores.length !== tokens.length) throw new FormatError(v.source, `${tokens.length} tokens but ${scores.length} scores`);
+  if (v.types && v.types.length !== tokens.length) throw new FormatError(v.source, `${tokens.length} tokens but ${v.types.length} token types`);
+  for (const [what, id] of [['BOS', v.bosId], ['EOS', v.eosId], ['unknown', v.unkId]] as const) {
+    if (id !== undefined && !(Number.isSafeInteger(id) && id >= 0 && id < tokens.length)) {
+      throw new FormatError(v.source, `${what} token id ${id} is outside the vocabulary of ${tokens.length} tokens`);
+    }
+  }
   const types = tokens.map((t, id) => v.types?.[id] ?? defaultType(t, id, v));
   // Pieces that text can be merged into: normal and user-defined ones (never control or byte tokens).
   const pieceId = new Map<string, number>();
@@ -65,7 +76,7 @@ export function spmTokenizer(v: SpmVocab): Tokenizer {
       pieceId.set(t, id);
     }
   });
-  const unkId = types.indexOf(SpmTokenType.Unknown);
+  const unkId = v.unkId ?? types.indexOf(SpmTokenType.Unknown);
   const addPrefix = v.addSpacePrefix ?? true;
   const utf8 = new TextEncoder();
 
@@ -77,16 +88,23 @@ export function spmTokenizer(v: SpmVocab): Tokenizer {
       const id = pieceId.get(s.substr(start, leftLen + rightLen));
       return id === undefined ? undefined : scores[id]!;
     });
+    let prevUnk = false;
     for (const piece of symbols) {
       const id = pieceId.get(piece);
-      if (id !== undefined) { out.push(id); continue; }
+      if (id !== undefined) { out.push(id); prevUnk = false; continue; }
       // Only single characters can be unknown (merges always produce pieces): fall back to bytes.
-      for (const byte of utf8.encode(piece)) {
-        const bid = byteId[byte]!;
-        if (bid >= 0) out.push(bid);
-        else if (unkId >= 0) out.push(unkId);
-        else throw new FormatError(v.source, `cannot encode byte 0x${byte.toString(16)}: no <0xNN> byte token and no <unk>`);
+      const bytes = utf8.encode(piece);
+      if (bytes.every((b) => byteId[b]! >= 0)) {
+        for (const b of bytes) out.push(byteId[b]!);
+        prevUnk = false;
+        continue;
       }
+      if (unkId < 0) {
+        const b = bytes.find((x) => byteId[x]! < 0)!;
+        throw new FormatError(v.source, `cannot encode ${JSON.stringify(piece)}: no <0x${b.toString(16).toUpperCase().padStart(2, '0')}> byte token and no unknown token`);
+      }
+      if (!prevUnk) out.push(unkId);
+      prevUnk = true;
     }
   }
 
