@@ -3,6 +3,7 @@
 // Usage: node dist/bench/quantMemory.js [rtn|gptq] [nsamples] [seqlen]
 import { quantizeBlocks } from '../src/quant/pipeline.js';
 import { getMethod } from '../src/quant/registry.js';
+import { resolveOptions } from '../src/quant/options.js';
 import { createBackend } from '../src/cli/backendOptions.js';
 import { randomLlama3Blocks } from './randomSource.js';
 
@@ -14,8 +15,8 @@ const calibration = Array.from({ length: Number(ns) }, () => Int32Array.from({ l
 const t0 = performance.now();
 let packedBytes = 0;
 const reports = await quantizeBlocks(ck, be, {
-  method: getMethod(method), spec: { bits: 4, groupSize: 128, sym: false, scaleDtype: 'f16' }, actOrder: false, staticGroups: false,
-  percdamp: 0.01, blocksize: 128, trueSequential: true, calibration, onLayer: (l) => { packedBytes += l.out.codes.length / 2; },
+  method: getMethod(method), spec: { bits: 4, groupSize: 128, sym: false, scaleDtype: 'f16' },
+  options: resolveOptions(getMethod(method), {}), calibration, onLayer: (l) => { packedBytes += l.out.grid.codes.length / 2; },
 });
 const blockWeightsMiB = (2 * 218_103_808) / 2 ** 20; // one block's bf16 weights: 4096·(4096+1024+1024+4096) + 3·4096·14336 params
 console.log(JSON.stringify({

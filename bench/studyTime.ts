@@ -14,7 +14,7 @@ const be = await createBackend({});
 const t0 = performance.now();
 const cells: Record<string, number> = {};
 await runStudy(openModel(DEFAULT_MODEL), be, parseGrid(grid), {
-  out, ppl: ['wikitext2', 'ptb', 'c4', 'tinystories'], seqlen: 512, calib: 'c4', nsamples: 128, seed: 0, percdamp: 0.01,
+  out, ppl: ['wikitext2', 'ptb', 'c4', 'tinystories'], seqlen: 512, calib: 'c4', nsamples: 128, seed: 0,
   onEvent: (e) => { if (e.kind === 'cell-done') cells[e.key] = +e.seconds.toFixed(1); },
 });
 console.log(JSON.stringify({ bench: 'study', grid, model: DEFAULT_MODEL, backend: be.description, seconds: +((performance.now() - t0) / 1000).toFixed(1), cellSeconds: cells }));

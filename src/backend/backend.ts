@@ -1,6 +1,6 @@
 import type { Tensor } from '../tensor/tensor.js';
 import type { CpuKernels } from './cpu/kernels/kernels.js';
-import type { QuantWeight } from '../quant/pack/gptqPack.js';
+import type { PackedWeight } from '../tensor/packed.js';
 
 /**
  * A value living on a backend (host memory for the CPU backend, a GPU buffer for WebGPU).
@@ -27,8 +27,8 @@ export interface Backend {
   upload(data: Float32Array, shape: readonly number[]): BTensor;
   /** A weight in its stored dtype (f32/f16/bf16). */
   uploadWeight(t: Tensor): BTensor;
-  /** A GPTQ-packed linear weight [q.rows, q.cols], kept as codes (dtype 'q'); only `linear` takes it. */
-  uploadQuantized(q: QuantWeight): BTensor;
+  /** A quantized linear weight [q.rows, q.cols] in its stored kind, kept as codes (dtype 'q'); only `linear` takes it. */
+  uploadQuantized(q: PackedWeight): BTensor;
   read(t: BTensor): Promise<Float32Array>;
   free(t: BTensor): void;
   /**

@@ -4,12 +4,13 @@ import { quantizeModel } from '../quant/quantizeModel.js';
 import { METHODS } from '../quant/registry.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
-import { dataDirOption, dataDir, loadCheckpoint, modelOptions, parseFloatOption, parseIntOption, Progress, resolveSeqlen, scaleDtypeOption, type CommonOptions } from './common.js';
+import { dataDirOption, dataDir, loadCheckpoint, modelOptions, parseIntOption, Progress, resolveSeqlen, scaleDtypeOption, type CommonOptions } from './common.js';
+import { givenMethodOptions, methodOptionFlags } from './methodOptions.js';
 import { UsageError } from '../errors.js';
 
 interface QuantizeCliOptions extends CommonOptions, BackendCliOptions {
-  method: string; wbits: string; group: string; sym?: boolean; actOrder?: boolean; staticGroups?: boolean; scaleDtype: string;
-  percdamp: string; hessian: string; calib: string; nsamples: string; seed: string; seqlen?: string; out?: string; trueSequential?: boolean;
+  method: string; wbits: string; group: string; sym?: boolean; scaleDtype: string;
+  hessian: string; calib: string; nsamples: string; seed: string; seqlen?: string; out?: string; trueSequential?: boolean;
   force?: boolean; allowLongContext?: boolean;
 }
 
@@ -20,10 +21,8 @@ export function registerQuantize(program: Command): void {
     .option('--wbits <n>', 'weight bits, 1-8', '4')
     .option('--group <g>', 'input columns per group, -1 = per output channel', '128')
     .option('--sym', 'symmetric grid (default: asymmetric, as the paper)')
-    .option('--act-order', 'GPTQ: process columns by decreasing Hessian diagonal (writes g_idx)')
-    .option('--static-groups', 'GPTQ with --act-order: every group\'s parameters from the weights before any update, groups kept sequential')
-    .option('--no-true-sequential', 'quantize all layers of a block from the same inputs')
-    .option('--percdamp <f>', 'GPTQ damping as a fraction of mean(diag H)', '0.01');
+    .option('--no-true-sequential', 'quantize all layers of a block from the same inputs (methods that quantize sequentially)');
+  methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
     .option('--hessian <precision>', 'Hessian sums: f64 (exact) or f32 (float32 GEMM per sequence, summed in float64; faster)', 'f64')
     .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), a text file, or none (rtn only)', DEFAULT_CALIBRATION)
@@ -36,7 +35,7 @@ export function registerQuantize(program: Command): void {
     .option('--json', 'print the report as JSON');
   dataDirOption(cmd);
   backendOptions(cmd);
-  cmd.action(async (o: QuantizeCliOptions) => {
+  cmd.action(async (o: QuantizeCliOptions, self: Command) => {
     const ckpt = loadCheckpoint(o);
     if (o.hessian !== 'f64' && o.hessian !== 'f32') throw new UsageError(`--hessian must be f64 or f32 (got '${o.hessian}')`);
     const group = Number(o.group);
@@ -46,9 +45,8 @@ export function registerQuantize(program: Command): void {
     const progress = new Progress(!!o.json);
     progress.start(ckpt.config.numLayers, `${o.method} w${o.wbits}`);
     const report = await quantizeModel(ckpt, be, {
-      method: o.method, bits: Number(o.wbits), group, sym: !!o.sym, actOrder: !!o.actOrder, staticGroups: !!o.staticGroups,
-      scaleDtype: o.scaleDtype as 'f32' | 'f16',
-      percdamp: parseFloatOption('--percdamp', o.percdamp, 0, 10), hessianPrecision: o.hessian, trueSequential: o.trueSequential !== false,
+      method: o.method, bits: Number(o.wbits), group, sym: !!o.sym, options: givenMethodOptions(self) as Record<string, number | boolean>,
+      scaleDtype: o.scaleDtype as 'f32' | 'f16', hessianPrecision: o.hessian, trueSequential: o.trueSequential !== false,
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       seqlen: seqlen.value, dataDir: dataDir(o), out: resolve(o.out!), force: !!o.force,
       onProgress: (p) => progress.update(p.block, p.layer ?? `block ${p.block + 1}`),

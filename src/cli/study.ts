@@ -1,22 +1,23 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { BUILTIN_GRIDS, parseGrid, withScaleDtype } from '../study/grid.js';
+import { BUILTIN_GRIDS, parseGrid } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
 import { createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import {
-  dataDir, dataDirOption, loadCheckpoint, modelOptions, parseFloatOption, parseIntOption, parseList, Progress, resolveSeqlen, scaleDtypeOption,
+  dataDir, dataDirOption, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, resolveSeqlen, scaleDtypeOption,
   type CommonOptions,
 } from './common.js';
 import { evaluateTasks } from '../eval/taskRun.js';
+import { givenMethodOptions, methodOptionFlags } from './methodOptions.js';
 import { parseTasks } from '../eval/tasks/registry.js';
 import { taskColumnsForStudy } from '../eval/studyTasks.js';
 import type { PairEncoding } from '../eval/tasks/score.js';
 import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
-  grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; percdamp: string; scaleDtype: string;
+  grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; scaleDtype: string;
   out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean; speed?: boolean;
 }
 
@@ -33,8 +34,8 @@ export function registerStudy(program: Command): void {
     .option('--encoding <mode>', 'tasks: joint or separate context/continuation encoding', 'joint')
     .option('--calib <source>', 'calibration for quantized cells: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (needs a --data-dir that has it) or a text file', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
-    .option('--seed <n>', 'calibration seed', '0')
-    .option('--percdamp <f>', 'GPTQ damping', '0.01');
+    .option('--seed <n>', 'calibration seed', '0');
+  methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
     .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
     .option('--force', 'recompute cells that are already finished')
@@ -43,11 +44,10 @@ export function registerStudy(program: Command): void {
     .option('--json', 'print results.json on stdout instead of the table');
   dataDirOption(cmd);
   backendOptions(cmd);
-  cmd.action(async (o: StudyCliOptions) => {
+  cmd.action(async (o: StudyCliOptions, self: Command) => {
     const ckpt = loadCheckpoint(o);
     if (o.scaleDtype !== 'f32' && o.scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${o.scaleDtype}')`);
-    const parsed = parseGrid(o.grid);
-    const grid = withScaleDtype(parsed, o.scaleDtype, parsed.explicitScaleDtype);
+    const grid = parseGrid(o.grid, { scaleDtype: o.scaleDtype, options: givenMethodOptions(self) });
     const seqlen = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext).value;
     const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
     if (taskNames.length) parseTasks(taskNames.join(','));
@@ -56,13 +56,12 @@ export function registerStudy(program: Command): void {
     const limit = parseIntOption('--limit', o.limit);
     const ppl = parseList('--ppl', o.ppl);
     const nsamples = parseIntOption('--nsamples', o.nsamples)!, seed = parseIntOption('--seed', o.seed, 0)!;
-    const percdamp = parseFloatOption('--percdamp', o.percdamp, 0, 10);
     const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     const taskOpts = { ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o) };
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
     const { files } = await runStudy(ckpt, be, grid, {
-      out: resolve(o.out), ppl, seqlen, limit, calib: o.calib, nsamples, seed, percdamp,
+      out: resolve(o.out), ppl, seqlen, limit, calib: o.calib, nsamples, seed,
       dataDir: o.dataDir ? dataDir(o) : undefined, force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
       speed: o.speed === false ? false : { threads: threadCount(o) },
       ...(taskNames.length ? {

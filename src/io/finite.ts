@@ -6,7 +6,7 @@
  * openModel wraps a checkpoint's weights in FiniteSource.
  */
 import { FormatError } from '../errors.js';
-import type { QuantWeight } from '../quant/pack/gptqPack.js';
+import type { PackedWeight } from '../tensor/packed.js';
 import { Tensor } from '../tensor/tensor.js';
 import { readRows } from './rows.js';
 import { fileOf, type TensorInfo, type TensorSource } from './source.js';
@@ -50,11 +50,9 @@ export function checkFinite(path: string, name: string, t: Tensor): Tensor {
   return t;
 }
 
-/** The packed form's scales: fp16 bits (Uint16Array) or float32 values. */
-function checkScales(path: string, name: string, q: QuantWeight): QuantWeight {
-  const s = q.scales as Uint16Array | Float32Array;
-  const t = s instanceof Uint16Array ? new Tensor('f16', [s.length], s) : new Tensor('f32', [s.length], s);
-  checkFinite(path, `${name} (scales)`, t);
+/** The packed form's scales (float32 in memory, whatever their stored dtype). */
+function checkScales(path: string, name: string, q: PackedWeight): PackedWeight {
+  checkFinite(path, `${name} (scales)`, new Tensor('f32', [q.scales.length], q.scales));
   return q;
 }
 
@@ -69,7 +67,7 @@ export class FiniteSource implements TensorSource {
   readRows(name: string, start: number, count: number): Tensor {
     return checkFinite(this.fileOf(name), name, readRows(this.inner, name, start, count));
   }
-  readQuantized(name: string): QuantWeight | undefined {
+  readQuantized(name: string): PackedWeight | undefined {
     const q = this.inner.readQuantized?.(name);
     return q && checkScales(this.fileOf(name), name, q);
   }

@@ -20,7 +20,7 @@ import { fileOf, NAMES, type TensorInfo, type TensorSource } from './source.js';
 import { readRows } from './rows.js';
 import type { Tokenizer } from './tokenizer.js';
 import { ggufTokenizer, loadTokenizer, tokenizerInDir, type LoadedTokenizer } from './tokenizers/load.js';
-import { openQuantized, QUANT_CONFIG } from './quantized/reader.js';
+import { isQuantizedFolder, openQuantized } from './quantized/reader.js';
 
 export interface OpenOptions {
   /**
@@ -39,7 +39,7 @@ export function openModel(path: string, opts: OpenOptions = {}): ModelCheckpoint
   if (!existsSync(path)) throw new UsageError(`model path ${path} does not exist`);
   if (opts.tokenizer !== undefined && !existsSync(opts.tokenizer)) throw new UsageError(`tokenizer ${opts.tokenizer} does not exist`);
   if (statSync(path).isDirectory()) {
-    if (existsSync(join(path, QUANT_CONFIG))) return openQuantized(path, opts);
+    if (isQuantizedFolder(path)) return openQuantized(path, opts);
     if (existsSync(join(path, 'config.json'))) return openHf(path, opts.tokenizer);
     const files = readdirSync(path).filter((f) => ['.gguf', '.bin'].includes(extname(f)) && !/^tok.*\.bin$/.test(f));
     if (files.length === 1) return openModel(join(path, files[0]!), opts);

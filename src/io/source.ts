@@ -1,6 +1,6 @@
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { QuantWeight } from '../quant/pack/gptqPack.js';
+import type { PackedWeight } from '../tensor/packed.js';
 
 export interface TensorInfo {
   readonly name: string;
@@ -32,11 +32,11 @@ export interface TensorSource {
    */
   readRows?(name: string, start: number, count: number): Tensor;
   /**
-   * The packed integer form of a quantized linear weight (GPTQ layout), when the source stores
-   * `name` that way; undefined for any other tensor (then `read` gives its float values). Lets a
-   * backend multiply by the codes without materialising float weights.
+   * The packed integer form of a quantized linear weight (its stored kind: GPTQ or AWQ layout), when
+   * the source stores `name` that way; undefined for any other tensor (then `read` gives its float
+   * values). Lets a backend multiply by the codes without materialising float weights.
    */
-  readQuantized?(name: string): QuantWeight | undefined;
+  readQuantized?(name: string): PackedWeight | undefined;
   /** The file that holds tensor `name` (a shard of a sharded checkpoint), for messages; default `path`. */
   fileOf?(name: string): string;
 }

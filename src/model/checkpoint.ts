@@ -2,7 +2,16 @@ import type { TensorSource } from '../io/source.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import type { LlamaConfig } from './config.js';
 
-export type CheckpointFormat = 'hf' | 'gguf' | 'llama2c' | 'lowbit-gptq';
+export type CheckpointFormat = 'hf' | 'gguf' | 'llama2c' | 'lowbit-gptq' | 'lowbit-awq';
+
+/** Activation fake-quantization a quantized model runs with (SmoothQuant's WxAy). */
+export interface ActivationQuant {
+  readonly bits: number;
+  /** symmetric absmax per token (per row), dynamic: SmoothQuant's `quantize_activation_per_token_absmax` */
+  readonly granularity: 'per-token';
+  /** also quantize the q/k/v outputs per token (the inputs of the attention products) */
+  readonly quantBmm: boolean;
+}
 
 /** A model on disk, whatever its format: hyper-parameters, tokenizer and lazily read weights. */
 export interface ModelCheckpoint {
@@ -13,4 +22,6 @@ export interface ModelCheckpoint {
   readonly weights: TensorSource;
   /** where the tokenizer was read from (a folder with tokenizer.json, a .gguf or a tok*.bin), for copying it */
   readonly tokenizerPath?: string;
+  /** the activation quantization every evaluation of this model applies (a SmoothQuant checkpoint) */
+  readonly activation?: ActivationQuant;
 }

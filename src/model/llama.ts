@@ -1,7 +1,7 @@
 import type { Backend, BTensor } from '../backend/backend.js';
 import type { ModelCheckpoint } from './checkpoint.js';
-import { blockForward, type KvState } from './block.js';
-import { blockForwardBatch, concatAllRows, ropeForSegments, type BatchSegment } from './batch.js';
+import { blockForward, concatAllRows, type BatchSegment, type KvState } from './block.js';
+import { ropeForSegments } from './batch.js';
 import { ropeFor } from './stream.js';
 import { loadBlock, loadEmbedding, loadHead, type BlockWeights } from './weights.js';
 
@@ -54,9 +54,9 @@ export class LlamaModel {
     let x = this.be.embedding(this.embed, ids);
     const layers: KvState[] = [];
     this.blocks.forEach((w, i) => {
-      const r = blockForward(this.be, this.config, w, x, rope, offset, cache?.layers[i]);
+      const r = blockForward(this.be, this.config, w, x, rope, { offset, past: [cache?.layers[i]] });
       x = r.out;
-      layers.push(r.kv);
+      layers.push(r.kvs[0]!);
     });
     return { hidden: this.be.rmsnorm(x, this.norm, this.config.rmsNormEps), cache: { length: offset + ids.length, layers } };
   }
@@ -88,7 +88,7 @@ export class LlamaModel {
     let x = this.be.embedding(this.embed, ids);
     const layers: KvState[][] = segments.map(() => []);
     this.blocks.forEach((w, b) => {
-      const r = blockForwardBatch(this.be, this.config, w, x, rope, segs, segments.map((s) => s.cache?.layers[b]));
+      const r = blockForward(this.be, this.config, w, x, rope, { segments: segs, past: segments.map((s) => s.cache?.layers[b]) });
       x = r.out;
       r.kvs.forEach((kv, s) => layers[s]!.push(kv));
     });

@@ -1,21 +1,59 @@
 /**
  * The contract between the block-streamed pipeline (pipeline.ts) and a quantization method.
- * A method sees one linear layer at a time: its weight W [rows = out, cols = in] and, when it asks
- * for them, statistics of the layer's calibration inputs. It returns integer codes and the grid
- * plus the fake-quantized weights the rest of the model runs with. Adding a method (AWQ,
- * SmoothQuant, QuIP, ...) means adding a file and a registry entry, not changing the pipeline.
+ *
+ * A method is a file plus a registry row. It declares
+ * - the statistics its layers need, accumulated by the pipeline once per distinct linear input (q/k/v
+ *   share one Hessian, gate/up another) from the calibration data: Hessian, mean |x|, max |x|;
+ * - where block i+1's calibration inputs come from: block i as quantized (GPTQ's llama_sequential)
+ *   or as it was in floating point (AWQ, SmoothQuant: nothing is quantized during their search);
+ * - its options (a small schema: study cells and the CLI carry them generically);
+ * - the checkpoint format its layers are stored in, and any activation quantization the quantized
+ *   model must run with;
+ * and provides `quantizeLayer` (one linear at a time) and, optionally, `transformBlock` (the whole
+ * block in floating point, norm weights included, before its layers are quantized: AWQ's scale
+ * search and clipping, SmoothQuant's smoothing).
  */
+import type { LinearName } from '../model/block.js';
 import type { QuantSpec, QuantizedMatrix } from './core/grid.js';
 import type { QuantLinalg } from './core/linalgProvider.js';
+import type { BlockJob } from './blockJob.js';
+import type { ActivationQuant } from '../model/checkpoint.js';
+import type { FormatName } from '../io/quantized/formats.js';
 
 export type { QuantSpec };
 
+/** Per-channel statistics of one linear input over the calibration tokens. */
+export type StatKind = 'hessian' | 'meanAbs' | 'maxAbs';
+
+export interface InputStats {
+  /** H = 2/n Σ x xᵀ (float64 [cols, cols]; n counts sequences, as gptq.py) */
+  readonly H?: Float64Array;
+  /** mean over tokens of |x| per channel */
+  readonly meanAbs?: Float32Array;
+  /** max over tokens of |x| per channel */
+  readonly maxAbs?: Float32Array;
+  readonly tokens: number;
+}
+
+/** One option a method accepts: its type, range and default. Values arrive checked. */
+export interface OptionSpec {
+  readonly kind: 'boolean' | 'number' | 'integer';
+  readonly default: boolean | number;
+  readonly min?: number;
+  readonly max?: number;
+  /** the CLI flag that sets it (e.g. --abits) and one line for help and errors */
+  readonly flag: string;
+  readonly help: string;
+  /** how a non-default value shows in a study cell's key (`a8` for abits 8, `act` for actOrder) */
+  readonly key: (v: boolean | number) => string;
+}
+
+export type OptionValues = Readonly<Record<string, boolean | number>>;
+
 export interface MethodOptions {
   readonly spec: QuantSpec;
-  readonly actOrder: boolean;
-  readonly staticGroups: boolean;
-  readonly percdamp: number;
-  readonly blocksize: number;
+  /** the method's own options (its `options` schema), checked and with defaults filled in */
+  readonly options: OptionValues;
   /** fast float64 linear algebra (the backend's host kernels); the pure TypeScript path when absent */
   readonly linalg?: QuantLinalg | undefined;
 }
@@ -23,25 +61,51 @@ export interface MethodOptions {
 export interface LayerInput {
   /** e.g. "model.layers.3.self_attn.q_proj" */
   readonly name: string;
+  readonly linear: LinearName;
+  /** the layer's weight [rows = out, cols = in] as the block holds it (after transformBlock) */
   readonly W: Float32Array;
   readonly rows: number;
   readonly cols: number;
-  /** H = 2XXᵀ/n over the calibration sequences (float64 [cols, cols]) when the method needs it */
-  readonly H: Float64Array | undefined;
+  /** what the method declared in `stats` (and H whenever calibration data exists, for the error report) */
+  readonly stats: InputStats | undefined;
 }
 
-export interface LayerOutput extends QuantizedMatrix {
-  /** fake-quantized weights [rows, cols]: exactly what dequantizing the stored codes gives */
+export interface LayerOutput {
+  /** fake-quantized weights [rows, cols]: exactly what dequantizing the stored layer gives */
   readonly Q: Float32Array;
+  /** the uniform-grid codes and parameters the checkpoint stores */
+  readonly grid: QuantizedMatrix;
   readonly dampUsed?: number;
   readonly notes: readonly string[];
 }
 
+export type { ActivationQuant };
+
+/** Checkpoint layouts a method's layers can be stored in (io/quantized/formats.ts). */
+export type StorageFormatName = FormatName;
+
 export interface QuantMethod {
   readonly name: string;
+  /** the name as the paper's tables write it (GPTQ, AWQ, SmoothQuant) */
+  readonly label: string;
   /** one line, with the paper */
   readonly description: string;
-  /** whether quantizeLayer needs H (then the pipeline runs calibration data through each block) */
-  readonly needsHessian: boolean;
+  /** statistics quantizeLayer needs, per linear input */
+  readonly stats: readonly StatKind[];
+  /** whether the method cannot run without calibration data */
+  readonly needsCalibration: boolean;
+  /** where block i+1's calibration inputs come from */
+  readonly nextInputs: 'quantized' | 'float';
+  /** quantize layers in GPTQ's true-sequential groups (statistics recomputed after each group) */
+  readonly sequential: boolean;
+  readonly options: Readonly<Record<string, OptionSpec>>;
+  /** the layout of the checkpoint (may depend on the settings, e.g. AWQ's GEMM layout is 4-bit only) */
+  format(spec: QuantSpec): StorageFormatName;
+  /** activation quantization the quantized model must run with, if any */
+  activation?(options: OptionValues): ActivationQuant | undefined;
+  /** checks settings the option schema cannot express (a UsageError) */
+  validate?(spec: QuantSpec, options: OptionValues): void;
+  /** changes the whole block in floating point before its layers are quantized (norms included) */
+  transformBlock?(job: BlockJob, opts: MethodOptions): Promise<void>;
   quantizeLayer(layer: LayerInput, opts: MethodOptions): LayerOutput;
 }

@@ -1,29 +1,23 @@
 import type { Backend, BTensor } from '../backend/backend.js';
 import type { ModelCheckpoint } from '../model/checkpoint.js';
-import { blockForward, type LinearInputHook } from '../model/block.js';
+import { blockForward, LINEARS, type LinearFn, type LinearName } from '../model/block.js';
+import { LINEAR_INPUT, LINEAR_PART, TRUE_SEQUENTIAL, type InputName } from '../model/layout.js';
 import { embedAll, ropeFor, streamBlocks, type StreamProgress } from '../model/stream.js';
 import type { BlockWeights } from '../model/weights.js';
-import { NAMES, type LayerPart } from '../io/source.js';
+import { NAMES } from '../io/source.js';
 import { Tensor } from '../tensor/tensor.js';
-import { HessianAccumulator, type HessianPrecision } from "./core/hessian.js";
 import { UsageError } from '../errors.js';
-import type { LayerOutput, MethodOptions, QuantMethod } from './method.js';
-import type { CpuKernels } from '../backend/cpu/kernels/kernels.js';
-
-type Short = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
-const PART: Record<Short, LayerPart> = {
-  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',
-  gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
-};
-/** GPTQ's true-sequential order: each group sees inputs recomputed with the groups before it quantized. */
-export const TRUE_SEQUENTIAL: readonly (readonly Short[])[] = [['q', 'k', 'v'], ['o'], ['gate', 'up'], ['down']];
-const ALL_AT_ONCE: readonly (readonly Short[])[] = [['q', 'k', 'v', 'o', 'gate', 'up', 'down']];
+import type { HessianPrecision } from './core/hessian.js';
+import type { QuantLinalg } from './core/linalgProvider.js';
+import { BlockJob, readHostBlock, uploadHostBlock, type HostBlock } from './blockJob.js';
+import type { InputStats, LayerOutput, MethodOptions, QuantMethod, StatKind } from './method.js';
+import { InputStatsAccumulator } from './stats.js';
 
 export interface LayerReport {
   readonly name: string;
   readonly rows: number;
   readonly cols: number;
-  /** mean over calibration sequences of ‖WX − ŴX‖² (= tr(ΔW H ΔWᵀ)/2), null without calibration */
+  /** mean over calibration sequences of ‖WX − ŴX‖² (= tr(ΔW H ΔWᵀ)/2) for the W the quantizer was given; null without calibration */
   readonly error: number | null;
   readonly dampUsed: number | null;
   readonly notes: readonly string[];
@@ -32,15 +26,21 @@ export interface LayerReport {
 
 export interface QuantizedLinear { readonly name: string; readonly rows: number; readonly cols: number; readonly out: LayerOutput }
 
+/** A block's norm weights as the method left them: float32 when it folded a scale in, else as read (in the stored dtype). */
+export interface BlockNorms { readonly index: number; readonly inputNorm: Tensor; readonly postNorm: Tensor }
+
 export interface PipelineOptions extends MethodOptions {
   readonly method: QuantMethod;
-  /** calibration windows (token ids); required when the method needs H or errors are wanted */
+  /** calibration windows (token ids, equal lengths); required when the method needs them, used for errors otherwise */
   readonly calibration?: readonly Int32Array[] | undefined;
-  readonly trueSequential: boolean;
-  /** float64 sums (default) or float32 GEMM per calibration sequence (hessian.ts) */
+  /** GPTQ's true-sequential groups for methods that quantize sequentially (default true) */
+  readonly trueSequential?: boolean;
+  /** float64 sums (default) or float32 GEMM per calibration sequence (core/hessian.ts) */
   readonly hessianPrecision?: HessianPrecision;
   /** receives each quantized layer as soon as it is done (the checkpoint writer) */
   readonly onLayer: (layer: QuantizedLinear) => void;
+  /** receives each block's norms after the method's block transform, and what the method recorded */
+  readonly onBlock?: ((norms: BlockNorms, record: Record<string, unknown> | undefined) => void) | undefined;
   readonly onProgress?: ((p: StreamProgress & { layer?: string }) => void) | undefined;
 }
 
@@ -49,7 +49,7 @@ export interface PipelineOptions extends MethodOptions {
  * Σ (ΔW·H) ∘ ΔW with `gemm` on chunks of rows (float32 products, float64 sum).
  */
 export function reconstructionError(W: Float32Array, Q: Float32Array, rows: number, cols: number, H: Float64Array,
-  gemm: CpuKernels['gemm']): number {
+  gemm: NonNullable<QuantLinalg['gemm']>): number {
   const Hf = Float32Array.from(H);
   const chunk = Math.max(1, Math.min(rows, Math.floor((1 << 24) / cols)));
   const d = new Float32Array(chunk * cols), y = new Float32Array(chunk * cols);
@@ -63,63 +63,113 @@ export function reconstructionError(W: Float32Array, Q: Float32Array, rows: numb
   return total / 2;
 }
 
+type MutableBlock = { -readonly [K in keyof BlockWeights]: BlockWeights[K] };
+
 /**
- * Quantizes every linear layer of every decoder block, one block at a time (GPTQ's
- * `llama_sequential`): block i's calibration inputs are block i−1's outputs computed with the
- * already-quantized weights; inside a block, layers go in true-sequential groups.
+ * Quantizes every linear layer of every decoder block with `o.method`, one block at a time (GPTQ's
+ * `llama_sequential`):
+ * 1. block i's calibration inputs are block i−1's outputs, computed with block i−1 quantized or in
+ *    floating point, as the method declares (`nextInputs`);
+ * 2. the method's `transformBlock`, if any, changes the block's float weights (norms included);
+ * 3. layers are quantized in groups (GPTQ's true-sequential groups when the method is sequential,
+ *    else all seven at once): the group's statistics are accumulated once per distinct input from a
+ *    forward pass with the layers before it already quantized, then each layer is quantized and its
+ *    fake-quantized weights swapped in.
  */
 export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: PipelineOptions): Promise<LayerReport[]> {
   const cfg = ckpt.config;
   const calib = o.calibration ?? [];
-  if (o.method.needsHessian && calib.length === 0) throw new UsageError(`${o.method.name} needs calibration data (--calib)`);
+  const { method } = o;
+  if (method.needsCalibration && calib.length === 0) throw new UsageError(`${method.name} needs calibration data (--calib)`);
   const reports: LayerReport[] = [];
   const seqlen = calib[0]?.length ?? 0;
+  if (calib.some((c) => c.length !== seqlen)) throw new UsageError('calibration windows must have equal lengths');
   const { hidden } = calib.length ? embedAll(ckpt, be, calib as Int32Array[]) : { hidden: [] as BTensor[] };
   const rope = calib.length ? ropeFor(ckpt, be, 0, seqlen) : undefined;
-  const groups = o.trueSequential ? TRUE_SEQUENTIAL : ALL_AT_ONCE;
+  const groups = method.sequential && o.trueSequential !== false ? TRUE_SEQUENTIAL : [LINEARS];
+  // H whenever there is calibration data: the report's reconstruction errors need it
+  const kinds = new Set<StatKind>([...method.stats, ...(calib.length ? ['hessian' as const] : [])]);
+  const linalg = o.linalg ?? be.hostKernels;
+  const forward = (w: BlockWeights, xs: readonly BTensor[]) => xs.map((x) => blockForward(be, cfg, w, x, rope!).out);
 
-  const perBlock = async (i: number, w: BlockWeights, xs: BTensor[]): Promise<BTensor[]> => {
-    const weights = w as { -readonly [K in keyof BlockWeights]: BlockWeights[K] };
+  const perBlock = async (i: number, loaded: BlockWeights, xs: BTensor[]): Promise<BTensor[]> => {
+    const w = loaded as MutableBlock;
+    const swap = (k: keyof BlockWeights, t: BTensor) => { be.free(w[k]); w[k] = t; };
+    // the next block's inputs from this block in floating point, before anything changes it
+    const floatNext = method.nextInputs === 'float' && xs.length ? forward(w, xs) : undefined;
+    let host: HostBlock | undefined;
+    let record: Record<string, unknown> | undefined;
+    if (method.transformBlock) {
+      host = readHostBlock(ckpt, i);
+      const job = new BlockJob(be, cfg, i, host, xs, rope ?? ropeFor(ckpt, be, 0, 1));
+      await method.transformBlock(job, { ...o, linalg });
+      const up = uploadHostBlock(be, host);
+      for (const k of Object.keys(up) as (keyof BlockWeights)[]) swap(k, up[k]);
+      record = { ...job.record.values, ...(job.record.notes.length ? { notes: job.record.notes } : {}) };
+    }
     for (const group of groups) {
-      // 1. statistics of this group's inputs, with everything before it already quantized
-      const acc = new Map<Short, HessianAccumulator>();
-      if (xs.length) {
-        for (const s of group) acc.set(s, new HessianAccumulator(s === 'down' ? cfg.intermediateSize : s === 'o' ? cfg.numHeads * cfg.headDim : cfg.hiddenSize, { linalg: be.hostKernels, precision: o.hessianPrecision ?? 'f64' }));
-        const pending: Promise<void>[] = [];
-        const hook: LinearInputHook = (layer, x) => {
-          const a = acc.get(layer);
-          if (a) pending.push(be.read(x).then((data) => a.add(data, x.shape[0]!)));
-        };
-        for (const x of xs) {
-          const r = blockForward(be, cfg, weights, x, rope!, 0, undefined, hook);
-          be.free(r.out);
-          await Promise.all(pending.splice(0));
-        }
-      }
-      // 2. quantize each layer of the group and swap its weights
-      for (const s of group) {
+      const stats = xs.length && kinds.size ? await accumulate(group, w, xs) : new Map<InputName, InputStats>();
+      for (const l of group) {
         const t0 = performance.now();
-        const name = NAMES.layer(i, PART[s]).replace(/\.weight$/, '');
+        const name = NAMES.layer(i, LINEAR_PART[l]).replace(/\.weight$/, '');
         o.onProgress?.({ phase: 'block', block: i, numBlocks: cfg.numLayers, layer: name });
-        const t = ckpt.weights.read(`${name}.weight`);
-        const [rows, cols] = t.shape as [number, number];
-        const W = t.toF32();
+        const { W, rows, cols } = host ? { W: host[l].data, rows: host[l].rows, cols: host[l].cols } : readLayer(name);
         if (o.spec.groupSize !== -1 && cols % o.spec.groupSize !== 0) {
           throw new UsageError(`group size ${o.spec.groupSize} does not divide the ${cols} input columns of ${name}`);
         }
-        const H = acc.get(s)?.finish();
-        const out = o.method.quantizeLayer({ name, W, rows, cols, H }, { ...o, linalg: o.linalg ?? be.hostKernels });
-        weights[s] = be.uploadWeight(new Tensor('f32', [rows, cols], out.Q));
+        const s = stats.get(LINEAR_INPUT[l]);
+        const out = method.quantizeLayer({ name, linear: l, W, rows, cols, stats: s }, { ...o, linalg });
+        swap(l, be.uploadWeight(new Tensor('f32', [rows, cols], out.Q)));
         o.onLayer({ name, rows, cols, out });
         reports.push({
-          name, rows, cols, error: H ? reconstructionError(W, out.Q, rows, cols, H, be.hostKernels.gemm.bind(be.hostKernels)) : null,
+          name, rows, cols, error: s?.H ? reconstructionError(W, out.Q, rows, cols, s.H, be.hostKernels.gemm.bind(be.hostKernels)) : null,
           dampUsed: out.dampUsed ?? null, notes: out.notes, seconds: (performance.now() - t0) / 1000,
         });
       }
     }
-    // 3. this block's outputs with all its layers quantized: the next block's inputs
-    return xs.map((x) => blockForward(be, cfg, weights, x, rope!).out);
+    o.onBlock?.(host ? { index: i, inputNorm: Tensor.f32([host.inputNorm.length], host.inputNorm), postNorm: Tensor.f32([host.postNorm.length], host.postNorm) } : readNorms(i), record);
+    return floatNext ?? (xs.length ? forward(w, xs) : xs);
   };
+
+  const readLayer = (name: string): { W: Float32Array; rows: number; cols: number } => {
+    const t = ckpt.weights.read(`${name}.weight`);
+    const [rows, cols] = t.shape as [number, number];
+    return { W: t.toF32(), rows, cols };
+  };
+  const readNorms = (i: number): BlockNorms => ({
+    index: i,
+    inputNorm: ckpt.weights.read(NAMES.layer(i, 'input_layernorm')),
+    postNorm: ckpt.weights.read(NAMES.layer(i, 'post_attention_layernorm')),
+  });
+
+  /** Statistics of the group's distinct inputs, from one forward pass over every calibration sequence. */
+  const accumulate = async (group: readonly LinearName[], w: BlockWeights, xs: readonly BTensor[]): Promise<Map<InputName, InputStats>> => {
+    const acc = new Map<InputName, InputStatsAccumulator>();
+    const pending: Promise<void>[] = [];
+    const linear: LinearFn = (name, x, wt) => {
+      const key = LINEAR_INPUT[name];
+      if (group.includes(name) && !acc.has(key)) {
+        const a = new InputStatsAccumulator(x.shape[1]!, kinds, { linalg, precision: o.hessianPrecision ?? 'f64' });
+        acc.set(key, a);
+        pending.push(be.read(x).then((data) => a.add(data, x.shape[0]!)));
+      } else if (group.includes(name) && LINEAR_INPUT[name] === key && isFirstReader(name, group)) {
+        const a = acc.get(key)!;
+        pending.push(be.read(x).then((data) => a.add(data, x.shape[0]!)));
+      }
+      return be.linear(x, wt);
+    };
+    for (const x of xs) {
+      be.free(blockForward(be, cfg, w, x, rope!, { linear }).out);
+      await Promise.all(pending.splice(0));
+    }
+    return new Map([...acc].map(([k, a]) => [k, a.finish()]));
+  };
+
   await streamBlocks(ckpt, be, hidden, perBlock, o.onProgress);
   return reports;
+}
+
+/** Whether `name` is the first linear of `group` that reads its input (q for q/k/v, gate for gate/up). */
+function isFirstReader(name: LinearName, group: readonly LinearName[]): boolean {
+  return group.find((l) => LINEAR_INPUT[l] === LINEAR_INPUT[name]) === name;
 }

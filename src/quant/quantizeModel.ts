@@ -4,7 +4,8 @@ import { calibrationSet, DEFAULT_CALIBRATION, type CalibrationInfo } from '../da
 import { QuantizedCheckpointWriter } from '../io/quantized/writer.js';
 import { checkBits, type ScaleDtype } from './core/grid.js';
 import { quantizeBlocks, type LayerReport } from './pipeline.js';
-import { getMethod } from './registry.js';
+import { getMethod, METHODS } from './registry.js';
+import { allOptions, resolveOptions } from './options.js';
 import type { HessianPrecision } from './core/hessian.js';
 import type { StreamProgress } from '../model/stream.js';
 import { UsageError } from '../errors.js';
@@ -15,10 +16,8 @@ export interface QuantizeModelOptions {
   /** -1 = per output channel */
   readonly group: number;
   readonly sym?: boolean;
-  readonly actOrder?: boolean;
-  readonly staticGroups?: boolean;
-  readonly percdamp?: number;
-  readonly blocksize?: number;
+  /** the method's own options (its schema in method.ts: e.g. gptq's actOrder, percdamp; smoothquant's abits, alpha) */
+  readonly options?: Readonly<Record<string, boolean | number | undefined>>;
   readonly trueSequential?: boolean;
   /** 'f64' (default) or 'f32' (float32 GEMM per sequence, summed in float64) */
   readonly hessianPrecision?: HessianPrecision;
@@ -54,6 +53,8 @@ export interface QuantizeReport {
   readonly settings: Record<string, unknown>;
   readonly calibration: CalibrationInfo | null;
   readonly layers: readonly LayerReport[];
+  /** what the method recorded per block (AWQ's chosen scale ratios and clip ratios), by block index */
+  readonly blocks?: readonly Record<string, unknown>[];
   /** Σ over layers of the reconstruction error on the calibration inputs (null without calibration) */
   readonly totalError: number | null;
   readonly backend: string;
@@ -63,43 +64,49 @@ export interface QuantizeReport {
 
 /**
  * Quantizes every linear layer of `ckpt` with one method, one decoder block at a time, and writes
- * a GPTQ-layout checkpoint to `out` (atomically). Returns the report that is also saved beside it.
+ * the checkpoint to `out` (atomically) in the method's layout. Returns the report that is also saved beside it.
  */
 export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: QuantizeModelOptions): Promise<QuantizeReport> {
   const t0 = performance.now();
   const method = getMethod(o.method);
   checkBits(o.bits, 8, '--wbits');
   if (!Number.isInteger(o.group) || (o.group !== -1 && o.group < 1)) throw new UsageError(`--group must be -1 (per channel) or a positive integer (got ${o.group})`);
-  if ((o.actOrder || o.staticGroups) && method.name !== 'gptq') throw new UsageError(`--act-order and --static-groups are GPTQ options; ${method.name} has no column order`);
-  if (o.staticGroups && !o.actOrder) throw new UsageError('--static-groups only applies with --act-order (it keeps act-order\'s groups sequential, as AutoGPTQ\'s static_groups)');
-  if (o.staticGroups && o.group === -1) throw new UsageError('--static-groups needs groups (--group N); per-channel quantization has one group per row');
-  const calibSource = o.calib ?? DEFAULT_CALIBRATION;
-  if (method.needsHessian && calibSource === 'none') throw new UsageError(`${method.name} needs calibration data: --calib none is only for methods without (rtn)`);
   const scaleDtype = o.scaleDtype ?? 'f32';
   if (scaleDtype !== 'f32' && scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${scaleDtype}')`);
+  const spec = { bits: o.bits, groupSize: o.group, sym: o.sym ?? false, scaleDtype };
+  const options = resolveOptions(method, o.options ?? {}, allOptions(METHODS));
+  method.validate?.(spec, options);
+  const calibSource = o.calib ?? DEFAULT_CALIBRATION;
+  if (method.needsCalibration && calibSource === 'none') throw new UsageError(`${method.name} needs calibration data: --calib none is only for methods without (rtn)`);
+  const format = method.format(spec);
+  const activation = method.activation?.(options);
   QuantizedCheckpointWriter.prepare(o.out, o.force ?? false);
   const settings = {
-    bits: o.bits, groupSize: o.group, sym: o.sym ?? false, actOrder: o.actOrder ?? false, staticGroups: o.staticGroups ?? false,
-    percdamp: o.percdamp ?? 0.01, blocksize: o.blocksize ?? 128, trueSequential: o.trueSequential ?? true,
-    hessianPrecision: o.hessianPrecision ?? 'f64', scaleDtype,
-    scaleProtocol: scaleDtype === 'f32' ? SCALE_PROTOCOL.f32 : SCALE_PROTOCOL.f16,
+    bits: o.bits, groupSize: o.group, sym: spec.sym, ...options, trueSequential: o.trueSequential ?? true,
+    hessianPrecision: o.hessianPrecision ?? 'f64', scaleDtype, scaleProtocol: SCALE_PROTOCOL[scaleDtype], format,
+    ...(activation ? { activation } : {}),
   };
   const seqlen = o.seqlen ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
   const calib = calibSource !== 'none'
     ? calibrationSet(calibSource, ckpt.tokenizer, { nsamples: o.nsamples ?? 128, seqlen, seed: o.seed ?? 0, ...(o.dataDir ? { dataDir: o.dataDir } : {}) })
     : undefined;
-  const writer = new QuantizedCheckpointWriter(ckpt, settings);
+  const writer = new QuantizedCheckpointWriter(ckpt, {
+    method: method.name, format, bits: o.bits, groupSize: o.group, sym: spec.sym, scaleDtype, trueSequential: settings.trueSequential,
+    actOrder: options.actOrder === true, staticGroups: options.staticGroups === true,
+    ...(typeof options.percdamp === 'number' ? { percdamp: options.percdamp } : {}), ...(activation ? { activation } : {}),
+  });
+  const blocks: Record<string, unknown>[] = [];
   const layers = await quantizeBlocks(ckpt, be, {
-    method, spec: { bits: settings.bits, groupSize: settings.groupSize, sym: settings.sym, scaleDtype },
-    actOrder: settings.actOrder, staticGroups: settings.staticGroups, percdamp: settings.percdamp, blocksize: settings.blocksize,
-    trueSequential: settings.trueSequential, hessianPrecision: settings.hessianPrecision, calibration: calib?.windows,
-    onLayer: (l) => writer.addLayer(l.name, l.rows, l.cols, l.out), onProgress: o.onProgress,
+    method, spec, options, trueSequential: settings.trueSequential, hessianPrecision: settings.hessianPrecision, calibration: calib?.windows,
+    onLayer: (l) => writer.addLayer(l.name, l.rows, l.cols, l.out.grid),
+    onBlock: (norms, record) => { writer.setNorms(norms); if (record) blocks[norms.index] = record; },
+    onProgress: o.onProgress,
   });
   const notes = layers.flatMap((l) => l.notes.map((n) => `${l.name}: ${n}`));
   const errors = layers.map((l) => l.error);
   const report: QuantizeReport = {
     tool: 'lowbit', source: { path: ckpt.path, format: ckpt.format }, method: method.name, settings,
-    calibration: calib ? { ...calib.info, starts: calib.info.starts } : null, layers,
+    calibration: calib ? { ...calib.info, starts: calib.info.starts } : null, layers, ...(blocks.length ? { blocks } : {}),
     totalError: errors.every((e) => e !== null) ? errors.reduce((a, b) => a! + b!, 0) : null,
     backend: be.description, seconds: (performance.now() - t0) / 1000, notes,
   };

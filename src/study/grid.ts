@@ -1,77 +1,86 @@
 import { readFileSync } from 'node:fs';
 import { FormatError, UsageError } from '../errors.js';
 import type { ScaleDtype } from '../quant/core/grid.js';
+import type { OptionValues } from '../quant/method.js';
+import { allOptions, optionKeyParts, resolveOptions } from '../quant/options.js';
+import { getMethod, METHODS } from '../quant/registry.js';
 
-/** One cell of a study: a method at a bit width and group size ('fp16' = the unquantized model). */
+/** One cell of a study: a method at a bit width and group size with its options ('fp16' = the unquantized model). */
 export interface Cell {
   readonly method: string;
   readonly wbits: number;
   /** -1 = per output channel */
   readonly group: number;
   readonly sym: boolean;
-  readonly actOrder: boolean;
   /** 'f32' (the paper's protocol) or 'f16' (scales rounded through fp16, AutoGPTQ's stored convention) */
   readonly scaleDtype: ScaleDtype;
+  /** the method's own options (its schema in quant/method.ts), checked, defaults filled in */
+  readonly options: OptionValues;
 }
 
 export interface Grid { readonly name: string; readonly cells: readonly Cell[] }
 
-export const FP16: Cell = Object.freeze({ method: 'fp16', wbits: 16, group: -1, sym: false, actOrder: false, scaleDtype: 'f32' });
+/** Settings for every cell that does not set them itself (`lowbit study --scale-dtype`, method flags). */
+export interface GridDefaults {
+  readonly scaleDtype?: ScaleDtype;
+  /** method options by name; each applies to the cells whose method takes it */
+  readonly options?: Readonly<Record<string, unknown>>;
+}
 
-function product(methods: string[], wbits: number[], groups: number[]): Partial<Cell>[] {
-  const out: Partial<Cell>[] = [];
-  for (const method of methods) for (const w of wbits) for (const g of groups) out.push({ method, wbits: w, group: g });
+export const FP16: Cell = Object.freeze({ method: 'fp16', wbits: 16, group: -1, sym: false, scaleDtype: 'f32', options: Object.freeze({}) });
+
+type RawCell = Readonly<Record<string, unknown>>;
+
+function product(methods: readonly unknown[], wbits: readonly unknown[], groups: readonly unknown[], extra: RawCell = {}): RawCell[] {
+  const out: RawCell[] = [];
+  for (const method of methods) for (const w of wbits) for (const g of groups) out.push({ ...extra, method, wbits: w, group: g });
   return out;
 }
 
-/** Built-in grids. `paper-ptq`: the RTN and GPTQ rows of Table 1 of Huang et al. (2024) plus FP16. */
-export const BUILTIN_GRIDS: Readonly<Record<string, () => Grid>> = Object.freeze({
-  'paper-ptq': () => builtin('paper-ptq', product(['rtn', 'gptq'], [8, 4, 3, 2], [128, -1])),
+/** Built-in grids. `paper-ptq`: the PTQ rows of Table 1 of Huang et al. (2024) that lowbit implements, plus FP16. */
+export const BUILTIN_GRIDS: Readonly<Record<string, () => RawCell[]>> = Object.freeze({
+  'paper-ptq': () => product(['rtn', 'gptq'], [8, 4, 3, 2], [128, -1]),
   /** the README's default study on the bundled model: minutes on two cores */
-  quick: () => builtin('quick', product(['rtn', 'gptq'], [8, 4, 3], [32])),
+  quick: () => product(['rtn', 'gptq'], [8, 4, 3], [32]),
 });
 
-function builtin(name: string, cells: Partial<Cell>[]): Grid {
-  return { name, cells: [FP16, ...cells.map((c, i) => checkCell(c, `grid ${name} cell ${i}`))] };
-}
-
-/** The grid with every quantized cell's scale dtype set to `dtype` unless the grid file chose one. */
-export function withScaleDtype(grid: Grid, dtype: ScaleDtype, explicit: ReadonlySet<Cell> = new Set()): Grid {
-  return { ...grid, cells: grid.cells.map((c) => (c.method === 'fp16' || explicit.has(c) ? c : { ...c, scaleDtype: dtype })) };
-}
-
-/** Stable file-name-safe key of a cell. */
+/** Stable file-name-safe key of a cell: method, bits, group, then what differs from the defaults. */
 export function cellKey(c: Cell): string {
   if (c.method === 'fp16') return 'fp16';
-  return `${c.method}-w${c.wbits}-${c.group === -1 ? 'pc' : `g${c.group}`}${c.sym ? '-sym' : ''}${c.actOrder ? '-act' : ''}${c.scaleDtype === 'f16' ? '-f16s' : ''}`;
+  const parts = [c.method, `w${c.wbits}`, c.group === -1 ? 'pc' : `g${c.group}`];
+  if (c.sym) parts.push('sym');
+  parts.push(...optionKeyParts(getMethod(c.method), c.options));
+  if (c.scaleDtype === 'f16') parts.push('f16s');
+  return parts.join('-');
 }
 
-function checkCell(raw: unknown, where: string): Cell {
+const CELL_FIELDS = new Set(['method', 'wbits', 'group', 'sym', 'scaleDtype']);
+
+function checkCell(raw: unknown, where: string, defaults: GridDefaults): Cell {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UsageError(`${where}: a cell must be an object like {"method": "gptq", "wbits": 4, "group": 128}`);
-  const c = raw as Record<string, unknown>;
+  const c = raw as RawCell;
   if (typeof c.method !== 'string' || !c.method) throw new UsageError(`${where}: a cell needs a method name`);
-  const method = c.method;
-  if (method === 'fp16') return FP16;
+  if (c.method === 'fp16') return FP16;
+  let method;
+  try { method = getMethod(c.method); } catch (e) { throw new UsageError(`${where}: ${(e as Error).message}`); }
   const wbits = Number(c.wbits), group = Number(c.group ?? -1);
   if (!Number.isInteger(wbits) || wbits < 1 || wbits > 8) throw new UsageError(`${where}: wbits must be 1–8 (got ${JSON.stringify(c.wbits ?? null)})`);
   if (!Number.isInteger(group) || (group !== -1 && group < 1)) throw new UsageError(`${where}: group must be -1 or a positive integer (got ${JSON.stringify(c.group)})`);
-  const scaleDtype = c.scaleDtype ?? 'f32';
+  const scaleDtype = c.scaleDtype ?? defaults.scaleDtype ?? 'f32';
   if (scaleDtype !== 'f32' && scaleDtype !== 'f16') throw new UsageError(`${where}: scaleDtype must be "f32" or "f16" (got ${JSON.stringify(scaleDtype)})`);
-  for (const k of ['sym', 'actOrder'] as const) {
-    if (c[k] !== undefined && typeof c[k] !== 'boolean') throw new UsageError(`${where}: ${k} must be true or false (got ${JSON.stringify(c[k])})`);
-  }
-  return { method, wbits, group, sym: c.sym === true, actOrder: c.actOrder === true, scaleDtype };
+  if (c.sym !== undefined && typeof c.sym !== 'boolean') throw new UsageError(`${where}: sym must be true or false (got ${JSON.stringify(c.sym)})`);
+  const own = Object.fromEntries(Object.entries(c).filter(([k]) => !CELL_FIELDS.has(k)));
+  const inherited = Object.fromEntries(Object.entries(defaults.options ?? {}).filter(([k]) => k in method.options && !(k in own)));
+  let options: OptionValues;
+  try {
+    options = resolveOptions(method, { ...inherited, ...own }, allOptions(METHODS));
+    method.validate?.({ bits: wbits, groupSize: group, sym: c.sym === true, scaleDtype }, options);
+  } catch (e) { throw new UsageError(`${where}: ${(e as Error).message}`); }
+  return { method: method.name, wbits, group, sym: c.sym === true, scaleDtype, options };
 }
 
-/**
- * A grid file is JSON: either {"cells": [{"method": "gptq", "wbits": 4, "group": 128}, ...]}
- * or a product {"methods": [...], "wbits": [...], "groups": [...], "fp16": true, "sym": false, "actOrder": false}.
- * A cell may set "scaleDtype" ("f32" or "f16"); cells that do not take `lowbit study --scale-dtype`.
- * Returns the grid and the cells whose scale dtype the file set.
- */
-export function parseGrid(spec: string): Grid & { readonly explicitScaleDtype: ReadonlySet<Cell> } {
-  const builtinGrid = BUILTIN_GRIDS[spec];
-  if (builtinGrid) return { ...builtinGrid(), explicitScaleDtype: new Set() };
+/** Reads a grid file's cells (before checking): a list, or a product with shared settings. */
+function readGridFile(spec: string): { name: string; cells: unknown[] } {
   let json: unknown;
   try { json = JSON.parse(readFileSync(spec, 'utf8')); } catch (e) {
     const err = e as NodeJS.ErrnoException;
@@ -86,21 +95,33 @@ export function parseGrid(spec: string): Grid & { readonly explicitScaleDtype: R
     if (!Array.isArray(v)) throw new FormatError(spec, `"${k}" must be a list`);
     return v;
   };
-  let raw: unknown[];
-  if (g.cells !== undefined) raw = list('cells', []);
-  else if (g.methods !== undefined) {
-    raw = product(list('methods', []) as string[], list('wbits', [4]) as number[], list('groups', [128]) as number[])
-      .map((c) => ({ ...c, sym: g.sym, actOrder: g.actOrder, scaleDtype: g.scaleDtype }));
-    if (g.fp16 !== false) raw.unshift(FP16);
-  } else throw new FormatError(spec, 'a grid needs "cells" or "methods"');
-  const explicit = new Set<Cell>();
-  let cells = raw.map((c, i) => {
-    const cell = checkCell(c, `${spec} cell ${i}`);
-    if (typeof c === 'object' && c !== null && (c as Record<string, unknown>).scaleDtype !== undefined) explicit.add(cell);
-    return cell;
-  });
+  const name = typeof g.name === 'string' ? g.name : spec;
+  if (g.cells !== undefined) return { name, cells: list('cells', []) };
+  if (g.methods === undefined) throw new FormatError(spec, 'a grid needs "cells" or "methods"');
+  const shared = Object.fromEntries(Object.entries(g).filter(([k]) => !['name', 'cells', 'methods', 'wbits', 'groups', 'fp16'].includes(k)));
+  const cells: unknown[] = product(list('methods', []), list('wbits', [4]), list('groups', [128]), shared);
+  if (g.fp16 !== false) cells.unshift(FP16);
+  return { name, cells };
+}
+
+/**
+ * A built-in grid's name, or a JSON grid file: {"cells": [{"method": "gptq", "wbits": 4, "group": 128, "actOrder": true}, ...]}
+ * or a product {"methods": [...], "wbits": [...], "groups": [...], "fp16": true, ...settings for every cell}. A cell may set
+ * "sym", "scaleDtype" ("f32" or "f16") and its method's options (e.g. "actOrder", "percdamp", "abits", "alpha"); what it
+ * does not set comes from `defaults`. Built-in grids start with FP16.
+ */
+export function parseGrid(spec: string, defaults: GridDefaults = {}): Grid {
+  const builtin = Object.hasOwn(BUILTIN_GRIDS, spec) ? BUILTIN_GRIDS[spec] : undefined;
+  const { name, cells: raw } = builtin ? { name: spec, cells: [FP16, ...builtin()] } : readGridFile(spec);
+  const where = builtin ? `grid ${spec}` : spec;
+  let cells = raw.map((c, i) => checkCell(c, `${where} cell ${i}`, defaults));
   const seen = new Set<string>();
   cells = cells.filter((c) => !seen.has(cellKey(c)) && !!seen.add(cellKey(c)));
   if (cells.length === 0) throw new FormatError(spec, 'the grid has no cells');
-  return { name: typeof g.name === 'string' ? g.name : spec, cells, explicitScaleDtype: explicit };
+  for (const [opt, v] of Object.entries(defaults.options ?? {})) {
+    if (v !== undefined && !cells.some((c) => c.method !== 'fp16' && opt in getMethod(c.method).options)) {
+      throw new UsageError(`${allOptions(METHODS).get(opt)?.flag ?? opt} applies to no cell of the grid ${name}`);
+    }
+  }
+  return { name, cells };
 }

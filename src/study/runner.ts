@@ -19,7 +19,6 @@ export interface StudyOptions {
   readonly calib: string;
   readonly nsamples: number;
   readonly seed: number;
-  readonly percdamp: number;
   readonly dataDir?: string | undefined;
   /** recompute finished cells */
   readonly force?: boolean;
@@ -44,7 +43,7 @@ function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOpti
     model: resolve(ckpt.path), format: ckpt.format, tokenizer: ckpt.tokenizer.description, ppl: [...o.ppl], seqlen: o.seqlen,
     limit: o.limit ?? null, protocol: 'gptq',
     ...(cell.method === 'fp16' ? {} : {
-      calib: o.calib, nsamples: o.nsamples, seed: o.seed, percdamp: o.percdamp, trueSequential: true,
+      calib: o.calib, nsamples: o.nsamples, seed: o.seed, trueSequential: true, options: cell.options,
       scaleDtype: cell.scaleDtype, scaleProtocol: SCALE_PROTOCOL[cell.scaleDtype],
     }),
     ...(o.extraSettings ?? {}),
@@ -94,7 +93,7 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
     const dir = join(o.out, 'checkpoints', key);
     if (cell.method !== 'fp16') {
       quant = await quantizeModel(ckpt, be, {
-        method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, actOrder: cell.actOrder, percdamp: o.percdamp,
+        method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, options: cell.options,
         scaleDtype: cell.scaleDtype, calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir, force: true,
         onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `quantize block ${p.block + 1}/${p.numBlocks}` }),
       });

@@ -17,24 +17,17 @@
  * which round-trips every zero. AutoGPTQ's v1 kernels read such an entry as zero = 2^bits (not 0):
  * `zeroWraps` counts them so a caller can warn.
  */
-import { UsageError } from '../../errors.js';
-import { QuantizedMatrix, checkBits, dequantize, maxqOf } from '../core/grid.js';
-
-export interface GptqTensors {
-  bits: number;
-  rows: number;   // out_features
-  cols: number;   // in_features
-  groups: number;
-  qweight: Int32Array; // [ceil(cols·bits/32), rows]
-  qzeros: Int32Array;  // [groups, ceil(rows·bits/32)]
-  scales: Float32Array; // [groups, rows]
-  gIdx: Int32Array;    // [cols]
-}
+import { UsageError } from '../errors.js';
+import { dequantCode, type GptqPacked, type QuantizedMatrix } from './packed.js';
 
 export interface PackReport {
-  tensors: GptqTensors;
+  tensors: GptqPacked;
   /** Entries with zero = 0, which AutoGPTQ's v1 kernels would read as 2^bits. */
   zeroWraps: number;
+}
+
+function checkBits(bits: number): void {
+  if (!Number.isInteger(bits) || bits < 1 || bits > 8) throw new UsageError(`GPTQ packing: bits must be an integer in 1..8, got ${bits}`);
 }
 
 export function packedWords(count: number, bits: number): number {
@@ -58,7 +51,7 @@ function getBits(src: Int32Array, base: number, stride: number, pos: number, bit
 /** Packs a quantized layer (scales/zeros [rows, groups] as lowbit keeps them) into the v1 tensors. */
 export function packGptq(m: QuantizedMatrix, rows: number, cols: number, bits: number): PackReport {
   checkBits(bits);
-  const groups = m.scales.length / rows, maxq = maxqOf(bits);
+  const groups = m.scales.length / rows, maxq = 2 ** bits - 1;
   if (m.codes.length !== rows * cols || m.gIdx.length !== cols || !Number.isInteger(groups) || m.zeros.length !== m.scales.length) {
     throw new UsageError(`GPTQ pack: inconsistent shapes (codes ${m.codes.length}, ${rows}x${cols}, scales ${m.scales.length}, g_idx ${m.gIdx.length})`);
   }
@@ -79,14 +72,14 @@ export function packGptq(m: QuantizedMatrix, rows: number, cols: number, bits: n
       scales[g * rows + r] = s;
     }
   }
-  return { tensors: { bits, rows, cols, groups, qweight, qzeros, scales, gIdx: m.gIdx.slice() }, zeroWraps };
+  return { tensors: { kind: 'gptq', bits, rows, cols, groups, qweight, qzeros, scales, gIdx: m.gIdx.slice() }, zeroWraps };
 }
 
 /** The inverse of packGptq: codes [rows, cols], scales and zeros [rows, groups], g_idx. */
-export function unpackGptq(t: GptqTensors): QuantizedMatrix {
+export function unpackGptq(t: GptqPacked): QuantizedMatrix {
   const { bits, rows, cols, groups } = t;
   checkBits(bits);
-  const maxq = maxqOf(bits), zw = packedWords(rows, bits);
+  const maxq = 2 ** bits - 1, zw = packedWords(rows, bits);
   if (t.qweight.length !== packedWords(cols, bits) * rows || t.qzeros.length !== groups * zw
     || t.scales.length !== groups * rows || t.gIdx.length !== cols) {
     throw new UsageError(`GPTQ unpack: tensor sizes do not match ${rows}x${cols}, ${groups} group(s), ${bits} bits`);
@@ -111,22 +104,15 @@ export function unpackGptq(t: GptqTensors): QuantizedMatrix {
 }
 
 /** W'[r, c] = scale[g_idx[c], r] · (q[r, c] − zero[g_idx[c], r]) in float32, straight from the packed tensors. */
-export function dequantizeGptq(t: GptqTensors): Float32Array {
+export function dequantizeGptq(t: GptqPacked): Float32Array {
   const m = unpackGptq(t);
   const { rows, cols, groups } = t;
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
       const p = r * groups + m.gIdx[c]!;
-      out[r * cols + c] = dequantize(m.codes[r * cols + c]!, m.scales[p]!, m.zeros[p]!);
+      out[r * cols + c] = dequantCode(m.codes[r * cols + c]!, m.scales[p]!, m.zeros[p]!);
     }
   }
   return out;
 }
-
-/**
- * A GPTQ-packed linear weight [rows = out, cols = in] kept as integer codes on a backend: the
- * GptqTensors layout above, consumed by the fused dequantize-and-multiply (`gemmQ`) without
- * materialising the float32 matrix.
- */
-export type QuantWeight = GptqTensors;

@@ -14,7 +14,8 @@ import { checked } from '../../src/backend/cpu/kernels/provider.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import type { CpuKernels } from '../../src/backend/cpu/kernels/kernels.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
-import { dequantizeGptq, packGptq, type QuantWeight } from '../../src/quant/pack/gptqPack.js';
+import { dequantizeGptq, packGptq } from '../../src/tensor/gptqPack.js';
+import type { GptqPacked } from '../../src/tensor/packed.js';
 import { maxqOf } from '../../src/quant/core/grid.js';
 import { openModel } from '../../src/io/open.js';
 import type { TensorSource } from '../../src/io/source.js';
@@ -33,7 +34,7 @@ const GROUPINGS: readonly Grouping[] = [32, 128, -1, 'act32'];
 const SHAPES: [number, number, number][] = [[1, 1, 1], [1, 257, 96], [3, 129, 257], [5, 300, 130], [17, 33, 1025], [2, 7, 31]];
 
 /** A random packed weight: random codes, zeros and fp16-exact scales; act-order g_idx is a shuffled group map. */
-function randQuant(N: number, K: number, bits: number, grouping: Grouping, seed: number): QuantWeight {
+function randQuant(N: number, K: number, bits: number, grouping: Grouping, seed: number): GptqPacked {
   const r = rng(seed), maxq = maxqOf(bits);
   const gs = grouping === -1 ? K : grouping === 'act32' ? 32 : grouping;
   const groups = Math.max(1, Math.ceil(K / gs));
@@ -48,7 +49,7 @@ function randQuant(N: number, K: number, bits: number, grouping: Grouping, seed:
   return packGptq({ codes, scales, zeros, gIdx }, N, K, bits).tensors;
 }
 
-function* cases(): Generator<{ q: QuantWeight; x: Float32Array; M: number; what: string }> {
+function* cases(): Generator<{ q: GptqPacked; x: Float32Array; M: number; what: string }> {
   let seed = 1;
   for (const bits of BITS) {
     for (const g of GROUPINGS) {
@@ -158,7 +159,7 @@ test('TinyStories-656K, RTN W4 g32: perplexity through the fused path equals the
     assert.ok(ck.weights.readQuantized?.('model.layers.0.mlp.down_proj.weight'));
     assert.equal(ck.weights.readQuantized?.('model.layers.0.input_layernorm.weight'), undefined);
     let quantUploads = 0;
-    const spy: Backend = Object.create(be, { uploadQuantized: { value: (q: QuantWeight) => { quantUploads++; return be.uploadQuantized(q); } } });
+    const spy: Backend = Object.create(be, { uploadQuantized: { value: (q: GptqPacked) => { quantUploads++; return be.uploadQuantized(q); } } });
     const PPL = { seqlen: 256, limit: 6, dataDir: DATA };
     const fused = await evaluatePpl(ck, spy, 'tinystories', PPL);
     assert.ok(quantUploads > 0, 'the fused path uploads packed weights');

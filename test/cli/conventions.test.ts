@@ -116,6 +116,6 @@ test('study: a null, null-cell or empty grid file is refused; killed runs\' temp
 });
 
 test('--static-groups without --act-order, and GPTQ options on RTN, are refused', () => {
-  assertBadInput(runCli([...quick(join(scratch(), 'q')), '--static-groups']), ['--static-groups', '--act-order']);
+  assertBadInput(runCli([...quick(join(scratch(), 'q')), '--method', 'gptq', '--static-groups']), ['--static-groups', '--act-order']);
   assertBadInput(runCli([...quick(join(scratch(), 'q')), '--act-order']), ['--act-order', 'rtn']);
 });

@@ -11,7 +11,7 @@ let made: Promise<string> | undefined;
 export function quantizedTiny(): Promise<string> {
   made ??= (async () => {
     const out = `${scratchDir('q')}/rtn4`;
-    await quantizeModel(openModel(TINY656K), new CpuBackend(), { method: 'rtn', bits: 4, group: 32, out });
+    await quantizeModel(openModel(TINY656K), new CpuBackend(), { method: 'rtn', bits: 4, group: 32, calib: 'none', out });
     return out;
   })();
   return made;

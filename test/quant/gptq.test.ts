@@ -8,8 +8,8 @@ import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { gptq } from '../../src/quant/methods/gptq.js';
 import { gridCode } from '../../src/quant/methods/gptqSolve.js';
 import { rtn } from '../../src/quant/methods/rtn.js';
-import { dequantizeGptq, packGptq } from '../../src/quant/pack/gptqPack.js';
-import { scalesTensor } from '../../src/io/quantized/writer.js';
+import { dequantizeGptq, packGptq } from '../../src/tensor/gptqPack.js';
+import { scalesTensor } from '../../src/io/quantized/formats.js';
 import { Rng, correlatedInputs, proxyLoss } from './rand.js';
 
 function layer(seed: number, rows: number, cols: number, tokens = 256) {

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { QuantizedMatrix, dequantizeMatrix, maxqOf, sequentialGIdx } from '../../src/quant/core/grid.js';
-import { dequantizeGptq, packGptq, packedWords, unpackGptq } from '../../src/quant/pack/gptqPack.js';
+import { dequantizeGptq, packGptq, packedWords, unpackGptq } from '../../src/tensor/gptqPack.js';
 import { f16ToF32, f32ToF16 } from '../../src/tensor/codecs.js';
-import { scalesTensor } from '../../src/io/quantized/writer.js';
+import { scalesTensor } from '../../src/io/quantized/formats.js';
 import { Rng } from './rand.js';
 
 function randomLayer(rng: Rng, rows: number, cols: number, bits: number, gs: number): QuantizedMatrix {

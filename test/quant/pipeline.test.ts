@@ -9,6 +9,7 @@ import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { quantizeModel } from '../../src/quant/quantizeModel.js';
 import { quantizeBlocks } from '../../src/quant/pipeline.js';
 import { getMethod } from '../../src/quant/registry.js';
+import { resolveOptions } from '../../src/quant/options.js';
 import { evaluatePpl } from '../../src/eval/ppl.js';
 import { calibrationSet } from '../../src/data/calibration.js';
 import { UsageError } from '../../src/errors.js';
@@ -50,13 +51,13 @@ test('quantized checkpoint: reading it back reproduces the pipeline\'s fake-quan
   for (const scaleDtype of ['f32', 'f16'] as const) {
     const captured = new Map<string, Float32Array>();
     await quantizeBlocks(ck, be, {
-      method: getMethod('gptq'), spec: { bits: 3, groupSize: 32, sym: false, scaleDtype }, actOrder: true, staticGroups: false,
-      percdamp: 0.01, blocksize: 128, trueSequential: true, calibration: windows, onLayer: (l) => captured.set(l.name, l.out.Q),
+      method: getMethod('gptq'), spec: { bits: 3, groupSize: 32, sym: false, scaleDtype }, options: resolveOptions(getMethod('gptq'), { actOrder: true }),
+      calibration: windows, onLayer: (l) => captured.set(l.name, l.out.Q),
     });
     const out = join(tmp, `act-${scaleDtype}`);
     // f32 is the default (the paper's protocol)
     const report = await quantizeModel(ck, be, {
-      method: 'gptq', bits: 3, group: 32, actOrder: true, calib: 'c4', nsamples: 8, seed: 0, dataDir: DATA, out, ...(scaleDtype === 'f16' ? { scaleDtype } : {}),
+      method: 'gptq', bits: 3, group: 32, options: { actOrder: true }, calib: 'c4', nsamples: 8, seed: 0, dataDir: DATA, out, ...(scaleDtype === 'f16' ? { scaleDtype } : {}),
     });
     assert.equal(report.settings.scaleDtype, scaleDtype);
     const back = openModel(out);
@@ -141,8 +142,8 @@ test('bad settings fail clearly and write nothing', async () => {
   await assert.rejects(quantizeModel(ck, be, { method: 'rtn', bits: 4, group: 100, out }), /group size 100 does not divide the 128 input columns of model\.layers\.0\.self_attn\.q_proj/);
   await assert.rejects(quantizeModel(ck, be, { method: 'gptq', bits: 4, group: 128, calib: 'none', out }), /needs calibration data/);
   await assert.rejects(quantizeModel(ck, be, { method: 'rtn', bits: 4, group: 128, calib: 'none', scaleDtype: 'bf16' as 'f16', out }), /--scale-dtype must be f32 or f16/);
-  await assert.rejects(quantizeModel(ck, be, { method: 'gptq', bits: 4, group: 128, staticGroups: true, ...calib, out }), /--static-groups only applies with --act-order/);
-  await assert.rejects(quantizeModel(ck, be, { method: 'rtn', bits: 4, group: 128, actOrder: true, calib: 'none', out }), /GPTQ options/);
+  await assert.rejects(quantizeModel(ck, be, { method: 'gptq', bits: 4, group: 128, options: { staticGroups: true }, ...calib, out }), /--static-groups only applies with --act-order/);
+  await assert.rejects(quantizeModel(ck, be, { method: 'rtn', bits: 4, group: 128, options: { actOrder: true }, calib: 'none', out }), /--act-order is not an option of rtn/);
   await assert.rejects(quantizeModel(ck, be, { method: 'gptq', bits: 4, group: 128, calib: 'wikitext2', dataDir: DATA, out }), /train split/);
   assert.equal(existsSync(out), false);
 });

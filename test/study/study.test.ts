@@ -7,7 +7,7 @@ import { openModel } from '../../src/io/open.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { runStudy, type StudyEvent } from '../../src/study/runner.js';
-import { BUILTIN_GRIDS, FP16, cellKey, parseGrid } from '../../src/study/grid.js';
+import { FP16, cellKey, parseGrid } from '../../src/study/grid.js';
 import type { CellCost } from '../../src/study/cost.js';
 import { TINY656K, DATA } from '../helpers/paths.js';
 
@@ -15,7 +15,7 @@ const { kernels, note } = selectKernels('auto', 2);
 const be = new CpuBackend(kernels, note);
 
 test('paper-ptq grid: FP16 plus RTN and GPTQ at W8/4/3/2, g128 and per-channel', () => {
-  const g = BUILTIN_GRIDS['paper-ptq']!();
+  const g = parseGrid('paper-ptq');
   assert.equal(g.cells.length, 17);
   assert.deepEqual(g.cells.slice(0, 3).map(cellKey), ['fp16', 'rtn-w8-g128', 'rtn-w8-pc']);
   assert.ok(g.cells.some((c) => cellKey(c) === 'gptq-w2-pc'));
@@ -27,7 +27,7 @@ test('study: tables written, finished cells skipped on rerun, --force recomputes
   writeFileSync(gridFile, JSON.stringify({ cells: [{ method: 'fp16' }, { method: 'rtn', wbits: 4, group: 32 }, { method: 'gptq', wbits: 4, group: 32 }] }));
   const grid = parseGrid(gridFile);
   const ck = openModel(TINY656K);
-  const opts = { out, ppl: ['tinystories'], seqlen: 512, limit: 2, calib: 'c4', nsamples: 4, seed: 0, percdamp: 0.01, dataDir: DATA };
+  const opts = { out, ppl: ['tinystories'], seqlen: 512, limit: 2, calib: 'c4', nsamples: 4, seed: 0, dataDir: DATA };
   const events: StudyEvent[] = [];
   const first = await runStudy(ck, be, grid, { ...opts, onEvent: (e) => events.push(e) });
   assert.equal(events.filter((e) => e.kind === 'cell-done').length, 3);
@@ -74,7 +74,7 @@ test('study: tables written, finished cells skipped on rerun, --force recomputes
 test('study without the speed check: size and bits recorded, decode speed a dash', async () => {
   const out = mkdtempSync(join(tmpdir(), 'lowbit-study-'));
   const { records } = await runStudy(openModel(TINY656K), be, { name: 'fp16', cells: [FP16] }, {
-    out, ppl: ['tinystories'], seqlen: 512, limit: 1, calib: 'c4', nsamples: 4, seed: 0, percdamp: 0.01, dataDir: DATA, speed: false,
+    out, ppl: ['tinystories'], seqlen: 512, limit: 1, calib: 'c4', nsamples: 4, seed: 0, dataDir: DATA, speed: false,
   });
   assert.equal((records[0]!.results.cost as CellCost).speed, null);
   const md = readFileSync(join(out, 'table.md'), 'utf8');

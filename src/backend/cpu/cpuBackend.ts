@@ -4,7 +4,8 @@ import type { Tensor } from '../../tensor/tensor.js';
 import type { CpuKernels, ResidentArray, ResidentMemory } from './kernels/kernels.js';
 import { jsKernels } from './kernels/js.js';
 import { decodeHalf } from '../../tensor/codecs.js';
-import type { QuantWeight } from '../../quant/pack/gptqPack.js';
+import type { GptqPacked, PackedWeight } from '../../tensor/packed.js';
+import { awqToGptq } from '../../tensor/awqPack.js';
 import { checkQuantWeight, decodeQuantRows, gemmQPanels } from './kernels/qgemm.js';
 
 /** log Σ exp(x[o..o+n)) in float64 (max trick); −∞ for an all −∞ row. */
@@ -24,7 +25,7 @@ class CpuTensor implements BTensor {
     readonly dtype: 'f32' | 'f16' | 'bf16' | 'q',
     readonly data: Float32Array | Uint16Array,
     /** the packed weight when dtype is 'q' (data is then empty) */
-    readonly quant?: QuantWeight,
+    readonly quant?: GptqPacked,
   ) {}
   /** the kernels' resident memory that `data` lives in (a weight under the wasm provider), released by free */
   resident?: ResidentMemory;
@@ -93,9 +94,15 @@ export class CpuBackend implements Backend {
     return c;
   }
 
-  uploadQuantized(q: QuantWeight): BTensor {
-    checkQuantWeight(q, 'uploadQuantized');
-    return new CpuTensor([q.rows, q.cols], 'q', new Float32Array(0), q);
+  /**
+   * Kept as codes. The CPU kernels multiply by GPTQ's layout (codes packed along the input, the
+   * order a row panel is decoded in), so an AWQ weight is repacked into it once here: the same
+   * codes, zeros and scales, so the same values bit for bit.
+   */
+  uploadQuantized(q: PackedWeight): BTensor {
+    const g = q.kind === 'awq' ? awqToGptq(q) : q;
+    checkQuantWeight(g, 'uploadQuantized');
+    return new CpuTensor([g.rows, g.cols], 'q', new Float32Array(0), g);
   }
 
   async read(x: BTensor): Promise<Float32Array> {

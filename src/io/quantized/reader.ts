@@ -1,9 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../../errors.js';
-import type { ModelCheckpoint } from '../../model/checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../../model/checkpoint.js';
+import { dequantizeAwq } from '../../tensor/awqPack.js';
+import { dequantizeGptq } from '../../tensor/gptqPack.js';
+import type { PackedWeight } from '../../tensor/packed.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { dequantizeGptq, type QuantWeight } from '../../quant/pack/gptqPack.js';
 import { checkTokenizerFits, checkWeights } from '../checkpointChecks.js';
 import { FiniteSource } from '../finite.js';
 import { readHfConfig } from '../hfConfig.js';
@@ -11,109 +13,22 @@ import { openSafetensorsDir } from '../safetensors.js';
 import { fileOf, type TensorInfo, type TensorSource } from '../source.js';
 import { checkRowRange, readRows, sliceRows } from '../rows.js';
 import { loadTokenizer, tokenizerInDir } from '../tokenizers/load.js';
+import { FORMATS, type FormatName, type PackedFormat } from './formats.js';
 import { QUANT_CONFIG, SPM_TOKENIZER } from './layout.js';
 
 export { QUANT_CONFIG };
 
-const PART = /^(.*)\.(qweight|qzeros|scales|g_idx)$/;
-/** Stored dtypes of the packed parts (AutoGPTQ v1). */
-const PART_DTYPES: Readonly<Record<'qweight' | 'qzeros' | 'scales' | 'g_idx', readonly string[]>> = Object.freeze({
-  qweight: ['i32'], qzeros: ['i32'], scales: ['f16', 'f32'], g_idx: ['i32'],
-});
-
-const words = (n: number, bits: number): number => Math.ceil((n * bits) / 32);
-
-/**
- * The packed parts of `<base>.weight`, checked against each other from the header alone (no data
- * read): qweight [ceil(cols·bits/32), rows], qzeros [groups, ceil(rows·bits/32)], scales
- * [groups, rows], g_idx [cols], with their dtypes. Returns the weight's [rows, cols].
- */
-function packedShape(inner: TensorSource, infos: ReadonlyMap<string, TensorInfo>, base: string, bits: number): [number, number] {
-  const part = (p: keyof typeof PART_DTYPES): TensorInfo => {
-    const name = `${base}.${p}`;
-    const t = infos.get(name);
-    if (!t) throw new FormatError(fileOf(inner, `${base}.qweight`), `${base} has a qweight but no ${p}`);
-    if (!PART_DTYPES[p].includes(t.dtype)) throw new FormatError(fileOf(inner, name), `tensor "${name}" is ${t.storedAs}, a GPTQ ${p} is ${PART_DTYPES[p].join(' or ').toUpperCase()}`);
-    return t;
-  };
-  const qweight = part('qweight'), qzeros = part('qzeros'), scales = part('scales'), gIdx = part('g_idx');
-  const bad = (t: TensorInfo, want: string): never => {
-    throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has shape [${t.shape.join(', ')}]; for ${bits}-bit GPTQ it must be ${want}`);
-  };
-  if (qweight.shape.length !== 2 || qweight.shape[1] === 0) bad(qweight, '[ceil(in·bits/32), out]');
-  if (gIdx.shape.length !== 1) bad(gIdx, '[in]');
-  const rows = qweight.shape[1]!, cols = gIdx.shape[0]!;
-  if (qweight.shape[0] !== words(cols, bits)) bad(qweight, `[${words(cols, bits)}, ${rows}] (g_idx has ${cols} columns)`);
-  if (scales.shape.length !== 2 || scales.shape[1] !== rows || scales.shape[0] === 0) bad(scales, `[groups, ${rows}]`);
-  const groups = scales.shape[0]!;
-  if (qzeros.shape.length !== 2 || qzeros.shape[0] !== groups || qzeros.shape[1] !== words(rows, bits)) bad(qzeros, `[${groups}, ${words(rows, bits)}]`);
-  return [rows, cols];
-}
-
-/**
- * A GPTQ-layout checkpoint seen as ordinary weights: `<layer>.weight` is dequantized from
- * qweight/qzeros/scales/g_idx when it is read (one layer at a time), everything else passes through.
- * The packed parts are checked against each other when the source is built; `path` and every error
- * name the safetensors file (the shard) that holds the tensor.
- */
-class GptqSource implements TensorSource {
-  private readonly infos: TensorInfo[];
-  private readonly packed = new Set<string>();
-  constructor(private readonly inner: TensorSource, private readonly bits: number) {
-    const all = new Map(inner.list().map((t) => [t.name, t]));
-    const out: TensorInfo[] = [];
-    for (const t of all.values()) {
-      const m = PART.exec(t.name);
-      if (!m) { out.push(t); continue; }
-      const base = m[1]!;
-      if (!all.has(`${base}.qweight`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.qweight beside it`);
-      if (m[2] !== 'qweight') continue;
-      if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (qweight) and as ${base}.weight`);
-      const [rows, cols] = packedShape(inner, all, base, bits);
-      this.packed.add(`${base}.weight`);
-      out.push({ name: `${base}.weight`, dtype: 'f32', shape: [rows, cols], storedAs: `GPTQ-INT${bits}` });
-    }
-    this.infos = out;
-  }
-  get path(): string { return this.inner.path; }
-  list(): readonly TensorInfo[] { return this.infos; }
-  has(name: string): boolean { return this.packed.has(name) || (this.inner.has(name) && !PART.test(name)); }
-  fileOf(name: string): string {
-    return fileOf(this.inner, this.packed.has(name) ? `${name.slice(0, -'.weight'.length)}.qweight` : name);
-  }
-  read(name: string): Tensor {
-    const q = this.readQuantized(name);
-    if (!q) return this.inner.read(name);
-    return new Tensor('f32', [q.rows, q.cols], dequantizeGptq(q));
-  }
-  /** Rows of a float tensor (embedding, LM head) through the inner source; packed weights are read whole. */
-  readRows(name: string, start: number, count: number): Tensor {
-    if (!this.packed.has(name)) return readRows(this.inner, name, start, count);
-    const t = this.read(name);
-    checkRowRange(this.path, name, t.shape, start, count);
-    return sliceRows(t, start, count);
-  }
-  /** qweight/qzeros/scales/g_idx of `<layer>.weight`, checked; undefined for a tensor stored as floats. */
-  readQuantized(name: string): QuantWeight | undefined {
-    if (!this.packed.has(name)) return undefined;
-    const base = name.slice(0, -'.weight'.length);
-    const file = this.fileOf(name);
-    const qweight = this.inner.read(`${base}.qweight`), qzeros = this.inner.read(`${base}.qzeros`);
-    const scales = this.inner.read(`${base}.scales`), gIdx = this.inner.read(`${base}.g_idx`);
-    const rows = qweight.shape[1]!, cols = gIdx.shape[0]!, groups = scales.shape[0]!;
-    const t: QuantWeight = {
-      bits: this.bits, rows, cols, groups,
-      qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32(), gIdx: gIdx.data as Int32Array,
-    };
-    for (let i = 0; i < cols; i++) {
-      const g = t.gIdx[i]!;
-      if (g < 0 || g >= groups) throw new FormatError(fileOf(this.inner, `${base}.g_idx`), `${base}.g_idx[${i}] = ${g} is outside the ${groups} groups`);
-    }
-    if (qweight.data.length !== words(cols, this.bits) * rows || qzeros.data.length !== groups * words(rows, this.bits) || scales.data.length !== groups * rows) {
-      throw new FormatError(file, `${base}: qweight/qzeros/scales sizes do not match ${rows}x${cols}, ${groups} group(s), ${this.bits} bits`);
-    }
-    return t;
-  }
+/** What a quantized checkpoint's configuration says about how its layers are stored and run. */
+export interface StoredQuantConfig {
+  /** the file it was read from (quantize_config.json, or config.json's quantization_config) */
+  readonly file: string;
+  readonly format: FormatName;
+  readonly bits: number;
+  /** input columns per group; -1 = per output channel */
+  readonly groupSize: number;
+  /** the lowbit method that made it (quant_method for checkpoints from other tools) */
+  readonly method: string;
+  readonly activation: ActivationQuant | undefined;
 }
 
 export function readJsonObject(file: string): Record<string, unknown> {
@@ -125,26 +40,132 @@ export function readJsonObject(file: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/** Whether `dir` holds a quantized checkpoint: a quantize_config.json, or a config.json with quantization_config. */
+export function isQuantizedFolder(dir: string): boolean {
+  if (existsSync(join(dir, QUANT_CONFIG))) return true;
+  const cfg = join(dir, 'config.json');
+  if (!existsSync(cfg)) return false;
+  try { return typeof (JSON.parse(readFileSync(cfg, 'utf8')) as Record<string, unknown>).quantization_config === 'object'; } catch { return false; }
+}
+
+/**
+ * The quantization settings of `dir`: quantize_config.json (lowbit, AutoGPTQ) or the
+ * quantization_config of config.json (AutoAWQ, transformers). gptq: AutoGPTQ v1, any 1–8 bits;
+ * awq: AutoAWQ's GEMM version, 4 bits, with zero points.
+ */
+export function readQuantConfig(dir: string): StoredQuantConfig {
+  const qFile = join(dir, QUANT_CONFIG);
+  let file = qFile, q: Record<string, unknown>;
+  if (existsSync(qFile)) q = readJsonObject(qFile);
+  else {
+    file = join(dir, 'config.json');
+    const qc = readJsonObject(file).quantization_config;
+    if (typeof qc !== 'object' || qc === null || Array.isArray(qc)) throw new FormatError(file, 'quantization_config must be an object');
+    q = qc as Record<string, unknown>;
+  }
+  const fail = (msg: string): never => { throw new FormatError(file, msg); };
+  const method = q.quant_method ?? 'gptq';
+  if (method !== 'gptq' && method !== 'awq') fail(`quant_method ${JSON.stringify(method)} is not supported (lowbit reads "gptq" and "awq")`);
+  const bits = q.bits;
+  if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < 1 || bits > 8) fail(`bits must be an integer 1–8, got ${JSON.stringify(bits ?? null)}`);
+  const groupSize = q.group_size ?? q.q_group_size ?? -1;
+  if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize !== -1 && groupSize < 1)) fail(`group_size must be -1 or a positive integer, got ${JSON.stringify(groupSize)}`);
+  if (method === 'awq') {
+    const version = String(q.version ?? 'gemm').toLowerCase();
+    if (version !== 'gemm') fail(`AWQ version ${JSON.stringify(q.version)} is not supported (only "gemm")`);
+    if (q.zero_point === false) fail('AWQ without zero points (zero_point false) is not supported');
+    if (bits !== 4) fail(`AWQ's GEMM layout holds 4-bit weights, not ${bits}`);
+    if (groupSize === -1) fail('AWQ\'s GEMM layout needs a group size');
+  }
+  return {
+    file, format: method as FormatName, bits: bits as number, groupSize: groupSize as number,
+    method: typeof q.lowbit_method === 'string' ? q.lowbit_method : method as string,
+    activation: activationOf(file, q.activation),
+  };
+}
+
+function activationOf(file: string, a: unknown): ActivationQuant | undefined {
+  if (a === undefined || a === null) return undefined;
+  const o = a as Record<string, unknown>;
+  if (typeof a !== 'object' || Array.isArray(a) || typeof o.bits !== 'number' || !Number.isInteger(o.bits) || o.bits < 2 || o.bits > 16
+    || o.granularity !== 'per-token' || typeof o.quant_bmm !== 'boolean') {
+    throw new FormatError(file, 'activation must be {"bits": 2–16, "granularity": "per-token", "quant_bmm": true|false}');
+  }
+  return { bits: o.bits, granularity: 'per-token', quantBmm: o.quant_bmm };
+}
+
+const PARTS = /^(.*)\.(qweight|qzeros|scales|g_idx)$/;
+
+/**
+ * A quantized checkpoint seen as ordinary weights: `<layer>.weight` is dequantized from its packed
+ * parts when it is read (one layer at a time), or handed over packed by `readQuantized` (in its
+ * stored kind) for a backend to multiply by; everything else passes through. The parts are checked
+ * against each other when the source is built; every error names the safetensors file that holds
+ * the tensor.
+ */
+class PackedSource implements TensorSource {
+  private readonly infos: TensorInfo[];
+  private readonly packed = new Set<string>();
+  constructor(private readonly inner: TensorSource, private readonly fmt: PackedFormat, private readonly q: StoredQuantConfig) {
+    const all = new Map(inner.list().map((t) => [t.name, t]));
+    const out: TensorInfo[] = [];
+    for (const t of all.values()) {
+      const m = PARTS.exec(t.name);
+      if (!m || !fmt.parts.includes(m[2]!)) { out.push(t); continue; }
+      const base = m[1]!;
+      if (!all.has(`${base}.qweight`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.qweight beside it`);
+      if (m[2] !== 'qweight') continue;
+      if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (qweight) and as ${base}.weight`);
+      const [rows, cols] = fmt.shape(inner, all, base, q.bits, q.groupSize);
+      this.packed.add(`${base}.weight`);
+      out.push({ name: `${base}.weight`, dtype: 'f32', shape: [rows, cols], storedAs: `${fmt.name.toUpperCase()}-INT${q.bits}` });
+    }
+    this.infos = out;
+  }
+  get path(): string { return this.inner.path; }
+  list(): readonly TensorInfo[] { return this.infos; }
+  has(name: string): boolean { return this.packed.has(name) || (this.inner.has(name) && !PARTS.test(name)); }
+  fileOf(name: string): string {
+    return fileOf(this.inner, this.packed.has(name) ? `${name.slice(0, -'.weight'.length)}.qweight` : name);
+  }
+  read(name: string): Tensor {
+    const p = this.readQuantized(name);
+    if (!p) return this.inner.read(name);
+    return new Tensor('f32', [p.rows, p.cols], p.kind === 'awq' ? dequantizeAwq(p) : dequantizeGptq(p));
+  }
+  /** Rows of a float tensor (embedding, LM head) through the inner source; packed weights are read whole. */
+  readRows(name: string, start: number, count: number): Tensor {
+    if (!this.packed.has(name)) return readRows(this.inner, name, start, count);
+    const t = this.read(name);
+    checkRowRange(this.path, name, t.shape, start, count);
+    return sliceRows(t, start, count);
+  }
+  /** The packed parts of `<layer>.weight` in their stored kind; undefined for a tensor stored as floats. */
+  readQuantized(name: string): PackedWeight | undefined {
+    if (!this.packed.has(name)) return undefined;
+    return this.fmt.read(this.inner, name.slice(0, -'.weight'.length), this.q.bits, this.q.groupSize);
+  }
+}
+
 export interface OpenQuantizedOptions {
   /** a tokenizer to use instead of the one in the folder (see tokenizers/load.ts) */
   readonly tokenizer?: string;
 }
 
 /**
- * Opens a folder written by `lowbit quantize` (or any GPTQ v1 checkpoint of a LLaMA model), with
- * the shape checks of every other format; errors name the file at fault.
+ * Opens a folder written by `lowbit quantize`, AutoGPTQ (v1) or AutoAWQ (GEMM) for a LLaMA model,
+ * with the shape checks of every other format; errors name the file at fault.
  */
 export function openQuantized(dir: string, opts: OpenQuantizedOptions = {}): ModelCheckpoint {
-  const qFile = join(dir, QUANT_CONFIG);
-  const q = readJsonObject(qFile);
-  if (q.quant_method !== undefined && q.quant_method !== 'gptq') throw new FormatError(qFile, `quant_method ${JSON.stringify(q.quant_method)} is not supported (only "gptq")`);
-  const bits = q.bits;
-  if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < 1 || bits > 8) throw new FormatError(qFile, `bits must be an integer 1–8, got ${JSON.stringify(bits ?? null)}`);
+  const q = readQuantConfig(dir);
   const config = readHfConfig(join(dir, 'config.json'));
-  const weights = new GptqSource(openSafetensorsDir(dir), bits);
+  const weights = new PackedSource(openSafetensorsDir(dir), FORMATS[q.format], q);
   checkWeights(weights, config);
   const tok = opts.tokenizer ? loadTokenizer(opts.tokenizer, config.vocabSize) : tokenizerInDir(dir, config.vocabSize);
   if (!tok) throw new FormatError(dir, `quantized checkpoint has no tokenizer (tokenizer.json, ${SPM_TOKENIZER} or tok*.bin)`);
   checkTokenizerFits(tok.file, tok.tokenizer, config);
-  return { path: dir, format: 'lowbit-gptq', config, tokenizer: tok.tokenizer, weights: new FiniteSource(weights), tokenizerPath: opts.tokenizer ? tok.path : dir };
+  return {
+    path: dir, format: q.format === 'awq' ? 'lowbit-awq' : 'lowbit-gptq', config, tokenizer: tok.tokenizer, weights: new FiniteSource(weights),
+    tokenizerPath: opts.tokenizer ? tok.path : dir, ...(q.activation ? { activation: q.activation } : {}),
+  };
 }

@@ -4,9 +4,9 @@ import { UsageError } from '../../errors.js';
 import { makeDirs, replaceDir, sweepStaleTemps, tempPathFor, writeFailure, writeFileAtomic, writeJsonAtomic } from '../atomic.js';
 import type { ModelCheckpoint } from '../../model/checkpoint.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { packGptq } from '../../quant/pack/gptqPack.js';
-import type { QuantizedMatrix, ScaleDtype } from '../../quant/core/grid.js';
-import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
+import type { ActivationQuant } from '../../model/checkpoint.js';
+import type { QuantizedMatrix, ScaleDtype } from '../../tensor/packed.js';
+import { FORMATS, type FormatName } from './formats.js';
 import { writeSafetensors } from '../safetensors.js';
 import { toHfConfigJson } from '../hfConfigWrite.js';
 import { readGgufHeader } from '../gguf/parse.js';
@@ -14,30 +14,34 @@ import { ggufVocab } from '../gguf/config.js';
 import { NAMES } from '../source.js';
 import { QUANT_CONFIG, QUANT_REPORT, SPM_TOKENIZER } from './layout.js';
 
-export interface QuantizeSettings {
+/** What the checkpoint's configuration records about how it was made and how it is stored. */
+export interface CheckpointSettings {
+  /** the lowbit method (recorded as lowbit_method; quant_method is the storage format's name) */
+  readonly method: string;
+  readonly format: FormatName;
   readonly bits: number;
   readonly groupSize: number;
   readonly sym: boolean;
   readonly actOrder: boolean;
   readonly staticGroups: boolean;
-  readonly percdamp: number;
+  readonly percdamp?: number;
   readonly trueSequential: boolean;
-  /** dtype the scales were solved in and are stored in: 'f32' (the paper's protocol) or 'f16' (AutoGPTQ's files) */
+  /** dtype the scales were solved in and are stored in: 'f32' (the paper's protocol) or 'f16' (AutoGPTQ's and AutoAWQ's files) */
   readonly scaleDtype: ScaleDtype;
+  readonly activation?: ActivationQuant;
 }
 
-/**
- * A [groups, rows] scales tensor in `dtype`. fp16 storage of scales that were not solved in fp16
- * would change the weights: that is an explicit export (export.ts), never a side effect here.
- */
-export function scalesTensor(scales: Float32Array, groups: number, rows: number, dtype: ScaleDtype): Tensor {
-  if (dtype === 'f32') return new Tensor('f32', [groups, rows], scales);
-  const h = new Uint16Array(scales.length);
-  for (let i = 0; i < scales.length; i++) {
-    h[i] = f32ToF16(scales[i]!);
-    if (f16ToF32(h[i]!) !== scales[i]) throw new Error(`scale ${scales[i]} is not an fp16 value: the layer was not solved with fp16 scales`);
-  }
-  return new Tensor('f16', [groups, rows], h);
+/** quantize_config.json, and config.json's quantization_config: AutoGPTQ's or AutoAWQ's fields, plus lowbit's own. */
+function quantizationConfigOf(s: CheckpointSettings): Record<string, unknown> {
+  const lowbit = {
+    lowbit_method: s.method, scale_dtype: s.scaleDtype === 'f32' ? 'float32' : 'float16',
+    ...(s.activation ? { activation: { bits: s.activation.bits, granularity: s.activation.granularity, quant_bmm: s.activation.quantBmm } } : {}),
+  };
+  if (s.format === 'awq') return { quant_method: 'awq', zero_point: true, group_size: s.groupSize, bits: s.bits, version: 'gemm', modules_to_not_convert: null, ...lowbit };
+  return {
+    quant_method: 'gptq', bits: s.bits, group_size: s.groupSize, ...(s.percdamp === undefined ? {} : { damp_percent: s.percdamp }), desc_act: s.actOrder,
+    static_groups: s.staticGroups, sym: s.sym, true_sequential: s.trueSequential, checkpoint_format: 'gptq', ...lowbit,
+  };
 }
 
 /** Files a lowbit checkpoint folder may hold: what this writer puts there. */
@@ -72,18 +76,22 @@ export function checkOutputFolder(out: string, force: boolean): void {
  */
 export class QuantizedCheckpointWriter {
   private readonly tensors: { name: string; tensor: Tensor }[] = [];
+  private readonly norms = new Map<number, { inputNorm: Tensor; postNorm: Tensor }>();
   private zeroWraps = 0;
-  constructor(private readonly src: ModelCheckpoint, private readonly settings: QuantizeSettings) {}
+  constructor(private readonly src: ModelCheckpoint, private readonly settings: CheckpointSettings) {}
 
+  /** A quantized layer's codes and grid, packed in the checkpoint's layout. */
   addLayer(name: string, rows: number, cols: number, m: QuantizedMatrix): void {
-    const { tensors: t, zeroWraps } = packGptq(m, rows, cols, this.settings.bits);
-    this.zeroWraps += zeroWraps;
-    this.tensors.push(
-      { name: `${name}.qweight`, tensor: new Tensor('i32', [t.qweight.length / rows, rows], t.qweight) },
-      { name: `${name}.qzeros`, tensor: new Tensor('i32', [t.groups, t.qzeros.length / t.groups], t.qzeros) },
-      { name: `${name}.scales`, tensor: scalesTensor(t.scales, t.groups, rows, this.settings.scaleDtype) },
-      { name: `${name}.g_idx`, tensor: new Tensor('i32', [cols], t.gIdx) },
-    );
+    const s = this.settings;
+    const groupSize = s.groupSize === -1 ? cols : s.groupSize;
+    // AutoGPTQ's v1 kernels read a stored zero of 0 as 2^bits (see gptqPack.ts): counted for the report
+    if (s.format === 'gptq') for (const z of m.zeros) if (z === 0) this.zeroWraps++;
+    this.tensors.push(...FORMATS[s.format].pack(name, m, rows, cols, s.bits, groupSize, s.scaleDtype));
+  }
+
+  /** Block i's norm weights as the method left them (a scale folded in, or as read): the writer never reads them itself. */
+  setNorms(n: { readonly index: number; readonly inputNorm: Tensor; readonly postNorm: Tensor }): void {
+    this.norms.set(n.index, { inputNorm: n.inputNorm, postNorm: n.postNorm });
   }
 
   /**
@@ -108,17 +116,16 @@ export class QuantizedCheckpointWriter {
     makeDirs(tmp, out);
     try {
       const cfg = this.src.config;
-      // unquantized tensors, as stored
+      // the tensors no method changes (embedding, final norm, LM head), as stored; then every block's norms from the pipeline
       const keep: string[] = [NAMES.embed, NAMES.finalNorm, ...(this.src.weights.has(NAMES.lmHead) && !cfg.tieWordEmbeddings ? [NAMES.lmHead] : [])];
-      for (let i = 0; i < cfg.numLayers; i++) keep.push(NAMES.layer(i, 'input_layernorm'), NAMES.layer(i, 'post_attention_layernorm'));
-      const dtypes = new Set<string>();
-      const plain = keep.map((name) => { const tensor = this.src.weights.read(name); dtypes.add(tensor.dtype); return { name, tensor }; });
-      const s = this.settings;
-      const quantizationConfig = {
-        quant_method: 'gptq', bits: s.bits, group_size: s.groupSize, damp_percent: s.percdamp, desc_act: s.actOrder,
-        static_groups: s.staticGroups, sym: s.sym, true_sequential: s.trueSequential, checkpoint_format: 'gptq',
-        scale_dtype: s.scaleDtype === 'f32' ? 'float32' : 'float16',
-      };
+      const plain = keep.map((name) => ({ name, tensor: this.src.weights.read(name) }));
+      for (let i = 0; i < cfg.numLayers; i++) {
+        const n = this.norms.get(i);
+        if (!n) throw new Error(`the pipeline gave no norms for block ${i}`);
+        plain.push({ name: NAMES.layer(i, 'input_layernorm'), tensor: n.inputNorm }, { name: NAMES.layer(i, 'post_attention_layernorm'), tensor: n.postNorm });
+      }
+      const dtypes = new Set(plain.map((p) => p.tensor.dtype));
+      const quantizationConfig = quantizationConfigOf(this.settings);
       writeSafetensors(join(tmp, 'model.safetensors'), [...plain, ...this.tensors], { format: 'pt', quantized_by: 'lowbit' });
       const torchDtype = dtypes.has('bf16') ? 'bfloat16' : dtypes.has('f16') ? 'float16' : 'float32';
       writeJsonAtomic(join(tmp, 'config.json'), { ...toHfConfigJson(cfg, torchDtype), quantization_config: quantizationConfig });

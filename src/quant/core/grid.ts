@@ -10,8 +10,9 @@
  */
 import { UsageError } from '../../errors.js';
 import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
+import { dequantCode, type QuantizedMatrix, type ScaleDtype } from '../../tensor/packed.js';
 
-export type ScaleDtype = 'f32' | 'f16';
+export type { QuantizedMatrix, ScaleDtype };
 
 export interface QuantSpec {
   /** 1..8 for users; the core primitives accept up to 16 (used by property tests). */
@@ -24,14 +25,6 @@ export interface QuantSpec {
 }
 
 export interface GridParams { scale: number; zero: number }
-
-/** A quantized [rows, cols] matrix: integer codes and per-(row, group) parameters. */
-export interface QuantizedMatrix {
-  codes: Uint8Array;    // [rows, cols]
-  scales: Float32Array; // [rows, nGroups]
-  zeros: Uint8Array;    // [rows, nGroups], integers in 0..maxq
-  gIdx: Int32Array;     // [cols]: group of each (original) input column
-}
 
 export const MAX_USER_BITS = 8;
 export const MAX_CORE_BITS = 16;
@@ -97,7 +90,7 @@ export function quantize(x: number, scale: number, zero: number, maxq: number): 
 
 /** The value of code q: scale * (q - zero), in float32. */
 export function dequantize(q: number, scale: number, zero: number): number {
-  return Math.fround(scale * (q - zero));
+  return dequantCode(q, scale, zero);
 }
 
 export function checkBits(bits: number, maxBits = MAX_USER_BITS, where?: string): void {

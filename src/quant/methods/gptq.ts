@@ -39,6 +39,7 @@ import { LowbitError, UsageError } from '../../errors.js';
 import { QuantSpec, QuantizedMatrix, checkSpec, maxqOf, paramsFromRange } from '../core/grid.js';
 import { QuantLinalg, upperCholeskyOfInverse } from '../core/linalgProvider.js';
 import { BlockColumns, GptqSolver, GridState } from './gptqSolve.js';
+import type { QuantMethod } from '../method.js';
 
 export interface GptqOptions {
   spec: QuantSpec;
@@ -242,3 +243,37 @@ function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, ma
     frac *= 10;
   }
 }
+
+/** GPTQ as a pipeline method: Hessians of each layer's inputs, true-sequential groups, the GPTQ checkpoint layout. */
+export const GPTQ: QuantMethod = {
+  name: 'gptq',
+  label: 'GPTQ',
+  description: 'GPTQ: second-order error compensation with the inverse Hessian (Frantar et al., 2022)',
+  stats: ['hessian'],
+  needsCalibration: true,
+  nextInputs: 'quantized',
+  sequential: true,
+  options: {
+    actOrder: { kind: 'boolean', default: false, flag: '--act-order', help: 'process columns by decreasing Hessian diagonal (writes g_idx)', key: () => 'act' },
+    staticGroups: {
+      kind: 'boolean', default: false, flag: '--static-groups', key: () => 'static',
+      help: 'with --act-order: every group\'s parameters from the weights before any update, groups kept sequential (AutoGPTQ\'s static_groups)',
+    },
+    percdamp: { kind: 'number', default: 0.01, min: 0, max: 10, flag: '--percdamp', help: 'damping as a fraction of mean(diag H)', key: (v) => `d${v}` },
+    blocksize: { kind: 'integer', default: 128, min: 1, max: 1 << 20, flag: '--blocksize', help: 'columns per GPTQ block (lazy batch update)', key: (v) => `b${v}` },
+  },
+  format: () => 'gptq',
+  validate(spec, options) {
+    if (options.staticGroups && !options.actOrder) throw new UsageError('--static-groups only applies with --act-order (it keeps act-order\'s groups sequential, as AutoGPTQ\'s static_groups)');
+    if (options.staticGroups && spec.groupSize === -1) throw new UsageError('--static-groups needs groups (--group N); per-channel quantization has one group per row');
+  },
+  quantizeLayer(l, o) {
+    if (!l.stats?.H) throw new UsageError(`gptq needs calibration statistics for ${l.name}`);
+    const r = gptq(l.W, l.rows, l.cols, l.stats.H, {
+      spec: o.spec, blocksize: o.options.blocksize as number, percdamp: o.options.percdamp as number,
+      actOrder: o.options.actOrder as boolean, staticGroups: o.options.staticGroups as boolean,
+      consumeH: false, where: l.name, ...(o.linalg ? { linalg: o.linalg } : {}),
+    });
+    return { Q: r.Q, grid: { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx }, dampUsed: r.dampUsed, notes: r.notes };
+  },
+};

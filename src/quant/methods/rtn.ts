@@ -3,6 +3,7 @@
  * of input columns) from the row's own range. The paper's RTN rows are asymmetric (sym: false).
  */
 import { QuantSpec, QuantizedMatrix, dequantizeMatrix, quantizeMatrix } from '../core/grid.js';
+import type { QuantMethod } from '../method.js';
 
 export interface RtnResult extends QuantizedMatrix {
   /** The fake-quantized weights [rows, cols]. */
@@ -14,7 +15,19 @@ export function rtn(W: Float32Array, rows: number, cols: number, spec: QuantSpec
   return { ...m, Q: dequantizeMatrix(m, rows, cols) };
 }
 
-/** The paper's default RTN spec: asymmetric, per channel unless a group size is given. */
-export function rtnSpec(bits: number, groupSize = -1): QuantSpec {
-  return { bits, groupSize, sym: false };
-}
+/** RTN as a pipeline method: no statistics, GPTQ's grid, the GPTQ checkpoint layout. */
+export const RTN: QuantMethod = {
+  name: 'rtn',
+  label: 'RTN',
+  description: 'round-to-nearest on GPTQ\'s min-max grid (per channel or per group)',
+  stats: [],
+  needsCalibration: false,
+  nextInputs: 'quantized',
+  sequential: true,
+  options: {},
+  format: () => 'gptq',
+  quantizeLayer: (l, o) => {
+    const { Q, ...grid } = rtn(l.W, l.rows, l.cols, o.spec, l.name);
+    return { Q, grid, notes: [] };
+  },
+};

@@ -2,6 +2,8 @@ import { fmtFixed, fmtPpl } from '../../numbers.js';
 import type { CellRecord } from '../journal.js';
 import type { CellCost } from '../cost.js';
 import { formatRate } from '../../eval/speed.js';
+import { METHODS } from '../../quant/registry.js';
+import { optionKeyParts } from '../../quant/options.js';
 
 /** The paper's column layout: Method, #W, #G, the PPL sets, then CommonSenseQA tasks and MMLU; then what the cell costs. */
 export interface Column { readonly key: string; readonly title: string; readonly value: (r: CellRecord) => number | string | null }
@@ -17,10 +19,20 @@ type Results = {
 };
 const res = (r: CellRecord) => r.results as Results;
 
-export function methodLabel(r: CellRecord): string {
-  const m = r.cell.method;
-  const name = m === 'fp16' ? 'FP16' : m === 'rtn' ? 'RTN' : m === 'gptq' ? 'GPTQ' : m.toUpperCase();
-  return r.cell.scaleDtype === 'f16' && m !== 'fp16' ? `${name} (fp16 scales)` : name;
+/** The method's name as the paper writes it, with what sets the cell apart: non-default options (#A has its own column), fp16 scales. */
+function methodLabel(r: CellRecord): string {
+  if (r.cell.method === 'fp16') return 'FP16';
+  const m = Object.hasOwn(METHODS, r.cell.method) ? METHODS[r.cell.method] : undefined;
+  if (!m) return r.cell.method;
+  const parts = optionKeyParts(m, Object.fromEntries(Object.entries(r.cell.options ?? {}).filter(([k]) => k !== 'abits')));
+  if (r.cell.scaleDtype === 'f16') parts.push('fp16 scales');
+  return parts.length ? `${m.label} (${parts.join(', ')})` : m.label;
+}
+
+/** Activation bits of a cell: its abits option, else 16 (weights only). */
+function activationBits(r: CellRecord): number {
+  const a = r.cell.options?.abits;
+  return typeof a === 'number' ? a : 16;
 }
 
 /** Columns present in at least one record, in the paper's order. */
@@ -28,6 +40,7 @@ export function columnsFor(records: readonly CellRecord[]): Column[] {
   const cols: Column[] = [
     { key: 'method', title: 'Method', value: methodLabel },
     { key: 'wbits', title: '#W', value: (r) => r.cell.wbits },
+    ...(records.some((r) => typeof r.cell.options?.abits === 'number') ? [{ key: 'abits', title: '#A', value: activationBits }] : []),
     { key: 'group', title: '#G', value: (r) => (r.cell.method === 'fp16' || r.cell.group === -1 ? '-' : r.cell.group) },
   ];
   const pplSets = new Set(records.flatMap((r) => Object.keys(res(r).ppl ?? {})));

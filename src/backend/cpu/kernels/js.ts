@@ -7,7 +7,7 @@ import { decodeHalf } from '../../../tensor/codecs.js';
 import type { CpuKernels } from './kernels.js';
 import { jsLinalg } from './jsLinalg.js';
 import { gemmQPanels } from './qgemm.js';
-import type { QuantWeight } from '../../../quant/pack/gptqPack.js';
+import type { GptqPacked } from '../../../tensor/packed.js';
 
 /** y[M,N] = x[M,K] · w[N,K]ᵀ, tiles of 4 rows of x by 4 rows of w. */
 function gemm(x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void {
@@ -69,7 +69,7 @@ function gemmHalf(x: Float32Array, w: Uint16Array, dtype: 'bf16' | 'f16', y: Flo
 }
 
 /** GPTQ-packed weight: panels of output rows decoded (qgemm.ts), then the gemm above; bit-identical to gemm on dequantizeGptq(q). */
-function gemmQ(x: Float32Array, q: QuantWeight, y: Float32Array, M: number): void {
+function gemmQ(x: Float32Array, q: GptqPacked, y: Float32Array, M: number): void {
   gemmQPanels(gemm, x, q, y, M);
 }
 

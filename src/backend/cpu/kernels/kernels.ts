@@ -4,7 +4,7 @@
  * 'native' (N-API addon + BLAS). Every provider must give results equal to 'js' within the
  * tolerances of test/backend, and identical results for any thread count.
  */
-import type { QuantWeight } from '../../../quant/pack/gptqPack.js';
+import type { GptqPacked } from '../../../tensor/packed.js';
 
 export type KernelProviderName = 'js' | 'wasm' | 'native';
 
@@ -20,7 +20,7 @@ export interface CpuKernels {
    * gemm(x, dequantizeGptq(q)) on the same provider. Optional: CpuBackend decodes row panels with the
    * js reference (qgemm.ts) for a provider without it.
    */
-  gemmQ?(x: Float32Array, q: QuantWeight, y: Float32Array, M: number): void;
+  gemmQ?(x: Float32Array, q: GptqPacked, y: Float32Array, M: number): void;
   /** y[m,:] = x[m,:] / sqrt(mean(x[m,:]²) + eps) · gamma, m < M, rows of D. */
   rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void;
   /**

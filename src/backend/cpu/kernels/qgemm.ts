@@ -1,16 +1,17 @@
 /**
- * The fused dequantize-and-multiply for GPTQ-packed weights (QuantWeight), js reference:
+ * The fused dequantize-and-multiply for GPTQ-packed weights (GptqPacked), js reference:
  * output rows of the weight are decoded a panel at a time from codes to float32, exactly as
  * dequantizeGptq does (Math.fround(scale · (q − zero)), float32 scales), then multiplied with
  * the provider's f32 gemm. With the js gemm (one float64 accumulation per output element, in k
  * order, whatever the tiling) the result equals gemm(x, dequantizeGptq(q)) bit for bit.
  */
-import { packedWords, type QuantWeight } from '../../../quant/pack/gptqPack.js';
+import { packedWords } from '../../../tensor/gptqPack.js';
+import type { GptqPacked } from '../../../tensor/packed.js';
 
 type Gemm = (x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number) => void;
 
 /** Throws a RangeError (naming `op`) unless q's arrays match its shape and every g_idx is a group. */
-export function checkQuantWeight(q: QuantWeight, op = 'gemmQ'): void {
+export function checkQuantWeight(q: GptqPacked, op = 'gemmQ'): void {
   const { bits, rows, cols, groups } = q;
   for (const [k, v] of Object.entries({ rows, cols, groups })) {
     if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw new RangeError(`${op}: ${k} = ${v} is not a non-negative int32`);
@@ -33,7 +34,7 @@ export function checkQuantWeight(q: QuantWeight, op = 'gemmQ'): void {
  * Weight rows [r0, r0 + nr) of q as float32 into out[nr, cols] (row-major), the same values as the
  * corresponding rows of dequantizeGptq(q). Assumes checkQuantWeight(q) passed.
  */
-export function decodeQuantRows(q: QuantWeight, r0: number, nr: number, out: Float32Array): void {
+export function decodeQuantRows(q: GptqPacked, r0: number, nr: number, out: Float32Array): void {
   const { bits, rows: N, cols: K, groups, qweight, qzeros } = q;
   const mask = (1 << bits) - 1, zw = packedWords(N, bits);
   // per (row, group): scale in f32 and zero = (stored + 1) mod 2^bits
@@ -67,7 +68,7 @@ export const Q_PANEL = 64;
  * y[M, rows] = x[M, cols] · W'ᵀ with W' decoded Q_PANEL rows at a time (never the whole matrix),
  * each panel through `gemm`. Assumes the shapes were checked.
  */
-export function gemmQPanels(gemm: Gemm, x: Float32Array, q: QuantWeight, y: Float32Array, M: number, panelRows = Q_PANEL): void {
+export function gemmQPanels(gemm: Gemm, x: Float32Array, q: GptqPacked, y: Float32Array, M: number, panelRows = Q_PANEL): void {
   const N = q.rows, K = q.cols;
   if (M === 0 || N === 0) return;
   const rows = Math.max(1, Math.min(panelRows, N));

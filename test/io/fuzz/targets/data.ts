@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { readC4Docs } from '../../../../src/data/c4.js';
+import { dataPath, readText } from '../../../../src/data/textFiles.js';
 import { loadArc } from '../../../../src/data/tasks/arc.js';
 import { loadHellaswag } from '../../../../src/data/tasks/hellaswag.js';
 import { loadMmluSubject } from '../../../../src/data/tasks/mmlu.js';
@@ -35,7 +36,7 @@ interface Base { texts: Uint8Array[]; jsonLines: (JsonValue[] | undefined)[] }
 type Mutation = { file: number; bytes: BinaryMutation } | { file: number; line: number; json: JsonMutation };
 
 function head(rel: string, lines?: number, chars?: number): string {
-  const text = readFileSync(join(DATA, rel), 'utf8');
+  const text = readText(dataPath(DATA, rel));
   return lines ? text.split('\n').slice(0, lines).join('\n') + '\n' : text.slice(0, chars);
 }
 

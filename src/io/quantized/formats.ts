@@ -1,0 +1,130 @@
+/**
+ * The layouts a quantized linear layer is stored in, each a writer/reader pair over the same
+ * uniform-grid codes (tensor/packed.ts):
+ *   gptq  AutoGPTQ v1: `<layer>.qweight/.qzeros/.scales/.g_idx` (tensor/gptqPack.ts), any 1–8 bits, act-order
+ *   awq   AutoAWQ GEMM: `<layer>.qweight/.qzeros/.scales` (tensor/awqPack.ts), 4 bits, sequential groups
+ * `shape` checks a layer's parts against each other from the file's header alone (no data read);
+ * `read` returns the packed weight a backend multiplies by; `pack` gives the tensors to write.
+ */
+import { FormatError } from '../../errors.js';
+import { packAwq } from '../../tensor/awqPack.js';
+import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
+import { packGptq } from '../../tensor/gptqPack.js';
+import type { PackedWeight, QuantizedMatrix, ScaleDtype } from '../../tensor/packed.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { fileOf, type TensorInfo, type TensorSource } from '../source.js';
+
+export type FormatName = 'gptq' | 'awq';
+
+export interface PackedFormat {
+  readonly name: FormatName;
+  /** suffixes of a layer's stored parts; `qweight` marks a packed layer */
+  readonly parts: readonly string[];
+  /** [rows, cols] of `<base>.weight`, from the parts' headers, checked (a FormatError naming the file) */
+  shape(inner: TensorSource, infos: ReadonlyMap<string, TensorInfo>, base: string, bits: number, groupSize: number): [number, number];
+  /** the packed weight of `<base>`, checked against its shape */
+  read(inner: TensorSource, base: string, bits: number, groupSize: number): PackedWeight;
+  /** the tensors of one quantized layer, scales stored in `scaleDtype` */
+  pack(base: string, m: QuantizedMatrix, rows: number, cols: number, bits: number, groupSize: number, scaleDtype: ScaleDtype): { name: string; tensor: Tensor }[];
+}
+
+const words = (n: number, bits: number): number => Math.ceil((n * bits) / 32);
+const SCALE_DTYPES = ['f16', 'f32'];
+
+/**
+ * A [groups, rows] scales tensor in `dtype`. fp16 storage of scales that were not solved in fp16
+ * would change the weights: that is an explicit export (export.ts), never a side effect of writing.
+ */
+export function scalesTensor(scales: Float32Array, groups: number, rows: number, dtype: ScaleDtype): Tensor {
+  if (dtype === 'f32') return new Tensor('f32', [groups, rows], scales);
+  const h = new Uint16Array(scales.length);
+  for (let i = 0; i < scales.length; i++) {
+    h[i] = f32ToF16(scales[i]!);
+    if (f16ToF32(h[i]!) !== scales[i]) throw new Error(`scale ${scales[i]} is not an fp16 value: the layer was not solved with fp16 scales`);
+  }
+  return new Tensor('f16', [groups, rows], h);
+}
+
+/** The parts of `base` with their dtypes checked; a missing part names the qweight's file. */
+function parts(inner: TensorSource, infos: ReadonlyMap<string, TensorInfo>, base: string, kind: FormatName, names: readonly string[]): TensorInfo[] {
+  return names.map((p) => {
+    const name = `${base}.${p}`;
+    const t = infos.get(name);
+    if (!t) throw new FormatError(fileOf(inner, `${base}.qweight`), `${base} has a qweight but no ${p}`);
+    const want = p === 'scales' ? SCALE_DTYPES : ['i32'];
+    if (!want.includes(t.dtype)) throw new FormatError(fileOf(inner, name), `tensor "${name}" is ${t.storedAs}, a ${kind.toUpperCase()} ${p} is ${want.join(' or ').toUpperCase()}`);
+    return t;
+  });
+}
+
+function bad(inner: TensorSource, t: TensorInfo, what: string, want: string): never {
+  throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has shape [${t.shape.join(', ')}]; for ${what} it must be ${want}`);
+}
+
+export const GPTQ_FORMAT: PackedFormat = {
+  name: 'gptq',
+  parts: ['qweight', 'qzeros', 'scales', 'g_idx'],
+  shape(inner, infos, base, bits) {
+    const [qweight, qzeros, scales, gIdx] = parts(inner, infos, base, 'gptq', this.parts) as [TensorInfo, TensorInfo, TensorInfo, TensorInfo];
+    const what = `${bits}-bit GPTQ`;
+    if (qweight.shape.length !== 2 || qweight.shape[1] === 0) bad(inner, qweight, what, '[ceil(in·bits/32), out]');
+    if (gIdx.shape.length !== 1) bad(inner, gIdx, what, '[in]');
+    const rows = qweight.shape[1]!, cols = gIdx.shape[0]!;
+    if (qweight.shape[0] !== words(cols, bits)) bad(inner, qweight, what, `[${words(cols, bits)}, ${rows}] (g_idx has ${cols} columns)`);
+    if (scales.shape.length !== 2 || scales.shape[1] !== rows || scales.shape[0] === 0) bad(inner, scales, what, `[groups, ${rows}]`);
+    const groups = scales.shape[0]!;
+    if (qzeros.shape.length !== 2 || qzeros.shape[0] !== groups || qzeros.shape[1] !== words(rows, bits)) bad(inner, qzeros, what, `[${groups}, ${words(rows, bits)}]`);
+    return [rows, cols];
+  },
+  read(inner, base, bits) {
+    const qweight = inner.read(`${base}.qweight`), qzeros = inner.read(`${base}.qzeros`);
+    const scales = inner.read(`${base}.scales`), gIdx = inner.read(`${base}.g_idx`);
+    const rows = qweight.shape[1]!, cols = gIdx.shape[0]!, groups = scales.shape[0]!;
+    const g = gIdx.data as Int32Array;
+    for (let i = 0; i < cols; i++) {
+      if (!(g[i]! >= 0 && g[i]! < groups)) throw new FormatError(fileOf(inner, `${base}.g_idx`), `${base}.g_idx[${i}] = ${g[i]} is outside the ${groups} groups`);
+    }
+    return { kind: 'gptq', bits, rows, cols, groups, qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32(), gIdx: g };
+  },
+  pack(base, m, rows, cols, bits, _groupSize, scaleDtype) {
+    const { tensors: t } = packGptq(m, rows, cols, bits);
+    return [
+      { name: `${base}.qweight`, tensor: new Tensor('i32', [t.qweight.length / rows, rows], t.qweight) },
+      { name: `${base}.qzeros`, tensor: new Tensor('i32', [t.groups, t.qzeros.length / t.groups], t.qzeros) },
+      { name: `${base}.scales`, tensor: scalesTensor(t.scales, t.groups, rows, scaleDtype) },
+      { name: `${base}.g_idx`, tensor: new Tensor('i32', [cols], t.gIdx) },
+    ];
+  },
+};
+
+export const AWQ_FORMAT: PackedFormat = {
+  name: 'awq',
+  parts: ['qweight', 'qzeros', 'scales'],
+  shape(inner, infos, base, bits, groupSize) {
+    const [qweight, qzeros, scales] = parts(inner, infos, base, 'awq', this.parts) as [TensorInfo, TensorInfo, TensorInfo];
+    const what = `${bits}-bit AWQ GEMM with group size ${groupSize}`;
+    if (qweight.shape.length !== 2 || qweight.shape[1] === 0) bad(inner, qweight, what, '[in, out/8]');
+    const cols = qweight.shape[0]!, rows = qweight.shape[1]! * 8;
+    if (cols % groupSize !== 0) bad(inner, qweight, what, `[a multiple of ${groupSize}, out/8]`);
+    const groups = cols / groupSize;
+    if (scales.shape.length !== 2 || scales.shape[0] !== groups || scales.shape[1] !== rows) bad(inner, scales, what, `[${groups}, ${rows}]`);
+    if (qzeros.shape.length !== 2 || qzeros.shape[0] !== groups || qzeros.shape[1] !== rows / 8) bad(inner, qzeros, what, `[${groups}, ${rows / 8}]`);
+    return [rows, cols];
+  },
+  read(inner, base, _bits, groupSize) {
+    const qweight = inner.read(`${base}.qweight`), qzeros = inner.read(`${base}.qzeros`), scales = inner.read(`${base}.scales`);
+    const cols = qweight.shape[0]!, rows = qweight.shape[1]! * 8;
+    return { kind: 'awq', bits: 4, rows, cols, groupSize, qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32() };
+  },
+  pack(base, m, rows, cols, _bits, groupSize, scaleDtype) {
+    const t = packAwq(m, rows, cols, groupSize, base);
+    const groups = cols / groupSize;
+    return [
+      { name: `${base}.qweight`, tensor: new Tensor('i32', [cols, rows / 8], t.qweight) },
+      { name: `${base}.qzeros`, tensor: new Tensor('i32', [groups, rows / 8], t.qzeros) },
+      { name: `${base}.scales`, tensor: scalesTensor(t.scales, groups, rows, scaleDtype) },
+    ];
+  },
+};
+
+export const FORMATS: Readonly<Record<FormatName, PackedFormat>> = Object.freeze({ gptq: GPTQ_FORMAT, awq: AWQ_FORMAT });

@@ -1,0 +1,158 @@
+/**
+ * One decoder block as a method's `transformBlock` sees it: its weights as float32 host arrays
+ * (norms included) that the method may change in place, and ways to run the block or its parts on
+ * the calibration inputs through the backend: capture each linear's input, evaluate the attention
+ * half, the MLP half or one linear with candidate weights. Whatever the method leaves in `weights`
+ * is what the pipeline then quantizes layer by layer and stores.
+ */
+import type { Backend, BTensor } from '../backend/backend.js';
+import { attentionPart, blockForward, mlpPart, type LinearFn, type LinearName } from '../model/block.js';
+import type { LlamaConfig } from '../model/config.js';
+import type { ModelCheckpoint } from '../model/checkpoint.js';
+import { LINEAR_INPUT, LINEAR_PART, type InputName } from '../model/layout.js';
+import type { BlockWeights } from '../model/weights.js';
+import { NAMES } from '../io/source.js';
+import { FormatError } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
+
+export interface HostMatrix {
+  data: Float32Array;
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** A block's weights as float32 host arrays: norms [D], linears [out, in]. */
+export interface HostBlock {
+  inputNorm: Float32Array;
+  postNorm: Float32Array;
+  q: HostMatrix; k: HostMatrix; v: HostMatrix; o: HostMatrix;
+  gate: HostMatrix; up: HostMatrix; down: HostMatrix;
+}
+
+/** Reads block i of `ckpt` as float32 host copies (any stored dtype), checking the shapes the config implies. */
+export function readHostBlock(ckpt: ModelCheckpoint, i: number): HostBlock {
+  const c = ckpt.config;
+  const D = c.hiddenSize, qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim, F = c.intermediateSize;
+  const read = (name: string, shape: readonly number[]): Float32Array => {
+    const t = ckpt.weights.read(name);
+    if (t.shape.length !== shape.length || t.shape.some((d, j) => d !== shape[j])) {
+      throw new FormatError(ckpt.weights.path, `tensor ${name} has shape [${t.shape.join(', ')}], the config implies [${shape.join(', ')}]`);
+    }
+    return t.dtype === 'f32' ? (t.data as Float32Array).slice() : t.toF32();
+  };
+  const lin = (l: LinearName, rows: number, cols: number): HostMatrix => ({ data: read(NAMES.layer(i, LINEAR_PART[l]), [rows, cols]), rows, cols });
+  return {
+    inputNorm: read(NAMES.layer(i, 'input_layernorm'), [D]), postNorm: read(NAMES.layer(i, 'post_attention_layernorm'), [D]),
+    q: lin('q', qd, D), k: lin('k', kvd, D), v: lin('v', kvd, D), o: lin('o', D, qd),
+    gate: lin('gate', F, D), up: lin('up', F, D), down: lin('down', D, F),
+  };
+}
+
+export function uploadMatrix(be: Backend, m: HostMatrix): BTensor {
+  return be.uploadWeight(new Tensor('f32', [m.rows, m.cols], m.data));
+}
+
+/** The block's host weights uploaded to the backend (float32). */
+export function uploadHostBlock(be: Backend, h: HostBlock): BlockWeights {
+  const norm = (g: Float32Array) => be.uploadWeight(new Tensor('f32', [g.length], g));
+  return {
+    inputNorm: norm(h.inputNorm), postNorm: norm(h.postNorm),
+    q: uploadMatrix(be, h.q), k: uploadMatrix(be, h.k), v: uploadMatrix(be, h.v), o: uploadMatrix(be, h.o),
+    gate: uploadMatrix(be, h.gate), up: uploadMatrix(be, h.up), down: uploadMatrix(be, h.down),
+  };
+}
+
+/** What a BlockJob's method records for the quantization report: notes, and named values (AWQ's ratios and clips). */
+export interface BlockRecord {
+  readonly notes: string[];
+  readonly values: Record<string, unknown>;
+}
+
+export class BlockJob {
+  readonly record: BlockRecord = { notes: [], values: {} };
+  constructor(
+    readonly be: Backend,
+    readonly cfg: LlamaConfig,
+    /** block index */
+    readonly index: number,
+    /** the block's float weights: change them in place */
+    readonly weights: HostBlock,
+    /** the calibration sequences' hidden states entering the block (equal lengths) */
+    private readonly inputs: readonly BTensor[],
+    private readonly rope: { cos: BTensor; sin: BTensor },
+  ) {}
+
+  get sequences(): number { return this.inputs.length; }
+
+  /** `model.layers.<index>.<part>` of a linear, for messages and records. */
+  layerName(l: LinearName): string { return NAMES.layer(this.index, LINEAR_PART[l]).replace(/\.weight$/, ''); }
+
+  /**
+   * Runs the block with the current `weights` over every calibration sequence and returns the rows
+   * each requested input takes (host arrays [T, width], one per sequence).
+   */
+  async capture(names: readonly InputName[]): Promise<Map<InputName, Float32Array[]>> {
+    const want = new Set(names);
+    const out = new Map<InputName, Float32Array[]>([...want].map((n) => [n, []]));
+    const w = uploadHostBlock(this.be, this.weights);
+    try {
+      for (const x of this.inputs) {
+        const seen = new Set<InputName>();
+        const pending: Promise<void>[] = [];
+        const linear: LinearFn = (name, input, weight) => {
+          const key = LINEAR_INPUT[name];
+          if (want.has(key) && !seen.has(key)) {
+            seen.add(key);
+            pending.push(this.be.read(input).then((d) => { out.get(key)!.push(d.slice()); }));
+          }
+          return this.be.linear(input, weight);
+        };
+        this.be.free(blockForward(this.be, this.cfg, w, x, this.rope, { linear }).out);
+        await Promise.all(pending);
+      }
+    } finally {
+      freeAll(this.be, Object.values(w));
+    }
+    return out;
+  }
+
+  /** attentionPart (o-projection output, no residual) of each sequence's normed rows `n`, with linears q/k/v/o from `w`. */
+  async attention(w: Pick<HostBlock, 'q' | 'k' | 'v' | 'o'>, n: readonly Float32Array[]): Promise<Float32Array[]> {
+    const up = { q: uploadMatrix(this.be, w.q), k: uploadMatrix(this.be, w.k), v: uploadMatrix(this.be, w.v), o: uploadMatrix(this.be, w.o) };
+    try {
+      return await this.map(n, this.cfg.hiddenSize, (x) => attentionPart(this.be, this.cfg, up as unknown as BlockWeights, x, this.rope).out);
+    } finally { freeAll(this.be, Object.values(up)); }
+  }
+
+  /** mlpPart (down-projection output, no residual) of each sequence's normed rows `n`, with gate/up/down from `w`. */
+  async mlp(w: Pick<HostBlock, 'gate' | 'up' | 'down'>, n: readonly Float32Array[]): Promise<Float32Array[]> {
+    const up = { gate: uploadMatrix(this.be, w.gate), up: uploadMatrix(this.be, w.up), down: uploadMatrix(this.be, w.down) };
+    try {
+      return await this.map(n, this.cfg.hiddenSize, (x) => mlpPart(this.be, up as unknown as BlockWeights, x));
+    } finally { freeAll(this.be, Object.values(up)); }
+  }
+
+  /** x · Wᵀ for each sequence's rows x [T, W.cols]. */
+  async linear(w: HostMatrix, xs: readonly Float32Array[]): Promise<Float32Array[]> {
+    const wt = uploadMatrix(this.be, w);
+    try {
+      return await this.map(xs, w.cols, (x) => this.be.linear(x, wt));
+    } finally { this.be.free(wt); }
+  }
+
+  private async map(xs: readonly Float32Array[], width: number, f: (x: BTensor) => BTensor): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (const x of xs) {
+      const t = this.be.upload(x, [x.length / width, width]);
+      const y = f(t);
+      out.push((await this.be.read(y)).slice());
+      this.be.free(y);
+      this.be.free(t);
+    }
+    return out;
+  }
+}
+
+function freeAll(be: Backend, ts: readonly BTensor[]): void {
+  for (const t of ts) be.free(t);
+}
