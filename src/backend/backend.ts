@@ -47,6 +47,12 @@ export interface Backend {
   /** causal GQA: q[T, H·hd] at positions offset.., k/v[S, KVH·hd] → [T, H·hd] */
   attention(q: BTensor, k: BTensor, v: BTensor, opts: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): BTensor;
   siluMul(gate: BTensor, up: BTensor): BTensor;
+  /**
+   * Per-row symmetric absmax fake quantization to `bits` (SmoothQuant's dynamic per-token activation
+   * quantization): s = max(max|x_row|, 1e-5) / (2^(bits−1) − 1), x' = round(x / s) · s, ties to even,
+   * float32 throughout.
+   */
+  quantizeRows(x: BTensor, bits: number): BTensor;
   add(a: BTensor, b: BTensor): BTensor;
   /** rows [start, start+count) of x[M, D] → [count, D] */
   rows(x: BTensor, start: number, count: number): BTensor;

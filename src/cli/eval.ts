@@ -14,6 +14,7 @@ import { PPL_DATASET_INFO } from '../data/pplData.js';
 import { dataPath } from '../data/textFiles.js';
 import { TASKS } from '../eval/tasks/registry.js';
 import { existsSync } from 'node:fs';
+import { describeActivation } from '../model/activation.js';
 
 interface EvalOptions extends CommonOptions, BackendCliOptions {
   ppl?: string; seqlen?: string; limit?: string; out?: string; tasks?: string; bos?: boolean; encoding?: string; kvReuse?: boolean;
@@ -76,13 +77,13 @@ export function registerEval(program: Command): void {
     }
     const name = basename(modelPath(o));
     const record = {
-      command: 'eval', model: modelPath(o), format: ckpt.format, backend: be.description,
+      command: 'eval', model: modelPath(o), format: ckpt.format, backend: be.description, activation: ckpt.activation ?? null,
       seqlen, seqlenSource,
       limit: limit ?? null, results, tasks,
     };
     if (o.out) writeJsonAtomic(o.out, record);
     if (o.json) { process.stdout.write(JSON.stringify(record, null, 2) + '\n'); return; }
-    console.log(`model ${name} (${ckpt.format}), ${be.description}`);
+    console.log(`model ${name} (${ckpt.format}), ${be.description}; ${describeActivation(ckpt.activation)}`);
     if (results.length) printPpl(name, results, seqlen, record.seqlenSource, limit);
     if (tasks.length) printTasks(name, tasks, limit);
     console.log(`tokenizer: ${ckpt.tokenizer.description}`);

@@ -9,7 +9,7 @@ import { givenMethodOptions, methodOptionFlags } from './methodOptions.js';
 import { UsageError } from '../errors.js';
 
 interface QuantizeCliOptions extends CommonOptions, BackendCliOptions {
-  method: string; wbits: string; group: string; sym?: boolean; scaleDtype: string;
+  method: string; wbits: string; group?: string; sym?: boolean; scaleDtype: string;
   hessian: string; calib: string; nsamples: string; seed: string; seqlen?: string; out?: string; trueSequential?: boolean;
   force?: boolean; allowLongContext?: boolean;
 }
@@ -19,7 +19,7 @@ export function registerQuantize(program: Command): void {
     .description('quantize every linear layer (one decoder block at a time) and write a GPTQ-layout checkpoint')
     .option('--method <name>', `quantization method: ${Object.keys(METHODS).join(', ')}`, 'gptq')
     .option('--wbits <n>', 'weight bits, 1-8', '4')
-    .option('--group <g>', 'input columns per group, -1 = per output channel', '128')
+    .option('--group <g>', 'input columns per group, -1 = per output channel (default 128; smoothquant: -1)')
     .option('--sym', 'symmetric grid (default: asymmetric, as the paper)')
     .option('--no-true-sequential', 'quantize all layers of a block from the same inputs (methods that quantize sequentially)');
   methodOptionFlags(cmd);
@@ -38,8 +38,8 @@ export function registerQuantize(program: Command): void {
   cmd.action(async (o: QuantizeCliOptions, self: Command) => {
     const ckpt = loadCheckpoint(o);
     if (o.hessian !== 'f64' && o.hessian !== 'f32') throw new UsageError(`--hessian must be f64 or f32 (got '${o.hessian}')`);
-    const group = Number(o.group);
-    if (!Number.isInteger(group)) throw new UsageError(`--group must be an integer (got '${o.group}')`);
+    const group = o.group === undefined ? undefined : Number(o.group);
+    if (group !== undefined && !Number.isInteger(group)) throw new UsageError(`--group must be an integer (got '${o.group}')`);
     const seqlen = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext);
     const be = await createBackend(o);
     const progress = new Progress(!!o.json);

@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../model/checkpoint.js';
 import { streamedNll, type StreamProgress } from '../model/stream.js';
 import { pplStream } from '../data/pplData.js';
 import { UsageError } from '../errors.js';
@@ -19,6 +19,8 @@ export interface PplResult {
   readonly windowsEvaluated: number;
   readonly limit: number | null;
   readonly backend: string;
+  /** the activation quantization the model ran with (a SmoothQuant checkpoint), null for none */
+  readonly activation: ActivationQuant | null;
   readonly seconds: number;
   readonly files: readonly string[];
   readonly notes: readonly string[];
@@ -64,7 +66,7 @@ export async function evaluatePpl(ckpt: ModelCheckpoint, be: Backend, dataset: s
   return {
     dataset, protocol: 'gptq', ppl: pplFromWindowNlls(nlls), seqlen: opts.seqlen, bos: stream.info.bos,
     tokenizer: ckpt.tokenizer.description, tokens: stream.ids.length, windows: all, windowsEvaluated: windows.length,
-    limit: opts.limit ?? null, backend: be.description, seconds: (performance.now() - t0) / 1000,
+    limit: opts.limit ?? null, backend: be.description, activation: ckpt.activation ?? null, seconds: (performance.now() - t0) / 1000,
     files: stream.info.files, notes: stream.info.notes ?? [],
   };
 }

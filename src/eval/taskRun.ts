@@ -34,10 +34,11 @@ export async function evaluateTasks(ckpt: ModelCheckpoint, backend: Backend, tas
   const results: TaskResult[] = [];
   for (const spec of specs) {
     const onProgress = opts.onProgress;
-    results.push(await evaluateTask(spec, scorer, ckpt.tokenizer, {
+    const r = await evaluateTask(spec, scorer, ckpt.tokenizer, {
       limit: opts.limit, bos: opts.bos, encoding: opts.encoding, dataDir: opts.dataDir, batchSize: opts.batchSize,
       onProgress: onProgress && ((done, total) => onProgress(spec.name, done, total)),
-    }));
+    });
+    results.push({ ...r, activation: ckpt.activation ?? null });
   }
   return results;
 }

@@ -1,6 +1,7 @@
 import type { Backend, BTensor } from '../backend/backend.js';
 import type { ModelCheckpoint } from './checkpoint.js';
-import { blockForward, concatAllRows, type BatchSegment, type KvState } from './block.js';
+import { blockForward, concatAllRows, type BatchSegment, type KvState, type LinearFn } from './block.js';
+import { checkpointLinear } from './activation.js';
 import { ropeForSegments } from './batch.js';
 import { ropeFor } from './stream.js';
 import { loadBlock, loadEmbedding, loadHead, type BlockWeights } from './weights.js';
@@ -30,7 +31,12 @@ export class LlamaModel {
     readonly ckpt: ModelCheckpoint, readonly be: Backend,
     private readonly embed: BTensor, private readonly blocks: BlockWeights[],
     private readonly norm: BTensor, private readonly head: BTensor,
-  ) {}
+  ) {
+    this.linear = checkpointLinear(ckpt, be);
+  }
+
+  /** the linears' runner: activation fake-quantization when the checkpoint has it */
+  private readonly linear: LinearFn | undefined;
 
   static load(ckpt: ModelCheckpoint, be: Backend): LlamaModel {
     const embed = loadEmbedding(ckpt, be);
@@ -54,7 +60,7 @@ export class LlamaModel {
     let x = this.be.embedding(this.embed, ids);
     const layers: KvState[] = [];
     this.blocks.forEach((w, i) => {
-      const r = blockForward(this.be, this.config, w, x, rope, { offset, past: [cache?.layers[i]] });
+      const r = blockForward(this.be, this.config, w, x, rope, { offset, past: [cache?.layers[i]], linear: this.linear });
       x = r.out;
       layers.push(r.kvs[0]!);
     });
@@ -88,7 +94,7 @@ export class LlamaModel {
     let x = this.be.embedding(this.embed, ids);
     const layers: KvState[][] = segments.map(() => []);
     this.blocks.forEach((w, b) => {
-      const r = blockForward(this.be, this.config, w, x, rope, { segments: segs, past: segments.map((s) => s.cache?.layers[b]) });
+      const r = blockForward(this.be, this.config, w, x, rope, { segments: segs, past: segments.map((s) => s.cache?.layers[b]), linear: this.linear });
       x = r.out;
       r.kvs.forEach((kv, s) => layers[s]!.push(kv));
     });

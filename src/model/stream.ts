@@ -1,6 +1,7 @@
 import type { Backend, BTensor } from '../backend/backend.js';
 import type { ModelCheckpoint } from './checkpoint.js';
 import { blockForward } from './block.js';
+import { checkpointLinear } from './activation.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import { freeBlock, headTensorName, loadBlock, type BlockWeights } from './weights.js';
 import { NAMES } from '../io/source.js';
@@ -133,7 +134,8 @@ export function embedAll(ckpt: ModelCheckpoint, be: Backend, seqs: Int32Array[],
 
 /** Plain forward of all blocks over equal-length sequences starting at position 0. */
 export function forwardBlock(ckpt: ModelCheckpoint, be: Backend, rope: { cos: BTensor; sin: BTensor }) {
-  return async (_i: number, w: BlockWeights, xs: BTensor[]) => xs.map((x) => blockForward(be, ckpt.config, w, x, rope).out);
+  const linear = checkpointLinear(ckpt, be);
+  return async (_i: number, w: BlockWeights, xs: BTensor[]) => xs.map((x) => blockForward(be, ckpt.config, w, x, rope, { linear }).out);
 }
 
 /** log(e^a + e^b) in float64 (max trick). */

@@ -14,6 +14,7 @@
  * search and clipping, SmoothQuant's smoothing).
  */
 import type { LinearName } from '../model/block.js';
+import type { LlamaConfig } from '../model/config.js';
 import type { QuantSpec, QuantizedMatrix } from './core/grid.js';
 import type { QuantLinalg } from './core/linalgProvider.js';
 import type { BlockJob } from './blockJob.js';
@@ -94,13 +95,17 @@ export interface QuantMethod {
   readonly stats: readonly StatKind[];
   /** whether the method cannot run without calibration data */
   readonly needsCalibration: boolean;
+  /** the group size when none is given (default 128) */
+  readonly defaultGroupSize?: number;
+  /** a grid the method always uses: symmetric (SmoothQuant) or asymmetric (AWQ); unset: --sym decides */
+  readonly symmetric?: boolean;
   /** where block i+1's calibration inputs come from */
   readonly nextInputs: 'quantized' | 'float';
   /** quantize layers in GPTQ's true-sequential groups (statistics recomputed after each group) */
   readonly sequential: boolean;
   readonly options: Readonly<Record<string, OptionSpec>>;
-  /** the layout of the checkpoint (may depend on the settings, e.g. AWQ's GEMM layout is 4-bit only) */
-  format(spec: QuantSpec): StorageFormatName;
+  /** the layout of the checkpoint (may depend on the settings and shapes: AWQ's GEMM layout is 4-bit, out_features a multiple of 8) */
+  format(spec: QuantSpec, cfg: LlamaConfig): StorageFormatName;
   /** activation quantization the quantized model must run with, if any */
   activation?(options: OptionValues): ActivationQuant | undefined;
   /** checks settings the option schema cannot express (a UsageError) */

@@ -13,8 +13,8 @@ import { UsageError } from '../errors.js';
 export interface QuantizeModelOptions {
   readonly method: string;
   readonly bits: number;
-  /** -1 = per output channel */
-  readonly group: number;
+  /** input columns per group, -1 = per output channel; default the method's (128, SmoothQuant: -1) */
+  readonly group?: number;
   readonly sym?: boolean;
   /** the method's own options (its schema in method.ts: e.g. gptq's actOrder, percdamp; smoothquant's abits, alpha) */
   readonly options?: Readonly<Record<string, boolean | number | undefined>>;
@@ -70,19 +70,21 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const t0 = performance.now();
   const method = getMethod(o.method);
   checkBits(o.bits, 8, '--wbits');
-  if (!Number.isInteger(o.group) || (o.group !== -1 && o.group < 1)) throw new UsageError(`--group must be -1 (per channel) or a positive integer (got ${o.group})`);
+  const group = o.group ?? method.defaultGroupSize ?? 128;
+  if (!Number.isInteger(group) || (group !== -1 && group < 1)) throw new UsageError(`--group must be -1 (per channel) or a positive integer (got ${group})`);
   const scaleDtype = o.scaleDtype ?? 'f32';
   if (scaleDtype !== 'f32' && scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${scaleDtype}')`);
-  const spec = { bits: o.bits, groupSize: o.group, sym: o.sym ?? false, scaleDtype };
+  if (method.symmetric === false && o.sym) throw new UsageError(`${method.name} quantizes with zero points: drop --sym`);
+  const spec = { bits: o.bits, groupSize: group, sym: method.symmetric ?? o.sym ?? false, scaleDtype };
   const options = resolveOptions(method, o.options ?? {}, allOptions(METHODS));
   method.validate?.(spec, options);
   const calibSource = o.calib ?? DEFAULT_CALIBRATION;
   if (method.needsCalibration && calibSource === 'none') throw new UsageError(`${method.name} needs calibration data: --calib none is only for methods without (rtn)`);
-  const format = method.format(spec);
+  const format = method.format(spec, ckpt.config);
   const activation = method.activation?.(options);
   QuantizedCheckpointWriter.prepare(o.out, o.force ?? false);
   const settings = {
-    bits: o.bits, groupSize: o.group, sym: spec.sym, ...options, trueSequential: o.trueSequential ?? true,
+    bits: o.bits, groupSize: group, sym: spec.sym, ...options, trueSequential: o.trueSequential ?? true,
     hessianPrecision: o.hessianPrecision ?? 'f64', scaleDtype, scaleProtocol: SCALE_PROTOCOL[scaleDtype], format,
     ...(activation ? { activation } : {}),
   };
@@ -91,7 +93,7 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
     ? calibrationSet(calibSource, ckpt.tokenizer, { nsamples: o.nsamples ?? 128, seqlen, seed: o.seed ?? 0, ...(o.dataDir ? { dataDir: o.dataDir } : {}) })
     : undefined;
   const writer = new QuantizedCheckpointWriter(ckpt, {
-    method: method.name, format, bits: o.bits, groupSize: o.group, sym: spec.sym, scaleDtype, trueSequential: settings.trueSequential,
+    method: method.name, format, bits: o.bits, groupSize: group, sym: spec.sym, scaleDtype, trueSequential: settings.trueSequential,
     actOrder: options.actOrder === true, staticGroups: options.staticGroups === true,
     ...(typeof options.percdamp === 'number' ? { percdamp: options.percdamp } : {}), ...(activation ? { activation } : {}),
   });

@@ -18,6 +18,27 @@ function rowLogSumExp(x: Float32Array, o: number, n: number): number {
   return mx + Math.log(sum);
 }
 
+/** torch.round: nearest, ties to even. */
+function roundEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * SmoothQuant's `quantize_activation_per_token_absmax` on rows x[M, D] into y, in float32: per row
+ * s = max(max|x|, 1e-5) / qmax with qmax = 2^(bits−1) − 1, y = round(x / s) · s (no clamp, as the reference).
+ */
+export function quantizeRowsAbsmax(x: Float32Array, y: Float32Array, M: number, D: number, bits: number): void {
+  const qmax = 2 ** (bits - 1) - 1;
+  for (let m = 0; m < M; m++) {
+    const o = m * D;
+    let mx = 0;
+    for (let j = 0; j < D; j++) { const a = Math.abs(x[o + j]!); if (a > mx) mx = a; }
+    const s = Math.fround(Math.max(mx, Math.fround(1e-5)) / qmax);
+    for (let j = 0; j < D; j++) y[o + j] = Math.fround(roundEven(Math.fround(x[o + j]! / s)) * s);
+  }
+}
+
 /** Host-memory tensor of the CPU backend. */
 class CpuTensor implements BTensor {
   constructor(
@@ -214,6 +235,15 @@ export class CpuBackend implements Backend {
     expectShape('siluMul', 'up', u.shape, g.shape);
     const out = f32(g.shape);
     this.kernels.siluMul(g.f32, u.f32, out.f32, g.f32.length);
+    return out;
+  }
+
+  quantizeRows(x: BTensor, bits: number): BTensor {
+    const xs = t(x);
+    if (!Number.isInteger(bits) || bits < 2 || bits > 16) throw new RangeError(`quantizeRows: bits ${bits} is not an integer in 2..16`);
+    const D = xs.shape[xs.shape.length - 1]!;
+    const out = f32(xs.shape);
+    quantizeRowsAbsmax(xs.f32, out.f32, xs.f32.length / Math.max(D, 1), D, bits);
     return out;
   }
 

@@ -9,6 +9,7 @@ import { loadPiqa } from '../../data/tasks/piqa.js';
 import { loadWinogrande } from '../../data/tasks/winogrande.js';
 import { UsageError } from '../../errors.js';
 import type { Tokenizer } from '../../io/tokenizer.js';
+import type { ActivationQuant } from '../../model/checkpoint.js';
 import { defaultDataDir } from '../../paths.js';
 import type { Scorer } from '../scorer.js';
 import { MMLU_SHOTS, runMmlu, type AccEntry } from './mmlu.js';
@@ -137,6 +138,8 @@ export interface TaskResult {
   readonly variant?: string;
   readonly tokenizer: string;
   readonly maxContext: number;
+  /** the activation quantization the model ran with (a SmoothQuant checkpoint), null for none */
+  readonly activation?: ActivationQuant | null;
   readonly acc: number;
   readonly acc_norm?: number;
   readonly stderr: { readonly acc: number; readonly acc_norm?: number };

@@ -1,0 +1,226 @@
+/**
+ * AWQ, activation-aware weight quantization (Lin et al., 2023), as mit-han-lab/llm-awq runs it
+ * (`awq/quantize/pre_quant.py` run_awq, `auto_scale.py`, `auto_clip.py`, `quantizer.py`):
+ *
+ * Per decoder block, in floating point (nothing is quantized during the search, and the next block's
+ * calibration inputs are this block's float outputs, taken before any change):
+ * 1. Every linear's input is captured from one float forward over all calibration sequences.
+ * 2. Scale search, per fold of model/layout.ts (input_layernorm → q,k,v judged on the attention output;
+ *    v → o only when v and o have the same shape, so never under GQA; post_attention_layernorm → gate,up
+ *    judged on the MLP output; up → down), each against the original weights: x_mean = mean |x| per input
+ *    channel; for ratio = i/n_grid, i = 0..n_grid−1: s = max(x_mean^ratio, 1e-4), s /= sqrt(max(s)·min(s));
+ *    the consumers become Q(W·diag(s))·diag(s)⁻¹; loss = mean squared difference of the judged output from
+ *    the original's; the first strict minimum wins (ratio 0, s = 1, is plain round-to-nearest).
+ * 3. The chosen scales are folded (producer /= s: a norm's weight or a linear's rows; consumers' columns
+ *    *= s) and the captured inputs divided by s.
+ * 4. Clipping (auto_clip) on every linear but q and k: 512 tokens (every ⌊N/512⌋-th of the N captured),
+ *    per output row and group, the group's max |w| shrunk by (1 − i/20) for i = 0..9, a symmetric clamp,
+ *    then the quantizer; error = mean over the tokens of the group's partial product's squared change;
+ *    first strict minimum; the weights are clamped in place.
+ * Then every linear is quantized with llm-awq's quantizer (awqQuantizer.ts).
+ *
+ * Differences from the reference, on purpose: float32 instead of fp16 arithmetic; per-channel (no
+ * groups) clips each whole row, where the reference's clip search fails for q_group_size ≤ 0; the token
+ * subsampling step is at least 1 (the reference fails with fewer than 512 tokens, as AutoAWQ fixed).
+ */
+import { UsageError } from '../../errors.js';
+import { LINEARS, type LinearName } from '../../model/block.js';
+import { LINEAR_INPUT, SCALE_FOLDS, type InputName, type ScaleFold } from '../../model/layout.js';
+import type { BlockJob, HostBlock, HostMatrix } from '../blockJob.js';
+import type { MethodOptions, QuantMethod } from '../method.js';
+import { foldScale } from '../core/fold.js';
+import { awqQuantize, awqQuantizeGroup } from './awqQuantizer.js';
+
+const SCALE_MIN = Math.fround(1e-4);
+/** auto_clip: n_grid 20, max_shrink 0.5 (shrinks 0..9), 512 sampled tokens; q and k are not clipped. */
+const CLIP_GRID = 20, CLIP_STEPS = 10, CLIP_TOKENS = 512;
+const NOT_CLIPPED: ReadonlySet<LinearName> = new Set(['q', 'k']);
+
+type Gemm = (x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number) => void;
+
+/** The fake-quantized copy of W·diag(s), divided back by s: what the block computes with scale s and quantized weights. */
+function scaledQuantized(W: HostMatrix, s: Float32Array, groupSize: number, bits: number, o: MethodOptions): HostMatrix {
+  const { rows, cols } = W;
+  const ws = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) ws[r * cols + c] = Math.fround(W.data[r * cols + c]! * s[c]!);
+  const { Q } = awqQuantize(ws, rows, cols, groupSize, bits, o.spec.scaleDtype);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) Q[r * cols + c] = Math.fround(Q[r * cols + c]! / s[c]!);
+  return { data: Q, rows, cols };
+}
+
+/** mean over all tokens of |x| per channel (llm-awq's get_act_scale), summed in float64. */
+function meanAbs(xs: readonly Float32Array[], cols: number): Float32Array {
+  const sum = new Float64Array(cols);
+  let n = 0;
+  for (const x of xs) {
+    for (let i = 0; i < x.length; i++) sum[i % cols] += Math.abs(x[i]!);
+    n += x.length / cols;
+  }
+  return Float32Array.from(sum, (v) => v / n);
+}
+
+function meanSquaredDiff(a: readonly Float32Array[], b: readonly Float32Array[]): number {
+  let s = 0, n = 0;
+  for (let k = 0; k < a.length; k++) {
+    const x = a[k]!, y = b[k]!;
+    for (let i = 0; i < x.length; i++) { const d = x[i]! - y[i]!; s += d * d; }
+    n += x.length;
+  }
+  return s / n;
+}
+
+/** The output a fold's scale is judged on, with candidate consumer weights `w` (the others as they are). */
+async function judged(job: BlockJob, fold: ScaleFold, w: Partial<HostBlock>, x: readonly Float32Array[]): Promise<Float32Array[]> {
+  const b = { ...job.weights, ...w };
+  switch (fold.input) {
+    case 'attnIn': return job.attention(b, x);
+    case 'mlpIn': return job.mlp(b, x);
+    case 'attnOut': return job.linear(b.o, x);
+    case 'mlpAct': return job.linear(b.down, x);
+  }
+}
+
+/** auto_scale: the best ratio index for one fold, and its scales. */
+async function searchScale(job: BlockJob, fold: ScaleFold, x: readonly Float32Array[], o: MethodOptions, nGrid: number):
+  Promise<{ index: number; s: Float32Array; loss: number; loss0: number }> {
+  const cols = job.weights[fold.consumers[0]!].cols;
+  const xMean = meanAbs(x, cols);
+  const original = await judged(job, fold, {}, x);
+  let best: { index: number; s: Float32Array; loss: number } | undefined;
+  let loss0 = NaN;
+  for (let i = 0; i < nGrid; i++) {
+    const ratio = i / nGrid;
+    const s = Float32Array.from(xMean, (v) => Math.max(Math.fround(v ** ratio), SCALE_MIN));
+    let mx = -Infinity, mn = Infinity;
+    for (const v of s) { if (v > mx) mx = v; if (v < mn) mn = v; }
+    const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
+    for (let c = 0; c < cols; c++) s[c] = Math.fround(s[c]! / norm);
+    const candidate: Partial<HostBlock> = {};
+    for (const l of fold.consumers) candidate[l] = scaledQuantized(job.weights[l], s, o.spec.groupSize, o.spec.bits, o);
+    const loss = meanSquaredDiff(original, await judged(job, fold, candidate, x));
+    if (i === 0) loss0 = loss;
+    if (!best || loss < best.loss) best = { index: i, s, loss };
+  }
+  if (!best || !Number.isFinite(best.loss)) throw new UsageError(`${job.layerName(fold.consumers[0]!)}: AWQ's scale search found no finite loss (non-finite activations?)`);
+  return { ...best, loss0 };
+}
+
+/** Folds scale s into the block and divides the captured input by it (apply_scale with input_feat_dict). */
+function applyScale(w: HostBlock, fold: ScaleFold, s: Float32Array, captured: Float32Array[]): void {
+  foldScale(w, fold, s);
+  for (const x of captured) for (let i = 0; i < x.length; i++) x[i] = Math.fround(x[i]! / s[i % s.length]!);
+}
+
+/** Every ⌊N/512⌋-th of the N captured tokens (at least 1 apart), as one [n, cols] array. */
+function sampleTokens(xs: readonly Float32Array[], cols: number): { x: Float32Array; n: number } {
+  const total = xs.reduce((a, x) => a + x.length / cols, 0);
+  const step = Math.max(1, Math.floor(total / CLIP_TOKENS));
+  const n = Math.ceil(total / step);
+  const out = new Float32Array(n * cols);
+  let t = 0, k = 0;
+  for (const x of xs) {
+    const T = x.length / cols;
+    for (let i = 0; i < T; i++, t++) if (t % step === 0) out.set(x.subarray(i * cols, (i + 1) * cols), (k++) * cols);
+  }
+  return { x: out, n };
+}
+
+/**
+ * auto_clip for one linear: per output row and group, the shrink of the group's max |w| whose clamped
+ * and quantized weights change the group's partial products on the sampled tokens least. Clamps W in
+ * place; returns how often each shrink step was chosen.
+ */
+function autoClip(W: HostMatrix, X: { x: Float32Array; n: number }, groupSize: number, bits: number, o: MethodOptions, gemm: Gemm): number[] {
+  const { rows, cols } = W, gs = groupSize === -1 ? cols : groupSize, n = X.n;
+  const chosen = new Array<number>(CLIP_STEPS).fill(0);
+  const xg = new Float32Array(n * gs), wg = new Float32Array(rows * gs), cur = new Float32Array(rows * gs), q = new Float32Array(rows * gs);
+  const org = new Float32Array(n * rows), out = new Float32Array(n * rows);
+  const orgMax = new Float32Array(rows), best = new Float32Array(rows), minErr = new Float64Array(rows), maxVal = new Float32Array(rows);
+  for (let g0 = 0; g0 < cols; g0 += gs) {
+    for (let t = 0; t < n; t++) xg.set(X.x.subarray(t * cols + g0, t * cols + g0 + gs), t * gs);
+    for (let r = 0; r < rows; r++) {
+      wg.set(W.data.subarray(r * cols + g0, r * cols + g0 + gs), r * gs);
+      let m = 0;
+      for (let j = 0; j < gs; j++) m = Math.max(m, Math.abs(wg[r * gs + j]!));
+      orgMax[r] = m;
+    }
+    gemm(xg, wg, org, n, rows, gs);
+    minErr.fill(Infinity);
+    const step = new Uint8Array(rows);
+    for (let i = 0; i < CLIP_STEPS; i++) {
+      const f = 1 - i / CLIP_GRID;
+      for (let r = 0; r < rows; r++) {
+        const mv = Math.fround(orgMax[r]! * f);
+        maxVal[r] = mv;
+        for (let j = 0; j < gs; j++) { const v = wg[r * gs + j]!; cur[r * gs + j] = v > mv ? mv : v < -mv ? -mv : v; }
+        awqQuantizeGroup(cur, r * gs, (r + 1) * gs, bits, o.spec.scaleDtype, undefined, q);
+      }
+      gemm(xg, q, out, n, rows, gs);
+      for (let r = 0; r < rows; r++) {
+        let e = 0;
+        for (let t = 0; t < n; t++) { const d = out[t * rows + r]! - org[t * rows + r]!; e += d * d; }
+        e /= n;
+        if (e < minErr[r]!) { minErr[r] = e; best[r] = maxVal[r]!; step[r] = i; }
+      }
+    }
+    for (let r = 0; r < rows; r++) {
+      chosen[step[r]!]!++;
+      const mv = best[r]!;
+      for (let j = 0; j < gs; j++) {
+        const k = r * cols + g0 + j, v = W.data[k]!;
+        W.data[k] = v > mv ? mv : v < -mv ? -mv : v;
+      }
+    }
+  }
+  return chosen;
+}
+
+export const AWQ: QuantMethod = {
+  name: 'awq',
+  label: 'AWQ',
+  description: 'AWQ: activation-aware scaling and clipping, then round-to-nearest (Lin et al., 2023; llm-awq)',
+  stats: [],
+  needsCalibration: true,
+  nextInputs: 'float',
+  sequential: false,
+  symmetric: false,
+  options: {
+    awqGrid: { kind: 'integer', default: 20, min: 1, max: 1000, flag: '--awq-grid', help: 'scale-search grid points (ratio i/n for i < n; 1 = no scaling)', key: (v) => `grid${v}` },
+    awqClip: { kind: 'boolean', default: true, flag: '--awq-clip', help: 'clip search on v, o, gate, up, down (--no-awq-clip skips it)', key: () => 'noclip' },
+  },
+  // AutoAWQ's GEMM layout holds 4-bit weights in groups, out_features a multiple of 8; anything else goes in GPTQ's layout
+  format: (spec, c) => (spec.bits === 4 && spec.groupSize > 0
+    && [c.numHeads * c.headDim, c.numKvHeads * c.headDim, c.hiddenSize, c.intermediateSize].every((n) => n % 8 === 0) ? 'awq' : 'gptq'),
+  async transformBlock(job, o) {
+    const nGrid = o.options.awqGrid as number;
+    const captured = await job.capture(['attnIn', 'attnOut', 'mlpIn', 'mlpAct']);
+    const ratios: Record<string, unknown> = {};
+    const chosen: { fold: ScaleFold; s: Float32Array }[] = [];
+    for (const fold of SCALE_FOLDS) {
+      const p = fold.producer;
+      if ('linear' in p && job.weights[p.linear].rows !== job.weights[fold.consumers[0]!].cols) {
+        ratios[fold.input] = `skipped: ${p.linear} has ${job.weights[p.linear].rows} outputs, ${fold.consumers.join(',')} ${job.weights[fold.consumers[0]!].cols} inputs (grouped-query attention)`;
+        continue;
+      }
+      const r = await searchScale(job, fold, captured.get(fold.input)!, o, nGrid);
+      ratios[fold.input] = { index: r.index, ratio: r.index / nGrid, loss: r.loss, lossRatio0: r.loss0 };
+      chosen.push({ fold, s: r.s });
+    }
+    for (const { fold, s } of chosen) applyScale(job.weights, fold, s, captured.get(fold.input)!);
+    const clips: Record<string, number[]> = {};
+    if (o.options.awqClip) {
+      const gemm = job.be.hostKernels.gemm.bind(job.be.hostKernels);
+      const samples = new Map<InputName, { x: Float32Array; n: number }>();
+      for (const l of LINEARS.filter((x) => !NOT_CLIPPED.has(x))) {
+        const input = LINEAR_INPUT[l], W = job.weights[l];
+        if (!samples.has(input)) samples.set(input, sampleTokens(captured.get(input)!, W.cols));
+        clips[l] = autoClip(W, samples.get(input)!, o.spec.groupSize, o.spec.bits, o, gemm);
+      }
+    }
+    job.record.values.awq = { scaleRatios: ratios, ...(o.options.awqClip ? { clipSteps: clips, clipShrinks: Array.from({ length: CLIP_STEPS }, (_, i) => 1 - i / CLIP_GRID) } : {}) };
+  },
+  quantizeLayer(l, o) {
+    const { Q, ...grid } = awqQuantize(l.W, l.rows, l.cols, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype);
+    return { Q, grid, notes: [] };
+  },
+};
