@@ -16,6 +16,7 @@ const runs: [string, string[]][] = [
   ['gptqLayer.js', full ? ['--full'] : []],
   ['linalg.js', quick ? ['--skip', 'eigen,qr'] : []],
   ['quantMemory.js', ['rtn', '4', quick ? '64' : '128']],
+  ['awqBlock.js', quick ? ['1', '256'] : ['4', '512']],
   ['tasks.js', []],
   ...(quick ? [] : [['studyTime.js', ['quick']] as [string, string[]]]),
 ];

@@ -11,7 +11,7 @@ import { UsageError } from '../errors.js';
 interface QuantizeCliOptions extends CommonOptions, BackendCliOptions {
   method: string; wbits: string; group?: string; sym?: boolean; scaleDtype: string;
   hessian: string; calib: string; nsamples: string; seed: string; seqlen?: string; out?: string; trueSequential?: boolean;
-  force?: boolean; allowLongContext?: boolean;
+  force?: boolean; allowLongContext?: boolean; errors?: boolean;
 }
 
 export function registerQuantize(program: Command): void {
@@ -30,6 +30,7 @@ export function registerQuantize(program: Command): void {
     .option('--seed <n>', 'calibration sampler seed (CPython random.seed)', '0')
     .option('--seqlen <n>', "calibration window length (default: min(2048, the model's context))")
     .option('--allow-long-context', '--seqlen may exceed the model\'s context')
+    .option('--no-errors', 'skip the per-layer reconstruction errors (saves a Hessian per layer input for methods that need none)')
     .requiredOption('--out <dir>', 'output folder (new or empty; an existing lowbit checkpoint only with --force)')
     .option('--force', 'replace a lowbit checkpoint already in --out')
     .option('--json', 'print the report as JSON');
@@ -46,7 +47,7 @@ export function registerQuantize(program: Command): void {
     progress.start(ckpt.config.numLayers, `${o.method} w${o.wbits}`);
     const report = await quantizeModel(ckpt, be, {
       method: o.method, bits: Number(o.wbits), group, sym: !!o.sym, options: givenMethodOptions(self) as Record<string, number | boolean>,
-      scaleDtype: o.scaleDtype as 'f32' | 'f16', hessianPrecision: o.hessian, trueSequential: o.trueSequential !== false,
+      scaleDtype: o.scaleDtype as 'f32' | 'f16', hessianPrecision: o.hessian, trueSequential: o.trueSequential !== false, reportErrors: o.errors !== false,
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       seqlen: seqlen.value, dataDir: dataDir(o), out: resolve(o.out!), force: !!o.force,
       onProgress: (p) => progress.update(p.block, p.layer ?? `block ${p.block + 1}`),

@@ -2,13 +2,14 @@
  * What a checkpoint costs on disk: the bytes of its files, and its bits per weight as stored and as the
  * method's nominal figure. Reads directory listings, file sizes and headers only, never tensor data.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.js';
 import type { ModelCheckpoint } from '../model/checkpoint.js';
 import { DTYPE_BYTES, SAFETENSORS_DTYPES } from '../tensor/dtype.js';
 import { GGML_LAYOUT, GgmlType } from './gguf/types.js';
-import { QUANT_CONFIG, QUANT_REPORT } from './quantized/layout.js';
+import { FORMATS, type FormatName } from './quantized/formats.js';
+import { readQuantConfig } from './quantized/reader.js';
 import { openSafetensorsDir } from './safetensors.js';
 import { LAYER_PARTS, type TensorInfo } from './source.js';
 
@@ -48,7 +49,7 @@ export interface BitsPerWeight {
   readonly label: string;
 }
 
-const GPTQ_STORED = /^GPTQ-INT(\d)$/;
+const PACKED_STORED = /^(GPTQ|AWQ)-INT(\d)$/;
 /** Q8_0 and Q4_0 blocks: `d` (one fp16 scale) then the codes (ggml-common.h block_q8_0, block_q4_0). */
 const GGML_BLOCK_SCALE_BYTES = 2;
 const LINEAR_PARTS = LAYER_PARTS.filter((p) => p.endsWith('_proj'));
@@ -63,7 +64,7 @@ const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /** The files of `ckpt` and their sizes. */
 export function checkpointFiles(ckpt: ModelCheckpoint): CheckpointFiles {
   let weightFiles: FileSize[], files: FileSize[];
-  if (ckpt.format === 'hf' || ckpt.format === 'lowbit-gptq') {
+  if (ckpt.format === 'hf' || ckpt.format === 'lowbit-gptq' || ckpt.format === 'lowbit-awq') {
     const st = openSafetensorsDir(ckpt.path);
     weightFiles = 'shards' in st ? [st.path, ...st.shards.map((s) => s.path)].map(fileSize) : [fileSize(st.path)];
     files = readdirSync(ckpt.path, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => fileSize(join(ckpt.path, e.name)));
@@ -95,11 +96,11 @@ function ggmlCost(t: TensorInfo): TensorCost | undefined {
   return { bytes: blocks * layout.bytes, nominalBits: blocks * 8 * (layout.bytes - GGML_BLOCK_SCALE_BYTES), groupBits: blocks * 8 * layout.bytes };
 }
 
-/** A GPTQ-packed layer: its qweight/qzeros/scales/g_idx as the safetensors header lists them. */
-function gptqCost(path: string, t: TensorInfo, bits: number, raw: ReadonlyMap<string, TensorInfo>): TensorCost {
+/** A packed layer: its parts (GPTQ: qweight/qzeros/scales/g_idx; AWQ: qweight/qzeros/scales) as the safetensors header lists them. */
+function packedCost(path: string, t: TensorInfo, format: FormatName, bits: number, raw: ReadonlyMap<string, TensorInfo>): TensorCost {
   const base = t.name.slice(0, -'.weight'.length);
   let bytes = 0;
-  for (const part of ['qweight', 'qzeros', 'scales', 'g_idx']) {
+  for (const part of FORMATS[format].parts) {
     const p = raw.get(`${base}.${part}`);
     if (!p) throw new FormatError(path, `${base} has no ${part}`);
     bytes += numel(p.shape) * DTYPE_BYTES[p.dtype];
@@ -109,27 +110,18 @@ function gptqCost(path: string, t: TensorInfo, bits: number, raw: ReadonlyMap<st
   return { bytes, nominalBits: n * bits, groupBits: n * bits + groupParams * (8 * DTYPE_BYTES[scales.dtype] + bits) };
 }
 
-function readJsonIfPresent(file: string): Record<string, unknown> | undefined {
-  if (!existsSync(file)) return undefined;
-  try {
-    const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined;
-  } catch { throw new FormatError(file, 'not valid JSON'); }
-}
-
-/** "GPTQ 4-bit g32 (rtn)" from quantize_config.json and lowbit_quant.json. */
-function gptqLabel(dir: string, bits: number): string {
-  const group = Number(readJsonIfPresent(join(dir, QUANT_CONFIG))?.group_size);
-  const method = readJsonIfPresent(join(dir, QUANT_REPORT))?.method;
-  const groups = !Number.isInteger(group) ? '' : group === -1 ? ' per channel' : ` g${group}`;
-  return `GPTQ ${bits}-bit${groups}${typeof method === 'string' ? ` (${method})` : ''}`;
+/** "GPTQ 4-bit g32 (rtn)", "AWQ 4-bit g128 (awq)" from the checkpoint's quantization config. */
+function packedLabel(dir: string): string {
+  const q = readQuantConfig(dir);
+  const groups = q.groupSize === -1 ? ' per channel' : ` g${q.groupSize}`;
+  return `${q.format.toUpperCase()} ${q.bits}-bit${groups} (${q.method})`;
 }
 
 /** One tensor as stored: its parameters, bytes, nominal bits and nominal bits with group parameters (totals). */
 export interface StoredTensor extends TensorCost {
   readonly info: TensorInfo;
   readonly params: number;
-  /** packed as GPTQ codes (then `bytes` counts qweight + qzeros + scales + g_idx) */
+  /** packed as codes (then `bytes` counts every stored part: qweight, qzeros, scales, and g_idx for GPTQ) */
   readonly packed: boolean;
   readonly label: string;
 }
@@ -139,15 +131,14 @@ export function storedTensors(ckpt: ModelCheckpoint): StoredTensor[] {
   const path = ckpt.weights.path;
   let raw: Map<string, TensorInfo> | undefined;
   return ckpt.weights.list().map((t) => {
-    const gptqBits = GPTQ_STORED.exec(t.storedAs)?.[1];
+    const m = PACKED_STORED.exec(t.storedAs);
     let cost: TensorCost | undefined;
-    if (gptqBits !== undefined) {
+    if (m) {
       raw ??= new Map(openSafetensorsDir(ckpt.path).list().map((i) => [i.name, i]));
-      cost = gptqCost(path, t, Number(gptqBits), raw);
+      cost = packedCost(path, t, m[1]!.toLowerCase() as FormatName, Number(m[2]), raw);
     } else cost = floatCost(t) ?? ggmlCost(t);
     if (!cost) throw new FormatError(path, `tensor "${t.name}": no storage size known for ${t.storedAs}`);
-    const packed = gptqBits !== undefined;
-    return { ...cost, info: t, params: numel(t.shape), packed, label: packed ? gptqLabel(ckpt.path, Number(gptqBits)) : t.storedAs };
+    return { ...cost, info: t, params: numel(t.shape), packed: !!m, label: m ? packedLabel(ckpt.path) : t.storedAs };
   });
 }
 

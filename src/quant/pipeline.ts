@@ -35,6 +35,8 @@ export interface PipelineOptions extends MethodOptions {
   readonly calibration?: readonly Int32Array[] | undefined;
   /** GPTQ's true-sequential groups for methods that quantize sequentially (default true) */
   readonly trueSequential?: boolean;
+  /** per-layer reconstruction errors in the report (default true): Hessians of every input, also for methods that need none */
+  readonly reportErrors?: boolean;
   /** float64 sums (default) or float32 GEMM per calibration sequence (core/hessian.ts) */
   readonly hessianPrecision?: HessianPrecision;
   /** receives each quantized layer as soon as it is done (the checkpoint writer) */
@@ -88,7 +90,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
   const rope = calib.length ? ropeFor(ckpt, be, 0, seqlen) : undefined;
   const groups = method.sequential && o.trueSequential !== false ? TRUE_SEQUENTIAL : [LINEARS];
   // H whenever there is calibration data: the report's reconstruction errors need it
-  const kinds = new Set<StatKind>([...method.stats, ...(calib.length ? ['hessian' as const] : [])]);
+  const kinds = new Set<StatKind>([...method.stats, ...(calib.length && o.reportErrors !== false ? ['hessian' as const] : [])]);
   const linalg = o.linalg ?? be.hostKernels;
   const forward = (w: BlockWeights, xs: readonly BTensor[]) => xs.map((x) => blockForward(be, cfg, w, x, rope!).out);
 

@@ -19,6 +19,8 @@ export interface QuantizeModelOptions {
   /** the method's own options (its schema in method.ts: e.g. gptq's actOrder, percdamp; smoothquant's abits, alpha) */
   readonly options?: Readonly<Record<string, boolean | number | undefined>>;
   readonly trueSequential?: boolean;
+  /** per-layer reconstruction errors on the calibration data (default true; costs a Hessian per input for methods that need none) */
+  readonly reportErrors?: boolean;
   /** 'f64' (default) or 'f32' (float32 GEMM per sequence, summed in float64) */
   readonly hessianPrecision?: HessianPrecision;
   /**
@@ -100,6 +102,7 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const blocks: Record<string, unknown>[] = [];
   const layers = await quantizeBlocks(ckpt, be, {
     method, spec, options, trueSequential: settings.trueSequential, hessianPrecision: settings.hessianPrecision, calibration: calib?.windows,
+    reportErrors: o.reportErrors ?? true,
     onLayer: (l) => writer.addLayer(l.name, l.rows, l.cols, l.out.grid),
     onBlock: (norms, record) => { writer.setNorms(norms); if (record) blocks[norms.index] = record; },
     onProgress: o.onProgress,

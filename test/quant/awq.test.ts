@@ -14,7 +14,7 @@ import { CpuBackend, quantizeRowsAbsmax } from '../../src/backend/cpu/cpuBackend
 import { quantizeModel } from '../../src/quant/quantizeModel.js';
 import { readHostBlock, uploadHostBlock } from '../../src/quant/blockJob.js';
 import { foldScale } from '../../src/quant/core/fold.js';
-import { awqQuantize } from '../../src/quant/methods/awqQuantizer.js';
+import { awqQuantize, clampQuantizeGroup, quantizeScaledInto } from '../../src/quant/methods/awqQuantizer.js';
 import { absmaxPerChannel } from '../../src/quant/methods/smoothquant.js';
 import { SCALE_FOLDS } from '../../src/model/layout.js';
 import { blockForward, LINEARS } from '../../src/model/block.js';
@@ -222,4 +222,29 @@ test('activation fake-quantization keeps every value within half a step of its r
     const s = Math.fround(Math.max(Math.max(...x.map(Math.abs)), Math.fround(1e-5)) / (2 ** (bits - 1) - 1));
     for (let i = 0; i < x.length; i++) assert.ok(Math.abs(y[i]! - x[i]!) <= s / 2 + 1e-6 * Math.abs(x[i]!), `${x[i]} → ${y[i]} (step ${s})`);
   }), { seed: 17, numRuns: 300 });
+});
+
+test('the clip search\'s one-pass clamp-and-quantize equals clamping, then llm-awq\'s quantizer', () => {
+  fc.assert(fc.property(fc.array(fc.float({ min: -3, max: 3, noNaN: true }), { minLength: 1, maxLength: 48 }), fc.float({ min: Math.fround(0.01), max: 4, noNaN: true }), fc.integer({ min: 2, max: 8 }),
+    (w, mv, bits) => {
+      const W = Float32Array.from(w), n = W.length;
+      const mn = Math.min(...W), mx = Math.max(...W);
+      const got = new Float32Array(n);
+      clampQuantizeGroup(W, 0, n, mv, mn, mx, bits, undefined, got);
+      const clamped = W.map((v) => (v > mv ? mv : v < -mv ? -mv : v));
+      assert.deepEqual(got, awqQuantize(clamped, 1, n, -1, bits).Q);
+    }), { seed: 23, numRuns: 300 });
+});
+
+test('the scale search\'s fused candidate equals Q(W·s)/s step by step', () => {
+  const rng = new Rng(31), rows = 5, cols = 64;
+  const W = Float32Array.from({ length: rows * cols }, () => rng.normal());
+  const s = Float32Array.from({ length: cols }, () => Math.fround(Math.exp(rng.normal())));
+  for (const [gs, bits] of [[16, 4], [-1, 3], [64, 8]] as const) {
+    const got = new Float32Array(rows * cols);
+    quantizeScaledInto(W, rows, cols, s, gs, bits, undefined, got);
+    const ws = W.map((w, i) => Math.fround(w * s[i % cols]!));
+    const want = awqQuantize(ws, rows, cols, gs, bits).Q.map((q, i) => Math.fround(q / s[i % cols]!));
+    assert.deepEqual(got, want);
+  }
 });

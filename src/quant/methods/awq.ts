@@ -29,7 +29,7 @@ import { LINEAR_INPUT, SCALE_FOLDS, type InputName, type ScaleFold } from '../..
 import type { BlockJob, HostBlock, HostMatrix } from '../blockJob.js';
 import type { MethodOptions, QuantMethod } from '../method.js';
 import { foldScale } from '../core/fold.js';
-import { awqQuantize, awqQuantizeGroup } from './awqQuantizer.js';
+import { awqQuantize, clampQuantizeGroup, quantizeScaledInto } from './awqQuantizer.js';
 
 const SCALE_MIN = Math.fround(1e-4);
 /** auto_clip: n_grid 20, max_shrink 0.5 (shrinks 0..9), 512 sampled tokens; q and k are not clipped. */
@@ -37,16 +37,6 @@ const CLIP_GRID = 20, CLIP_STEPS = 10, CLIP_TOKENS = 512;
 const NOT_CLIPPED: ReadonlySet<LinearName> = new Set(['q', 'k']);
 
 type Gemm = (x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number) => void;
-
-/** The fake-quantized copy of W·diag(s), divided back by s: what the block computes with scale s and quantized weights. */
-function scaledQuantized(W: HostMatrix, s: Float32Array, groupSize: number, bits: number, o: MethodOptions): HostMatrix {
-  const { rows, cols } = W;
-  const ws = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) ws[r * cols + c] = Math.fround(W.data[r * cols + c]! * s[c]!);
-  const { Q } = awqQuantize(ws, rows, cols, groupSize, bits, o.spec.scaleDtype);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) Q[r * cols + c] = Math.fround(Q[r * cols + c]! / s[c]!);
-  return { data: Q, rows, cols };
-}
 
 /** mean over all tokens of |x| per channel (llm-awq's get_act_scale), summed in float64. */
 function meanAbs(xs: readonly Float32Array[], cols: number): Float32Array {
@@ -88,6 +78,8 @@ async function searchScale(job: BlockJob, fold: ScaleFold, x: readonly Float32Ar
   const original = await judged(job, fold, {}, x);
   let best: { index: number; s: Float32Array; loss: number } | undefined;
   let loss0 = NaN;
+  const candidate: Partial<HostBlock> = {};
+  for (const l of fold.consumers) { const m = job.weights[l]; candidate[l] = { data: new Float32Array(m.rows * m.cols), rows: m.rows, cols: m.cols }; }
   for (let i = 0; i < nGrid; i++) {
     const ratio = i / nGrid;
     const s = Float32Array.from(xMean, (v) => Math.max(Math.fround(v ** ratio), SCALE_MIN));
@@ -95,8 +87,10 @@ async function searchScale(job: BlockJob, fold: ScaleFold, x: readonly Float32Ar
     for (const v of s) { if (v > mx) mx = v; if (v < mn) mn = v; }
     const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
     for (let c = 0; c < cols; c++) s[c] = Math.fround(s[c]! / norm);
-    const candidate: Partial<HostBlock> = {};
-    for (const l of fold.consumers) candidate[l] = scaledQuantized(job.weights[l], s, o.spec.groupSize, o.spec.bits, o);
+    for (const l of fold.consumers) {
+      const m = job.weights[l];
+      quantizeScaledInto(m.data, m.rows, m.cols, s, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype, candidate[l]!.data);
+    }
     const loss = meanSquaredDiff(original, await judged(job, fold, candidate, x));
     if (i === 0) loss0 = loss;
     if (!best || loss < best.loss) best = { index: i, s, loss };
@@ -133,16 +127,18 @@ function sampleTokens(xs: readonly Float32Array[], cols: number): { x: Float32Ar
 function autoClip(W: HostMatrix, X: { x: Float32Array; n: number }, groupSize: number, bits: number, o: MethodOptions, gemm: Gemm): number[] {
   const { rows, cols } = W, gs = groupSize === -1 ? cols : groupSize, n = X.n;
   const chosen = new Array<number>(CLIP_STEPS).fill(0);
-  const xg = new Float32Array(n * gs), wg = new Float32Array(rows * gs), cur = new Float32Array(rows * gs), q = new Float32Array(rows * gs);
+  const xg = new Float32Array(n * gs), wg = new Float32Array(rows * gs), q = new Float32Array(rows * gs);
+  const gMin = new Float32Array(rows), gMax = new Float32Array(rows);
   const org = new Float32Array(n * rows), out = new Float32Array(n * rows);
   const orgMax = new Float32Array(rows), best = new Float32Array(rows), minErr = new Float64Array(rows), maxVal = new Float32Array(rows);
   for (let g0 = 0; g0 < cols; g0 += gs) {
     for (let t = 0; t < n; t++) xg.set(X.x.subarray(t * cols + g0, t * cols + g0 + gs), t * gs);
     for (let r = 0; r < rows; r++) {
       wg.set(W.data.subarray(r * cols + g0, r * cols + g0 + gs), r * gs);
-      let m = 0;
-      for (let j = 0; j < gs; j++) m = Math.max(m, Math.abs(wg[r * gs + j]!));
-      orgMax[r] = m;
+      let mn = Infinity, mx = -Infinity;
+      for (let j = 0; j < gs; j++) { const v = wg[r * gs + j]!; if (v < mn) mn = v; if (v > mx) mx = v; }
+      gMin[r] = mn; gMax[r] = mx;
+      orgMax[r] = Math.max(-mn, mx);
     }
     gemm(xg, wg, org, n, rows, gs);
     minErr.fill(Infinity);
@@ -152,8 +148,7 @@ function autoClip(W: HostMatrix, X: { x: Float32Array; n: number }, groupSize: n
       for (let r = 0; r < rows; r++) {
         const mv = Math.fround(orgMax[r]! * f);
         maxVal[r] = mv;
-        for (let j = 0; j < gs; j++) { const v = wg[r * gs + j]!; cur[r * gs + j] = v > mv ? mv : v < -mv ? -mv : v; }
-        awqQuantizeGroup(cur, r * gs, (r + 1) * gs, bits, o.spec.scaleDtype, undefined, q);
+        clampQuantizeGroup(wg, r * gs, gs, mv, gMin[r]!, gMax[r]!, bits, o.spec.scaleDtype, q);
       }
       gemm(xg, q, out, n, rows, gs);
       for (let r = 0; r < rows; r++) {
