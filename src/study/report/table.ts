@@ -82,7 +82,7 @@ export function costNote(records: readonly CellRecord[]): string {
   const speed = records.map((r) => res(r).cost?.speed).find((s) => s);
   if (!records.some((r) => res(r).cost)) return '';
   return 'Size: bytes of the files holding the tensors, in MiB. Bits/W: stored bits per weight of the linear layers ' +
-    '(quantized: qweight + qzeros + scales + g_idx). Decode tok/s: ' +
+    '(quantized: every stored part: qweight, qzeros, scales, and g_idx for GPTQ). Decode tok/s: ' +
     (speed ? `median of ${speed.reps} runs of ${speed.decodeTokens} greedy tokens after a ${speed.promptTokens}-token prompt, ` +
       `model resident, ${speed.warmup} warm-up run${speed.warmup === 1 ? '' : 's'} (\`lowbit bench\` measures longer).` : 'not measured (--no-speed).');
 }
