@@ -12,7 +12,7 @@ import type { Tokenizer } from '../src/io/tokenizer.js';
 export class LazyRandomSource implements TensorSource {
   readonly path: string;
   private readonly infos: TensorInfo[] = [];
-  constructor(private readonly cfg: LlamaConfig, private readonly seed = 1) {
+  constructor(cfg: LlamaConfig, private readonly seed = 1) {
     this.path = `random-${cfg.hiddenSize}x${cfg.numLayers}`;
     const D = cfg.hiddenSize, qd = cfg.numHeads * cfg.headDim, kvd = cfg.numKvHeads * cfg.headDim, F = cfg.intermediateSize;
     const add = (name: string, shape: number[]) => this.infos.push({ name, dtype: 'bf16', shape, storedAs: 'BF16' });

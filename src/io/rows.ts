@@ -33,7 +33,7 @@ export function sliceRows(t: Tensor, start: number, count: number, copy = true):
   const row = rowElements(t.shape);
   const d = t.data as Float32Array; // every typed array has subarray/slice with this signature
   const data = copy ? d.slice(start * row, (start + count) * row) : d.subarray(start * row, (start + count) * row);
-  return new Tensor(t.dtype, [count, ...t.shape.slice(1)], data as AnyTypedArray);
+  return new Tensor(t.dtype, [count, ...t.shape.slice(1)], data);
 }
 
 /**

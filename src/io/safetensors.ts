@@ -5,7 +5,7 @@
  * with positioned reads. The writer lays the file out the way the Rust library does (compact JSON,
  * header padded with spaces to a multiple of 8, offsets contiguous in the given order).
  */
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 import { FormatError, UsageError } from '../errors.js';

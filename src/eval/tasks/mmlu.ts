@@ -64,7 +64,7 @@ export function letterTokenIds(tok: Tokenizer): number[] {
   return MMLU_LETTERS.map((l) => {
     const ids = tok.encode(l, { bos: false });
     if (ids.length === 0) throw new UsageError(`tokenizer ${tok.description} encodes "${l}" to no tokens`);
-    return ids[ids.length - 1];
+    return ids[ids.length - 1]!;
   });
 }
 

@@ -161,7 +161,7 @@ function checkBatchSize(n: number | undefined): void {
 }
 
 export async function evaluateTask(task: string | TaskSpec, scorer: Scorer, tok: Tokenizer, opts: EvaluateOptions = {}): Promise<TaskResult> {
-  const spec = typeof task === 'string' ? parseTasks(task)[0] : task;
+  const spec = typeof task === 'string' ? parseTasks(task)[0]! : task; // parseTasks throws rather than return []
   checkLimit(opts.limit);
   checkBatchSize(opts.batchSize);
   const dataDir = opts.dataDir ?? defaultDataDir();

@@ -64,7 +64,7 @@ export function fitToContext(req: LoglikelihoodRequest, maxContext: number): Log
 /** Index of the first maximum (numpy argmax). */
 export function argmax(xs: readonly number[]): number {
   let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
   return best;
 }
 
@@ -85,7 +85,7 @@ export interface ExampleScore {
 export function metricsOf(req: TaskRequest, ll: number[]): ExampleScore {
   const acc = argmax(ll) === req.gold ? 1 : 0;
   if ('contexts' in req) return { ll, acc };
-  const norm = ll.map((v, i) => v / charLength(req.continuations[i]));
+  const norm = ll.map((v, i) => v / charLength(req.continuations[i]!));
   return { ll, acc, accNorm: argmax(norm) === req.gold ? 1 : 0 };
 }
 

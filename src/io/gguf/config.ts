@@ -113,7 +113,7 @@ export function ggufVocab(h: GgufHeader): GgufVocab {
     if (!Array.isArray(v) || v.length !== tokens.length || !v.every((x) => typeof x === 'number')) {
       throw new FormatError(h.path, `"${key}" must be ${tokens.length} numbers`);
     }
-    return v as number[];
+    return v;
   };
   const merges = get(h, 'tokenizer.ggml.merges');
   if (merges !== undefined && (!Array.isArray(merges) || !merges.every((m) => typeof m === 'string'))) {
@@ -136,10 +136,10 @@ export function ggufVocab(h: GgufHeader): GgufVocab {
   }
   return Object.freeze({
     model,
-    tokens: tokens as string[],
+    tokens,
     scores: numbers('tokenizer.ggml.scores'),
     types,
-    merges: merges as string[] | undefined,
+    merges,
     bosId: id('tokenizer.ggml.bos_token_id'),
     eosId: id('tokenizer.ggml.eos_token_id'),
     unkId,

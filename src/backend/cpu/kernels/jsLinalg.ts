@@ -16,7 +16,7 @@ export function gram(x: Float32Array, S: Float64Array, n: number, K: number): vo
     for (let k = 0; k < K; k++) row[k] = x[r * K + k]!;
     for (let i = 0; i < K; i++) {
       const xi = row[i]!, o = i * K;
-      for (let j = i; j < K; j++) S[o + j] += xi * row[j]!;
+      for (let j = i; j < K; j++) S[o + j]! += xi * row[j]!;
     }
   }
 }
@@ -162,7 +162,7 @@ export function qr(A: Float64Array, m: number, n: number): QrFactors {
     const norm = Math.sqrt(norm2), x0 = v[0]!;
     const alpha = x0 >= 0 ? -norm : norm;
     v[0] = x0 - alpha;
-    const vv = norm2 - x0 * x0 + v[0]! * v[0]!;
+    const vv = norm2 - x0 * x0 + v[0] * v[0];
     const beta = vv > 0 ? 2 / vv : 0;
     vs.push(v); betas.push(beta);
     if (beta === 0) continue;
