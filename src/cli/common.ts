@@ -31,12 +31,6 @@ export function parseIntOption(name: string, v: string | undefined, min = 1): nu
   return n;
 }
 
-export function parseFloatOption(name: string, v: string, min: number, max: number): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`${name} must be a number in [${min}, ${max}] (got '${v}')`);
-  return n;
-}
-
 /**
  * The window length a command uses: --seqlen, else min(2048, the model's context). A --seqlen
  * beyond the context is refused unless the user insists (--allow-long-context): positions the model

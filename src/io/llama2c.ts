@@ -17,7 +17,7 @@ import { LAYER_PARTS, NAMES, type LayerPart, type TensorInfo, type TensorSource 
 import { checkRowRange, rotateHalfRows, rowElements } from './rows.js';
 import { checkLlamaConfig } from './configChecks.js';
 
-export const LLAMA2C_HEADER_BYTES = 28;
+const LLAMA2C_HEADER_BYTES = 28;
 
 export interface Llama2cHeader {
   readonly dim: number;

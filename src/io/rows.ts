@@ -48,7 +48,7 @@ export function readRows(source: TensorSource, name: string, start: number, coun
 }
 
 /** The listed info of `name`, or a FormatError naming the file when the source has no such tensor. */
-export function tensorInfo(source: TensorSource, name: string): TensorInfo {
+function tensorInfo(source: TensorSource, name: string): TensorInfo {
   const info = source.list().find((t) => t.name === name);
   if (!info) throw new FormatError(source.path, `no tensor named "${name}"`);
   return info;

@@ -16,7 +16,7 @@ import type { TensorInfo, TensorSource } from './source.js';
 import { checkRowRange } from './rows.js';
 
 /** The Rust library refuses headers above 100 MB; so do we. */
-export const MAX_HEADER_BYTES = 100_000_000;
+const MAX_HEADER_BYTES = 100_000_000;
 
 interface Entry extends TensorInfo {
   /** absolute byte offset of the tensor's data in the file */

@@ -48,7 +48,7 @@ export function readHostBlock(ckpt: ModelCheckpoint, i: number): HostBlock {
   };
 }
 
-export function uploadMatrix(be: Backend, m: HostMatrix): BTensor {
+function uploadMatrix(be: Backend, m: HostMatrix): BTensor {
   return be.uploadWeight(new Tensor('f32', [m.rows, m.cols], m.data));
 }
 

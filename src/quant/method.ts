@@ -21,8 +21,6 @@ import type { BlockJob } from './blockJob.js';
 import type { ActivationQuant } from '../model/checkpoint.js';
 import type { FormatName } from '../io/quantized/formats.js';
 
-export type { QuantSpec };
-
 /** Per-channel statistics of one linear input over the calibration tokens. */
 export type StatKind = 'hessian' | 'meanAbs' | 'maxAbs';
 
@@ -79,8 +77,6 @@ export interface LayerOutput {
   readonly dampUsed?: number;
   readonly notes: readonly string[];
 }
-
-export type { ActivationQuant };
 
 /** Checkpoint layouts a method's layers can be stored in (io/quantized/formats.ts). */
 export type StorageFormatName = FormatName;

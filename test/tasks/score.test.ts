@@ -5,13 +5,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../../src/errors.js';
 import { evaluateTask } from '../../src/eval/tasks/registry.js';
-import { encodePair, fitToContext, meanStderr, scoreRequest } from '../../src/eval/tasks/score.js';
+import type { Scorer } from '../../src/eval/scorer.js';
+import type { TaskRequest } from '../../src/eval/tasks/requests.js';
+import { encodePair, fitToContext, meanStderr, scoreRequests, type EncodeOptions, type ExampleScore } from '../../src/eval/tasks/score.js';
+import type { Tokenizer } from '../../src/io/tokenizer.js';
 import { HAS_TASK_DATA, NO_TASK_DATA_REASON, DATA, TINY656K } from '../helpers/paths.js';
 import { CHAR_BOS, CHAR_EOS, TableScorer, charTokenizer, tinyStoriesTokenizer } from './fakes.js';
 
 const tok = charTokenizer();
 const enc = (s: string) => tok.encode(s, { bos: false });
 const JOINT = { encoding: 'joint', bos: false } as const;
+
+/** One example through scoreRequests, the path evaluateTask takes (a batch of one). */
+async function scoreRequest(req: TaskRequest, scorer: Scorer, t: Tokenizer, opts: EncodeOptions): Promise<ExampleScore> {
+  const scores = await scoreRequests([req], scorer, t, opts);
+  assert.equal(scores.length, 1);
+  return scores[0]!;
+}
 
 test('acc and acc_norm differ: argmax(ll) vs argmax(ll / characters)', async () => {
   const lls: Record<string, number> = { ' a': -2, ' bbbb': -4, ' cc': -3 };

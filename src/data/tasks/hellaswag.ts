@@ -12,7 +12,7 @@ import { defaultDataDir } from '../../paths.js';
 import { int, readJsonl, readLines, str, strArray } from './lines.js';
 import { dataPath } from '../textFiles.js';
 
-export const HELLASWAG_ENDINGS = 4;
+const HELLASWAG_ENDINGS = 4;
 const LINES_PER_EXAMPLE = 2 + HELLASWAG_ENDINGS;
 
 /** One example of the original jsonl. */

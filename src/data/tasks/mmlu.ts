@@ -28,7 +28,7 @@ export interface MmluSubject {
   readonly rows: MmluRow[];
 }
 
-export function mmluDir(dataDir: string, split: MmluSplit): string {
+function mmluDir(dataDir: string, split: MmluSplit): string {
   return join(dataDir, 'mmlu', 'data', split);
 }
 

@@ -29,7 +29,7 @@ function num(h: GgufHeader, key: string, dflt?: number): number {
  * GGUF stores eps and rope base as float32; report the shortest decimal that is the same float32
  * (1e-6, not 9.99999997e-7), so configs agree with config.json's across formats.
  */
-export function shortestF32(x: number): number {
+function shortestF32(x: number): number {
   const f = Math.fround(x);
   for (let p = 1; p <= 9; p++) {
     const y = Number(f.toPrecision(p));
@@ -45,7 +45,7 @@ function optionalId(h: GgufHeader, key: string): number | undefined {
   return v;
 }
 
-export function ggufArchitecture(h: GgufHeader): string {
+function ggufArchitecture(h: GgufHeader): string {
   const arch = get(h, 'general.architecture');
   if (typeof arch !== 'string') throw new FormatError(h.path, 'metadata "general.architecture" is missing');
   return arch;

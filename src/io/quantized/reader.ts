@@ -16,8 +16,6 @@ import { loadTokenizer, tokenizerInDir } from '../tokenizers/load.js';
 import { FORMATS, type FormatName, type PackedFormat } from './formats.js';
 import { QUANT_CONFIG, SPM_TOKENIZER } from './layout.js';
 
-export { QUANT_CONFIG };
-
 /** What a quantized checkpoint's configuration says about how its layers are stored and run. */
 export interface StoredQuantConfig {
   /** the file it was read from (quantize_config.json, or config.json's quantization_config) */

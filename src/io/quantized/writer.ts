@@ -55,7 +55,7 @@ export function isCheckpointFile(name: string): boolean {
  * holds a lowbit checkpoint and nothing else. A file, a folder with anything lowbit did not write, or
  * an existing checkpoint without `force` is a UsageError, checked before any work starts.
  */
-export function checkOutputFolder(out: string, force: boolean): void {
+function checkOutputFolder(out: string, force: boolean): void {
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) throw new UsageError(`${out} exists and is a file, not a folder: choose another output folder`);
   const names = readdirSync(out);
