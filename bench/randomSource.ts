@@ -1,8 +1,8 @@
 import { Tensor } from '../src/tensor/tensor.js';
 import { NAMES, LAYER_PARTS, type TensorInfo, type TensorSource } from '../src/io/source.js';
 import { checkRowRange } from '../src/io/rows.js';
-import type { LlamaConfig } from '../src/model/config.js';
-import type { ModelCheckpoint } from '../src/model/checkpoint.js';
+import type { LlamaConfig } from '../src/io/config.js';
+import type { ModelCheckpoint } from '../src/io/checkpoint.js';
 import type { Tokenizer } from '../src/io/tokenizer.js';
 
 /**

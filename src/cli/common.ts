@@ -3,7 +3,7 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { DEFAULT_MODEL, defaultDataDir } from '../paths.js';
 import { openModel } from '../io/open.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { UsageError } from '../errors.js';
 
 export { writeJsonAtomic } from '../io/atomic.js';

@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import type { ActivationQuant, ModelCheckpoint } from '../model/checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../io/checkpoint.js';
 import { streamedNll, type StreamProgress } from '../model/stream.js';
 import { pplStream } from '../data/pplData.js';
 import { UsageError } from '../errors.js';

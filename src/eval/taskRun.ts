@@ -3,7 +3,7 @@
  * the results out as the paper's CommonSenseQA and MMLU columns.
  */
 import type { Backend } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { ModelScorer } from './modelScorer.js';
 import type { MmluCategory } from './tasks/mmluCategories.js';

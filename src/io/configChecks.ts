@@ -4,7 +4,7 @@
  * came from (config.json, the .gguf, the llama2.c .bin), never later from deep inside a forward pass.
  */
 import { FormatError } from '../errors.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from './config.js';
 
 /** The shortest context a language model can be evaluated on: one token predicting the next. */
 const MIN_CONTEXT = 2;

@@ -9,7 +9,7 @@
  * q/k rows are in Meta's adjacent-pair RoPE order; we return them in HF rotate-half order.
  */
 import { FormatError, UsageError } from '../errors.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from './config.js';
 import { Tensor } from '../tensor/tensor.js';
 import { fileSize, readAt } from './fileBytes.js';
 import { pairsToHalves } from './qkPermute.js';

@@ -5,8 +5,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { FormatError, UsageError } from '../errors.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { ModelCheckpoint } from './checkpoint.js';
+import type { LlamaConfig } from './config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkTokenizerFits, checkWeights } from './checkpointChecks.js';
 import { FiniteSource } from './finite.js';

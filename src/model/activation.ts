@@ -6,7 +6,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import type { LinearFn } from './block.js';
-import type { ActivationQuant, ModelCheckpoint } from './checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../io/checkpoint.js';
 
 function activationQuantLinear(be: Backend, a: ActivationQuant): LinearFn {
   return (name, x, w) => {

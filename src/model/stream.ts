@@ -1,5 +1,5 @@
 import type { Backend, BTensor } from '../backend/backend.js';
-import type { ModelCheckpoint } from './checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { blockForward } from './block.js';
 import { checkpointLinear } from './activation.js';
 import { ropeInvFreq, ropeTables } from './rope.js';

@@ -1,7 +1,7 @@
 import type { Backend, BTensor } from '../backend/backend.js';
 import { NAMES, type LayerPart } from '../io/source.js';
 import { FormatError } from '../errors.js';
-import type { ModelCheckpoint } from './checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 
 /** One decoder block's weights on a backend. */
 export interface BlockWeights {

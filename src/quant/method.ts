@@ -14,11 +14,11 @@
  * search and clipping, SmoothQuant's smoothing).
  */
 import type { LinearName } from '../model/block.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from '../io/config.js';
 import type { QuantSpec, QuantizedMatrix } from './core/grid.js';
 import type { QuantLinalg } from './core/linalgProvider.js';
 import type { BlockJob } from './blockJob.js';
-import type { ActivationQuant } from '../model/checkpoint.js';
+import type { ActivationQuant } from '../io/checkpoint.js';
 import type { FormatName } from '../io/quantized/formats.js';
 
 /** Per-channel statistics of one linear input over the calibration tokens. */

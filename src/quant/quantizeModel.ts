@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { calibrationSet, DEFAULT_CALIBRATION, type CalibrationInfo } from '../data/calibration.js';
 import { QuantizedCheckpointWriter } from '../io/quantized/writer.js';
 import { checkBits, type ScaleDtype } from './core/grid.js';

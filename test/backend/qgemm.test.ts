@@ -18,7 +18,7 @@ import type { GptqPacked } from '../../src/tensor/packed.js';
 import { maxqOf } from '../../src/quant/core/grid.js';
 import { openModel } from '../../src/io/open.js';
 import type { TensorSource } from '../../src/io/source.js';
-import type { ModelCheckpoint } from '../../src/model/checkpoint.js';
+import type { ModelCheckpoint } from '../../src/io/checkpoint.js';
 import { quantizeModel } from '../../src/quant/quantizeModel.js';
 import { evaluatePpl } from '../../src/eval/ppl.js';
 import type { Backend } from '../../src/backend/backend.js';

@@ -3,7 +3,7 @@
  * the HF LlamaForCausalLM definition (RMSNorm, rotate-half RoPE with llama3 scaling, causal GQA
  * attention, SwiGLU MLP, LM head). Slow and obvious on purpose: the engine is checked against it.
  */
-import type { ModelCheckpoint } from '../../src/model/checkpoint.js';
+import type { ModelCheckpoint } from '../../src/io/checkpoint.js';
 import { NAMES, type LayerPart } from '../../src/io/source.js';
 
 type M = Float64Array;

@@ -9,7 +9,7 @@ import { loadPiqa } from '../../data/tasks/piqa.js';
 import { loadWinogrande } from '../../data/tasks/winogrande.js';
 import { UsageError } from '../../errors.js';
 import type { Tokenizer } from '../../io/tokenizer.js';
-import type { ActivationQuant } from '../../model/checkpoint.js';
+import type { ActivationQuant } from '../../io/checkpoint.js';
 import { defaultDataDir } from '../../paths.js';
 import type { Scorer } from '../scorer.js';
 import { MMLU_SHOTS, runMmlu, type AccEntry } from './mmlu.js';

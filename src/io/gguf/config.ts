@@ -1,6 +1,6 @@
 /** LlamaConfig and the SentencePiece vocabulary from GGUF metadata (`llama.*`, `tokenizer.ggml.*`). */
 import { FormatError } from '../../errors.js';
-import type { LlamaConfig } from '../../model/config.js';
+import type { LlamaConfig } from '../config.js';
 import { checkLlamaConfig } from '../configChecks.js';
 import { SpmTokenType } from '../tokenizers/spm.js';
 import type { GgufHeader, GgufValue } from './types.js';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../../errors.js';
-import type { ActivationQuant, ModelCheckpoint } from '../../model/checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../checkpoint.js';
 import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { dequantizeGptq } from '../../tensor/gptqPack.js';
 import type { PackedWeight } from '../../tensor/packed.js';

@@ -2,9 +2,9 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync }
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { makeDirs, replaceDir, sweepStaleTemps, tempPathFor, writeFailure, writeFileAtomic, writeJsonAtomic } from '../atomic.js';
-import type { ModelCheckpoint } from '../../model/checkpoint.js';
+import type { ModelCheckpoint } from '../checkpoint.js';
 import { Tensor } from '../../tensor/tensor.js';
-import type { ActivationQuant } from '../../model/checkpoint.js';
+import type { ActivationQuant } from '../checkpoint.js';
 import type { QuantizedMatrix, ScaleDtype } from '../../tensor/packed.js';
 import { FORMATS, type FormatName } from './formats.js';
 import { writeSafetensors } from '../safetensors.js';
