@@ -13,7 +13,7 @@ import { getMethod } from '../src/quant/registry.js';
 import { resolveOptions } from '../src/quant/options.js';
 import { HessianAccumulator } from '../src/quant/core/hessian.js';
 import { LazyRandomSource, LLAMA3_8B_2BLOCKS } from './randomSource.js';
-import type { ModelCheckpoint } from '../src/model/checkpoint.js';
+import type { ModelCheckpoint } from '../src/io/checkpoint.js';
 
 const argv = process.argv.slice(2);
 const ti = argv.indexOf('--threads');

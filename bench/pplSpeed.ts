@@ -1,5 +1,5 @@
 // Block-streamed perplexity speed and peak resident memory.
-// Usage: node dist/bench/pplSpeed.js bundled|llama3-8b [windows] [seqlen] [--threads N] [--no-torch]
+// Usage: node --expose-gc dist/bench/pplSpeed.js bundled|llama3-8b [windows] [seqlen] [--threads N] [--no-torch]
 // llama3-8b also runs bench/ppl_torch.py (PyTorch, same shapes, windows, seqlen, threads, same block
 // streaming, float32 compute over bf16 weights) when a python3 can import torch, and prints a JSON
 // line with both tokens/s and their ratio. Both sides' weights are random (and differ): compare

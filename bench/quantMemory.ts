@@ -1,6 +1,6 @@
 // Peak resident memory (and time) of quantizing a random model of LLaMA-3-8B block shapes, 2 blocks,
 // one block at a time with calibration statistics for every layer.
-// Usage: node dist/bench/quantMemory.js [rtn|gptq] [nsamples] [seqlen]
+// Usage: node --expose-gc dist/bench/quantMemory.js [rtn|gptq] [nsamples] [seqlen]
 import { quantizeBlocks } from '../src/quant/pipeline.js';
 import { getMethod } from '../src/quant/registry.js';
 import { resolveOptions } from '../src/quant/options.js';

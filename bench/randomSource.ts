@@ -1,8 +1,8 @@
 import { Tensor } from '../src/tensor/tensor.js';
 import { NAMES, LAYER_PARTS, type TensorInfo, type TensorSource } from '../src/io/source.js';
 import { checkRowRange } from '../src/io/rows.js';
-import type { LlamaConfig } from '../src/model/config.js';
-import type { ModelCheckpoint } from '../src/model/checkpoint.js';
+import type { LlamaConfig } from '../src/io/config.js';
+import type { ModelCheckpoint } from '../src/io/checkpoint.js';
 import type { Tokenizer } from '../src/io/tokenizer.js';
 
 /**
@@ -12,7 +12,7 @@ import type { Tokenizer } from '../src/io/tokenizer.js';
 export class LazyRandomSource implements TensorSource {
   readonly path: string;
   private readonly infos: TensorInfo[] = [];
-  constructor(private readonly cfg: LlamaConfig, private readonly seed = 1) {
+  constructor(cfg: LlamaConfig, private readonly seed = 1) {
     this.path = `random-${cfg.hiddenSize}x${cfg.numLayers}`;
     const D = cfg.hiddenSize, qd = cfg.numHeads * cfg.headDim, kvd = cfg.numKvHeads * cfg.headDim, F = cfg.intermediateSize;
     const add = (name: string, shape: number[]) => this.infos.push({ name, dtype: 'bf16', shape, storedAs: 'BF16' });

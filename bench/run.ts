@@ -22,6 +22,7 @@ const runs: [string, string[]][] = [
 ];
 for (const [file, args] of runs) {
   console.log(`\n# ${file} ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, ['--max-old-space-size=20000', join(here, file), ...args], { stdio: 'inherit' });
+  // --expose-gc: block streaming collects each block before the next is read (src/backend/cpu/gc.ts)
+  const r = spawnSync(process.execPath, ['--max-old-space-size=20000', '--expose-gc', join(here, file), ...args], { stdio: 'inherit' });
   if (r.status !== 0) console.log(`(benchmark exited with ${r.status})`);
 }

@@ -16,5 +16,6 @@ function walk(dir) {
 const filters = process.argv.slice(2);
 const files = walk('dist/test').filter((f) => filters.length === 0 || filters.some((s) => f.includes(s))).sort();
 if (files.length === 0) { console.error('no test files found under dist/test'); process.exit(1); }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+// --expose-gc: the test processes collect between streamed blocks as the CLI does (src/backend/cpu/gc.ts)
+const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -1,7 +1,7 @@
 /** lowbit's library API: open a checkpoint, pick a backend, evaluate, quantize, study. */
 export { openModel } from './io/open.js';
-export type { ModelCheckpoint } from './model/checkpoint.js';
-export type { LlamaConfig } from './model/config.js';
+export type { ModelCheckpoint } from './io/checkpoint.js';
+export type { LlamaConfig } from './io/config.js';
 export type { Tokenizer } from './io/tokenizer.js';
 export type { TensorSource } from './io/source.js';
 export { MemorySource } from './io/memorySource.js';

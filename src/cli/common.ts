@@ -3,7 +3,7 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { DEFAULT_MODEL, defaultDataDir } from '../paths.js';
 import { openModel } from '../io/open.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { UsageError } from '../errors.js';
 
 export { writeJsonAtomic } from '../io/atomic.js';
@@ -28,12 +28,6 @@ export function parseIntOption(name: string, v: string | undefined, min = 1): nu
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} must be an integer ≥ ${min} (got '${v}')`);
-  return n;
-}
-
-export function parseFloatOption(name: string, v: string, min: number, max: number): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`${name} must be a number in [${min}, ${max}] (got '${v}')`);
   return n;
 }
 

@@ -3,7 +3,6 @@ import { basename } from 'node:path';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
 import { evaluateTasks, csqaColumns, mmluColumns } from '../eval/taskRun.js';
 import { parseTasks, type TaskResult } from '../eval/tasks/registry.js';
-import type { PairEncoding } from '../eval/tasks/score.js';
 import { UsageError } from '../errors.js';
 import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
 import {
@@ -70,7 +69,7 @@ export function registerEval(program: Command): void {
     if (taskNames.length) {
       progress.start(taskNames.length, 'tasks');
       tasks = await evaluateTasks(ckpt, be, taskNames, {
-        ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o),
+        ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding, dataDir: dataDir(o),
         kvReuse: o.kvReuse !== false, onProgress: (task, done, total) => progress.update(taskNames.indexOf(task), `${task} ${done}/${total}`),
       });
       progress.stop();

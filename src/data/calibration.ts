@@ -17,7 +17,7 @@ import { readC4Docs, sampleC4Windows } from './c4.js';
 import { PyRandom } from './mt19937.js';
 import { DATA_FILES, dataPath, ptbRows, readDataFile, wikitextRows } from './textFiles.js';
 
-export const CALIBRATION_SOURCES = Object.freeze(['wikitext2', 'wikitext2-valid', 'ptb', 'c4'] as const);
+const CALIBRATION_SOURCES = Object.freeze(['wikitext2', 'wikitext2-valid', 'ptb', 'c4'] as const);
 /** What `quantize` and `study` calibrate on without --calib: C4's train sample (WikiText-2 train, the paper's set, is not bundled). */
 export const DEFAULT_CALIBRATION = 'c4';
 

@@ -20,7 +20,7 @@ import { defaultDataDir } from '../paths.js';
 import { readC4Docs, sampleC4Windows } from './c4.js';
 import { DATA_FILES, dataPath, ptbRows, readDataFile, tinystoriesRows, wikitextRows } from './textFiles.js';
 
-export const PPL_DATASETS = Object.freeze(['wikitext2', 'ptb', 'ptb-new', 'c4', 'c4-new', 'tinystories'] as const);
+const PPL_DATASETS = Object.freeze(['wikitext2', 'ptb', 'ptb-new', 'c4', 'c4-new', 'tinystories'] as const);
 
 /** What each named set is, and the data file it reads (for `lowbit eval --ppl list`). */
 export const PPL_DATASET_INFO: Readonly<Record<(typeof PPL_DATASETS)[number], { readonly what: string; readonly file: string }>> = Object.freeze({
@@ -133,12 +133,4 @@ function c4Stream(f: string, tok: Tokenizer, base: { dataset: string; protocol: 
       ],
     },
   };
-}
-
-/** Number of GPTQ windows in a stream: floor(numel / seqlen); a UsageError when not even one fits. */
-export function pplWindows(ids: ArrayLike<number>, seqlen: number): number {
-  if (!Number.isInteger(seqlen) || seqlen < 1) throw new UsageError(`seqlen must be a positive integer (got ${seqlen})`);
-  const n = Math.floor(ids.length / seqlen);
-  if (n < 1) throw new UsageError(`seqlen ${seqlen} is longer than the data (${ids.length} tokens)`);
-  return n;
 }

@@ -59,7 +59,7 @@ export function dataPath(dataDir: string, rel: string): string {
 }
 
 /** Lines as Python's `for line in f` gives them: each keeps its "\n", no empty row after a final "\n". */
-export function pythonLines(text: string): string[] {
+function pythonLines(text: string): string[] {
   const parts = text.replaceAll('\r\n', '\n').split('\n');
   const lines = parts.map((p, i) => (i < parts.length - 1 ? p + '\n' : p));
   if (lines[lines.length - 1] === '') lines.pop();

@@ -5,7 +5,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import { bitsPerWeight, checkpointFiles, storedTensors, type BitsPerWeight, type CheckpointFiles, type StoredTensor } from '../io/storage.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
 import { measureCheckpointSpeed, type SpeedResult, type SpeedSettings } from './speed.js';
 

@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import type { ActivationQuant, ModelCheckpoint } from '../model/checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../io/checkpoint.js';
 import { streamedNll, type StreamProgress } from '../model/stream.js';
 import { pplStream } from '../data/pplData.js';
 import { UsageError } from '../errors.js';
@@ -34,14 +34,14 @@ export interface PplOptions {
 }
 
 /** Splits a token stream into floor(n/seqlen) windows, the tail dropped (GPTQ protocol). */
-export function gptqWindows(ids: Int32Array, seqlen: number, limit?: number): Int32Array[] {
+function gptqWindows(ids: Int32Array, seqlen: number, limit?: number): Int32Array[] {
   const n = Math.floor(ids.length / seqlen);
   const take = limit === undefined ? n : Math.min(n, limit);
   return Array.from({ length: take }, (_, i) => ids.subarray(i * seqlen, (i + 1) * seqlen));
 }
 
 /** ppl = exp(mean over windows of each window's mean NLL over its seqlen−1 predicted tokens). */
-export function pplFromWindowNlls(nlls: readonly Float64Array[]): number {
+function pplFromWindowNlls(nlls: readonly Float64Array[]): number {
   let sum = 0;
   for (const w of nlls) {
     let s = 0;

@@ -8,7 +8,7 @@
 import { PyRandom } from '../data/mt19937.js';
 import { UsageError } from '../errors.js';
 import type { Backend } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { argmaxLastRow, LlamaModel, type KvCache } from '../model/llama.js';
 
 export interface SpeedSettings {

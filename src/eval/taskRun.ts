@@ -3,7 +3,7 @@
  * the results out as the paper's CommonSenseQA and MMLU columns.
  */
 import type { Backend } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { ModelScorer } from './modelScorer.js';
 import type { MmluCategory } from './tasks/mmluCategories.js';
@@ -44,12 +44,12 @@ export async function evaluateTasks(ckpt: ModelCheckpoint, backend: Backend, tas
 }
 
 /** The paper's CommonSenseQA columns: task name → column header, in table order. */
-export const CSQA_COLUMNS: readonly (readonly [task: string, header: string])[] = Object.freeze([
+const CSQA_COLUMNS: readonly (readonly [task: string, header: string])[] = Object.freeze([
   ['piqa', 'PIQA'], ['arc_easy', 'ARC-e'], ['arc_challenge', 'ARC-c'], ['hellaswag', 'HellaSwag'], ['winogrande', 'Wino'],
 ] as const);
 
 /** The paper's MMLU columns: category → column header. */
-export const MMLU_COLUMNS: readonly (readonly [category: MmluCategory, header: string])[] = Object.freeze([
+const MMLU_COLUMNS: readonly (readonly [category: MmluCategory, header: string])[] = Object.freeze([
   ['Humanities', 'Hums.'], ['STEM', 'STEM'], ['Social Sciences', 'Social'], ['Other', 'Other'],
 ] as const);
 
@@ -60,7 +60,7 @@ export function csqaAverage(results: readonly TaskResult[]): number | undefined 
 }
 
 /** acc as a percentage with one decimal, "-" when absent or NaN. */
-export function percent(acc: number | undefined): string {
+function percent(acc: number | undefined): string {
   return acc === undefined || Number.isNaN(acc) ? '-' : (100 * acc).toFixed(1);
 }
 

@@ -6,7 +6,7 @@
  * merely claims: layers are checked one by one and the first missing one ends the check.
  */
 import { FormatError } from '../errors.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from './config.js';
 import type { DType } from '../tensor/dtype.js';
 import { fileOf, LAYER_PARTS, NAMES, type TensorInfo, type TensorSource } from './source.js';
 import type { Tokenizer } from './tokenizer.js';

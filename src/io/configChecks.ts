@@ -4,10 +4,10 @@
  * came from (config.json, the .gguf, the llama2.c .bin), never later from deep inside a forward pass.
  */
 import { FormatError } from '../errors.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from './config.js';
 
 /** The shortest context a language model can be evaluated on: one token predicting the next. */
-export const MIN_CONTEXT = 2;
+const MIN_CONTEXT = 2;
 
 export function checkLlamaConfig(file: string, c: LlamaConfig): LlamaConfig {
   if (c.headDim % 2 !== 0) throw new FormatError(file, `head dimension ${c.headDim} is odd; RoPE rotates pairs of dimensions`);

@@ -18,7 +18,7 @@ const BF16_EXP = 0x7f80;
 const F32_MAX = 3.4028234663852886e38;
 
 /** Index of the first element that is not a finite float32, or -1 (and -1 for integer tensors). */
-export function firstNonFinite(t: Tensor): number {
+function firstNonFinite(t: Tensor): number {
   const d = t.data;
   switch (t.dtype) {
     case 'f32': {
@@ -41,7 +41,7 @@ export function firstNonFinite(t: Tensor): number {
 }
 
 /** `t` itself, or a FormatError naming `path` and `name` when it holds a NaN or an infinity. */
-export function checkFinite(path: string, name: string, t: Tensor): Tensor {
+function checkFinite(path: string, name: string, t: Tensor): Tensor {
   const i = firstNonFinite(t);
   if (i >= 0) {
     const v = t.dtype === 'f32' || t.dtype === 'f64' ? String((t.data as Float32Array)[i]) : `bits 0x${(t.data as Uint16Array)[i]!.toString(16)}`;

@@ -1,7 +1,7 @@
 /** Hugging Face `config.json` (LlamaForCausalLM) to LlamaConfig. Defaults are HF LlamaConfig's. */
 import { readFileSync } from 'node:fs';
 import { FormatError } from '../errors.js';
-import type { Llama3RopeScaling, LlamaConfig } from '../model/config.js';
+import type { Llama3RopeScaling, LlamaConfig } from './config.js';
 import { checkLlamaConfig } from './configChecks.js';
 
 type Json = Record<string, unknown>;

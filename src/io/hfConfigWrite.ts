@@ -1,4 +1,4 @@
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from './config.js';
 
 /** LlamaConfig → a Hugging Face `config.json` object (LlamaForCausalLM), the inverse of parseHfConfig. */
 export function toHfConfigJson(c: LlamaConfig, torchDtype: string): Record<string, unknown> {

@@ -9,7 +9,7 @@
  * q/k rows are in Meta's adjacent-pair RoPE order; we return them in HF rotate-half order.
  */
 import { FormatError, UsageError } from '../errors.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from './config.js';
 import { Tensor } from '../tensor/tensor.js';
 import { fileSize, readAt } from './fileBytes.js';
 import { pairsToHalves } from './qkPermute.js';
@@ -17,7 +17,7 @@ import { LAYER_PARTS, NAMES, type LayerPart, type TensorInfo, type TensorSource 
 import { checkRowRange, rotateHalfRows, rowElements } from './rows.js';
 import { checkLlamaConfig } from './configChecks.js';
 
-export const LLAMA2C_HEADER_BYTES = 28;
+const LLAMA2C_HEADER_BYTES = 28;
 
 export interface Llama2cHeader {
   readonly dim: number;

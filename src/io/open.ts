@@ -5,8 +5,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { FormatError, UsageError } from '../errors.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { ModelCheckpoint } from './checkpoint.js';
+import type { LlamaConfig } from './config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkTokenizerFits, checkWeights } from './checkpointChecks.js';
 import { FiniteSource } from './finite.js';
@@ -127,27 +127,29 @@ export class RenamedSource implements TensorSource {
 export interface CheckpointDescription {
   readonly path: string;
   readonly format: ModelCheckpoint['format'];
-  readonly parameterCount: number;
-  readonly tensorCount: number;
+  readonly architecture: 'llama';
+  readonly config: LlamaConfig;
+  readonly parameters: number;
+  readonly tensors: number;
   /** stored dtype (F32, BF16, Q8_0, ...) → number of parameters stored that way */
   readonly storedDtypes: Readonly<Record<string, number>>;
-  readonly config: LlamaConfig;
-  readonly tokenizer: { readonly kind: string; readonly description: string; readonly vocabSize: number; readonly bosId: number | undefined; readonly eosId: number | undefined };
+  readonly tokenizer: { readonly kind: string; readonly description: string; readonly vocabSize: number; readonly bos: number | undefined; readonly eos: number | undefined };
 }
 
-/** What `lowbit info` prints. */
+/** What `lowbit info` reports (its --json output): architecture, parameter count, stored dtypes, tokenizer. */
 export function describeCheckpoint(ckpt: ModelCheckpoint): CheckpointDescription {
-  const storedDtypes: Record<string, number> = {};
-  let parameterCount = 0;
-  const list = ckpt.weights.list();
-  for (const t of list) {
+  const tensors = ckpt.weights.list();
+  const dtypes: Record<string, number> = {};
+  let params = 0;
+  for (const t of tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    parameterCount += n;
-    storedDtypes[t.storedAs] = (storedDtypes[t.storedAs] ?? 0) + n;
+    params += n;
+    dtypes[t.storedAs] = (dtypes[t.storedAs] ?? 0) + n;
   }
   const tk: Tokenizer = ckpt.tokenizer;
   return {
-    path: ckpt.path, format: ckpt.format, parameterCount, tensorCount: list.length, storedDtypes, config: ckpt.config,
-    tokenizer: { kind: tk.kind, description: tk.description, vocabSize: tk.vocabSize, bosId: tk.bosId, eosId: tk.eosId },
+    path: ckpt.path, format: ckpt.format, architecture: 'llama', config: ckpt.config,
+    parameters: params, tensors: tensors.length, storedDtypes: dtypes,
+    tokenizer: { kind: tk.kind, description: tk.description, vocabSize: tk.vocabSize, bos: tk.bosId, eos: tk.eosId },
   };
 }

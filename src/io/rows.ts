@@ -33,7 +33,7 @@ export function sliceRows(t: Tensor, start: number, count: number, copy = true):
   const row = rowElements(t.shape);
   const d = t.data as Float32Array; // every typed array has subarray/slice with this signature
   const data = copy ? d.slice(start * row, (start + count) * row) : d.subarray(start * row, (start + count) * row);
-  return new Tensor(t.dtype, [count, ...t.shape.slice(1)], data as AnyTypedArray);
+  return new Tensor(t.dtype, [count, ...t.shape.slice(1)], data);
 }
 
 /**
@@ -48,7 +48,7 @@ export function readRows(source: TensorSource, name: string, start: number, coun
 }
 
 /** The listed info of `name`, or a FormatError naming the file when the source has no such tensor. */
-export function tensorInfo(source: TensorSource, name: string): TensorInfo {
+function tensorInfo(source: TensorSource, name: string): TensorInfo {
   const info = source.list().find((t) => t.name === name);
   if (!info) throw new FormatError(source.path, `no tensor named "${name}"`);
   return info;

@@ -5,7 +5,7 @@
  * with positioned reads. The writer lays the file out the way the Rust library does (compact JSON,
  * header padded with spaces to a multiple of 8, offsets contiguous in the given order).
  */
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 import { FormatError, UsageError } from '../errors.js';
@@ -16,7 +16,7 @@ import type { TensorInfo, TensorSource } from './source.js';
 import { checkRowRange } from './rows.js';
 
 /** The Rust library refuses headers above 100 MB; so do we. */
-export const MAX_HEADER_BYTES = 100_000_000;
+const MAX_HEADER_BYTES = 100_000_000;
 
 interface Entry extends TensorInfo {
   /** absolute byte offset of the tensor's data in the file */

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from './checkpoint.js';
 import { DTYPE_BYTES, SAFETENSORS_DTYPES } from '../tensor/dtype.js';
 import { GGML_LAYOUT, GgmlType } from './gguf/types.js';
 import { FORMATS, type FormatName } from './quantized/formats.js';

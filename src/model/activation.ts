@@ -6,9 +6,9 @@
  */
 import type { Backend } from '../backend/backend.js';
 import type { LinearFn } from './block.js';
-import type { ActivationQuant, ModelCheckpoint } from './checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../io/checkpoint.js';
 
-export function activationQuantLinear(be: Backend, a: ActivationQuant): LinearFn {
+function activationQuantLinear(be: Backend, a: ActivationQuant): LinearFn {
   return (name, x, w) => {
     const qx = be.quantizeRows(x, a.bits);
     const y = be.linear(qx, w);

@@ -3,7 +3,7 @@
  * BlockRun.segments in block.ts), each row at its own position, so cos/sin are per row.
  */
 import type { Backend, BTensor } from '../backend/backend.js';
-import type { ModelCheckpoint } from './checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import type { BatchSegment } from './block.js';
 import { ropeInvFreq } from './rope.js';
 

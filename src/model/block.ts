@@ -1,5 +1,5 @@
 import type { Backend, BTensor } from '../backend/backend.js';
-import type { LlamaConfig } from './config.js';
+import type { LlamaConfig } from '../io/config.js';
 import type { BlockWeights } from './weights.js';
 
 /** Keys and values of one block for positions 0..S-1 (after RoPE). */

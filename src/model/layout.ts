@@ -9,7 +9,6 @@ import type { LinearName } from './block.js';
 
 /** The four distinct inputs of a block's linears: q/k/v share one, gate/up share one. */
 export type InputName = 'attnIn' | 'attnOut' | 'mlpIn' | 'mlpAct';
-export const INPUTS: readonly InputName[] = Object.freeze(['attnIn', 'attnOut', 'mlpIn', 'mlpAct']);
 
 /** The tensor each linear reads: rmsnorm(x) for q/k/v, the attention output for o, rmsnorm(h) for gate/up, silu(gate)·up for down. */
 export const LINEAR_INPUT: Readonly<Record<LinearName, InputName>> = Object.freeze({

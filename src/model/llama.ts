@@ -1,5 +1,5 @@
 import type { Backend, BTensor } from '../backend/backend.js';
-import type { ModelCheckpoint } from './checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { blockForward, concatAllRows, type BatchSegment, type KvState, type LinearFn } from './block.js';
 import { checkpointLinear } from './activation.js';
 import { ropeForSegments } from './batch.js';

@@ -1,4 +1,4 @@
-import type { LlamaConfig } from './config.js';
+import type { LlamaConfig } from '../io/config.js';
 
 /**
  * RoPE inverse frequencies as Hugging Face computes them (float32), including the llama3

@@ -1,5 +1,5 @@
 import type { Backend, BTensor } from '../backend/backend.js';
-import type { ModelCheckpoint } from './checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { blockForward } from './block.js';
 import { checkpointLinear } from './activation.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
@@ -63,9 +63,9 @@ async function runBlock(
 }
 
 /** Bytes of stored rows read at once when embedding tokens and when evaluating the LM head. */
-export const ROW_CHUNK_BYTES = 64 * 1024 * 1024;
+const ROW_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Largest logits block [positions, vocabulary chunk] of the LM head, in float32 bytes. */
-export const LOGITS_CHUNK_BYTES = 64 * 1024 * 1024;
+const LOGITS_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Smallest default LM-head chunk, in stored bytes. */
 const MIN_CHUNK_BYTES = 1024 * 1024;
 /** Stored bytes of decoder block 0's tensors, as listed (0 when the checkpoint has no blocks). */
@@ -133,7 +133,7 @@ export function embedAll(ckpt: ModelCheckpoint, be: Backend, seqs: Int32Array[],
 }
 
 /** Plain forward of all blocks over equal-length sequences starting at position 0. */
-export function forwardBlock(ckpt: ModelCheckpoint, be: Backend, rope: { cos: BTensor; sin: BTensor }) {
+function forwardBlock(ckpt: ModelCheckpoint, be: Backend, rope: { cos: BTensor; sin: BTensor }) {
   const linear = checkpointLinear(ckpt, be);
   return async (_i: number, w: BlockWeights, xs: BTensor[]) => xs.map((x) => blockForward(be, ckpt.config, w, x, rope, { linear }).out);
 }

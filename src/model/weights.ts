@@ -1,7 +1,7 @@
 import type { Backend, BTensor } from '../backend/backend.js';
 import { NAMES, type LayerPart } from '../io/source.js';
 import { FormatError } from '../errors.js';
-import type { ModelCheckpoint } from './checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 
 /** One decoder block's weights on a backend. */
 export interface BlockWeights {
@@ -44,9 +44,6 @@ export function freeBlock(backend: Backend, w: BlockWeights): void {
   for (const t of Object.values(w)) backend.free(t);
 }
 
-/** Embedding table, final norm and LM head (the tied embedding when the checkpoint has no lm_head). */
-export interface EdgeWeights { readonly embed: BTensor; readonly norm: BTensor; readonly head: BTensor }
-
 export function loadEmbedding(ckpt: ModelCheckpoint, backend: Backend): BTensor {
   return backend.uploadWeight(ckpt.weights.read(NAMES.embed));
 }
@@ -61,11 +58,11 @@ export function headTensorName(ckpt: ModelCheckpoint): string {
   throw new FormatError(ckpt.weights.path, `no ${NAMES.lmHead} and no ${NAMES.embed} to tie it to`);
 }
 
+/** Final norm and LM head: lm_head.weight, else the embedding table (`embed` when given, else read). */
 export function loadHead(ckpt: ModelCheckpoint, backend: Backend, embed?: BTensor): { norm: BTensor; head: BTensor } {
   const norm = backend.uploadWeight(ckpt.weights.read(NAMES.finalNorm));
-  let head: BTensor;
-  if (ckpt.weights.has(NAMES.lmHead)) head = backend.uploadWeight(ckpt.weights.read(NAMES.lmHead));
-  else if (ckpt.config.tieWordEmbeddings || !ckpt.weights.has(NAMES.lmHead)) head = embed ?? loadEmbedding(ckpt, backend);
-  else throw new FormatError(ckpt.weights.path, `no ${NAMES.lmHead} and embeddings are not tied`);
+  const head = ckpt.weights.has(NAMES.lmHead)
+    ? backend.uploadWeight(ckpt.weights.read(NAMES.lmHead))
+    : embed ?? loadEmbedding(ckpt, backend);
   return { norm, head };
 }

@@ -7,8 +7,8 @@
  */
 import type { Backend, BTensor } from '../backend/backend.js';
 import { attentionPart, blockForward, mlpPart, type LinearFn, type LinearName } from '../model/block.js';
-import type { LlamaConfig } from '../model/config.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { LlamaConfig } from '../io/config.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { LINEAR_INPUT, LINEAR_PART, type InputName } from '../model/layout.js';
 import type { BlockWeights } from '../model/weights.js';
 import { NAMES } from '../io/source.js';
@@ -48,7 +48,7 @@ export function readHostBlock(ckpt: ModelCheckpoint, i: number): HostBlock {
   };
 }
 
-export function uploadMatrix(be: Backend, m: HostMatrix): BTensor {
+function uploadMatrix(be: Backend, m: HostMatrix): BTensor {
   return be.uploadWeight(new Tensor('f32', [m.rows, m.cols], m.data));
 }
 

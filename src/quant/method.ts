@@ -14,14 +14,12 @@
  * search and clipping, SmoothQuant's smoothing).
  */
 import type { LinearName } from '../model/block.js';
-import type { LlamaConfig } from '../model/config.js';
+import type { LlamaConfig } from '../io/config.js';
 import type { QuantSpec, QuantizedMatrix } from './core/grid.js';
 import type { QuantLinalg } from './core/linalgProvider.js';
 import type { BlockJob } from './blockJob.js';
-import type { ActivationQuant } from '../model/checkpoint.js';
+import type { ActivationQuant } from '../io/checkpoint.js';
 import type { FormatName } from '../io/quantized/formats.js';
-
-export type { QuantSpec };
 
 /** Per-channel statistics of one linear input over the calibration tokens. */
 export type StatKind = 'hessian' | 'meanAbs' | 'maxAbs';
@@ -79,8 +77,6 @@ export interface LayerOutput {
   readonly dampUsed?: number;
   readonly notes: readonly string[];
 }
-
-export type { ActivationQuant };
 
 /** Checkpoint layouts a method's layers can be stored in (io/quantized/formats.ts). */
 export type StorageFormatName = FormatName;

@@ -1,5 +1,5 @@
 import type { Backend, BTensor } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { blockForward, LINEARS, type LinearFn, type LinearName } from '../model/block.js';
 import { LINEAR_INPUT, LINEAR_PART, TRUE_SEQUENTIAL, type InputName } from '../model/layout.js';
 import { embedAll, ropeFor, streamBlocks, type StreamProgress } from '../model/stream.js';

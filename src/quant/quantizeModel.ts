@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { calibrationSet, DEFAULT_CALIBRATION, type CalibrationInfo } from '../data/calibration.js';
 import { QuantizedCheckpointWriter } from '../io/quantized/writer.js';
 import { checkBits, type ScaleDtype } from './core/grid.js';
@@ -112,7 +112,7 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const report: QuantizeReport = {
     tool: 'lowbit', source: { path: ckpt.path, format: ckpt.format }, method: method.name, settings,
     calibration: calib ? { ...calib.info, starts: calib.info.starts } : null, layers, ...(blocks.length ? { blocks } : {}),
-    totalError: errors.every((e) => e !== null) ? errors.reduce((a, b) => a! + b!, 0) : null,
+    totalError: errors.every((e) => e !== null) ? errors.reduce((a, b) => a + b, 0) : null,
     backend: be.description, seconds: (performance.now() - t0) / 1000, notes,
   };
   writer.write(o.out, report as unknown as Record<string, unknown>, o.force ?? false);

@@ -28,7 +28,7 @@ export class InputStatsAccumulator {
         const o = t * cols;
         for (let c = 0; c < cols; c++) {
           const a = Math.abs(x[o + c]!);
-          if (absSum) absSum[c] += a;
+          if (absSum) absSum[c]! += a;
           if (absMax && a > absMax[c]!) absMax[c] = a;
         }
       }

@@ -1,6 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import { bitsPerWeight, checkpointFiles, type BitsPerWeight } from '../io/storage.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { measureCheckpointSpeed, type SpeedResult, type SpeedSettings } from '../eval/speed.js';
 
 /** A study's speed check of each cell: short (the study is about quality), the same for every cell. */

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Backend } from '../backend/backend.js';
-import type { ModelCheckpoint } from '../model/checkpoint.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { openModel } from '../io/open.js';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
 import { quantizeModel, SCALE_PROTOCOL, type QuantizeReport } from '../quant/quantizeModel.js';

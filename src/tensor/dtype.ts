@@ -10,16 +10,6 @@ export const SAFETENSORS_DTYPES: Readonly<Record<string, DType>> = Object.freeze
   F64: 'f64', F32: 'f32', F16: 'f16', BF16: 'bf16', I64: 'i64', I32: 'i32', I16: 'i16', I8: 'i8', U8: 'u8', BOOL: 'bool',
 });
 
-export type TypedArrayFor<D extends DType> =
-  D extends 'f64' ? Float64Array :
-  D extends 'f32' ? Float32Array :
-  D extends 'f16' | 'bf16' ? Uint16Array :
-  D extends 'i64' ? BigInt64Array :
-  D extends 'i32' ? Int32Array :
-  D extends 'i16' ? Int16Array :
-  D extends 'i8' ? Int8Array :
-  Uint8Array;
-
 export type AnyTypedArray =
   Float64Array | Float32Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 

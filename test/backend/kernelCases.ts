@@ -99,6 +99,6 @@ export function illConditionedSpd(n: number, seed: number, delta = 1e-8): Float6
       for (let k = 0; k < m; k++) s += A[k * n + i]! * A[k * n + j]!;
       H[i * n + j] = s; H[j * n + i] = s;
     }
-  for (let i = 0; i < n; i++) H[i * n + i] += delta;
+  for (let i = 0; i < n; i++) H[i * n + i]! += delta;
   return H;
 }

@@ -208,7 +208,7 @@ for (const p of PROVIDERS) {
       const W = new Float32Array(rows * cols).map(() => (r() * 2 - 1) * 0.05);
       const X = randF64(2 * cols * cols, 9), H = new Float64Array(cols * cols);
       for (let t = 0; t < 2 * cols; t++) // H = XᵀX plus a shared component: correlated inputs
-        for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) H[i * cols + j] += (X[t * cols + i]! + 0.3 * X[t * cols]!) * (X[t * cols + j]! + 0.3 * X[t * cols]!);
+        for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) H[i * cols + j]! += (X[t * cols + i]! + 0.3 * X[t * cols]!) * (X[t * cols + j]! + 0.3 * X[t * cols]!);
       const specs: [QuantSpec, boolean, number][] = [
         [{ bits: 4, groupSize: -1, sym: false }, false, 32],
         [{ bits: 2, groupSize: 16, sym: true }, false, 48],

@@ -12,14 +12,13 @@ import { join } from 'node:path';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { checked } from '../../src/backend/cpu/kernels/provider.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
-import type { CpuKernels } from '../../src/backend/cpu/kernels/kernels.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { dequantizeGptq, packGptq } from '../../src/tensor/gptqPack.js';
 import type { GptqPacked } from '../../src/tensor/packed.js';
 import { maxqOf } from '../../src/quant/core/grid.js';
 import { openModel } from '../../src/io/open.js';
 import type { TensorSource } from '../../src/io/source.js';
-import type { ModelCheckpoint } from '../../src/model/checkpoint.js';
+import type { ModelCheckpoint } from '../../src/io/checkpoint.js';
 import { quantizeModel } from '../../src/quant/quantizeModel.js';
 import { evaluatePpl } from '../../src/eval/ppl.js';
 import type { Backend } from '../../src/backend/backend.js';
@@ -121,7 +120,7 @@ for (const p of PROVIDERS) {
 
 test('CpuBackend without a provider gemmQ decodes row panels and matches bit for bit (js gemm)', () => {
   const { gemmQ: _drop, ...rest } = jsKernels;
-  const be = new CpuBackend(rest as CpuKernels);
+  const be = new CpuBackend(rest);
   for (const { q, x, M, what } of cases()) {
     const xt = be.upload(x, [M, q.cols]);
     const want = new Float32Array(M * q.rows);

@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { loadNativeKernels } from '../../src/backend/cpu/kernels/native.js';
-import { loadPrivateWasmKernels, loadWasmKernels } from '../../src/backend/cpu/kernels/wasm.js';
+import { loadWasmKernels } from '../../src/backend/cpu/kernels/wasm.js';
+import { JOB, OP } from '../../src/backend/cpu/wasm/pool.js';
 import { PROVIDERS, availability, randF32 } from './kernelCases.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -51,13 +52,34 @@ describe('selectKernels', () => {
 });
 
 describe('wasm pool', availability(wasm), () => {
-  it('a worker that dies makes the next call throw a clear error, not hang', { timeout: 20_000 }, () => {
-    const r = loadPrivateWasmKernels(2);
+  it('a worker that dies makes the next call throw a clear error, not hang; the next load starts a new pool', { timeout: 20_000 }, () => {
+    const r = loadWasmKernels(2);
     assert.ok(r.ok);
-    const y = new Float32Array(64 * 64);
-    r.kernels.gemm(randF32(64 * 64, 1), randF32(64 * 64, 2), y, 64, 64, 64); // workers started and working
-    assert.throws(() => r.pool.crashWorkerForTest(), /worker 1 of 1 exited with code 3/);
+    const y = new Float32Array(256 * 64);
+    r.kernels.gemm(randF32(256 * 64, 1), randF32(64 * 64, 2), y, 256, 64, 64); // 4 tasks: the worker started and working
+    const want = y.slice();
+    // A real failure: a one-task GEMM job, posted to the worker alone (the main thread takes no part), whose
+    // arrays lie past the end of the wasm memory. The worker's kernel traps and the worker dies.
+    const { pool } = r, ctrl = new Int32Array(pool.memory.buffer, pool.job, JOB.BYTES / 4);
+    const outside = pool.memory.buffer.byteLength;
+    [outside, outside, outside, 64, 64, 64, 0].forEach((v, i) => { ctrl[JOB.ARGS + i] = v; });
+    ctrl[JOB.OP] = OP.GEMM;
+    ctrl[JOB.NTASKS] = 1;
+    Atomics.store(ctrl, JOB.NEXT, 0);
+    Atomics.store(ctrl, JOB.LEFT, 0);
+    Atomics.add(ctrl, JOB.GEN, 1);
+    Atomics.notify(ctrl, JOB.GEN);
+    assert.notEqual(Atomics.wait(ctrl, JOB.LEFT, 0, 10_000), 'timed-out');
+    assert.equal(Atomics.load(ctrl, JOB.ERROR), 1, 'the supervisor saw worker 1 die');
+    assert.throws(() => r.kernels.gemm(randF32(256 * 64, 1), randF32(64 * 64, 2), y, 256, 64, 64),
+      /worker 1 of 1 failed: memory access out of bounds \(the pool is unusable/);
     assert.throws(() => r.kernels.gemm(randF32(256 * 64, 1), randF32(256 * 64, 2), new Float32Array(256 * 256), 256, 256, 64), /pool is unusable/);
+    const again = loadWasmKernels(2);
+    assert.ok(again.ok);
+    assert.notEqual(again.pool, pool);
+    const y2 = new Float32Array(256 * 64);
+    again.kernels.gemm(randF32(256 * 64, 1), randF32(64 * 64, 2), y2, 256, 64, 64);
+    assert.deepEqual(y2, want);
   });
 
   it('exp and log of kernels.c agree with Math.exp/Math.log to a few ulp, specials included', () => {

@@ -42,11 +42,11 @@ test('--seqlen beyond the model context is refused unless insisted on; counts pr
     runCliAsync([...args, '--seqlen', '1024', '--allow-long-context', '--json']),
     runCliAsync(args),
   ]);
-  assertBadInput(bad!, ['--seqlen 1,024', 'context of 512', TINY656K, '--allow-long-context']);
-  assertOk(longOk!);
-  assert.equal((JSON.parse(longOk!.stdout) as { seqlen: number }).seqlen, 1024);
-  assertOk(normal!);
-  assert.match(normal!.stdout, /tinystories: 193,346 tokens, 1\/377 windows of 512/);
+  assertBadInput(bad, ['--seqlen 1,024', 'context of 512', TINY656K, '--allow-long-context']);
+  assertOk(longOk);
+  assert.equal((JSON.parse(longOk.stdout) as { seqlen: number }).seqlen, 1024);
+  assertOk(normal);
+  assert.match(normal.stdout, /tinystories: 193,346 tokens, 1\/377 windows of 512/);
   const gen = runCli(['generate', '--steps', '600']);
   assertBadInput(gen, ['--steps 600', 'context of 512', '--allow-long-context']);
 });

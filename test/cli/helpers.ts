@@ -11,15 +11,18 @@ export const BIN = join(PACKAGE_ROOT, 'bin', 'lowbit.js');
 
 export interface CliResult { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; args: string[] }
 
+/** The node flags bin/lowbit.js's shebang gives the CLI (a collection between streamed blocks, src/backend/cpu/gc.ts). */
+const NODE_FLAGS = ['--expose-gc'];
+
 /**
- * `node bin/lowbit.js ...args`, run in `cwd` (default: a scratch folder, so that a default
+ * `node --expose-gc bin/lowbit.js ...args`, run in `cwd` (default: a scratch folder, so that a default
  * `--out lowbit-eval.json` never lands in the checkout). LOWBIT_DEBUG is cleared so stack traces
  * would only appear if the CLI leaked them.
  */
 export function runCli(args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): CliResult {
   const env: Record<string, string | undefined> = { ...process.env, ...opts.env };
   delete env.LOWBIT_DEBUG;
-  const r = spawnSync(process.execPath, [BIN, ...args], {
+  const r = spawnSync(process.execPath, [...NODE_FLAGS, BIN, ...args], {
     cwd: opts.cwd ?? scratch(), env, encoding: 'utf8', timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20,
   });
   if (r.error) throw r.error;
@@ -31,7 +34,7 @@ export function runCliAsync(args: string[], opts: { cwd?: string; timeoutMs?: nu
   const env: Record<string, string | undefined> = { ...process.env };
   delete env.LOWBIT_DEBUG;
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? scratch(), env, timeout: opts.timeoutMs ?? 60_000 });
+    const child = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], { cwd: opts.cwd ?? scratch(), env, timeout: opts.timeoutMs ?? 60_000 });
     let stdout = '', stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });

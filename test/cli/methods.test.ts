@@ -17,22 +17,22 @@ test('quantize --method awq / smoothquant, then eval: the checkpoint says what i
     runCliAsync(['quantize', '--method', 'awq', '--wbits', '4', '--group', '32', '--calib', 'wikitext2-valid', '--nsamples', '8', '--seqlen', '256', '--seed', '0', '--out', 'awq', '--json'], { cwd: dir }),
     runCliAsync(['quantize', '--model', BIN260K, '--method', 'smoothquant', '--wbits', '8', '--abits', '8', '--alpha', '0.5', '--nsamples', '8', '--seqlen', '256', '--out', 'sq', '--json'], { cwd: dir }),
   ]);
-  assertOk(awq!);
-  assertOk(sq!);
-  const ra = JSON.parse(awq!.stdout) as { method: string; settings: { format: string }; blocks: { awq: unknown }[] };
+  assertOk(awq);
+  assertOk(sq);
+  const ra = JSON.parse(awq.stdout) as { method: string; settings: { format: string }; blocks: { awq: unknown }[] };
   assert.equal(ra.method, 'awq');
   assert.equal(ra.settings.format, 'awq');
   assert.equal(ra.blocks.length, 2);
-  const rs = JSON.parse(sq!.stdout) as { settings: { groupSize: number; sym: boolean; alpha: number; activation: unknown } };
+  const rs = JSON.parse(sq.stdout) as { settings: { groupSize: number; sym: boolean; alpha: number; activation: unknown } };
   assert.deepEqual([rs.settings.groupSize, rs.settings.sym, rs.settings.alpha], [-1, true, 0.5]);
   const [ea, es] = await Promise.all([
     runCliAsync(['eval', '--model', 'awq', '--ppl', 'tinystories', '--limit', '1', '--json'], { cwd: dir }),
     runCliAsync(['eval', '--model', 'sq', '--ppl', 'tinystories', '--limit', '1'], { cwd: dir }),
   ]);
-  assertOk(ea!);
-  assert.equal((JSON.parse(ea!.stdout) as { format: string }).format, 'lowbit-awq');
-  assertOk(es!);
-  assert.match(es!.stdout, /activations 8-bit per-token absmax/);
+  assertOk(ea);
+  assert.equal((JSON.parse(ea.stdout) as { format: string }).format, 'lowbit-awq');
+  assertOk(es);
+  assert.match(es.stdout, /activations 8-bit per-token absmax/);
   assert.equal(JSON.parse(readFileSync(join(dir, 'sq', 'quantize_config.json'), 'utf8')).activation.bits, 8);
 });
 

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readC4Docs, sampleC4Windows } from '../../src/data/c4.js';
-import { pplStream, pplWindows } from '../../src/data/pplData.js';
+import { pplStream } from '../../src/data/pplData.js';
 import { DATA_FILES, ptbRows, tinystoriesRows, wikitextRows } from '../../src/data/textFiles.js';
 import { FormatError, UsageError } from '../../src/errors.js';
 import type { Tokenizer } from '../../src/io/tokenizer.js';
@@ -70,19 +70,13 @@ test('missing files and unknown names are one-line errors naming the path', () =
   assert.throws(() => pplStream('wikitext3', charTok, { seqlen: 8 }), UsageError);
 });
 
-test('pplWindows: floor(numel / seqlen), an error when shorter than one window', () => {
-  assert.equal(pplWindows(new Int32Array(10), 3), 3);
-  assert.equal(pplWindows(new Int32Array(4096), 2048), 2);
-  assert.throws(() => pplWindows(new Int32Array(100), 2048), /seqlen 2048 is longer than the data \(100 tokens\)/);
-});
-
 test('golden stream lengths with the TinyStories-656K tokenizer (bundled data)', () => {
   const tok = loadHfTokenizer(TINY656K);
   const wiki = pplStream('wikitext2', tok, { seqlen: 2048, dataDir: DATA });
   assert.equal(wiki.info.tokens, 560212); // includes the one BOS
   assert.equal(wiki.info.textChars, 1294336);
   assert.equal(wiki.ids[0], tok.bosId);
-  assert.equal(pplWindows(wiki.ids, 2048), 273);
+  assert.equal(Math.floor(wiki.ids.length / 2048), 273); // GPTQ windows
   const ptb = pplStream('ptb', tok, { seqlen: 2048, dataDir: DATA });
   assert.equal(ptb.info.tokens, 156363);
   assert.equal(ptb.info.textChars, 396410);

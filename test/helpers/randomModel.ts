@@ -1,8 +1,8 @@
 import { Tensor } from '../../src/tensor/tensor.js';
 import { MemorySource } from '../../src/io/memorySource.js';
 import { NAMES, LAYER_PARTS } from '../../src/io/source.js';
-import type { LlamaConfig } from '../../src/model/config.js';
-import type { ModelCheckpoint } from '../../src/model/checkpoint.js';
+import type { LlamaConfig } from '../../src/io/config.js';
+import type { ModelCheckpoint } from '../../src/io/checkpoint.js';
 import type { Tokenizer } from '../../src/io/tokenizer.js';
 
 /** Deterministic uniform(-1, 1) numbers (mulberry32). */

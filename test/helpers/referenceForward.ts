@@ -3,7 +3,7 @@
  * the HF LlamaForCausalLM definition (RMSNorm, rotate-half RoPE with llama3 scaling, causal GQA
  * attention, SwiGLU MLP, LM head). Slow and obvious on purpose: the engine is checked against it.
  */
-import type { ModelCheckpoint } from '../../src/model/checkpoint.js';
+import type { ModelCheckpoint } from '../../src/io/checkpoint.js';
 import { NAMES, type LayerPart } from '../../src/io/source.js';
 
 type M = Float64Array;
@@ -86,7 +86,7 @@ export function referenceLogits(ck: ModelCheckpoint, ids: number[]): Float64Arra
           sc.push(d / Math.sqrt(hd));
         }
         const mx = Math.max(...sc), e = sc.map((z) => Math.exp(z - mx)), z = e.reduce((a, b) => a + b, 0);
-        for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) att[t * H * hd + h * hd + i] += (e[s]! / z) * v[s * KVH * hd + kh * hd + i]!;
+        for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) att[t * H * hd + h * hd + i]! += (e[s]! / z) * v[s * KVH * hd + kh * hd + i]!;
       }
     }
     const o = linear(att, T, H * hd, w('self_attn.o_proj'), D);

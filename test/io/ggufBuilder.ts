@@ -47,12 +47,12 @@ export function buildGguf(kvs: KV[], tensors: BuildTensor[], opts: { version?: n
     w.str(key);
     w.u32(type);
     switch (type) {
-      case GgufValueType.STRING: w.str(value as string); break;
-      case GgufValueType.UINT32: w.u32(value as number); break;
-      case GgufValueType.INT32: w.i32(value as number); break;
-      case GgufValueType.FLOAT32: w.f32(value as number); break;
-      case GgufValueType.UINT8: w.push(new Uint8Array([value as number])); break;
-      case GgufValueType.UINT64: w.u64(value as bigint); break;
+      case GgufValueType.STRING: w.str(value); break;
+      case GgufValueType.UINT32: w.u32(value); break;
+      case GgufValueType.INT32: w.i32(value); break;
+      case GgufValueType.FLOAT32: w.f32(value); break;
+      case GgufValueType.UINT8: w.push(new Uint8Array([value])); break;
+      case GgufValueType.UINT64: w.u64(value); break;
       case GgufValueType.BOOL: w.push(new Uint8Array([value ? 1 : 0])); break;
       case GgufValueType.ARRAY: {
         const a = value as { type: GgufValueType; items: (string | number)[] };

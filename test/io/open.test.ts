@@ -18,9 +18,9 @@ test('HF folder: BF16 weights, tokenizer.json, 656,000 parameters', () => {
   assert.equal(ck.config.hiddenSize, 128);
   assert.equal(ck.tokenizer.bosId, 1);
   const d = describeCheckpoint(ck);
-  assert.equal(d.parameterCount, 656_000);
+  assert.equal(d.parameters, 656_000);
   assert.deepEqual(d.storedDtypes, { BF16: 656_000 });
-  assert.equal(d.tensorCount, 20);
+  assert.equal(d.tensors, 20);
 });
 
 test('HF f32 folder: the tied head stored as lm_head.weight is presented as model.embed_tokens.weight', () => {
@@ -46,7 +46,7 @@ test('GGUF file and a folder holding only it; llama2.c .bin with its tok512.bin'
   const b = openModel(join(STORIES260K, 'stories260K.bin'));
   assert.equal(b.format, 'llama2c');
   assert.equal(b.tokenizer.vocabSize, 512);
-  assert.equal(describeCheckpoint(b).parameterCount, 260_032);
+  assert.equal(describeCheckpoint(b).parameters, 260_032);
   const b2 = openModel(join(STORIES260K, 'stories260K.bin'), { tokenizer: join(STORIES260K, 'tok512.bin') });
   assert.equal(b2.tokenizer.vocabSize, 512);
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { pplStream } from '../../src/data/pplData.js';
 import { FormatError } from '../../src/errors.js';
-import { hfTokenizerFromJson, loadHfTokenizer } from '../../src/io/tokenizers/hf.js';
+import { loadHfTokenizer } from '../../src/io/tokenizers/hf.js';
 import { DATA, PACKAGE_ROOT, TINY656K } from '../helpers/paths.js';
 
 interface Reference656K {
@@ -39,7 +39,7 @@ test('long words take the fast merge path and give exactly the library ids', () 
   const json = JSON.parse(readFileSync(join(TINY656K, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
   const config = JSON.parse(readFileSync(join(TINY656K, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
   const library = new HfTokenizer(json, config);
-  const ours = hfTokenizerFromJson(json, config, 'TinyStories-656K/tokenizer.json');
+  const ours = loadHfTokenizer(TINY656K);
   const wiki = readFileSync(join(DATA, 'wikitext2/wikitext-2-raw/wiki.test.raw'), 'utf8').slice(0, 30000);
   for (const text of [wiki, ref.nll.text.repeat(20), 'naïve café 😀 ' + 'x'.repeat(300) + ' <unk> end']) {
     assert.deepEqual(ours.encode(text, { bos: false }), library.encode(text, { add_special_tokens: false }).ids);

@@ -6,7 +6,7 @@ import type { CpuKernels } from '../../src/backend/cpu/kernels/kernels.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { embedAll, streamBlocks, streamedNll } from '../../src/model/stream.js';
 import { NAMES, type TensorSource } from '../../src/io/source.js';
-import type { ModelCheckpoint } from '../../src/model/checkpoint.js';
+import type { ModelCheckpoint } from '../../src/io/checkpoint.js';
 import { randomCheckpoint, rng, SMALL_GQA_LLAMA3 } from '../helpers/randomModel.js';
 import { PROVIDERS, availability, kernelsOf } from '../backend/kernelCases.js';
 

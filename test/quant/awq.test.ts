@@ -93,7 +93,7 @@ test('AWQ: every scale search ends no worse than ratio 0 on the calibration data
   const out = join(tmp, 'awq4');
   const r = await quantizeModel(ck, be, { method: 'awq', bits: 4, group: 32, ...calib, out });
   assert.equal(r.blocks?.length, ck.config.numLayers);
-  for (const b of r.blocks!) {
+  for (const b of r.blocks) {
     const awq = b.awq as { scaleRatios: Record<string, { index: number; loss: number; lossRatio0: number } | string>; clipSteps: Record<string, number[]> };
     assert.match(String(awq.scaleRatios.attnOut), /skipped: v has 64 outputs, o 128 inputs/); // GQA: v → o is not searched
     for (const k of ['attnIn', 'mlpIn', 'mlpAct']) {

@@ -41,7 +41,7 @@ test('bundled model: summed GPTQ reconstruction error is below RTN at W4 g32 and
     const r = await quantizeModel(ck, be, { method: 'rtn', bits, group: 32, ...calib, out: join(tmp, `rtn${bits}`) });
     const g = await quantizeModel(ck, be, { method: 'gptq', bits, group: 32, ...calib, out: join(tmp, `gptq${bits}`) });
     assert.ok(r.totalError !== null && g.totalError !== null);
-    assert.ok(g.totalError! < r.totalError!, `W${bits}: GPTQ ${g.totalError} vs RTN ${r.totalError}`);
+    assert.ok(g.totalError < r.totalError, `W${bits}: GPTQ ${g.totalError} vs RTN ${r.totalError}`);
     assert.equal(r.layers.length, 14);
   }
 });

@@ -38,8 +38,8 @@ test('example counts of the shared data', { skip }, () => {
   const piqa = loadPiqa(DATA);
   assert.equal(piqa.length, 1838);
   assert.deepEqual([piqa.filter((d) => d.label === 0).length, piqa.filter((d) => d.label === 1).length], [910, 928]);
-  assert.equal(piqa[0].goal, "How do I ready a guinea pig cage for it's new occupants?");
-  assert.equal(piqa[0].label, 0);
+  assert.equal(piqa[0]!.goal, "How do I ready a guinea pig cage for it's new occupants?");
+  assert.equal(piqa[0]!.label, 0);
   assert.equal(loadArc('ARC-Easy', DATA).length, 2376);
   assert.equal(loadArc('ARC-Challenge', DATA).length, 1172);
   const wg = loadWinogrande(DATA);
@@ -49,13 +49,13 @@ test('example counts of the shared data', { skip }, () => {
   assert.equal(hs.layout, 'llamacpp-txt');
   assert.equal(hs.docs.length, 10042);
   assert.deepEqual([0, 1, 2, 3].map((l) => hs.docs.filter((d) => d.label === l).length), [2515, 2485, 2584, 2458]);
-  assert.equal(hs.docs[0].ctx, 'Roof shingle removal: A man is sitting on a roof. he');
-  assert.equal(hs.docs[0].endings[3], 'starts pulling up roofing on a roof.');
+  assert.equal(hs.docs[0]!.ctx, 'Roof shingle removal: A man is sitting on a roof. he');
+  assert.equal(hs.docs[0]!.endings[3], 'starts pulling up roofing on a roof.');
 });
 
 test('ARC: numeric labels 1..4 give the index of answerKey', { skip }, () => {
   const docs = loadArc('ARC-Easy', DATA);
-  const d = docs[14]; // line 15: NYSEDREGENTS_2015_8_28, labels 1..4, answerKey "2"
+  const d = docs[14]!; // line 15: NYSEDREGENTS_2015_8_28, labels 1..4, answerKey "2"
   assert.equal(d.id, 'NYSEDREGENTS_2015_8_28');
   assert.deepEqual(d.labels, ['1', '2', '3', '4']);
   assert.equal(d.gold, 1);
@@ -76,9 +76,9 @@ test('MMLU: 57 subjects, 14,042 test and 285 dev rows; fields equal Python csv.r
     assert.equal(fields.filter((f) => f.includes('\n')).length, withNewline);
     assert.equal(fields.reduce((a, f) => a + f.split('"').length - 1, 0), quotes);
   }
-  const aa = loadMmlu('dev', DATA)[0];
+  const aa = loadMmlu('dev', DATA)[0]!;
   assert.equal(aa.subject, 'abstract_algebra');
-  assert.deepEqual(aa.rows[1].choices, ['True, True', 'False, False', 'True, False', 'False, True']);
+  assert.deepEqual(aa.rows[1]!.choices, ['True, True', 'False, False', 'True, False', 'False, True']);
 });
 
 test('CSV: quoted commas, doubled quotes, newlines inside quotes, CRLF, blank lines, no header', () => {

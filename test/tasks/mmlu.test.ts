@@ -39,7 +39,7 @@ test('subject → category map: 57 subjects, the standard question counts per ca
   assert.ok(subjects.every((s) => mmluCategory(s) !== undefined));
   const perCat = Object.fromEntries(MMLU_CATEGORIES.map((c) => [c, 0]));
   const subjectsPerCat = Object.fromEntries(MMLU_CATEGORIES.map((c) => [c, 0]));
-  for (const s of loadMmlu('test', DATA)) { perCat[mmluCategory(s.subject)!] += s.rows.length; subjectsPerCat[mmluCategory(s.subject)!]++; }
+  for (const s of loadMmlu('test', DATA)) { perCat[mmluCategory(s.subject)!]! += s.rows.length; subjectsPerCat[mmluCategory(s.subject)!]!++; }
   assert.deepEqual(perCat, { Humanities: 4705, STEM: 3018, 'Social Sciences': 3077, Other: 3242 });
   assert.deepEqual(subjectsPerCat, { Humanities: 13, STEM: 18, 'Social Sciences': 12, Other: 14 });
   assert.equal(mmluCategory('anatomy'), 'Other'); // health, not STEM (lm-eval's groups differ here)
@@ -90,7 +90,7 @@ test('evaluateTask mmlu: argmax over the letter log-probs, per subject / categor
   assert.deepEqual(r.mmlu!.categories.Humanities, { n: 3, acc: 2 / 3 });
   assert.ok(Number.isNaN(r.mmlu!.categories.Other.acc));
   assert.equal(r.mmlu!.truncated, 0);
-  const first = scorer.nextCalls[0];
+  const first = scorer.nextCalls[0]!;
   assert.deepEqual(first.candidates, [65, 66, 67, 68]);
   assert.equal(first.context[0], CHAR_BOS);
   assert.equal(tok.decode(first.context),

@@ -21,20 +21,20 @@ test('PIQA: "Question: " + goal + "\\nAnswer:", choices sol1/sol2', () => {
 });
 
 test('PIQA: first example of the shared file', { skip }, () => {
-  const r = piqaRequest(loadPiqa(DATA)[0]);
+  const r = piqaRequest(loadPiqa(DATA)[0]!);
   assert.equal(r.context, "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:");
   assert.equal(r.gold, 0);
-  assert.match(r.continuations[0], /^Provide the guinea pig .*ripped paper strips, .*food dish\.$/);
+  assert.match(r.continuations[0]!, /^Provide the guinea pig .*ripped paper strips, .*food dish\.$/);
 });
 
 test('ARC: question stem, choice texts, gold = index of a numeric answerKey', { skip }, () => {
-  const r = arcRequest(loadArc('ARC-Easy', DATA)[14]);
+  const r = arcRequest(loadArc('ARC-Easy', DATA)[14]!);
   assert.deepEqual(r, {
     context: 'Question: All living and nonliving material is composed of\nAnswer:',
     continuations: ['air', 'elements', 'water', 'soil'],
     gold: 1,
   });
-  const c = arcRequest(loadArc('ARC-Challenge', DATA)[0]);
+  const c = arcRequest(loadArc('ARC-Challenge', DATA)[0]!);
   assert.match(c.context, /^Question: An astronomer observes that a planet rotates faster after a meteorite impact.*\nAnswer:$/s);
   assert.equal(c.gold, 2); // answerKey C
 });
@@ -69,14 +69,14 @@ test('HellaSwag llama.cpp text layout: lines used as they are (ctx_b not capital
   const data = loadHellaswag(DATA);
   assert.equal(data.layout, 'llamacpp-txt');
   if (data.layout !== 'llamacpp-txt') return;
-  const r = hellaswagTxtRequest(data.docs[0]);
+  const r = hellaswagTxtRequest(data.docs[0]!);
   assert.equal(r.context, 'Roof shingle removal: A man is sitting on a roof. he');
   assert.equal(r.gold, 3);
   assert.deepEqual(r.continuations, ['is using wrap to wrap a pair of skis.', 'is ripping level tiles off.', "is holding a rubik's cube.", 'starts pulling up roofing on a roof.']);
 });
 
 test('Winogrande: partial scoring splits at "_": two contexts, one shared continuation', { skip }, () => {
-  const r = winograndeRequest(loadWinogrande(DATA)[0]);
+  const r = winograndeRequest(loadWinogrande(DATA)[0]!);
   assert.deepEqual(r, {
     contexts: ['Sarah was a much better surgeon than Maria so Sarah', 'Sarah was a much better surgeon than Maria so Maria'],
     continuation: 'always got the easier cases.',
@@ -105,7 +105,7 @@ test('MMLU: header with formatSubject (two spaces after "about"), shots with ans
 
 test('MMLU: a real 5-shot prompt starts and ends as the hendrycks script writes it', { skip }, () => {
   const dev = loadMmluSubject('abstract_algebra', 'dev', DATA).rows;
-  const test0 = loadMmluSubject('abstract_algebra', 'test', DATA).rows[0];
+  const test0 = loadMmluSubject('abstract_algebra', 'test', DATA).rows[0]!;
   const p = mmluPrompt('abstract_algebra', dev.slice(0, 5), test0);
   assert.ok(p.startsWith('The following are multiple choice questions (with answers) about  abstract algebra.\n\n' +
     'Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\n' +

@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../../src/errors.js';
 import { evaluateTask } from '../../src/eval/tasks/registry.js';
-import { encodePair, fitToContext, meanStderr, scoreRequest } from '../../src/eval/tasks/score.js';
+import type { Scorer } from '../../src/eval/scorer.js';
+import type { TaskRequest } from '../../src/eval/tasks/requests.js';
+import { encodePair, fitToContext, meanStderr, scoreRequests, type EncodeOptions, type ExampleScore } from '../../src/eval/tasks/score.js';
+import type { Tokenizer } from '../../src/io/tokenizer.js';
 import { HAS_TASK_DATA, NO_TASK_DATA_REASON, DATA, TINY656K } from '../helpers/paths.js';
 import { CHAR_BOS, CHAR_EOS, TableScorer, charTokenizer, tinyStoriesTokenizer } from './fakes.js';
 
@@ -13,9 +16,16 @@ const tok = charTokenizer();
 const enc = (s: string) => tok.encode(s, { bos: false });
 const JOINT = { encoding: 'joint', bos: false } as const;
 
+/** One example through scoreRequests, the path evaluateTask takes (a batch of one). */
+async function scoreRequest(req: TaskRequest, scorer: Scorer, t: Tokenizer, opts: EncodeOptions): Promise<ExampleScore> {
+  const scores = await scoreRequests([req], scorer, t, opts);
+  assert.equal(scores.length, 1);
+  return scores[0]!;
+}
+
 test('acc and acc_norm differ: argmax(ll) vs argmax(ll / characters)', async () => {
   const lls: Record<string, number> = { ' a': -2, ' bbbb': -4, ' cc': -3 };
-  const scorer = new TableScorer(tok, (_ctx, cont) => lls[cont]);
+  const scorer = new TableScorer(tok, (_ctx, cont) => lls[cont] ?? assert.fail(`no log-likelihood for ${JSON.stringify(cont)}`));
   const req = { context: 'Question: q\nAnswer:', continuations: ['a', 'bbbb', 'cc'], gold: 1 };
   const s = await scoreRequest(req, scorer, tok, JOINT);
   assert.deepEqual(s.ll, [-2, -4, -3]);
@@ -40,7 +50,7 @@ test('Winogrande partial scoring: two contexts, one continuation, acc only', asy
   const s = await scoreRequest(req, scorer, tok, JOINT);
   assert.equal(s.acc, 1);
   assert.equal(s.accNorm, undefined);
-  assert.deepEqual(scorer.calls[0].map((r) => tok.decode(r.continuation)), [' always got the easier cases.', ' always got the easier cases.']);
+  assert.deepEqual(scorer.calls[0]!.map((r) => tok.decode(r.continuation)), [' always got the easier cases.', ' always got the easier cases.']);
 });
 
 test('BOS option and the empty context', () => {
@@ -72,7 +82,7 @@ test('context/continuation split with a BPE that merges across the boundary (Tin
   const seen: number[][] = [];
   const scorer = new TableScorer(bpe, () => 0);
   await scoreRequest({ context: 'Lily', continuations: ['said', 'ran'], gold: 0 }, scorer, bpe, JOINT);
-  for (const r of scorer.calls[0]) { assert.deepEqual(r.context, ctx); seen.push(r.continuation); }
+  for (const r of scorer.calls[0]!) { assert.deepEqual(r.context, ctx); seen.push(r.continuation); }
   assert.deepEqual(seen[0], whole.slice(ctx.length));
 });
 
@@ -101,7 +111,7 @@ function piqaDir(): string {
 test('evaluateTask: PIQA on a hand-made data dir, record fields, limit', async () => {
   // log-likelihoods: ex1 " a" -2, " bbbb" -4 (acc 0, norm 1); ex2 " cc" -1, " d" -3 (acc 1, norm 1); ex3 " e" -1, " f" -1 (tie → 0; gold 1: 0, 0)
   const lls: Record<string, number> = { ' a': -2, ' bbbb': -4, ' cc': -1, ' d': -3, ' e': -1, ' f': -1 };
-  const scorer = new TableScorer(tok, (_c, cont) => lls[cont], 64);
+  const scorer = new TableScorer(tok, (_c, cont) => lls[cont] ?? assert.fail(`no log-likelihood for ${JSON.stringify(cont)}`), 64);
   const progress: number[] = [];
   const r = await evaluateTask('piqa', scorer, tok, { dataDir: piqaDir(), onProgress: (d) => progress.push(d) });
   assert.equal(r.task, 'piqa');
@@ -117,10 +127,10 @@ test('evaluateTask: PIQA on a hand-made data dir, record fields, limit', async (
   assert.ok(Math.abs(r.acc_norm! - 2 / 3) < 1e-12);
   assert.ok(Math.abs(r.stderr.acc - 1 / 3) < 1e-12);
   assert.deepEqual(progress, [1, 2, 3]);
-  assert.equal(tok.decode(scorer.calls[0][0].context), 'Question: g1\nAnswer:');
+  assert.equal(tok.decode(scorer.calls[0]![0]!.context), 'Question: g1\nAnswer:');
   const lim = await evaluateTask('piqa', scorer, tok, { dataDir: piqaDir(), limit: 2, bos: true, encoding: 'separate' });
   assert.deepEqual([lim.n, lim.limit, lim.acc, lim.acc_norm, lim.bos, lim.encoding], [2, 2, 0.5, 1, true, 'separate']);
-  assert.equal(scorer.calls.at(-1)![0].context[0], CHAR_BOS);
+  assert.equal(scorer.calls.at(-1)![0]!.context[0], CHAR_BOS);
   await assert.rejects(evaluateTask('piqa', scorer, tok, { dataDir: piqaDir(), limit: 0 }), UsageError);
 });
 
@@ -130,7 +140,7 @@ test('evaluateTask on the shared data: HellaSwag text layout is labelled llamacp
   assert.equal(hs.n, 4);
   assert.equal(hs.protocol, 'lm-eval-v0.3-acc:llamacpp-txt');
   assert.equal(hs.variant, 'llamacpp-txt');
-  assert.equal(tok.decode(scorer.calls[0][0].context), 'Roof shingle removal: A man is sitting on a roof. he');
+  assert.equal(tok.decode(scorer.calls[0]![0]!.context), 'Roof shingle removal: A man is sitting on a roof. he');
   const wg = await evaluateTask('winogrande', scorer, tok, { dataDir: DATA, limit: 2 });
   assert.equal(wg.acc_norm, undefined);
   assert.equal(wg.protocol, 'lm-eval-v0.3-acc');

@@ -149,7 +149,7 @@ export class CpuBackend implements Backend {
     x.resident.release(x.data);
   }
 
-  /** A full garbage collection (gc.ts): a freed block's ArrayBuffers go back before the next block is read. */
+  /** A full garbage collection under --expose-gc (gc.ts): a freed block's ArrayBuffers go back before the next block is read. */
   reclaim(): void { collectGarbage(); }
 
   private kernelsDecode(c: CpuTensor): Float32Array {

@@ -19,7 +19,7 @@ export interface ArcDoc {
   readonly gold: number;
 }
 
-export function arcFile(dataDir: string, subset: ArcSubset, split: ArcSplit): string {
+function arcFile(dataDir: string, subset: ArcSubset, split: ArcSplit): string {
   return join(dataDir, 'arc', subset, `${subset}-${split}.jsonl`);
 }
 

@@ -12,7 +12,7 @@ import { defaultDataDir } from '../../paths.js';
 import { int, readJsonl, readLines, str, strArray } from './lines.js';
 import { dataPath } from '../textFiles.js';
 
-export const HELLASWAG_ENDINGS = 4;
+const HELLASWAG_ENDINGS = 4;
 const LINES_PER_EXAMPLE = 2 + HELLASWAG_ENDINGS;
 
 /** One example of the original jsonl. */
@@ -52,9 +52,9 @@ export function readHellaswagTxt(file: string): HellaswagTxtDoc[] {
   }
   const docs: HellaswagTxtDoc[] = [];
   for (let i = 0; i < lines.length; i += LINES_PER_EXAMPLE) {
-    const labelText = lines[i + 1];
+    const labelText = lines[i + 1]!; // lines.length is a multiple of LINES_PER_EXAMPLE
     if (!/^[0-3]$/.test(labelText)) throw new FormatError(`${file}:${i + 2}`, `label ${JSON.stringify(labelText)} is not one of 0..3`);
-    docs.push({ ctx: lines[i], label: Number(labelText), endings: lines.slice(i + 2, i + LINES_PER_EXAMPLE) });
+    docs.push({ ctx: lines[i]!, label: Number(labelText), endings: lines.slice(i + 2, i + LINES_PER_EXAMPLE) });
   }
   return docs;
 }

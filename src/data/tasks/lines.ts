@@ -63,7 +63,7 @@ export function strArray(file: string, rec: JsonLine, key: string): string[] {
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
     throw new FormatError(`${file}:${rec.line}`, `field "${key}" must be an array of strings`);
   }
-  return v as string[];
+  return v;
 }
 
 /** An integer given as a JSON number or a numeric string ("3"), as the task files mix both. */

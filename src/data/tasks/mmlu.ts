@@ -28,7 +28,7 @@ export interface MmluSubject {
   readonly rows: MmluRow[];
 }
 
-export function mmluDir(dataDir: string, split: MmluSplit): string {
+function mmluDir(dataDir: string, split: MmluSplit): string {
   return join(dataDir, 'mmlu', 'data', split);
 }
 
@@ -49,10 +49,10 @@ export function readMmluCsv(file: string): MmluRow[] {
   }
   return parseCsv(text, file).map(({ line, fields }) => {
     if (fields.length !== COLUMNS) throw new FormatError(`${file}:${line}`, `expected ${COLUMNS} fields (question, A, B, C, D, answer), got ${fields.length}`);
-    const answer = fields[COLUMNS - 1];
+    const answer = fields[COLUMNS - 1]!;
     const gold = (MMLU_LETTERS as readonly string[]).indexOf(answer.trim());
-    if (gold < 0) throw new FormatError(`${file}:${line}`, `answer ${JSON.stringify(fields[COLUMNS - 1])} is not one of A, B, C, D`);
-    return { question: fields[0], choices: fields.slice(1, COLUMNS - 1), answer, gold };
+    if (gold < 0) throw new FormatError(`${file}:${line}`, `answer ${JSON.stringify(answer)} is not one of A, B, C, D`);
+    return { question: fields[0]!, choices: fields.slice(1, COLUMNS - 1), answer, gold };
   });
 }
 

@@ -16,5 +16,5 @@ export function loadPiqa(dataDir: string = defaultDataDir()): PiqaDoc[] {
   const labelsFile = join(dataDir, 'piqa', 'valid-labels.lst');
   const recs = readJsonl(file);
   const labels = readLabels(labelsFile, recs.length, [0, 1], file);
-  return recs.map((r, i) => ({ goal: str(file, r, 'goal'), sol1: str(file, r, 'sol1'), sol2: str(file, r, 'sol2'), label: labels[i] }));
+  return recs.map((r, i) => ({ goal: str(file, r, 'goal'), sol1: str(file, r, 'sol1'), sol2: str(file, r, 'sol2'), label: labels[i]! }));
 }

@@ -21,6 +21,6 @@ export function loadWinogrande(dataDir: string = defaultDataDir()): WinograndeDo
   return recs.map((r, i) => {
     const sentence = str(file, r, 'sentence');
     if (!sentence.includes('_')) throw new FormatError(`${file}:${r.line}`, 'sentence has no "_" blank');
-    return { sentence, option1: str(file, r, 'option1'), option2: str(file, r, 'option2'), answer: labels[i] };
+    return { sentence, option1: str(file, r, 'option1'), option2: str(file, r, 'option2'), answer: labels[i]! };
   });
 }

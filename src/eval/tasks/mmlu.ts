@@ -23,7 +23,7 @@ export function mmluHeader(subject: string): string {
 }
 
 /** One question; with its answer (a shot) it ends "\nAnswer: X\n\n", without it "\nAnswer:". */
-export function formatMmluExample(row: MmluRow, includeAnswer: boolean): string {
+function formatMmluExample(row: MmluRow, includeAnswer: boolean): string {
   let s = row.question;
   row.choices.forEach((c, j) => { s += `\n${MMLU_LETTERS[j]}. ${c}`; });
   s += '\nAnswer:';
@@ -64,7 +64,7 @@ export function letterTokenIds(tok: Tokenizer): number[] {
   return MMLU_LETTERS.map((l) => {
     const ids = tok.encode(l, { bos: false });
     if (ids.length === 0) throw new UsageError(`tokenizer ${tok.description} encodes "${l}" to no tokens`);
-    return ids[ids.length - 1];
+    return ids[ids.length - 1]!;
   });
 }
 

@@ -15,7 +15,7 @@ const SUBCATEGORY_TO_CATEGORY: Readonly<Record<string, MmluCategory>> = Object.f
 });
 
 /** categories.py `subcategories` (each subject has exactly one). */
-export const MMLU_SUBCATEGORIES: Readonly<Record<string, string>> = Object.freeze({
+const MMLU_SUBCATEGORIES: Readonly<Record<string, string>> = Object.freeze({
   abstract_algebra: 'math',
   anatomy: 'health',
   astronomy: 'physics',

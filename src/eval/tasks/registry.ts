@@ -9,19 +9,19 @@ import { loadPiqa } from '../../data/tasks/piqa.js';
 import { loadWinogrande } from '../../data/tasks/winogrande.js';
 import { UsageError } from '../../errors.js';
 import type { Tokenizer } from '../../io/tokenizer.js';
-import type { ActivationQuant } from '../../model/checkpoint.js';
+import type { ActivationQuant } from '../../io/checkpoint.js';
 import { defaultDataDir } from '../../paths.js';
 import type { Scorer } from '../scorer.js';
 import { MMLU_SHOTS, runMmlu, type AccEntry } from './mmlu.js';
 import type { MmluCategory } from './mmluCategories.js';
-import { arcRequest, choicePairs, hellaswagRequest, hellaswagTxtRequest, piqaRequest, winograndeRequest, type TaskRequest } from './requests.js';
-import { encodePair, fitToContext, meanStderr, metricsOf, TARGET_DELIMITER, type EncodeOptions, type ExampleScore, type PairEncoding } from './score.js';
+import { arcRequest, hellaswagRequest, hellaswagTxtRequest, piqaRequest, winograndeRequest, type TaskRequest } from './requests.js';
+import { meanStderr, scoreRequests, type PairEncoding } from './score.js';
 
 /** lm-eval v0.3-style zero-shot multiple choice, as the paper reports it (acc, no BOS by default). */
-export const PROTOCOL_ZERO_SHOT = 'lm-eval-v0.3-acc';
+const PROTOCOL_ZERO_SHOT = 'lm-eval-v0.3-acc';
 /** HellaSwag read from llama.cpp's text file: ctx_b not capitalized, klosax's preprocessing. */
-export const VARIANT_HELLASWAG_TXT = 'llamacpp-txt';
-export const PROTOCOL_MMLU = 'hendrycks-mmlu-5shot';
+const VARIANT_HELLASWAG_TXT = 'llamacpp-txt';
+const PROTOCOL_MMLU = 'hendrycks-mmlu-5shot';
 
 export interface McRequests {
   readonly requests: TaskRequest[];
@@ -102,26 +102,7 @@ export interface EvaluateOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
-export const DEFAULT_BATCH_SIZE = 16;
-
-/**
- * Scores several examples through one loglikelihood call holding all their choices (each example's choices stay
- * consecutive, so choices sharing a context are together); one metrics record per example, in order.
- */
-export async function scoreRequests(reqs: readonly TaskRequest[], scorer: Scorer, tok: Tokenizer, opts: EncodeOptions): Promise<ExampleScore[]> {
-  const pairs = reqs.map((req) => choicePairs(req).map(({ context, continuation }) =>
-    fitToContext(encodePair(tok, context, TARGET_DELIMITER + continuation, opts), scorer.maxContext)));
-  const flat = pairs.flat();
-  const ll = await scorer.loglikelihood(flat);
-  if (ll.length !== flat.length) throw new Error(`scorer returned ${ll.length} log-likelihoods for ${flat.length} requests`);
-  let at = 0;
-  return reqs.map((req, i) => {
-    const n = pairs[i]!.length;
-    const s = metricsOf(req, ll.slice(at, at + n));
-    at += n;
-    return s;
-  });
-}
+const DEFAULT_BATCH_SIZE = 16;
 
 export interface TaskResult {
   readonly task: string;
@@ -161,7 +142,7 @@ function checkBatchSize(n: number | undefined): void {
 }
 
 export async function evaluateTask(task: string | TaskSpec, scorer: Scorer, tok: Tokenizer, opts: EvaluateOptions = {}): Promise<TaskResult> {
-  const spec = typeof task === 'string' ? parseTasks(task)[0] : task;
+  const spec = typeof task === 'string' ? parseTasks(task)[0]! : task; // parseTasks throws rather than return []
   checkLimit(opts.limit);
   checkBatchSize(opts.batchSize);
   const dataDir = opts.dataDir ?? defaultDataDir();

@@ -20,7 +20,7 @@ export interface EncodeOptions {
 }
 
 /** The text scored after a context: the continuation with lm-eval's target delimiter " ". */
-export const TARGET_DELIMITER = ' ';
+const TARGET_DELIMITER = ' ';
 
 /** Tokens of one (context, continuation) pair; `continuation` is the text to score, leading space included. */
 export function encodePair(tok: Tokenizer, context: string, continuation: string, opts: EncodeOptions): LoglikelihoodRequest {
@@ -64,12 +64,12 @@ export function fitToContext(req: LoglikelihoodRequest, maxContext: number): Log
 /** Index of the first maximum (numpy argmax). */
 export function argmax(xs: readonly number[]): number {
   let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
   return best;
 }
 
 /** Length in characters (code points, as Python's len), not UTF-16 units. */
-export function charLength(s: string): number {
+function charLength(s: string): number {
   return [...s].length;
 }
 
@@ -82,20 +82,30 @@ export interface ExampleScore {
 }
 
 /** The metrics of one example from its log-likelihoods. */
-export function metricsOf(req: TaskRequest, ll: number[]): ExampleScore {
+function metricsOf(req: TaskRequest, ll: number[]): ExampleScore {
   const acc = argmax(ll) === req.gold ? 1 : 0;
   if ('contexts' in req) return { ll, acc };
-  const norm = ll.map((v, i) => v / charLength(req.continuations[i]));
+  const norm = ll.map((v, i) => v / charLength(req.continuations[i]!));
   return { ll, acc, accNorm: argmax(norm) === req.gold ? 1 : 0 };
 }
 
-/** Scores one request: one loglikelihood call holding all its choices (same context → consecutive). */
-export async function scoreRequest(req: TaskRequest, scorer: Scorer, tok: Tokenizer, opts: EncodeOptions): Promise<ExampleScore> {
-  const reqs = choicePairs(req).map(({ context, continuation }) =>
-    fitToContext(encodePair(tok, context, TARGET_DELIMITER + continuation, opts), scorer.maxContext));
-  const ll = await scorer.loglikelihood(reqs);
-  if (ll.length !== reqs.length) throw new Error(`scorer returned ${ll.length} log-likelihoods for ${reqs.length} requests`);
-  return metricsOf(req, ll);
+/**
+ * Scores several examples through one loglikelihood call holding all their choices (each example's choices stay
+ * consecutive, so choices sharing a context are together); one metrics record per example, in order.
+ */
+export async function scoreRequests(reqs: readonly TaskRequest[], scorer: Scorer, tok: Tokenizer, opts: EncodeOptions): Promise<ExampleScore[]> {
+  const pairs = reqs.map((req) => choicePairs(req).map(({ context, continuation }) =>
+    fitToContext(encodePair(tok, context, TARGET_DELIMITER + continuation, opts), scorer.maxContext)));
+  const flat = pairs.flat();
+  const ll = await scorer.loglikelihood(flat);
+  if (ll.length !== flat.length) throw new Error(`scorer returned ${ll.length} log-likelihoods for ${flat.length} requests`);
+  let at = 0;
+  return reqs.map((req, i) => {
+    const n = pairs[i]!.length;
+    const s = metricsOf(req, ll.slice(at, at + n));
+    at += n;
+    return s;
+  });
 }
 
 /** Mean and its standard error (sample standard deviation / sqrt(n), as lm-eval's `mean_stderr`). */

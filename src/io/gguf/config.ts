@@ -1,6 +1,6 @@
 /** LlamaConfig and the SentencePiece vocabulary from GGUF metadata (`llama.*`, `tokenizer.ggml.*`). */
 import { FormatError } from '../../errors.js';
-import type { LlamaConfig } from '../../model/config.js';
+import type { LlamaConfig } from '../config.js';
 import { checkLlamaConfig } from '../configChecks.js';
 import { SpmTokenType } from '../tokenizers/spm.js';
 import type { GgufHeader, GgufValue } from './types.js';
@@ -29,7 +29,7 @@ function num(h: GgufHeader, key: string, dflt?: number): number {
  * GGUF stores eps and rope base as float32; report the shortest decimal that is the same float32
  * (1e-6, not 9.99999997e-7), so configs agree with config.json's across formats.
  */
-export function shortestF32(x: number): number {
+function shortestF32(x: number): number {
   const f = Math.fround(x);
   for (let p = 1; p <= 9; p++) {
     const y = Number(f.toPrecision(p));
@@ -45,7 +45,7 @@ function optionalId(h: GgufHeader, key: string): number | undefined {
   return v;
 }
 
-export function ggufArchitecture(h: GgufHeader): string {
+function ggufArchitecture(h: GgufHeader): string {
   const arch = get(h, 'general.architecture');
   if (typeof arch !== 'string') throw new FormatError(h.path, 'metadata "general.architecture" is missing');
   return arch;
@@ -113,7 +113,7 @@ export function ggufVocab(h: GgufHeader): GgufVocab {
     if (!Array.isArray(v) || v.length !== tokens.length || !v.every((x) => typeof x === 'number')) {
       throw new FormatError(h.path, `"${key}" must be ${tokens.length} numbers`);
     }
-    return v as number[];
+    return v;
   };
   const merges = get(h, 'tokenizer.ggml.merges');
   if (merges !== undefined && (!Array.isArray(merges) || !merges.every((m) => typeof m === 'string'))) {
@@ -136,10 +136,10 @@ export function ggufVocab(h: GgufHeader): GgufVocab {
   }
   return Object.freeze({
     model,
-    tokens: tokens as string[],
+    tokens,
     scores: numbers('tokenizer.ggml.scores'),
     types,
-    merges: merges as string[] | undefined,
+    merges,
     bosId: id('tokenizer.ggml.bos_token_id'),
     eosId: id('tokenizer.ggml.eos_token_id'),
     unkId,

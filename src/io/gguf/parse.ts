@@ -54,7 +54,7 @@ function readValue(c: HeaderCursor, type: number, what: string, depth: number): 
       const itemType = c.u32(`${what} item type`);
       const min = MIN_BYTES[itemType];
       if (min === undefined) c.fail(`${what}: unknown array item type ${itemType}`);
-      const count = c.size64(`${what} array length`, Math.floor((c.remaining - 8) / min!));
+      const count = c.size64(`${what} array length`, Math.floor((c.remaining - 8) / min));
       const out: GgufValue[] = new Array(count);
       for (let i = 0; i < count; i++) out[i] = readValue(c, itemType, what, depth + 1);
       return out;

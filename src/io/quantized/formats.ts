@@ -61,7 +61,7 @@ function bad(inner: TensorSource, t: TensorInfo, what: string, want: string): ne
   throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has shape [${t.shape.join(', ')}]; for ${what} it must be ${want}`);
 }
 
-export const GPTQ_FORMAT: PackedFormat = {
+const GPTQ_FORMAT: PackedFormat = {
   name: 'gptq',
   parts: ['qweight', 'qzeros', 'scales', 'g_idx'],
   shape(inner, infos, base, bits) {
@@ -97,7 +97,7 @@ export const GPTQ_FORMAT: PackedFormat = {
   },
 };
 
-export const AWQ_FORMAT: PackedFormat = {
+const AWQ_FORMAT: PackedFormat = {
   name: 'awq',
   parts: ['qweight', 'qzeros', 'scales'],
   shape(inner, infos, base, bits, groupSize) {

@@ -10,4 +10,3 @@
 export const QUANT_CONFIG = 'quantize_config.json';
 export const QUANT_REPORT = 'lowbit_quant.json';
 export const SPM_TOKENIZER = 'tokenizer.spm.json';
-export const GPTQ_PARTS = ['qweight', 'qzeros', 'scales', 'g_idx'] as const;

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../../errors.js';
-import type { ActivationQuant, ModelCheckpoint } from '../../model/checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../checkpoint.js';
 import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { dequantizeGptq } from '../../tensor/gptqPack.js';
 import type { PackedWeight } from '../../tensor/packed.js';
@@ -15,8 +15,6 @@ import { checkRowRange, readRows, sliceRows } from '../rows.js';
 import { loadTokenizer, tokenizerInDir } from '../tokenizers/load.js';
 import { FORMATS, type FormatName, type PackedFormat } from './formats.js';
 import { QUANT_CONFIG, SPM_TOKENIZER } from './layout.js';
-
-export { QUANT_CONFIG };
 
 /** What a quantized checkpoint's configuration says about how its layers are stored and run. */
 export interface StoredQuantConfig {

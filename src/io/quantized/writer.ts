@@ -2,9 +2,9 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync }
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { makeDirs, replaceDir, sweepStaleTemps, tempPathFor, writeFailure, writeFileAtomic, writeJsonAtomic } from '../atomic.js';
-import type { ModelCheckpoint } from '../../model/checkpoint.js';
+import type { ModelCheckpoint } from '../checkpoint.js';
 import { Tensor } from '../../tensor/tensor.js';
-import type { ActivationQuant } from '../../model/checkpoint.js';
+import type { ActivationQuant } from '../checkpoint.js';
 import type { QuantizedMatrix, ScaleDtype } from '../../tensor/packed.js';
 import { FORMATS, type FormatName } from './formats.js';
 import { writeSafetensors } from '../safetensors.js';
@@ -55,7 +55,7 @@ export function isCheckpointFile(name: string): boolean {
  * holds a lowbit checkpoint and nothing else. A file, a folder with anything lowbit did not write, or
  * an existing checkpoint without `force` is a UsageError, checked before any work starts.
  */
-export function checkOutputFolder(out: string, force: boolean): void {
+function checkOutputFolder(out: string, force: boolean): void {
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) throw new UsageError(`${out} exists and is a file, not a folder: choose another output folder`);
   const names = readdirSync(out);

@@ -33,17 +33,10 @@ export function loadHfTokenizer(dir: string): Tokenizer {
   return build(json, config, modelConfig, file, sha256(bytes), modelConfigFile);
 }
 
-/** The same from already-parsed objects (tests, in-memory models). `source` names them in errors. */
-export function hfTokenizerFromJson(json: Json | string, config: Json | undefined, source: string, modelConfig?: Json): Tokenizer {
-  const text = typeof json === 'string' ? json : JSON.stringify(json);
-  const obj = typeof json === 'string' ? parseObject(source, json) : json;
-  return build(obj, config ?? {}, modelConfig ?? {}, source, sha256(text));
-}
-
 /** A text that touches letters, digits, spaces, punctuation, newlines and non-ASCII, for probeTokenizer. */
 const PROBE_TEXT = 'Hello, world! 123 \n\tnaïve café — 😀 <unk> end.';
 
-function build(json: Json, config: Json, modelConfig: Json, source: string, digest: string, modelConfigFile = source): Tokenizer {
+function build(json: Json, config: Json, modelConfig: Json, source: string, digest: string, modelConfigFile: string): Tokenizer {
   checkTokenizerJson(source, json);
   const model = json.model as Json;
   let tok: HfTokenizer;

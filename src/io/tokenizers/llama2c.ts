@@ -23,7 +23,7 @@ export interface Llama2cVocab {
 }
 
 /** Parses a tok*.bin file; every length is checked against the file size. */
-export function readLlama2cVocab(file: string, vocabSize: number): Llama2cVocab {
+function readLlama2cVocab(file: string, vocabSize: number): Llama2cVocab {
   if (!Number.isInteger(vocabSize) || vocabSize <= 0) throw new FormatError(file, `vocabulary size must be a positive integer (got ${vocabSize})`);
   const size = fileSize(file);
   const bytes = readFileSync(file);

@@ -71,7 +71,7 @@ export function ggufTokenizer(header: GgufHeader): Tokenizer {
 }
 
 /** tokenizer.spm.json: {tokens, scores, types?, bosId?, eosId?, unkId?, addSpacePrefix?}, every field checked. */
-export function readSpmJson(file: string): Tokenizer {
+function readSpmJson(file: string): Tokenizer {
   let v: unknown;
   try {
     v = JSON.parse(readFileSync(file, 'utf8'));

@@ -26,8 +26,8 @@ export interface QuantSpec {
 
 export interface GridParams { scale: number; zero: number }
 
-export const MAX_USER_BITS = 8;
-export const MAX_CORE_BITS = 16;
+const MAX_USER_BITS = 8;
+const MAX_CORE_BITS = 16;
 
 export function maxqOf(bits: number): number {
   return 2 ** bits - 1;

@@ -105,7 +105,7 @@ export class HessianAccumulator {
     for (let t = 0; t < T; t++) for (let a = 0; a < cols; a++) Xt[a * T + t] = X[t * cols + a]!;
     const Y = (this.Y ??= new Float32Array(cols * cols));
     this.gemm!(Xt, Xt, Y, cols, cols, T);
-    for (let i = 0; i < Y.length; i++) S[i] += Y[i]!;
+    for (let i = 0; i < Y.length; i++) S[i]! += Y[i]!;
   }
 
   /** S[a][b] += Σ_t Xt[a][t] Xt[b][t] for b ≥ a, by 4×4 register blocks (diagonal blocks' lower entries are junk). */
@@ -130,10 +130,10 @@ export class HessianAccumulator {
               s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
             }
             let i = a * cp + b;
-            S[i] += s00; S[i + 1] += s01; S[i + 2] += s02; S[i + 3] += s03; i += cp;
-            S[i] += s10; S[i + 1] += s11; S[i + 2] += s12; S[i + 3] += s13; i += cp;
-            S[i] += s20; S[i + 1] += s21; S[i + 2] += s22; S[i + 3] += s23; i += cp;
-            S[i] += s30; S[i + 1] += s31; S[i + 2] += s32; S[i + 3] += s33;
+            S[i]! += s00; S[i + 1]! += s01; S[i + 2]! += s02; S[i + 3]! += s03; i += cp;
+            S[i]! += s10; S[i + 1]! += s11; S[i + 2]! += s12; S[i + 3]! += s13; i += cp;
+            S[i]! += s20; S[i + 1]! += s21; S[i + 2]! += s22; S[i + 3]! += s23; i += cp;
+            S[i]! += s30; S[i + 1]! += s31; S[i + 2]! += s32; S[i + 3]! += s33;
           }
         }
       }

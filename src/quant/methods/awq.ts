@@ -43,7 +43,7 @@ function meanAbs(xs: readonly Float32Array[], cols: number): Float32Array {
   const sum = new Float64Array(cols);
   let n = 0;
   for (const x of xs) {
-    for (let i = 0; i < x.length; i++) sum[i % cols] += Math.abs(x[i]!);
+    for (let i = 0; i < x.length; i++) sum[i % cols]! += Math.abs(x[i]!);
     n += x.length / cols;
   }
   return Float32Array.from(sum, (v) => v / n);

@@ -16,7 +16,7 @@ const MIN_RANGE = Math.fround(1e-5);
 const ROUND = 6755399441055744;
 
 /** Codes, parameters and fake-quantized values of one group w[from, to) (written to q and codes at the same offsets). */
-export function awqQuantizeGroup(w: Float32Array, from: number, to: number, bits: number, scaleDtype: ScaleDtype | undefined,
+function awqQuantizeGroup(w: Float32Array, from: number, to: number, bits: number, scaleDtype: ScaleDtype | undefined,
   codes: Uint8Array | undefined, q: Float32Array): { scale: number; zero: number } {
   const maxq = 2 ** bits - 1;
   let min = Infinity, max = -Infinity;

@@ -26,7 +26,7 @@
 import { QuantSpec, paramsFromRange } from '../core/grid.js';
 
 /** Rows per panel: P = outer · PANEL_ROWS float64 (512 KiB at outer 512) stays in L2. */
-export const PANEL_ROWS = 128;
+const PANEL_ROWS = 128;
 const LAZY_ROWS = 512;  // rows per lazy-update GEMM
 const LAZY_COLS = 512;  // target columns per lazy-update GEMM (y = 2 MiB in float64)
 const TS_TILE = 64;     // rows and target columns per tile of the TypeScript lazy update

@@ -35,7 +35,7 @@ function maxAbs(xs: readonly Float32Array[], cols: number): Float32Array {
 }
 
 /** The smoothing scales of smooth_ln_fcs_llama_like: (act^α / w^(1−α)) clamped ≥ 1e-5, w the column max |W| over `weights`, clamped ≥ 1e-5. */
-export function smoothingScales(act: Float32Array, weights: readonly { data: Float32Array; rows: number; cols: number }[], alpha: number): Float32Array {
+function smoothingScales(act: Float32Array, weights: readonly { data: Float32Array; rows: number; cols: number }[], alpha: number): Float32Array {
   const cols = act.length;
   const w = new Float32Array(cols);
   for (const m of weights) for (let r = 0; r < m.rows; r++) for (let c = 0; c < cols; c++) { const a = Math.abs(m.data[r * cols + c]!); if (a > w[c]!) w[c] = a; }

@@ -3,7 +3,7 @@ import { writeFileAtomic } from '../../io/atomic.js';
 import type { CellRecord } from '../journal.js';
 import { columnsFor, costNote, formatValue } from './table.js';
 
-export function markdownReport(records: readonly CellRecord[], header: string): string {
+function markdownReport(records: readonly CellRecord[], header: string): string {
   const cols = columnsFor(records);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [
@@ -21,7 +21,7 @@ function csvCell(v: unknown): string {
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export function csvReport(records: readonly CellRecord[]): string {
+function csvReport(records: readonly CellRecord[]): string {
   const cols = columnsFor(records);
   return [cols.map((c) => csvCell(c.title)).join(','), ...records.map((r) => cols.map((c) => csvCell(c.value(r))).join(','))].join('\n') + '\n';
 }

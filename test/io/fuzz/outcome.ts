@@ -6,7 +6,7 @@
  */
 import { CpuBackend } from '../../../src/backend/cpu/cpuBackend.js';
 import { LowbitError } from '../../../src/errors.js';
-import type { ModelCheckpoint } from '../../../src/model/checkpoint.js';
+import type { ModelCheckpoint } from '../../../src/io/checkpoint.js';
 import { streamedNll } from '../../../src/model/stream.js';
 
 /** Letters, digits, punctuation, newlines and characters most small vocabularies lack. */

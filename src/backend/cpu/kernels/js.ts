@@ -122,7 +122,7 @@ function attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float
       for (let i = 0; i < headDim; i++) out[qo + i] = 0;
       for (let s = 0; s <= last; s++) {
         const ps = p[s]! * inv, vo = s * kw + kh * headDim;
-        for (let i = 0; i < headDim; i++) out[qo + i] += ps * v[vo + i]!;
+        for (let i = 0; i < headDim; i++) out[qo + i]! += ps * v[vo + i]!;
       }
     }
   }

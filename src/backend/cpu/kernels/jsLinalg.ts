@@ -10,19 +10,19 @@ import type { CpuKernels, QrFactors, SymmetricEigen } from './kernels.js';
  * S[K,K] += x[n,K]ᵀ · x[n,K] in float64 on the upper triangle (S[a,b], b ≥ a; the GPTQ Hessian
  * update without the 2/n scaling). The strict lower triangle is not touched.
  */
-export function gram(x: Float32Array, S: Float64Array, n: number, K: number): void {
+function gram(x: Float32Array, S: Float64Array, n: number, K: number): void {
   const row = new Float64Array(K);
   for (let r = 0; r < n; r++) {
     for (let k = 0; k < K; k++) row[k] = x[r * K + k]!;
     for (let i = 0; i < K; i++) {
       const xi = row[i]!, o = i * K;
-      for (let j = i; j < K; j++) S[o + j] += xi * row[j]!;
+      for (let j = i; j < K; j++) S[o + j]! += xi * row[j]!;
     }
   }
 }
 
 /** Cholesky–Banachiewicz, row by row: L[i,j] = (A[i,j] − Σ_{k<j} L[i,k]·L[j,k]) / L[j,j]. */
-export function cholesky(A: Float64Array, n: number): boolean {
+function cholesky(A: Float64Array, n: number): boolean {
   for (let i = 0; i < n; i++) {
     const oi = i * n;
     for (let j = 0; j <= i; j++) {
@@ -42,7 +42,7 @@ export function cholesky(A: Float64Array, n: number): boolean {
 }
 
 /** Inverse of lower-triangular L by forward substitution, column by column of the result. */
-export function triangularInverse(L: Float64Array, n: number): void {
+function triangularInverse(L: Float64Array, n: number): void {
   const X = new Float64Array(n * n);
   for (let j = 0; j < n; j++) {
     X[j * n + j] = 1 / L[j * n + j]!;
@@ -56,7 +56,7 @@ export function triangularInverse(L: Float64Array, n: number): void {
 }
 
 /** A⁻¹ = L⁻ᵀ · L⁻¹ with A = L·Lᵀ. */
-export function choleskyInverse(A: Float64Array, n: number): boolean {
+function choleskyInverse(A: Float64Array, n: number): boolean {
   if (!cholesky(A, n)) return false;
   triangularInverse(A, n);
   const X = new Float64Array(n * n);
@@ -162,7 +162,7 @@ export function qr(A: Float64Array, m: number, n: number): QrFactors {
     const norm = Math.sqrt(norm2), x0 = v[0]!;
     const alpha = x0 >= 0 ? -norm : norm;
     v[0] = x0 - alpha;
-    const vv = norm2 - x0 * x0 + v[0]! * v[0]!;
+    const vv = norm2 - x0 * x0 + v[0] * v[0];
     const beta = vv > 0 ? 2 / vv : 0;
     vs.push(v); betas.push(beta);
     if (beta === 0) continue;

@@ -18,7 +18,7 @@ function len(op: string, what: string, a: ArrayLike<number>, want: number): void
 }
 
 /** The contract's argument checks, one per op; each throws a RangeError naming the op and the array. */
-export const checks = Object.freeze({
+const checks = Object.freeze({
   gemm(x: Float32Array, w: ArrayLike<number>, y: Float32Array, M: number, N: number, K: number, op = 'gemm'): void {
     dims(op, { M, N, K });
     len(op, 'x', x, M * K); len(op, 'w', w, N * K); len(op, 'y', y, M * N);

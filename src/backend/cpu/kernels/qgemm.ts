@@ -62,7 +62,7 @@ export function decodeQuantRows(q: GptqPacked, r0: number, nr: number, out: Floa
 }
 
 /** Output rows decoded per panel in the js path and in CpuBackend's fallback for providers without gemmQ. */
-export const Q_PANEL = 64;
+const Q_PANEL = 64;
 
 /**
  * y[M, rows] = x[M, cols] · W'ᵀ with W' decoded Q_PANEL rows at a time (never the whole matrix),

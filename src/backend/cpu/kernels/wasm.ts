@@ -176,11 +176,3 @@ export function loadWasmKernels(threads = 1): Loaded {
   }
   return { ok: true, kernels: checked(makeKernels(pool)), pool };
 }
-
-/** A fresh pool that is not shared with other callers (tests that break their pool on purpose). */
-export function loadPrivateWasmKernels(threads: number): Loaded {
-  const module = compile();
-  if (!module) return { ok: false, reason: compileError ?? 'unknown' };
-  const pool = new WasmPool(module, threads);
-  return { ok: true, kernels: checked(makeKernels(pool)), pool };
-}

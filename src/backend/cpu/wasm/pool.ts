@@ -42,7 +42,7 @@ export const OP = { GEMM: 1, RMSNORM: 2, ROPE: 3, ATTENTION: 4, SILU_MUL: 5, NLL
 const ARG_SCRATCH_STRIDE = 14, ARG_SCRATCH_BASE = 15;
 const POISON = 1 << 24;
 /** wasm32 addresses end at 4 GiB (65536 pages of 64 KiB, the memory's maximum). */
-export const WASM32_BYTES = 2 ** 32;
+const WASM32_BYTES = 2 ** 32;
 /**
  * How far the resident region may reach (byte address): 2 GiB, so that at least 2 GiB stays for
  * per-call arrays (a weight that did not fit the resident region is copied in per call, as before).
@@ -60,7 +60,7 @@ interface Exports {
 
 type Data =
   | { lowbitWasm: 'supervisor'; module: WasmModule; memory: WasmMemory; job: number; workers: number; port: MessagePort }
-  | { lowbitWasm: 'worker'; module: WasmModule; memory: WasmMemory; job: number; id: number; crashOn?: number };
+  | { lowbitWasm: 'worker'; module: WasmModule; memory: WasmMemory; job: number; id: number };
 
 function instantiate(module: WasmModule, memory: WasmMemory): Exports {
   return new WA.Instance(module, { env: { memory } }).exports as unknown as Exports;
@@ -152,17 +152,6 @@ export class WasmPool {
     Atomics.store(this.ctrl, JOB.OP, OP.STOP);
     Atomics.add(this.ctrl, JOB.GEN, 1);
     Atomics.notify(this.ctrl, JOB.GEN);
-  }
-
-  /** Test hook: makes worker 1 call process.exit(3) on the next job, as a crashing worker would die. */
-  crashWorkerForTest(): void {
-    if (!this.supervisor) throw new Error('no workers');
-    this.start();
-    Atomics.store(this.ctrl, JOB.OP, 0x7e57);
-    Atomics.store(this.ctrl, JOB.LEFT, 0);
-    Atomics.add(this.ctrl, JOB.GEN, 1);
-    Atomics.notify(this.ctrl, JOB.GEN);
-    this.waitFor(JOB.LEFT, this.threads - 1, Infinity, 'finish');
   }
 
   private start(): void {
@@ -306,8 +295,7 @@ function workerMain(d: Extract<Data, { lowbitWasm: 'worker' }>): void {
     seen = Atomics.load(ctrl, JOB.GEN);
     const op = Atomics.load(ctrl, JOB.OP);
     if (op === OP.STOP) return;
-    if (op === 0x7e57 && d.id === 1) process.exit(3); // crashWorkerForTest
-    if (op !== 0x7e57) runTasks(ex, ctrl, d.job, d.id);
+    runTasks(ex, ctrl, d.job, d.id);
     Atomics.add(ctrl, JOB.LEFT, 1);
     Atomics.notify(ctrl, JOB.LEFT);
   }

@@ -3,7 +3,7 @@
  * MMLU files and the start of the C4 JSON, each mutated (bytes, truncation, or a JSON value of one
  * line swapped) and read by its loader.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { readC4Docs } from '../../../../src/data/c4.js';

@@ -1,5 +1,5 @@
-import type { TensorSource } from '../io/source.js';
-import type { Tokenizer } from '../io/tokenizer.js';
+import type { TensorSource } from './source.js';
+import type { Tokenizer } from './tokenizer.js';
 import type { LlamaConfig } from './config.js';
 
 export type CheckpointFormat = 'hf' | 'gguf' | 'llama2c' | 'lowbit-gptq' | 'lowbit-awq';
