@@ -13,10 +13,10 @@ function findRoot(): string {
 }
 
 export const PACKAGE_ROOT = findRoot();
-/** Bundled models and data (a subset of ../shared, same layout). */
+/** Bundled models and data (assets/data/README.md lists the data files). */
 export const ASSETS = join(PACKAGE_ROOT, 'assets');
 export const DEFAULT_MODEL = join(ASSETS, 'models', 'TinyStories-656K');
-/** Data directory: $LOWBIT_DATA, else the bundled assets/data. Layout as ../shared/data. */
+/** Data directory: $LOWBIT_DATA, else the bundled assets/data (layout: assets/data/README.md). */
 export function defaultDataDir(): string {
   return process.env.LOWBIT_DATA ? resolve(process.env.LOWBIT_DATA) : join(ASSETS, 'data');
 }

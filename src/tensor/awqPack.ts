@@ -11,7 +11,7 @@
  */
 import { UsageError } from '../errors.js';
 import { packGptq } from './gptqPack.js';
-import { dequantCode, type AwqPacked, type GptqPacked, type QuantizedMatrix } from './packed.js';
+import { dequantizeMatrix, type AwqPacked, type GptqPacked, type QuantizedMatrix } from './packed.js';
 
 export const AWQ_ORDER: readonly number[] = Object.freeze([0, 2, 4, 6, 1, 3, 5, 7]);
 const BITS = 4;
@@ -83,16 +83,7 @@ export function unpackAwq(t: AwqPacked): QuantizedMatrix {
 
 /** W'[r, c] = scale · (q − zero) in float32, the same values as dequantizeGptq of awqToGptq(t). */
 export function dequantizeAwq(t: AwqPacked): Float32Array {
-  const m = unpackAwq(t);
-  const { rows, cols } = t, groups = cols / t.groupSize;
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const p = r * groups + m.gIdx[c]!;
-      out[r * cols + c] = dequantCode(m.codes[r * cols + c]!, m.scales[p]!, m.zeros[p]!);
-    }
-  }
-  return out;
+  return dequantizeMatrix(unpackAwq(t), t.rows, t.cols);
 }
 
 /** The same codes, zeros and scales in GPTQ's layout (which the CPU kernels decode): the same weights bit for bit. */

@@ -18,7 +18,7 @@
  * `zeroWraps` counts them so a caller can warn.
  */
 import { UsageError } from '../errors.js';
-import { dequantCode, type GptqPacked, type QuantizedMatrix } from './packed.js';
+import { dequantizeMatrix, type GptqPacked, type QuantizedMatrix } from './packed.js';
 
 export interface PackReport {
   tensors: GptqPacked;
@@ -105,14 +105,5 @@ export function unpackGptq(t: GptqPacked): QuantizedMatrix {
 
 /** W'[r, c] = scale[g_idx[c], r] · (q[r, c] − zero[g_idx[c], r]) in float32, straight from the packed tensors. */
 export function dequantizeGptq(t: GptqPacked): Float32Array {
-  const m = unpackGptq(t);
-  const { rows, cols, groups } = t;
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const p = r * groups + m.gIdx[c]!;
-      out[r * cols + c] = dequantCode(m.codes[r * cols + c]!, m.scales[p]!, m.zeros[p]!);
-    }
-  }
-  return out;
+  return dequantizeMatrix(unpackGptq(t), t.rows, t.cols);
 }

@@ -21,6 +21,19 @@ export function dequantCode(q: number, scale: number, zero: number): number {
   return Math.fround(scale * (q - zero));
 }
 
+/** Fake-quantized weights [rows, cols] of a quantized matrix: W'[r, c] = dequantCode(code, the (r, g_idx[c]) scale and zero). */
+export function dequantizeMatrix(m: QuantizedMatrix, rows: number, cols: number): Float32Array {
+  const nGroups = m.scales.length / rows;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const p = r * nGroups + m.gIdx[c]!;
+      out[r * cols + c] = dequantCode(m.codes[r * cols + c]!, m.scales[p]!, m.zeros[p]!);
+    }
+  }
+  return out;
+}
+
 /**
  * GPTQ / AutoGPTQ "v1" tensors of one linear layer (see gptqPack.ts): qweight int32
  * [ceil(in·bits/32), out] packed along the input, qzeros int32 [groups, ceil(out·bits/32)] holding

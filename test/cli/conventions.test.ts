@@ -23,6 +23,19 @@ test('--version prints the package version', () => {
   assert.equal(r.stdout.trim(), JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version);
 });
 
+test('help texts and data errors point to the data README that exists, never to a shared folder', () => {
+  assert.ok(existsSync(join(PACKAGE_ROOT, 'assets', 'data', 'README.md')));
+  for (const cmd of ['eval', 'quantize', 'study']) {
+    const r = runCli([cmd, '--help']);
+    assertOk(r);
+    assert.match(r.stdout, /assets\/data\/README\.md/, cmd);
+    assert.doesNotMatch(r.stdout, /shared\/data|\.\.\/shared/, cmd);
+  }
+  const empty = scratch();
+  assertBadInput(runCli(['eval', '--ppl', 'wikitext2', '--data-dir', empty]), [join(empty, 'wikitext2'), 'assets/data/README.md']);
+  assertBadInput(runCli(['quantize', '--calib', 'wikitext2', '--out', join(empty, 'q')]), ['wiki.train.raw', 'assets/data/README.md']);
+});
+
 test('--ppl list and --tasks list print what exists, without a model', () => {
   const p = runCli(['eval', '--ppl', 'list']);
   assertOk(p);

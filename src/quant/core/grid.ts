@@ -10,9 +10,10 @@
  */
 import { UsageError } from '../../errors.js';
 import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
-import { dequantCode, type QuantizedMatrix, type ScaleDtype } from '../../tensor/packed.js';
+import { dequantCode, dequantizeMatrix, type QuantizedMatrix, type ScaleDtype } from '../../tensor/packed.js';
 
 export type { QuantizedMatrix, ScaleDtype };
+export { dequantizeMatrix };
 
 export interface QuantSpec {
   /** 1..8 for users; the core primitives accept up to 16 (used by property tests). */
@@ -141,15 +142,3 @@ export function sequentialGIdx(cols: number, groupSize: number): Int32Array {
   return gIdx;
 }
 
-/** Fake-quantized weights [rows, cols] from codes and per-(row, group) parameters. */
-export function dequantizeMatrix(m: QuantizedMatrix, rows: number, cols: number): Float32Array {
-  const nGroups = m.scales.length / rows;
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const p = r * nGroups + m.gIdx[c]!;
-      out[r * cols + c] = dequantize(m.codes[r * cols + c]!, m.scales[p]!, m.zeros[p]!);
-    }
-  }
-  return out;
-}
