@@ -149,14 +149,13 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
     const acc = new Map<InputName, InputStatsAccumulator>();
     const pending: Promise<void>[] = [];
     const linear: LinearFn = (name, x, wt) => {
-      const key = LINEAR_INPUT[name];
-      if (group.includes(name) && !acc.has(key)) {
-        const a = new InputStatsAccumulator(x.shape[1]!, kinds, { linalg, precision: o.hessianPrecision ?? 'f64' });
-        acc.set(key, a);
-        pending.push(be.read(x).then((data) => a.add(data, x.shape[0]!)));
-      } else if (group.includes(name) && LINEAR_INPUT[name] === key && isFirstReader(name, group)) {
-        const a = acc.get(key)!;
-        pending.push(be.read(x).then((data) => a.add(data, x.shape[0]!)));
+      // each distinct input once: at the first linear of the group that reads it (q for q/k/v, gate for gate/up)
+      if (group.includes(name) && isFirstReader(name, group)) {
+        const key = LINEAR_INPUT[name];
+        let a = acc.get(key);
+        if (!a) acc.set(key, a = new InputStatsAccumulator(x.shape[1]!, kinds, { linalg, precision: o.hessianPrecision ?? 'f64' }));
+        const target = a;
+        pending.push(be.read(x).then((data) => target.add(data, x.shape[0]!)));
       }
       return be.linear(x, wt);
     };
