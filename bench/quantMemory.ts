@@ -16,7 +16,7 @@ const t0 = performance.now();
 let packedBytes = 0;
 const reports = await quantizeBlocks(ck, be, {
   method: getMethod(method), spec: { bits: 4, groupSize: 128, sym: false, scaleDtype: 'f16' },
-  options: resolveOptions(getMethod(method), {}), calibration, onLayer: (l) => { packedBytes += l.out.grid.codes.length / 2; },
+  options: resolveOptions(getMethod(method), {}), calibration, onLayer: (l) => { if ('grid' in l.out.stored) packedBytes += l.out.stored.grid.codes.length / 2; },
 });
 const blockWeightsMiB = (2 * 218_103_808) / 2 ** 20; // one block's bf16 weights: 4096·(4096+1024+1024+4096) + 3·4096·14336 params
 console.log(JSON.stringify({

@@ -21,7 +21,8 @@ export function registerQuantize(program: Command): void {
     .option('--wbits <n>', 'weight bits, 1-8', '4')
     .option('--group <g>', 'input columns per group, -1 = per output channel (default 128; smoothquant: -1)')
     .option('--sym', 'symmetric grid (default: asymmetric, as the paper)')
-    .option('--no-true-sequential', 'quantize all layers of a block from the same inputs (methods that quantize sequentially)');
+    .option('--true-sequential', 'quantize a block in GPTQ\'s true-sequential groups (q,k,v → o → gate,up → down), statistics recomputed after each (default: the method\'s; rtn, gptq: on)')
+    .option('--no-true-sequential', 'quantize all seven linears of a block from one forward of the not-yet-quantized block');
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
     .option('--hessian <precision>', 'Hessian sums: f64 (exact) or f32 (float32 GEMM per sequence, summed in float64; faster)', 'f64')
@@ -47,7 +48,7 @@ export function registerQuantize(program: Command): void {
     progress.start(ckpt.config.numLayers, `${o.method} w${o.wbits}`);
     const report = await quantizeModel(ckpt, be, {
       method: o.method, bits: Number(o.wbits), group, sym: !!o.sym, options: givenMethodOptions(self) as Record<string, number | boolean>,
-      scaleDtype: o.scaleDtype as 'f32' | 'f16', hessianPrecision: o.hessian, trueSequential: o.trueSequential !== false, reportErrors: o.errors !== false,
+      scaleDtype: o.scaleDtype as 'f32' | 'f16', hessianPrecision: o.hessian, trueSequential: o.trueSequential, reportErrors: o.errors !== false,
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       seqlen: seqlen.value, dataDir: dataDir(o), out: resolve(o.out!), force: !!o.force,
       onProgress: (p) => progress.update(p.block, p.layer ?? `block ${p.block + 1}`),

@@ -2,7 +2,8 @@ import type { TensorSource } from './source.js';
 import type { Tokenizer } from './tokenizer.js';
 import type { LlamaConfig } from './config.js';
 
-export type CheckpointFormat = 'hf' | 'gguf' | 'llama2c' | 'lowbit-gptq' | 'lowbit-awq';
+/** the reader that opened it: a float format, or a quantized folder in one of io/quantized/formats.ts's layouts */
+export type CheckpointFormat = 'hf' | 'gguf' | 'llama2c' | `lowbit-${string}`;
 
 /** Activation fake-quantization a quantized model runs with (SmoothQuant's WxAy). */
 export interface ActivationQuant {

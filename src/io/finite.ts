@@ -6,7 +6,7 @@
  * openModel wraps a checkpoint's weights in FiniteSource.
  */
 import { FormatError } from '../errors.js';
-import type { PackedWeight } from '../tensor/packed.js';
+import { packedParameters, type PackedWeight } from '../tensor/packed.js';
 import { Tensor } from '../tensor/tensor.js';
 import { readRows } from './rows.js';
 import { fileOf, type TensorInfo, type TensorSource } from './source.js';
@@ -52,7 +52,8 @@ function checkFinite(path: string, name: string, t: Tensor): Tensor {
 
 /** The packed form's scales (float32 in memory, whatever their stored dtype). */
 function checkScales(path: string, name: string, q: PackedWeight): PackedWeight {
-  checkFinite(path, `${name} (scales)`, new Tensor('f32', [q.scales.length], q.scales));
+  const p = packedParameters(q);
+  checkFinite(path, `${name} (scales)`, new Tensor('f32', [p.length], p));
   return q;
 }
 

@@ -49,7 +49,8 @@ export interface BitsPerWeight {
   readonly label: string;
 }
 
-const PACKED_STORED = /^(GPTQ|AWQ)-INT(\d)$/;
+/** storedAs of a packed layer: `<FORMAT>-INT<bits>` (the format's name upper-cased; bits may be fractional, e.g. 1.7) */
+const PACKED_STORED = /^([A-Z0-9]+)-INT([0-9.]+)$/;
 /** Q8_0 and Q4_0 blocks: `d` (one fp16 scale) then the codes (ggml-common.h block_q8_0, block_q4_0). */
 const GGML_BLOCK_SCALE_BYTES = 2;
 const LINEAR_PARTS = LAYER_PARTS.filter((p) => p.endsWith('_proj'));
@@ -64,7 +65,7 @@ const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /** The files of `ckpt` and their sizes. */
 export function checkpointFiles(ckpt: ModelCheckpoint): CheckpointFiles {
   let weightFiles: FileSize[], files: FileSize[];
-  if (ckpt.format === 'hf' || ckpt.format === 'lowbit-gptq' || ckpt.format === 'lowbit-awq') {
+  if (ckpt.format === 'hf' || ckpt.format.startsWith('lowbit-')) {
     const st = openSafetensorsDir(ckpt.path);
     weightFiles = 'shards' in st ? [st.path, ...st.shards.map((s) => s.path)].map(fileSize) : [fileSize(st.path)];
     files = readdirSync(ckpt.path, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => fileSize(join(ckpt.path, e.name)));
@@ -99,15 +100,19 @@ function ggmlCost(t: TensorInfo): TensorCost | undefined {
 /** A packed layer: its parts (GPTQ: qweight/qzeros/scales/g_idx; AWQ: qweight/qzeros/scales) as the safetensors header lists them. */
 function packedCost(path: string, t: TensorInfo, format: FormatName, bits: number, raw: ReadonlyMap<string, TensorInfo>): TensorCost {
   const base = t.name.slice(0, -'.weight'.length);
+  const fmt = FORMATS[format];
+  if (!fmt) throw new FormatError(path, `${base}: unknown packed format ${format}`);
   let bytes = 0;
-  for (const part of FORMATS[format].parts) {
+  for (const part of fmt.parts) {
     const p = raw.get(`${base}.${part}`);
     if (!p) throw new FormatError(path, `${base} has no ${part}`);
     bytes += numel(p.shape) * DTYPE_BYTES[p.dtype];
   }
-  const scales = raw.get(`${base}.scales`)!;
-  const n = numel(t.shape), groupParams = numel(scales.shape);
-  return { bytes, nominalBits: n * bits, groupBits: n * bits + groupParams * (8 * DTYPE_BYTES[scales.dtype] + bits) };
+  const n = numel(t.shape), scales = raw.get(`${base}.scales`);
+  // a uniform grid: its codes plus each group's scale and packed zero; a method-specific kind: everything it stores
+  const groupBits = format === 'gptq' || format === 'awq'
+    ? n * bits + numel(scales!.shape) * (8 * DTYPE_BYTES[scales!.dtype] + bits) : 8 * bytes;
+  return { bytes, nominalBits: n * bits, groupBits };
 }
 
 /** "GPTQ 4-bit g32 (rtn)", "AWQ 4-bit g128 (awq)" from the checkpoint's quantization config. */

@@ -15,7 +15,8 @@
  */
 import type { LinearName } from '../model/block.js';
 import type { LlamaConfig } from '../io/config.js';
-import type { QuantSpec, QuantizedMatrix } from './core/grid.js';
+import type { QuantSpec } from './core/grid.js';
+import type { StoredLayer } from '../tensor/packed.js';
 import type { QuantLinalg } from './core/linalgProvider.js';
 import type { BlockJob } from './blockJob.js';
 import type { ActivationQuant } from '../io/checkpoint.js';
@@ -55,6 +56,8 @@ export interface MethodOptions {
   readonly options: OptionValues;
   /** fast float64 linear algebra (the backend's host kernels); the pure TypeScript path when absent */
   readonly linalg?: QuantLinalg | undefined;
+  /** the run's seed (`--seed`: the calibration sampler's, and any random transform a method draws) */
+  readonly seed?: number;
 }
 
 export interface LayerInput {
@@ -72,8 +75,8 @@ export interface LayerInput {
 export interface LayerOutput {
   /** fake-quantized weights [rows, cols]: exactly what dequantizing the stored layer gives */
   readonly Q: Float32Array;
-  /** the uniform-grid codes and parameters the checkpoint stores */
-  readonly grid: QuantizedMatrix;
+  /** what the checkpoint stores: uniform-grid codes and parameters, or the parts of a method-specific kind */
+  readonly stored: StoredLayer;
   readonly dampUsed?: number;
   readonly notes: readonly string[];
 }
@@ -97,11 +100,13 @@ export interface QuantMethod {
   readonly symmetric?: boolean;
   /** where block i+1's calibration inputs come from */
   readonly nextInputs: 'quantized' | 'float';
-  /** quantize layers in GPTQ's true-sequential groups (statistics recomputed after each group) */
+  /** by default, quantize layers in GPTQ's true-sequential groups (statistics recomputed after each); false: all seven from one forward (--true-sequential overrides) */
   readonly sequential: boolean;
   readonly options: Readonly<Record<string, OptionSpec>>;
   /** the layout of the checkpoint (may depend on the settings and shapes: AWQ's GEMM layout is 4-bit, out_features a multiple of 8) */
   format(spec: QuantSpec, cfg: LlamaConfig): StorageFormatName;
+  /** the bits per weight the paper's tables give this setting (PB-LLM 1.7, BiLLM 1.1); default spec.bits */
+  nominalBits?(spec: QuantSpec, options: OptionValues): number;
   /** activation quantization the quantized model must run with, if any */
   activation?(options: OptionValues): ActivationQuant | undefined;
   /** checks settings the option schema cannot express (a UsageError) */

@@ -33,7 +33,7 @@ export interface PipelineOptions extends MethodOptions {
   readonly method: QuantMethod;
   /** calibration windows (token ids, equal lengths); required when the method needs them, used for errors otherwise */
   readonly calibration?: readonly Int32Array[] | undefined;
-  /** GPTQ's true-sequential groups for methods that quantize sequentially (default true) */
+  /** GPTQ's true-sequential groups (true) or all seven linears from one forward (false); default: the method's `sequential` */
   readonly trueSequential?: boolean;
   /** per-layer reconstruction errors in the report (default true): Hessians of every input, also for methods that need none */
   readonly reportErrors?: boolean;
@@ -88,7 +88,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
   if (calib.some((c) => c.length !== seqlen)) throw new UsageError('calibration windows must have equal lengths');
   const { hidden } = calib.length ? embedAll(ckpt, be, calib as Int32Array[]) : { hidden: [] as BTensor[] };
   const rope = calib.length ? ropeFor(ckpt, be, 0, seqlen) : undefined;
-  const groups = method.sequential && o.trueSequential !== false ? TRUE_SEQUENTIAL : [LINEARS];
+  const groups = (o.trueSequential ?? method.sequential) ? TRUE_SEQUENTIAL : [LINEARS];
   // H whenever there is calibration data: the report's reconstruction errors need it
   const kinds = new Set<StatKind>([...method.stats, ...(calib.length && o.reportErrors !== false ? ['hessian' as const] : [])]);
   const linalg = o.linalg ?? be.hostKernels;

@@ -83,11 +83,12 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const calibSource = o.calib ?? DEFAULT_CALIBRATION;
   if (method.needsCalibration && calibSource === 'none') throw new UsageError(`${method.name} needs calibration data: --calib none is only for methods without (rtn)`);
   const format = method.format(spec, ckpt.config);
+  const nominalBits = method.nominalBits?.(spec, options) ?? spec.bits;
   const activation = method.activation?.(options);
   QuantizedCheckpointWriter.prepare(o.out, o.force ?? false);
   const settings = {
-    bits: o.bits, groupSize: group, sym: spec.sym, ...options, trueSequential: o.trueSequential ?? true,
-    hessianPrecision: o.hessianPrecision ?? 'f64', scaleDtype, scaleProtocol: SCALE_PROTOCOL[scaleDtype], format,
+    bits: o.bits, groupSize: group, sym: spec.sym, ...options, trueSequential: o.trueSequential ?? method.sequential,
+    hessianPrecision: o.hessianPrecision ?? 'f64', scaleDtype, scaleProtocol: SCALE_PROTOCOL[scaleDtype], format, nominalBits,
     ...(activation ? { activation } : {}),
   };
   const seqlen = o.seqlen ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
@@ -95,15 +96,15 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
     ? calibrationSet(calibSource, ckpt.tokenizer, { nsamples: o.nsamples ?? 128, seqlen, seed: o.seed ?? 0, ...(o.dataDir ? { dataDir: o.dataDir } : {}) })
     : undefined;
   const writer = new QuantizedCheckpointWriter(ckpt, {
-    method: method.name, format, bits: o.bits, groupSize: group, sym: spec.sym, scaleDtype, trueSequential: settings.trueSequential,
+    method: method.name, format, bits: format === 'gptq' || format === 'awq' ? o.bits : nominalBits, groupSize: group, sym: spec.sym, scaleDtype, trueSequential: settings.trueSequential,
     actOrder: options.actOrder === true, staticGroups: options.staticGroups === true,
     ...(typeof options.percdamp === 'number' ? { percdamp: options.percdamp } : {}), ...(activation ? { activation } : {}),
   });
   const blocks: Record<string, unknown>[] = [];
   const layers = await quantizeBlocks(ckpt, be, {
-    method, spec, options, trueSequential: settings.trueSequential, hessianPrecision: settings.hessianPrecision, calibration: calib?.windows,
+    method, spec, options, seed: o.seed ?? 0, trueSequential: settings.trueSequential, hessianPrecision: settings.hessianPrecision, calibration: calib?.windows,
     reportErrors: o.reportErrors ?? true,
-    onLayer: (l) => writer.addLayer(l.name, l.rows, l.cols, l.out.grid),
+    onLayer: (l) => writer.addLayer(l.name, l.rows, l.cols, l.out.stored),
     onBlock: (norms, record) => { writer.setNorms(norms); if (record) blocks[norms.index] = record; },
     onProgress: o.onProgress,
   });

@@ -6,6 +6,7 @@ import { openModel } from '../io/open.js';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
 import { quantizeModel, SCALE_PROTOCOL, type QuantizeReport } from '../quant/quantizeModel.js';
 import { sweepStaleTemps } from '../io/atomic.js';
+import { getMethod } from '../quant/registry.js';
 import { cellKey, type Cell, type Grid } from './grid.js';
 import { Journal, type CellRecord } from './journal.js';
 import { writeReports } from './report/writers.js';
@@ -43,7 +44,7 @@ function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOpti
     model: resolve(ckpt.path), format: ckpt.format, tokenizer: ckpt.tokenizer.description, ppl: [...o.ppl], seqlen: o.seqlen,
     limit: o.limit ?? null, protocol: 'gptq',
     ...(cell.method === 'fp16' ? {} : {
-      calib: o.calib, nsamples: o.nsamples, seed: o.seed, trueSequential: true, options: cell.options,
+      calib: o.calib, nsamples: o.nsamples, seed: o.seed, trueSequential: getMethod(cell.method).sequential, options: cell.options,
       scaleDtype: cell.scaleDtype, scaleProtocol: SCALE_PROTOCOL[cell.scaleDtype],
     }),
     ...(o.extraSettings ?? {}),
@@ -116,7 +117,7 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
       key, cell, settings,
       results: {
         ppl, ...extra, cost,
-        quant: quant && { totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
+        quant: quant && { nominalBits: quant.settings.nominalBits, totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
       },
       finishedAt: new Date().toISOString(), seconds: (performance.now() - t0) / 1000,
     };

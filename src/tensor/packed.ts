@@ -67,5 +67,74 @@ export interface AwqPacked {
   readonly scales: Float32Array;
 }
 
+/**
+ * A layer of a method-specific stored kind (tensor/kinds.ts: QuIP, PB-LLM, BiLLM), opened from its
+ * stored parts and ready to multiply by: y = out( in(x) · Coreᵀ ), where Core [coreRows, coreCols] is
+ * decoded a panel of rows at a time and `in` / `out` are the kind's input and output transforms
+ * (QuIP's incoherence rotations; identity when absent). Never materialised whole.
+ */
+export interface KindLayer {
+  readonly kind: string;
+  readonly rows: number;     // out_features
+  readonly cols: number;     // in_features
+  readonly coreRows: number;
+  readonly coreCols: number;
+  /** rows [r0, r0 + nr) of the core matrix, float32, into out [nr, coreCols] */
+  decodeRows(r0: number, nr: number, out: Float32Array): void;
+  /** x [M, cols] → [M, coreCols] */
+  transformInput?(x: Float32Array, M: number): Float32Array;
+  /** y [M, coreRows] → [M, rows] */
+  transformOutput?(y: Float32Array, M: number): Float32Array;
+  /** the stored scale-like values a NaN check should cover */
+  readonly parameters: Float32Array;
+  /** the dense weight [rows, cols], when the kind has a faster way than materializeKind's */
+  materialize?(): Float32Array;
+}
+
 /** A linear weight kept quantized on a backend: the stored kind decides how it is decoded. */
-export type PackedWeight = GptqPacked | AwqPacked;
+export type PackedWeight = GptqPacked | AwqPacked | KindLayer;
+
+export function isGptqPacked(q: PackedWeight): q is GptqPacked { return q.kind === 'gptq' && 'qweight' in q; }
+export function isAwqPacked(q: PackedWeight): q is AwqPacked { return q.kind === 'awq' && 'qweight' in q; }
+export function isKindLayer(q: PackedWeight): q is KindLayer { return 'decodeRows' in q; }
+
+/** The stored scale-like values of a packed weight, for a NaN/Inf check. */
+export function packedParameters(q: PackedWeight): Float32Array {
+  return isKindLayer(q) ? q.parameters : q.scales;
+}
+
+/**
+ * What a method stores for one linear layer: codes on a uniform grid (in GPTQ's or AWQ's layout), or
+ * the named parts of a method-specific kind (tensor/kinds.ts), each stored as `<layer>.<part>`.
+ */
+export type StoredLayer =
+  | { readonly kind: 'uniform'; readonly grid: QuantizedMatrix }
+  | { readonly kind: string; readonly parts: Readonly<Record<string, import('./tensor.js').Tensor>> };
+
+/** The dense float32 weight [rows, cols] of a kind layer: core rows decoded, then the transforms (tests, `read`). */
+export function materializeKind(k: KindLayer): Float32Array {
+  if (k.materialize) return k.materialize();
+  if (!k.transformInput && !k.transformOutput) {
+    const w = new Float32Array(k.rows * k.cols);
+    k.decodeRows(0, k.rows, w);
+    return w;
+  }
+  // W = out(in(I)·Coreᵀ)ᵀ: the linear map applied to the identity's rows gives Wᵀ
+  const eye = new Float32Array(k.cols * k.cols);
+  for (let i = 0; i < k.cols; i++) eye[i * k.cols + i] = 1;
+  const xin = k.transformInput ? k.transformInput(eye, k.cols) : eye;
+  const core = new Float32Array(k.coreRows * k.coreCols);
+  k.decodeRows(0, k.coreRows, core);
+  const y = new Float32Array(k.cols * k.coreRows);
+  for (let m = 0; m < k.cols; m++) {
+    for (let r = 0; r < k.coreRows; r++) {
+      let acc = 0;
+      for (let c = 0; c < k.coreCols; c++) acc += xin[m * k.coreCols + c]! * core[r * k.coreCols + c]!;
+      y[m * k.coreRows + r] = acc;
+    }
+  }
+  const yt = k.transformOutput ? k.transformOutput(y, k.cols) : y; // [cols, rows] = Wᵀ
+  const w = new Float32Array(k.rows * k.cols);
+  for (let m = 0; m < k.cols; m++) for (let r = 0; r < k.rows; r++) w[r * k.cols + m] = yt[m * k.rows + r]!;
+  return w;
+}

@@ -25,6 +25,7 @@ import { AWQ_ORDER, awqToGptq, dequantizeAwq, packAwq, unpackAwq } from '../../s
 import { dequantizeGptq } from '../../src/tensor/gptqPack.js';
 import { writeSafetensors } from '../../src/io/safetensors.js';
 import { Tensor } from '../../src/tensor/tensor.js';
+import type { AwqPacked } from '../../src/tensor/packed.js';
 import { f32ToF16, f16ToF32 } from '../../src/tensor/codecs.js';
 import { FormatError } from '../../src/errors.js';
 import { randomCheckpoint, SMALL_GQA_LLAMA3 } from '../helpers/randomModel.js';
@@ -161,7 +162,7 @@ test('an AutoAWQ folder (quantization_config in config.json, fp16 scales, no g_i
   const name = NAMES.layer(1, 'self_attn.o_proj');
   const a = st.read(name).toF32(), b = m.weights.read(name).toF32();
   // the same codes and zeros; scales through fp16
-  const qa = st.readQuantized!(name)!, qb = m.weights.readQuantized!(name)!;
+  const qa = st.readQuantized!(name)! as AwqPacked, qb = m.weights.readQuantized!(name)! as AwqPacked;
   assert.deepEqual(qb.qweight, qa.qweight);
   assert.ok(b.every((v, i) => Math.abs(v - a[i]!) <= 1e-3 * (1 + Math.abs(a[i]!))));
   // tensors that disagree in shape: one error naming the file

@@ -4,9 +4,9 @@ import type { Tensor } from '../../tensor/tensor.js';
 import type { CpuKernels, ResidentArray, ResidentMemory } from './kernels/kernels.js';
 import { jsKernels } from './kernels/js.js';
 import { decodeHalf } from '../../tensor/codecs.js';
-import type { GptqPacked, PackedWeight } from '../../tensor/packed.js';
+import { isAwqPacked, isKindLayer, materializeKind, type GptqPacked, type KindLayer, type PackedWeight } from '../../tensor/packed.js';
 import { awqToGptq } from '../../tensor/awqPack.js';
-import { checkQuantWeight, decodeQuantRows, gemmQPanels } from './kernels/qgemm.js';
+import { checkQuantWeight, decodeQuantRows, gemmKindPanels, gemmQPanels } from './kernels/qgemm.js';
 
 /** log Σ exp(x[o..o+n)) in float64 (max trick); −∞ for an all −∞ row. */
 function rowLogSumExp(x: Float32Array, o: number, n: number): number {
@@ -45,8 +45,8 @@ class CpuTensor implements BTensor {
     readonly shape: readonly number[],
     readonly dtype: 'f32' | 'f16' | 'bf16' | 'q',
     readonly data: Float32Array | Uint16Array,
-    /** the packed weight when dtype is 'q' (data is then empty) */
-    readonly quant?: GptqPacked,
+    /** the packed weight when dtype is 'q' (data is then empty): GPTQ's layout, or a method-specific kind */
+    readonly quant?: GptqPacked | KindLayer,
   ) {}
   /** the kernels' resident memory that `data` lives in (a weight under the wasm provider), released by free */
   resident?: ResidentMemory;
@@ -121,7 +121,8 @@ export class CpuBackend implements Backend {
    * codes, zeros and scales, so the same values bit for bit.
    */
   uploadQuantized(q: PackedWeight): BTensor {
-    const g = q.kind === 'awq' ? awqToGptq(q) : q;
+    if (isKindLayer(q)) return new CpuTensor([q.rows, q.cols], 'q', new Float32Array(0), q);
+    const g = isAwqPacked(q) ? awqToGptq(q) : q as GptqPacked;
     checkQuantWeight(g, 'uploadQuantized');
     return new CpuTensor([g.rows, g.cols], 'q', new Float32Array(0), g);
   }
@@ -129,6 +130,7 @@ export class CpuBackend implements Backend {
   async read(x: BTensor): Promise<Float32Array> {
     const c = t(x);
     if (c.quant) {
+      if (isKindLayer(c.quant)) return materializeKind(c.quant);
       const out = new Float32Array(c.quant.rows * c.quant.cols);
       decodeQuantRows(c.quant, 0, c.quant.rows, out);
       return out;
@@ -199,6 +201,7 @@ export class CpuBackend implements Backend {
     const out = f32([M, N]);
     if (ws.quant) {
       const q = ws.quant;
+      if (isKindLayer(q)) return f32([M, N], gemmKindPanels(this.kernels.gemm, xs.f32, q, M));
       if (this.kernels.gemmQ) this.kernels.gemmQ(xs.f32, q, out.f32, M);
       else gemmQPanels(this.kernels.gemm, xs.f32, q, out.f32, M); // row panels decoded by the js reference
     } else if (ws.dtype === 'f32') this.kernels.gemm(xs.f32, ws.f32, out.f32, M, N, K);

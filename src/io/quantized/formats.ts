@@ -1,8 +1,8 @@
 /**
- * The layouts a quantized linear layer is stored in, each a writer/reader pair over the same
- * uniform-grid codes (tensor/packed.ts):
- *   gptq  AutoGPTQ v1: `<layer>.qweight/.qzeros/.scales/.g_idx` (tensor/gptqPack.ts), any 1–8 bits, act-order
- *   awq   AutoAWQ GEMM: `<layer>.qweight/.qzeros/.scales` (tensor/awqPack.ts), 4 bits, sequential groups
+ * The layouts a quantized linear layer is stored in, each a writer/reader pair:
+ *   gptq  AutoGPTQ v1: `<layer>.qweight/.qzeros/.scales/.g_idx` (tensor/gptqPack.ts), uniform-grid codes, 1–8 bits, act-order
+ *   awq   AutoAWQ GEMM: `<layer>.qweight/.qzeros/.scales` (tensor/awqPack.ts), uniform-grid codes, 4 bits, sequential groups
+ *   <kind> a method-specific stored kind of tensor/kinds.ts (QuIP, PB-LLM, BiLLM): `<layer>.<part>` for each of its parts
  * `shape` checks a layer's parts against each other from the file's header alone (no data read);
  * `read` returns the packed weight a backend multiplies by; `pack` gives the tensors to write.
  */
@@ -10,11 +10,13 @@ import { FormatError } from '../../errors.js';
 import { packAwq } from '../../tensor/awqPack.js';
 import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
 import { packGptq } from '../../tensor/gptqPack.js';
-import type { PackedWeight, QuantizedMatrix, ScaleDtype } from '../../tensor/packed.js';
+import { PACKED_KINDS, type PackedKind, type PartInfo } from '../../tensor/kinds.js';
+import type { PackedWeight, QuantizedMatrix, ScaleDtype, StoredLayer } from '../../tensor/packed.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { fileOf, type TensorInfo, type TensorSource } from '../source.js';
 
-export type FormatName = 'gptq' | 'awq';
+/** 'gptq', 'awq', or the name of a stored kind of tensor/kinds.ts. */
+export type FormatName = string;
 
 export interface PackedFormat {
   readonly name: FormatName;
@@ -25,7 +27,13 @@ export interface PackedFormat {
   /** the packed weight of `<base>`, checked against its shape */
   read(inner: TensorSource, base: string, bits: number, groupSize: number): PackedWeight;
   /** the tensors of one quantized layer, scales stored in `scaleDtype` */
-  pack(base: string, m: QuantizedMatrix, rows: number, cols: number, bits: number, groupSize: number, scaleDtype: ScaleDtype): { name: string; tensor: Tensor }[];
+  pack(base: string, stored: StoredLayer, rows: number, cols: number, bits: number, groupSize: number, scaleDtype: ScaleDtype): { name: string; tensor: Tensor }[];
+}
+
+/** The uniform-grid codes of a stored layer (what the GPTQ and AWQ layouts hold). */
+function uniform(base: string, stored: StoredLayer): QuantizedMatrix {
+  if (stored.kind !== 'uniform' || !('grid' in stored)) throw new Error(`${base}: a ${stored.kind} layer cannot be stored in a uniform-grid layout`);
+  return stored.grid;
 }
 
 const words = (n: number, bits: number): number => Math.ceil((n * bits) / 32);
@@ -86,8 +94,8 @@ const GPTQ_FORMAT: PackedFormat = {
     }
     return { kind: 'gptq', bits, rows, cols, groups, qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32(), gIdx: g };
   },
-  pack(base, m, rows, cols, bits, _groupSize, scaleDtype) {
-    const { tensors: t } = packGptq(m, rows, cols, bits);
+  pack(base, stored, rows, cols, bits, _groupSize, scaleDtype) {
+    const { tensors: t } = packGptq(uniform(base, stored), rows, cols, bits);
     return [
       { name: `${base}.qweight`, tensor: new Tensor('i32', [t.qweight.length / rows, rows], t.qweight) },
       { name: `${base}.qzeros`, tensor: new Tensor('i32', [t.groups, t.qzeros.length / t.groups], t.qzeros) },
@@ -116,8 +124,8 @@ const AWQ_FORMAT: PackedFormat = {
     const cols = qweight.shape[0]!, rows = qweight.shape[1]! * 8;
     return { kind: 'awq', bits: 4, rows, cols, groupSize, qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32() };
   },
-  pack(base, m, rows, cols, _bits, groupSize, scaleDtype) {
-    const t = packAwq(m, rows, cols, groupSize, base);
+  pack(base, stored, rows, cols, _bits, groupSize, scaleDtype) {
+    const t = packAwq(uniform(base, stored), rows, cols, groupSize, base);
     const groups = cols / groupSize;
     return [
       { name: `${base}.qweight`, tensor: new Tensor('i32', [cols, rows / 8], t.qweight) },
@@ -127,4 +135,36 @@ const AWQ_FORMAT: PackedFormat = {
   },
 };
 
-export const FORMATS: Readonly<Record<FormatName, PackedFormat>> = Object.freeze({ gptq: GPTQ_FORMAT, awq: AWQ_FORMAT });
+/** A method-specific kind as a checkpoint format: its parts stored and read as they are, checked by the kind. */
+function kindFormat(kind: PackedKind): PackedFormat {
+  return {
+    name: kind.name,
+    parts: kind.parts,
+    shape(inner, infos, base, bits) {
+      const parts: Record<string, PartInfo> = {};
+      for (const p of kind.parts) {
+        const t = infos.get(`${base}.${p}`);
+        if (!t) throw new FormatError(fileOf(inner, `${base}.${kind.parts[0]}`), `${base} has a ${kind.parts[0]} but no ${p} (a ${kind.name} layer stores ${kind.parts.join(', ')})`);
+        parts[p] = { dtype: t.dtype, shape: t.shape };
+      }
+      try { return kind.shape(parts, bits); } catch (e) { throw new FormatError(fileOf(inner, `${base}.${kind.parts[0]}`), `${base}: ${(e as Error).message}`); }
+    },
+    read(inner, base, bits) {
+      const parts = Object.fromEntries(kind.parts.map((p) => [p, inner.read(`${base}.${p}`)]));
+      try { return kind.open(parts, bits); } catch (e) { throw new FormatError(fileOf(inner, `${base}.${kind.parts[0]}`), `${base}: ${(e as Error).message}`); }
+    },
+    pack(base, stored) {
+      if (stored.kind !== kind.name || !('parts' in stored)) throw new Error(`${base}: a ${stored.kind} layer cannot be stored as ${kind.name}`);
+      return kind.parts.map((p) => {
+        const tensor = stored.parts[p];
+        if (!tensor) throw new Error(`${base}: the ${kind.name} layer has no ${p}`);
+        return { name: `${base}.${p}`, tensor };
+      });
+    },
+  };
+}
+
+export const FORMATS: Readonly<Record<FormatName, PackedFormat>> = Object.freeze({
+  gptq: GPTQ_FORMAT, awq: AWQ_FORMAT,
+  ...Object.fromEntries(Object.values(PACKED_KINDS).map((k) => [k.name, kindFormat(k)])),
+});

@@ -4,7 +4,7 @@ import { FormatError } from '../../errors.js';
 import type { ActivationQuant, ModelCheckpoint } from '../checkpoint.js';
 import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { dequantizeGptq } from '../../tensor/gptqPack.js';
-import type { PackedWeight } from '../../tensor/packed.js';
+import { isAwqPacked, isKindLayer, materializeKind, type GptqPacked, type PackedWeight } from '../../tensor/packed.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { checkTokenizerFits, checkWeights } from '../checkpointChecks.js';
 import { FiniteSource } from '../finite.js';
@@ -63,9 +63,12 @@ export function readQuantConfig(dir: string): StoredQuantConfig {
   }
   const fail = (msg: string): never => { throw new FormatError(file, msg); };
   const method = q.quant_method ?? 'gptq';
-  if (method !== 'gptq' && method !== 'awq') fail(`quant_method ${JSON.stringify(method)} is not supported (lowbit reads "gptq" and "awq")`);
+  if (method !== 'gptq' && method !== 'awq' && method !== 'lowbit') fail(`quant_method ${JSON.stringify(method)} is not supported (lowbit reads "gptq", "awq" and its own "lowbit")`);
+  // lowbit's own layouts name their stored kind; its bits are the method's nominal figure (1.7 for PB-LLM)
+  const format = method === 'lowbit' ? q.kind : method;
+  if (typeof format !== 'string' || !Object.hasOwn(FORMATS, format)) fail(`kind ${JSON.stringify(q.kind ?? null)} is not a stored kind lowbit knows (${Object.keys(FORMATS).join(', ')})`);
   const bits = q.bits;
-  if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < 1 || bits > 8) fail(`bits must be an integer 1–8, got ${JSON.stringify(bits ?? null)}`);
+  if (typeof bits !== 'number' || !(bits > 0 && bits <= 8) || (method !== 'lowbit' && !Number.isInteger(bits))) fail(`bits must be ${method === 'lowbit' ? 'a number in (0, 8]' : 'an integer 1–8'}, got ${JSON.stringify(bits ?? null)}`);
   const groupSize = q.group_size ?? q.q_group_size ?? -1;
   if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize !== -1 && groupSize < 1)) fail(`group_size must be -1 or a positive integer, got ${JSON.stringify(groupSize)}`);
   if (method === 'awq') {
@@ -76,7 +79,7 @@ export function readQuantConfig(dir: string): StoredQuantConfig {
     if (groupSize === -1) fail('AWQ\'s GEMM layout needs a group size');
   }
   return {
-    file, format: method as FormatName, bits: bits as number, groupSize: groupSize as number,
+    file, format: format as FormatName, bits: bits as number, groupSize: groupSize as number,
     method: typeof q.lowbit_method === 'string' ? q.lowbit_method : method as string,
     activation: activationOf(file, q.activation),
   };
@@ -129,7 +132,7 @@ class PackedSource implements TensorSource {
   read(name: string): Tensor {
     const p = this.readQuantized(name);
     if (!p) return this.inner.read(name);
-    return new Tensor('f32', [p.rows, p.cols], p.kind === 'awq' ? dequantizeAwq(p) : dequantizeGptq(p));
+    return new Tensor('f32', [p.rows, p.cols], isKindLayer(p) ? materializeKind(p) : isAwqPacked(p) ? dequantizeAwq(p) : dequantizeGptq(p as GptqPacked));
   }
   /** Rows of a float tensor (embedding, LM head) through the inner source; packed weights are read whole. */
   readRows(name: string, start: number, count: number): Tensor {
@@ -157,13 +160,13 @@ export interface OpenQuantizedOptions {
 export function openQuantized(dir: string, opts: OpenQuantizedOptions = {}): ModelCheckpoint {
   const q = readQuantConfig(dir);
   const config = readHfConfig(join(dir, 'config.json'));
-  const weights = new PackedSource(openSafetensorsDir(dir), FORMATS[q.format], q);
+  const weights = new PackedSource(openSafetensorsDir(dir), FORMATS[q.format]!, q);
   checkWeights(weights, config);
   const tok = opts.tokenizer ? loadTokenizer(opts.tokenizer, config.vocabSize) : tokenizerInDir(dir, config.vocabSize);
   if (!tok) throw new FormatError(dir, `quantized checkpoint has no tokenizer (tokenizer.json, ${SPM_TOKENIZER} or tok*.bin)`);
   checkTokenizerFits(tok.file, tok.tokenizer, config);
   return {
-    path: dir, format: q.format === 'awq' ? 'lowbit-awq' : 'lowbit-gptq', config, tokenizer: tok.tokenizer, weights: new FiniteSource(weights),
+    path: dir, format: `lowbit-${q.format}`, config, tokenizer: tok.tokenizer, weights: new FiniteSource(weights),
     tokenizerPath: opts.tokenizer ? tok.path : dir, ...(q.activation ? { activation: q.activation } : {}),
   };
 }

@@ -5,7 +5,7 @@ import { makeDirs, replaceDir, sweepStaleTemps, tempPathFor, writeFailure, write
 import type { ModelCheckpoint } from '../checkpoint.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { ActivationQuant } from '../checkpoint.js';
-import type { QuantizedMatrix, ScaleDtype } from '../../tensor/packed.js';
+import type { ScaleDtype, StoredLayer } from '../../tensor/packed.js';
 import { FORMATS, type FormatName } from './formats.js';
 import { writeSafetensors } from '../safetensors.js';
 import { toHfConfigJson } from '../hfConfigWrite.js';
@@ -38,6 +38,8 @@ function quantizationConfigOf(s: CheckpointSettings): Record<string, unknown> {
     ...(s.activation ? { activation: { bits: s.activation.bits, granularity: s.activation.granularity, quant_bmm: s.activation.quantBmm } } : {}),
   };
   if (s.format === 'awq') return { quant_method: 'awq', zero_point: true, group_size: s.groupSize, bits: s.bits, version: 'gemm', modules_to_not_convert: null, ...lowbit };
+  // a method-specific kind (tensor/kinds.ts): lowbit's own layout, named by `kind`
+  if (s.format !== 'gptq') return { quant_method: 'lowbit', kind: s.format, bits: s.bits, group_size: s.groupSize, true_sequential: s.trueSequential, ...lowbit };
   return {
     quant_method: 'gptq', bits: s.bits, group_size: s.groupSize, ...(s.percdamp === undefined ? {} : { damp_percent: s.percdamp }), desc_act: s.actOrder,
     static_groups: s.staticGroups, sym: s.sym, true_sequential: s.trueSequential, checkpoint_format: 'gptq', ...lowbit,
@@ -80,13 +82,15 @@ export class QuantizedCheckpointWriter {
   private zeroWraps = 0;
   constructor(private readonly src: ModelCheckpoint, private readonly settings: CheckpointSettings) {}
 
-  /** A quantized layer's codes and grid, packed in the checkpoint's layout. */
-  addLayer(name: string, rows: number, cols: number, m: QuantizedMatrix): void {
+  /** A quantized layer as the method stored it, in the checkpoint's layout. */
+  addLayer(name: string, rows: number, cols: number, stored: StoredLayer): void {
     const s = this.settings;
     const groupSize = s.groupSize === -1 ? cols : s.groupSize;
+    const fmt = FORMATS[s.format];
+    if (!fmt) throw new Error(`no checkpoint layout named ${s.format}`);
     // AutoGPTQ's v1 kernels read a stored zero of 0 as 2^bits (see gptqPack.ts): counted for the report
-    if (s.format === 'gptq') for (const z of m.zeros) if (z === 0) this.zeroWraps++;
-    this.tensors.push(...FORMATS[s.format].pack(name, m, rows, cols, s.bits, groupSize, s.scaleDtype));
+    if (s.format === 'gptq' && 'grid' in stored) for (const z of stored.grid.zeros) if (z === 0) this.zeroWraps++;
+    this.tensors.push(...fmt.pack(name, stored, rows, cols, s.bits, groupSize, s.scaleDtype));
   }
 
   /** Block i's norm weights as the method left them (a scale folded in, or as read): the writer never reads them itself. */

@@ -216,6 +216,6 @@ export const AWQ: QuantMethod = {
   },
   quantizeLayer(l, o) {
     const { Q, ...grid } = awqQuantize(l.W, l.rows, l.cols, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype);
-    return { Q, grid, notes: [] };
+    return { Q, stored: { kind: 'uniform', grid }, notes: [] };
   },
 };

@@ -274,6 +274,6 @@ export const GPTQ: QuantMethod = {
       actOrder: o.options.actOrder as boolean, staticGroups: o.options.staticGroups as boolean,
       consumeH: false, where: l.name, ...(o.linalg ? { linalg: o.linalg } : {}),
     });
-    return { Q: r.Q, grid: { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx }, dampUsed: r.dampUsed, notes: r.notes };
+    return { Q: r.Q, stored: { kind: 'uniform', grid: { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx } }, dampUsed: r.dampUsed, notes: r.notes };
   },
 };

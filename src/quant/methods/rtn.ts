@@ -28,6 +28,6 @@ export const RTN: QuantMethod = {
   format: () => 'gptq',
   quantizeLayer: (l, o) => {
     const { Q, ...grid } = rtn(l.W, l.rows, l.cols, o.spec, l.name);
-    return { Q, grid, notes: [] };
+    return { Q, stored: { kind: 'uniform', grid }, notes: [] };
   },
 };

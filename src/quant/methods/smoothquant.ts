@@ -99,6 +99,6 @@ export const SMOOTHQUANT: QuantMethod = {
   },
   quantizeLayer(l, o) {
     const { Q, ...grid } = absmaxPerChannel(l.W, l.rows, l.cols, o.spec.bits);
-    return { Q, grid, notes: [] };
+    return { Q, stored: { kind: 'uniform', grid }, notes: [] };
   },
 };

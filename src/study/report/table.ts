@@ -14,7 +14,7 @@ const TASK_TITLES: Record<string, string> = { piqa: 'PIQA', arc_easy: 'ARC-e', a
 const MMLU_TITLES: Record<string, string> = { humanities: 'Hums.', stem: 'STEM', social: 'Social', other: 'Other', avg: 'MMLU Avg' };
 
 type Results = {
-  ppl?: Record<string, { ppl: number }>; tasks?: Record<string, { acc: number }>; mmlu?: Record<string, number>; quant?: { totalError?: number | null };
+  ppl?: Record<string, { ppl: number }>; tasks?: Record<string, { acc: number }>; mmlu?: Record<string, number>; quant?: { totalError?: number | null; nominalBits?: number };
   cost?: CellCost;
 };
 const res = (r: CellRecord) => r.results as Results;
@@ -39,7 +39,7 @@ function activationBits(r: CellRecord): number {
 export function columnsFor(records: readonly CellRecord[]): Column[] {
   const cols: Column[] = [
     { key: 'method', title: 'Method', value: methodLabel },
-    { key: 'wbits', title: '#W', value: (r) => r.cell.wbits },
+    { key: 'wbits', title: '#W', value: (r) => (typeof res(r).quant?.nominalBits === 'number' ? res(r).quant!.nominalBits! : r.cell.wbits) },
     ...(records.some((r) => typeof r.cell.options?.abits === 'number') ? [{ key: 'abits', title: '#A', value: activationBits }] : []),
     { key: 'group', title: '#G', value: (r) => (r.cell.method === 'fp16' || r.cell.group === -1 ? '-' : r.cell.group) },
   ];

@@ -6,7 +6,7 @@
  * order, whatever the tiling) the result equals gemm(x, dequantizeGptq(q)) bit for bit.
  */
 import { packedWords } from '../../../tensor/gptqPack.js';
-import type { GptqPacked } from '../../../tensor/packed.js';
+import type { GptqPacked, KindLayer } from '../../../tensor/packed.js';
 
 type Gemm = (x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number) => void;
 
@@ -59,6 +59,27 @@ export function decodeQuantRows(q: GptqPacked, r0: number, nr: number, out: Floa
       out[i * K + c] = Math.fround(sc[p]! * ((v & mask) - ze[p]!));
     }
   }
+}
+
+/**
+ * y[M, rows] for a method-specific kind (tensor/kinds.ts): x through the kind's input transform, times
+ * the core matrix decoded Q_PANEL rows at a time (never whole) with `gemm`, then the output transform.
+ */
+export function gemmKindPanels(gemm: Gemm, x: Float32Array, k: KindLayer, M: number, panelRows = Q_PANEL): Float32Array {
+  const xin = k.transformInput ? k.transformInput(x, M) : x;
+  const N = k.coreRows, K = k.coreCols;
+  const y = new Float32Array(M * N);
+  if (M > 0 && N > 0) {
+    const rows = Math.max(1, Math.min(panelRows, N));
+    const panel = new Float32Array(rows * K), yp = new Float32Array(M * rows);
+    for (let n0 = 0; n0 < N; n0 += rows) {
+      const nr = Math.min(rows, N - n0);
+      k.decodeRows(n0, nr, panel.subarray(0, nr * K));
+      gemm(xin, panel.subarray(0, nr * K), yp.subarray(0, M * nr), M, nr, K);
+      for (let m = 0; m < M; m++) y.set(yp.subarray(m * nr, m * nr + nr), m * N + n0);
+    }
+  }
+  return k.transformOutput ? k.transformOutput(y, M) : y;
 }
 
 /** Output rows decoded per panel in the js path and in CpuBackend's fallback for providers without gemmQ. */
