@@ -26,6 +26,15 @@
  * exactly what the stored kind (tensor/pbllmPack.ts) decodes to. scaleDtype 'f16' rounds μ, α and
  * the grid's scale through fp16 before the sweep and stores them as fp16.
  *
+ * Bits. The nominal figure is the paper's, lowFrac · 1 + (1 − lowFrac) · highBit: 0.9 at 8 bits gives
+ * the "1.7-bit" row. The LLaMA-3 study (Huang et al. 2024, Table 1: PB-LLM at #W 2 and 1.7, #G 128)
+ * does not say which fraction its 2-bit row used, and its repository (Macaronlin/LLaMA3-Quantization)
+ * has no PB-LLM command: it only evaluates fake-quantized checkpoints from its model hub
+ * (scripts/eval_fake_ptq.sh); PB-LLM's own scripts use 0.5, 0.8, 0.9 and 0.95 (4.5, 2.4, 1.7, 1.35
+ * bits). lowbit's 2-bit row uses 6/7, the fraction that gives exactly 2 bits at 8. What the checkpoint
+ * stores (two bit planes, a byte per salient code, μ and α per row and group, the grid per row) is
+ * more, and is reported beside it.
+ *
  * Column groups. The reference asserts groupsize % blocksize == 0 because it takes the group of a
  * whole 128-column block from the block's first column; lowbit takes each column's own group,
  * which is the same whenever the reference runs, and accepts any group that divides the width.
@@ -124,10 +133,10 @@ export function pbllm(W: Float32Array, rows: number, cols: number, H: Float64Arr
     for (let g = 0; g < nGroups; g++) {
       const c0 = r * cols + g * G;
       let sum = 0;
-      for (let i = c0; i < c0 + G; i++) if (binarized[i]) sum += Wd[i]!;
+      for (let i = c0; i < c0 + G; i++) sum += Wd[i]! * binarized[i]!; // the salient weights as zeros
       const m = Math.fround(sum / G);
       let dev = 0;
-      for (let i = c0; i < c0 + G; i++) dev += Math.abs(Math.fround((binarized[i] ? Wd[i]! : 0) - m));
+      for (let i = c0; i < c0 + G; i++) dev += Math.abs(Math.fround(Wd[i]! * binarized[i]! - m));
       const a = Math.fround(dev / G);
       mu[r * nGroups + g] = o.scaleDtype === 'f16' ? f16(m) : m;
       alpha[r * nGroups + g] = o.scaleDtype === 'f16' ? f16(a) : a;
@@ -135,8 +144,11 @@ export function pbllm(W: Float32Array, rows: number, cols: number, H: Float64Arr
   }
 
   // 5. The sweep: gptq.ts's solver, each column through the blend of binarizer and grid.
-  const maskT = new Uint8Array(rows * cols); // [col][row]
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) maskT[c * rows + r] = binarized[r * cols + c]!;
+  const maskT = new Uint8Array(rows * cols); // [col][row], transposed 64 rows at a time
+  for (let r0 = 0; r0 < rows; r0 += 64) {
+    const r1 = Math.min(r0 + 64, rows);
+    for (let c = 0; c < cols; c++) for (let r = r0, i = r0 * cols + c; r < r1; r++, i += cols) maskT[c * rows + r] = binarized[i]!;
+  }
   const muT = new Float64Array(rows * nGroups), hiT = new Float64Array(rows * nGroups), loT = new Float64Array(rows * nGroups); // [group][row]
   for (let r = 0; r < rows; r++) {
     for (let g = 0; g < nGroups; g++) {
@@ -211,7 +223,7 @@ export function binarizedMask(Wd: Float64Array, rows: number, cols: number, G: n
     }
     work.set(s);
     const thresh = kthSmallest(work, k);
-    for (let r = 0; r < rows; r++) for (let j = 0; j < G; j++) if (s[r * G + j]! <= thresh) mask[r * cols + c0 + j] = 1;
+    for (let r = 0; r < rows; r++) for (let j = 0, o = r * cols + c0, t = r * G; j < G; j++) mask[o + j] = s[t + j]! <= thresh ? 1 : 0;
   }
   return mask;
 }
