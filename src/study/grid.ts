@@ -45,6 +45,7 @@ export const BUILTIN_GRIDS: Readonly<Record<string, () => RawCell[]>> = Object.f
   'paper-ptq': () => [
     ...product(['rtn', 'gptq', 'awq'], [8, 4, 3, 2], [128, -1]),
     ...[8, 6, 4].map((b) => ({ method: 'smoothquant', wbits: b, abits: b, group: -1 })),
+    ...[6 / 7, 0.9].map((f) => ({ method: 'pbllm', wbits: 1, group: 128, lowFrac: f })), // PB-LLM 2 and 1.7 bits g128 (low fraction 6/7, 0.9)
   ],
   /** the README's default study on the bundled model: minutes on two cores */
   quick: () => product(['rtn', 'gptq'], [8, 4, 3], [32]),

@@ -16,8 +16,9 @@ const be = new CpuBackend(kernels, note);
 
 test('paper-ptq grid: FP16, RTN/GPTQ/AWQ at W8/4/3/2 (g128 and per-channel), SmoothQuant W8A8/W6A6/W4A4', () => {
   const g = parseGrid('paper-ptq');
-  assert.equal(g.cells.length, 28);
-  assert.deepEqual(g.cells.slice(-3).map(cellKey), ['smoothquant-w8-pc', 'smoothquant-w6-pc-a6', 'smoothquant-w4-pc-a4']);
+  assert.equal(g.cells.length, 30);
+  assert.deepEqual(g.cells.filter((c) => c.method === 'smoothquant').map(cellKey), ['smoothquant-w8-pc', 'smoothquant-w6-pc-a6', 'smoothquant-w4-pc-a4']);
+  assert.deepEqual(g.cells.filter((c) => c.method === 'pbllm').map(cellKey), ['pbllm-w1-g128-lf0.8571', 'pbllm-w1-g128']); // 2 and 1.7 bits
   assert.ok(g.cells.some((c) => cellKey(c) === 'awq-w3-g128'));
   assert.deepEqual(g.cells.slice(0, 3).map(cellKey), ['fp16', 'rtn-w8-g128', 'rtn-w8-pc']);
   assert.ok(g.cells.some((c) => cellKey(c) === 'gptq-w2-pc'));

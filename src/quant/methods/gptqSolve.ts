@@ -46,7 +46,16 @@ export interface SolverOptions {
   gemm64?: Gemm<Float64Array>;
   /** Lazy batch update: float32 GEMM, float64 GEMM, or (neither) TypeScript. */
   lazy: { kind: 'f32'; gemm: Gemm<Float32Array> } | { kind: 'f64'; gemm: Gemm<Float64Array> } | { kind: 'ts' };
+  /** A quantizer for each column in place of the grid's (PB-LLM's blend of a binarizer and a grid); default quantizeColumn. */
+  column?: ColumnQuantizer;
 }
+
+/**
+ * Quantizes P[o .. o + R) (rows r0 … r0 + R − 1 of original column `col`) in place to its errors
+ * (w − q) / d, writing each weight's code and q to codesP and qP at the same offsets, as quantizeColumn
+ * does; returns Σ err² / 2.
+ */
+export type ColumnQuantizer = (P: Float64Array, codesP: Uint8Array, qP: Float32Array, o: number, R: number, r0: number, col: number, d: number) => number;
 
 /** Grid parameters and outputs, shared with gptq.ts. */
 export interface GridState {
@@ -166,7 +175,7 @@ export class GptqSolver {
   private solvePanel(o1: number, count: number, r0: number, R: number, steps: Step[], bc: BlockColumns,
     codes: Uint8Array, Q: Float32Array): number {
     const { W, cols, P, codesP, qP, dB, coef, grid } = this;
-    const maxq = this.o.maxq, gemm64 = this.o.gemm64;
+    const maxq = this.o.maxq, gemm64 = this.o.gemm64, column = this.o.column;
     // Transpositions in and out of the panel go TILE_ROWS rows at a time, so that both sides stay in cache.
     for (let ra = 0; ra < R; ra += TILE_ROWS) {
       const rb = Math.min(ra + TILE_ROWS, R);
@@ -182,7 +191,8 @@ export class GptqSolver {
         const S = s.b - s.a;
         for (let i = s.a; i < s.b; i++) {
           if (i > s.a) subtractProducts(P, R, i, s.a, i, coef, s.off + (i - s.a) * S - s.a);
-          loss += quantizeColumn(P, codesP, qP, i * R, R, grid.scale, grid.zero, bc.paramOffset[i]! + r0, maxq, dB[i]!);
+          loss += column ? column(P, codesP, qP, i * R, R, r0, bc.col[i]!, dB[i]!)
+            : quantizeColumn(P, codesP, qP, i * R, R, grid.scale, grid.zero, bc.paramOffset[i]! + r0, maxq, dB[i]!);
         }
       } else if (gemm64) {
         pushGemm(gemm64, P, R, s.a, s.b, s.c, coef.subarray(s.off, s.off + (s.c - s.b) * (s.b - s.a)), this.Es, this.yP);
