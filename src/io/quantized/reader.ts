@@ -95,8 +95,6 @@ function activationOf(file: string, a: unknown): ActivationQuant | undefined {
   return { bits: o.bits, granularity: 'per-token', quantBmm: o.quant_bmm };
 }
 
-const PARTS = /^(.*)\.(qweight|qzeros|scales|g_idx)$/;
-
 /**
  * A quantized checkpoint seen as ordinary weights: `<layer>.weight` is dequantized from its packed
  * parts when it is read (one layer at a time), or handed over packed by `readQuantized` (in its
@@ -107,16 +105,21 @@ const PARTS = /^(.*)\.(qweight|qzeros|scales|g_idx)$/;
 class PackedSource implements TensorSource {
   private readonly infos: TensorInfo[];
   private readonly packed = new Set<string>();
+  /** `<layer>.<part>` of the format's parts; the first part (qweight for GPTQ and AWQ) marks a packed layer */
+  private readonly parts: RegExp;
+  private readonly marker: string;
   constructor(private readonly inner: TensorSource, private readonly fmt: PackedFormat, private readonly q: StoredQuantConfig) {
+    this.parts = new RegExp(`^(.*)\\.(${fmt.parts.join('|')})$`);
+    this.marker = fmt.parts[0]!;
     const all = new Map(inner.list().map((t) => [t.name, t]));
     const out: TensorInfo[] = [];
     for (const t of all.values()) {
-      const m = PARTS.exec(t.name);
-      if (!m || !fmt.parts.includes(m[2]!)) { out.push(t); continue; }
+      const m = this.parts.exec(t.name);
+      if (!m) { out.push(t); continue; }
       const base = m[1]!;
-      if (!all.has(`${base}.qweight`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.qweight beside it`);
-      if (m[2] !== 'qweight') continue;
-      if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (qweight) and as ${base}.weight`);
+      if (!all.has(`${base}.${this.marker}`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.${this.marker} beside it`);
+      if (m[2] !== this.marker) continue;
+      if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (${this.marker}) and as ${base}.weight`);
       const [rows, cols] = fmt.shape(inner, all, base, q.bits, q.groupSize);
       this.packed.add(`${base}.weight`);
       out.push({ name: `${base}.weight`, dtype: 'f32', shape: [rows, cols], storedAs: `${fmt.name.toUpperCase()}-INT${q.bits}` });
@@ -125,9 +128,9 @@ class PackedSource implements TensorSource {
   }
   get path(): string { return this.inner.path; }
   list(): readonly TensorInfo[] { return this.infos; }
-  has(name: string): boolean { return this.packed.has(name) || (this.inner.has(name) && !PARTS.test(name)); }
+  has(name: string): boolean { return this.packed.has(name) || (this.inner.has(name) && !this.parts.test(name)); }
   fileOf(name: string): string {
-    return fileOf(this.inner, this.packed.has(name) ? `${name.slice(0, -'.weight'.length)}.qweight` : name);
+    return fileOf(this.inner, this.packed.has(name) ? `${name.slice(0, -'.weight'.length)}.${this.marker}` : name);
   }
   read(name: string): Tensor {
     const p = this.readQuantized(name);
