@@ -7,6 +7,7 @@
 import type { KindLayer } from './packed.js';
 import type { Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
+import { BILLM_KIND } from './billmPack.js';
 
 export interface PartInfo { readonly dtype: DType; readonly shape: readonly number[] }
 
@@ -21,4 +22,4 @@ export interface PackedKind {
 }
 
 /** Stored kind name → implementation. */
-export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({});
+export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({ billm: BILLM_KIND });

@@ -221,7 +221,7 @@ function rangeParams(W: Float64Array, rows: number, cols: number, c0: number, c1
  * Adds percdamp · mean(diag H) to the diagonal and replaces Hinv (holding H) with the upper Cholesky
  * factor of its inverse. A failed factorization multiplies the damping by 10, up to maxRetries times.
  */
-function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, maxRetries: number, notes: string[], at: string,
+export function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, maxRetries: number, notes: string[], at: string,
   linalg?: QuantLinalg): number {
   let mean = 0;
   for (let i = 0; i < n; i++) mean += Hinv[i * n + i]!;
