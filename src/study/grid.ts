@@ -45,6 +45,7 @@ export const BUILTIN_GRIDS: Readonly<Record<string, () => RawCell[]>> = Object.f
   'paper-ptq': () => [
     ...product(['rtn', 'gptq', 'awq'], [8, 4, 3, 2], [128, -1]),
     ...[8, 6, 4].map((b) => ({ method: 'smoothquant', wbits: b, abits: b, group: -1 })),
+    { method: 'billm', wbits: 1, group: 128 }, // BiLLM, 1.1 bits as the paper counts them
   ],
   /** the README's default study on the bundled model: minutes on two cores */
   quick: () => product(['rtn', 'gptq'], [8, 4, 3], [32]),
