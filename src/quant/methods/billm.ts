@@ -56,11 +56,11 @@ export interface BillmResult {
   notes: string[];
 }
 
-/** BiLLM's block size must be an integer ≥ 2 that divides the layer's input columns. */
-export function checkBlockSize(g: number, cols: number, where?: string): void {
+/** BiLLM's block size must be an integer ≥ 2 (one salient column and one other at least) and divide the layer's input columns. */
+export function checkBlockSize(g: number, cols?: number, where?: string): void {
   const at = where ? `${where}: ` : '';
   if (!Number.isInteger(g) || g < 2) throw new UsageError(`${at}BiLLM's block size (--group) must be an integer of at least 2, got ${g}`);
-  if (cols % g !== 0) throw new UsageError(`${at}BiLLM's block size --group ${g} does not divide the ${cols} input columns`);
+  if (cols !== undefined && cols % g !== 0) throw new UsageError(`${at}BiLLM's block size --group ${g} does not divide the ${cols} input columns`);
 }
 
 const LAZY_ROWS = 256, LAZY_COLS = 1024;
@@ -190,7 +190,7 @@ export const BILLM: QuantMethod = {
   validate(spec) {
     if (spec.bits !== 1) throw new UsageError(`BiLLM binarizes: --wbits 1 (got ${spec.bits})`);
     if (spec.groupSize === -1) throw new UsageError('BiLLM binarizes blocks of columns: --group is the block size (128 as the paper), not -1');
-    checkBlockSize(spec.groupSize, spec.groupSize);
+    checkBlockSize(spec.groupSize);
     if (spec.sym) throw new UsageError('BiLLM has no integer grid: drop --sym');
   },
   quantizeLayer(l, o) {
