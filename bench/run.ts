@@ -15,6 +15,7 @@ const runs: [string, string[]][] = [
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
   ['gptqLayer.js', full ? ['--full'] : []],
   ['pbllmLayer.js', full ? ['--full'] : []],
+  ['billmLayer.js', full ? ['--full'] : quick ? ['--only', 'q_proj', '--samples', '1'] : []],
   ['linalg.js', quick ? ['--skip', 'eigen,qr'] : []],
   ['quantMemory.js', ['rtn', '4', quick ? '64' : '128']],
   ['awqBlock.js', quick ? ['1', '256'] : ['4', '512']],

@@ -7,6 +7,7 @@
 import type { KindLayer } from './packed.js';
 import type { Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
+import { BILLM_KIND } from './billmPack.js';
 import { PBLLM_KIND } from './pbllmPack.js';
 
 export interface PartInfo { readonly dtype: DType; readonly shape: readonly number[] }
@@ -22,4 +23,4 @@ export interface PackedKind {
 }
 
 /** Stored kind name → implementation. */
-export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({ pbllm: PBLLM_KIND });
+export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({ pbllm: PBLLM_KIND, billm: BILLM_KIND });

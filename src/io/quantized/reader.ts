@@ -105,21 +105,21 @@ function activationOf(file: string, a: unknown): ActivationQuant | undefined {
 class PackedSource implements TensorSource {
   private readonly infos: TensorInfo[];
   private readonly packed = new Set<string>();
-  /** `<base>.<part>` for the format's parts; its first part (qweight for GPTQ and AWQ) marks a packed layer */
+  /** `<layer>.<part>` of the format's parts; the first part (qweight for GPTQ and AWQ) marks a packed layer */
   private readonly parts: RegExp;
   private readonly marker: string;
   constructor(private readonly inner: TensorSource, private readonly fmt: PackedFormat, private readonly q: StoredQuantConfig) {
     this.parts = new RegExp(`^(.*)\\.(${fmt.parts.join('|')})$`);
-    const marker = this.marker = fmt.parts[0]!;
+    this.marker = fmt.parts[0]!;
     const all = new Map(inner.list().map((t) => [t.name, t]));
     const out: TensorInfo[] = [];
     for (const t of all.values()) {
       const m = this.parts.exec(t.name);
       if (!m) { out.push(t); continue; }
       const base = m[1]!;
-      if (!all.has(`${base}.${marker}`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.${marker} beside it`);
-      if (m[2] !== marker) continue;
-      if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (${marker}) and as ${base}.weight`);
+      if (!all.has(`${base}.${this.marker}`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.${this.marker} beside it`);
+      if (m[2] !== this.marker) continue;
+      if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (${this.marker}) and as ${base}.weight`);
       const [rows, cols] = fmt.shape(inner, all, base, q.bits, q.groupSize);
       this.packed.add(`${base}.weight`);
       out.push({ name: `${base}.weight`, dtype: 'f32', shape: [rows, cols], storedAs: `${fmt.name.toUpperCase()}-INT${q.bits}` });
