@@ -7,6 +7,7 @@
 import type { KindLayer } from './packed.js';
 import type { Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
+import { QUIP_KIND } from './quipPack.js';
 
 export interface PartInfo { readonly dtype: DType; readonly shape: readonly number[] }
 
@@ -21,4 +22,6 @@ export interface PackedKind {
 }
 
 /** Stored kind name → implementation. */
-export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({});
+export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({
+  quip: QUIP_KIND,
+});
