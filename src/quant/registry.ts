@@ -3,10 +3,11 @@ import { UsageError } from '../errors.js';
 import type { QuantMethod } from './method.js';
 import { AWQ } from './methods/awq.js';
 import { GPTQ } from './methods/gptq.js';
+import { QUIP } from './methods/quip.js';
 import { RTN } from './methods/rtn.js';
 import { SMOOTHQUANT } from './methods/smoothquant.js';
 
-export const METHODS: Readonly<Record<string, QuantMethod>> = Object.freeze({ rtn: RTN, gptq: GPTQ, awq: AWQ, smoothquant: SMOOTHQUANT });
+export const METHODS: Readonly<Record<string, QuantMethod>> = Object.freeze({ rtn: RTN, gptq: GPTQ, awq: AWQ, smoothquant: SMOOTHQUANT, quip: QUIP });
 
 export function getMethod(name: string): QuantMethod {
   const m = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;
