@@ -305,7 +305,7 @@ export const gemmF64Plain: GemmF64 = (x, w, y, M, N, K) => {
 };
 
 const TILE = 64; // rows of X gathered per small product
-const STAGE1_VALUES = 1 << 16; // values of X gathered at once for stage 1 (512 KiB)
+const STAGE1_VALUES = 1 << 19; // values of X gathered at once for stage 1 (4 MiB)
 
 /**
  * Each of the m rows x of X [m, n] (row-major) replaced in place by M·x, or by Mᵀ·x when `transpose`.
@@ -317,11 +317,10 @@ export function applyButterfly(t: Butterfly, X: Float64Array, m: number, transpo
   if (X.length < m * n) throw new RangeError(`applyButterfly: ${X.length} values for ${m} rows of ${n}`);
   const tmp = new Float64Array(n);
   const permute = (p: Int32Array, scatter: boolean) => {
-    for (let r = 0; r < m; r++) {
-      const row = X.subarray(r * n, r * n + n);
-      if (scatter) for (let i = 0; i < n; i++) tmp[p[i]!] = row[i]!; // x ← Pᵀx
-      else for (let i = 0; i < n; i++) tmp[i] = row[p[i]!]!;         // x ← P x
-      row.set(tmp);
+    for (let r = 0, o = 0; r < m; r++, o += n) {
+      if (scatter) for (let i = 0; i < n; i++) tmp[p[i]!] = X[o + i]!; // x ← Pᵀx
+      else for (let i = 0; i < n; i++) tmp[i] = X[o + p[i]!]!;         // x ← P x
+      for (let i = 0; i < n; i++) X[o + i] = tmp[i]!;
     }
   };
   const big = Math.max(a, b);
@@ -402,8 +401,15 @@ export function butterflyMatrix(t: Butterfly): Float64Array {
 
 /** In-place transpose of a square n×n matrix. */
 export function transposeSquare(A: Float64Array, n: number): void {
-  for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) { const t = A[i * n + j]!; A[i * n + j] = A[j * n + i]!; A[j * n + i] = t; }
+  const B = 32;
+  for (let i0 = 0; i0 < n; i0 += B) {
+    const i1 = Math.min(n, i0 + B);
+    for (let j0 = i0; j0 < n; j0 += B) {
+      const j1 = Math.min(n, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        for (let j = Math.max(j0, i + 1); j < j1; j++) { const t = A[i * n + j]!; A[i * n + j] = A[j * n + i]!; A[j * n + i] = t; }
+      }
+    }
   }
 }
 

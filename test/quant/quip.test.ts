@@ -211,8 +211,8 @@ test('LDLQ: the blocked solver is round_ldl; with a diagonal H it is nearest rou
   const rng = new Rng(8);
   const X = Float32Array.from({ length: rows * d }, () => Math.fround(rng.next() * maxq));
   const want = plainLdlq(X, rows, d, H, maxq);
-  for (const [block, la] of [[7, undefined], [128, undefined], [16, linalg]] as const) {
-    assert.deepEqual(ldlq(X, rows, d, H.slice(), maxq, { block, linalg: la }), want, `block ${block}${la ? ', provider' : ''}`);
+  for (const [block, subBlock, la] of [[7, 3, undefined], [512, 32, undefined], [45, 1, undefined], [16, 5, linalg], [512, 8, linalg]] as const) {
+    assert.deepEqual(ldlq(X, rows, d, H.slice(), maxq, { block, subBlock, linalg: la }), want, `block ${block}/${subBlock}${la ? ', provider' : ''}`);
   }
   // ties round up (floor(x + 0.5), vector_balance.py:180), not to even as torch.round: fp16 targets hit them
   const ties = Float32Array.of(0.5, 1.5, 2.5, -0.25, 3);
@@ -224,7 +224,7 @@ test('LDLQ: the blocked solver is round_ldl; with a diagonal H it is nearest rou
     const x = Float32Array.from(w, (v) => Math.min(Math.max(Math.fround(Math.fround(Math.fround(v / s) + 1) / 2 * mq), 0), mq));
     const Hd = new Float64Array(d * d);
     for (let i = 0; i < d; i++) Hd[i * d + i] = 0.1 + rng.next();
-    const codes = ldlq(x, rows, d, Hd, mq, { block: 8 });
+    const codes = ldlq(x, rows, d, Hd, mq, { block: 8, subBlock: 4 });
     const g = quipGridValues(bits, s, false);
     for (let i = 0; i < w.length; i++) {
       let best = 0;
@@ -242,7 +242,7 @@ test('LDLQ with identity transforms on a uniform grid is GPTQ on the reversed co
     // targets in grid units with each row's range exactly [0, maxq]: GPTQ's per-row grid is then scale 1, zero 0
     const X = Float32Array.from({ length: rows * d }, () => Math.fround(rng.next() * maxq));
     for (let r = 0; r < rows; r++) { X[r * d + (r % d)] = maxq; X[r * d + ((r + 7) % d)] = 0; }
-    const codes = ldlq(X, rows, d, H.slice(), maxq, { block: 8, linalg });
+    const codes = ldlq(X, rows, d, H.slice(), maxq, { block: 16, subBlock: 4, linalg });
     const rev = (A: Float32Array) => Float32Array.from(A, (_, i) => A[Math.floor(i / d) * d + (d - 1 - (i % d))]!);
     const Hrev = Float64Array.from(H, (_, i) => H[(d - 1 - Math.floor(i / d)) * d + (d - 1 - (i % d))]!);
     const g = gptq(rev(X), rows, d, Hrev, { spec: { bits, groupSize: -1, sym: false }, percdamp: 0, blocksize: 8 });

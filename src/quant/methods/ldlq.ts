@@ -9,10 +9,11 @@
  * This is GPTQ/OPTQ run on the reversed column order (the QuIP paper's equivalence; test/quant/quip.test.ts
  * checks it against gptq()).
  *
- * The work is organised as GPTQ's lazy batches, from the right: inside a block of `block` columns each
- * quantized column pushes its error to the block's earlier columns (row-contiguous axpys); after the block
- * its errors reach every column to its left in one GEMM (the provider's gemmF64 when it has one). All
- * float64 (the reference: float32 on the GPU).
+ * The work is organised as GPTQ's nested lazy batches, from the right: inside a sub-block of `subBlock`
+ * columns each quantized column pushes its error to the sub-block's earlier columns (row-contiguous axpys);
+ * a finished sub-block pushes its errors to the rest of its lazy block, and a finished lazy block of `block`
+ * columns to every column on its left, each in one GEMM (the provider's gemmF64 when it has one, else a
+ * TypeScript loop). The same sums in another order: all float64 (the reference: float32 on the GPU).
  */
 import { LowbitError } from '../../errors.js';
 import { cholesky as choleskyTs } from '../core/linalg.js';
@@ -20,8 +21,10 @@ import type { QuantLinalg } from '../core/linalgProvider.js';
 import { gemmF64Plain, type GemmF64 } from '../../tensor/quipTransform.js';
 
 export interface LdlqOptions {
-  /** columns per lazy block (128) */
+  /** columns per lazy block, pushed to every column on its left in one GEMM (512) */
   readonly block?: number;
+  /** columns per sub-block inside a lazy block, pushed to the rest of the lazy block in one GEMM (32) */
+  readonly subBlock?: number;
   readonly linalg?: QuantLinalg | undefined;
   /** layer name for errors */
   readonly where?: string;
@@ -41,48 +44,64 @@ export function ldlq(X: Float32Array, rows: number, d: number, H: Float64Array, 
     for (let j = i + 1; j < d; j++) H[j * d + i]! /= dii;
   }
   const gemm: GemmF64 = o.linalg?.gemmF64?.bind(o.linalg) ?? gemmF64Plain;
-  const B = Math.max(1, Math.min(o.block ?? 128, d));
-  // V = X + feedback from the blocks already done (float64)
+  const Bo = Math.max(1, Math.min(o.block ?? 512, d)), Bi = Math.max(1, Math.min(o.subBlock ?? 32, Bo));
+  // V = X + the feedback of the lazy blocks already done (float64)
   const V = Float64Array.from(X);
   const codes = new Uint8Array(rows * d);
-  const P = new Float64Array(B * rows), E = new Float64Array(B * rows), Ex = new Float64Array(rows * B);
-  for (let i1 = d; i1 > 0; i1 -= B) {
-    const i0 = Math.max(0, i1 - B), K = i1 - i0;
-    // the block's columns, column-major: P[k][r] = V[r, i0 + k]
-    for (let r = 0; r < rows; r++) for (let k = 0; k < K; k++) P[k * rows + r] = V[r * d + i0 + k]!;
-    for (let i = i1 - 1; i >= i0; i--) {
-      const k = i - i0, pk = k * rows;
-      for (let r = 0; r < rows; r++) {
-        let q = Math.floor(P[pk + r]! + 0.5);
-        q = q < 0 ? 0 : q > maxq ? maxq : q;
-        codes[r * d + i] = q;
-        E[pk + r] = X[r * d + i]! - q;
+  // the lazy block's columns and errors, column-major: P[k][r] = V[r, o0 + k] plus pushes, E[k][r] = x − ŵ
+  const P = new Float64Array(Bo * rows), E = new Float64Array(Bo * rows);
+  const Et = new Float64Array(rows * Bo), coef = new Float64Array(Bo * Bo);
+  const yChunk = 1 << 22, y = new Float64Array(Math.min(yChunk, Math.max(rows, Bo) * Math.max(Bo, d)));
+  for (let o1 = d; o1 > 0; o1 -= Bo) {
+    const o0 = Math.max(0, o1 - Bo), K = o1 - o0;
+    for (let r = 0; r < rows; r++) for (let k = 0; k < K; k++) P[k * rows + r] = V[r * d + o0 + k]!;
+    for (let j1 = o1; j1 > o0; j1 -= Bi) {
+      const j0 = Math.max(o0, j1 - Bi);
+      for (let i = j1 - 1; i >= j0; i--) {
+        const pk = (i - o0) * rows;
+        for (let r = 0; r < rows; r++) {
+          let q = Math.floor(P[pk + r]! + 0.5);
+          q = q < 0 ? 0 : q > maxq ? maxq : q;
+          codes[r * d + i] = q;
+          E[pk + r] = X[r * d + i]! - q;
+        }
+        // e_i · L̃[i, t] to the sub-block's columns t < i
+        const lo = i * d;
+        for (let t = j0; t < i; t++) {
+          const c = H[lo + t]!;
+          if (c === 0) continue;
+          const pt = (t - o0) * rows;
+          for (let r = 0; r < rows; r++) P[pt + r]! += E[pk + r]! * c;
+        }
       }
-      // push e_i · L̃[i, t] to the block's columns t < i
-      const lo = i * d;
-      for (let t = i0; t < i; t++) {
-        const c = H[lo + t]!;
-        if (c === 0) continue;
-        const pt = (t - i0) * rows;
-        for (let r = 0; r < rows; r++) P[pt + r]! += E[pk + r]! * c;
+      if (j0 === o0) continue;
+      // the sub-block's errors to the lazy block's columns [o0, j0): P[t][r] += Σ_k L̃[j0 + k, t] · E[k][r]
+      const M = j0 - o0, Ks = j1 - j0;
+      for (let t = 0; t < M; t++) for (let k = 0; k < Ks; k++) coef[t * Ks + k] = H[(j0 + k) * d + o0 + t]!;
+      for (let r = 0; r < rows; r++) for (let k = 0; k < Ks; k++) Et[r * Ks + k] = E[(j0 - o0 + k) * rows + r]!;
+      const mChunk = Math.max(1, Math.min(M, Math.floor(y.length / rows)));
+      for (let t0 = 0; t0 < M; t0 += mChunk) {
+        const m = Math.min(mChunk, M - t0);
+        gemm(coef.subarray(t0 * Ks, (t0 + m) * Ks), Et.subarray(0, rows * Ks), y.subarray(0, m * rows), m, rows, Ks);
+        const base = t0 * rows, len = m * rows;
+        for (let i = 0; i < len; i++) P[base + i]! += y[i]!;
       }
     }
-    if (i0 === 0) break;
-    // V[:, 0:i0] += E_B · L̃[B, 0:i0]: y[r, t] = Σ_k Ex[r, k] · w[t, k], w[t, k] = L̃[i0 + k, t]
-    for (let r = 0; r < rows; r++) for (let k = 0; k < K; k++) Ex[r * K + k] = E[k * rows + r]!;
-    const w = new Float64Array(i0 * K);
+    if (o0 === 0) break;
+    // V[:, 0:o0] += E_block · L̃[block, 0:o0]: y[r, t] = Σ_k Et[r, k] · w[t, k], w[t, k] = L̃[o0 + k, t]
+    for (let r = 0; r < rows; r++) for (let k = 0; k < K; k++) Et[r * K + k] = E[k * rows + r]!;
+    const w = new Float64Array(o0 * K);
     for (let k = 0; k < K; k++) {
-      const lo = (i0 + k) * d;
-      for (let t = 0; t < i0; t++) w[t * K + k] = H[lo + t]!;
+      const lo = (o0 + k) * d;
+      for (let t = 0; t < o0; t++) w[t * K + k] = H[lo + t]!;
     }
-    const chunk = Math.max(1, Math.min(rows, Math.floor((1 << 22) / i0)));
-    const y = new Float64Array(chunk * i0);
+    const chunk = Math.max(1, Math.min(rows, Math.floor(y.length / o0)));
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const R = Math.min(chunk, rows - r0);
-      gemm(Ex.subarray(r0 * K, (r0 + R) * K), w, y.subarray(0, R * i0), R, i0, K);
+      gemm(Et.subarray(r0 * K, (r0 + R) * K), w, y.subarray(0, R * o0), R, o0, K);
       for (let r = 0; r < R; r++) {
-        const vo = (r0 + r) * d, yo = r * i0;
-        for (let t = 0; t < i0; t++) V[vo + t]! += y[yo + t]!;
+        const vo = (r0 + r) * d, yo = r * o0;
+        for (let t = 0; t < o0; t++) V[vo + t]! += y[yo + t]!;
       }
     }
   }

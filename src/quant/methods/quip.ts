@@ -62,6 +62,8 @@ export interface QuipResult {
   readonly codes: Uint8Array;
   readonly parts: QuipLayerParts;
   readonly notes: string[];
+  /** wall-clock seconds of the stages: drawing U and V, pre-processing (rescale, rotations, damping, targets), LDLQ, the rebuild */
+  readonly seconds: { readonly transforms: number; readonly preprocess: number; readonly ldlq: number; readonly rebuild: number };
 }
 
 const f = Math.fround;
@@ -78,6 +80,8 @@ export function quip(W: Float32Array, rows: number, cols: number, H: Float64Arra
     if (why) throw new UsageError(`${at}QuIP cannot build its random orthogonal transform for the ${n} ${what}: ${why}`);
   }
   const fp16 = o.fp16 ?? true, percdamp = o.percdamp ?? 0.01;
+  const clock = { t: performance.now(), transforms: 0, preprocess: 0, ldlq: 0, rebuild: 0 };
+  const lap = (k: 'transforms' | 'preprocess' | 'ldlq' | 'rebuild') => { const t = performance.now(); clock[k] += (t - clock.t) / 1000; clock.t = t; };
   const r16 = fp16 ? half : f; // the dtype W is held in between stages
   const maxq = 2 ** bits - 1, n = cols;
   const notes: string[] = [];
@@ -113,16 +117,17 @@ export function quip(W: Float32Array, rows: number, cols: number, H: Float64Arra
   const norm = n / (tr + 1e-8);
   for (let i = 0; i < Hd.length; i++) Hd[i]! *= norm;
   for (let i = 0; i < n; i++) Hd[i * n + i]! += 0.01;
+  lap('preprocess');
   const t = quipTransforms(rows, cols, o.seed);
+  lap('transforms');
   applyButterfly(t.V, Wd, rows, false, gemm);            // W·Vᵀ
   const Wt = transposed(Wd, rows, cols);
   applyButterfly(t.U, Wt, cols, false, gemm);            // columns: U·(W·Vᵀ)
-  const W2 = new Float64Array(rows * cols);
-  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) W2[r * cols + c] = r16(Wt[c * rows + r]!);
+  const W2 = transposed(Wt, cols, rows);
+  for (let i = 0; i < W2.length; i++) W2[i] = r16(W2[i]!);
   applyButterfly(t.V, Hd, n, false, gemm);               // H·Vᵀ
   transposeSquare(Hd, n);                                // V·H
   applyButterfly(t.V, Hd, n, false, gemm);               // V·H·Vᵀ
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) { const v = (Hd[i * n + j]! + Hd[j * n + i]!) / 2; Hd[i * n + j] = v; Hd[j * n + i] = v; }
 
   // 4. pre_gptqH
   let dead = 0, mean = 0;
@@ -150,7 +155,9 @@ export function quip(W: Float32Array, rows: number, cols: number, H: Float64Arra
   }
 
   // 6. LDLQ
+  lap('preprocess');
   const codes = ldlq(X, rows, cols, Hd, maxq, { linalg: o.linalg, ...(o.where ? { where: o.where } : {}) });
+  lap('ldlq');
 
   // 7. postproc: the stored parts, and Q rebuilt from them exactly as a reader does
   const parts: QuipLayerParts = { rows, cols, bits, qweight: packQuipCodes(codes, rows, cols, bits), scale: s, D, seed: o.seed >>> 0, fp16 };
@@ -158,7 +165,9 @@ export function quip(W: Float32Array, rows: number, cols: number, H: Float64Arra
   for (let i = 0; i < Q.length; i++) {
     if (!Number.isFinite(Q[i]!)) throw new LowbitError(`${at}the back-transformed weight [${Math.floor(i / cols)}, ${i % cols}] is ${Q[i]} (overflows fp16? try --no-quip-fp16)`);
   }
-  return { Q, codes, parts, notes };
+  lap('rebuild');
+  const { transforms, preprocess, ldlq: ldlqSeconds, rebuild } = clock;
+  return { Q, codes, parts, notes, seconds: { transforms, preprocess, ldlq: ldlqSeconds, rebuild } };
 }
 
 /** QuIP as a pipeline method: Hessians, all seven linears from one forward, the `quip` stored kind. */
