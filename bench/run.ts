@@ -14,6 +14,7 @@ const runs: [string, string[]][] = [
   ['pplSpeed.js', ['bundled']],
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
   ['gptqLayer.js', full ? ['--full'] : []],
+  ['quipLayer.js', full ? ['--full'] : []],
   ['linalg.js', quick ? ['--skip', 'eigen,qr'] : []],
   ['quantMemory.js', ['rtn', '4', quick ? '64' : '128']],
   ['awqBlock.js', quick ? ['1', '256'] : ['4', '512']],

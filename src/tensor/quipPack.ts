@@ -40,8 +40,25 @@ const RECORD_LENGTH = 8;
 /** bits the kind stores (the reference's opt.py --wbits choices below 16) */
 export const QUIP_BITS: readonly number[] = [2, 3, 4];
 
-/** x rounded to float32, then to fp16 (round to nearest even), as torch's `.to(torch.float16)` of a float32 value. */
-export function half(x: number): number { return f16ToF32(f32ToF16(x)); }
+const F32 = new Float32Array(1), U32 = new Uint32Array(F32.buffer);
+
+/**
+ * x rounded to float32, then to fp16 (round to nearest even), as torch's `.to(torch.float16)` of a float32
+ * value: f16ToF32(f32ToF16(x)), with the normal fp16 range done on the float32 bits directly (the hot path
+ * of the fp16 casts; test/quant/quip.test.ts checks it against the codecs).
+ */
+export function half(x: number): number {
+  F32[0] = x;
+  let b = U32[0]!;
+  const e = (b >>> 23) & 0xff;
+  if (e >= 113 && e <= 142) { // |x| in [2^-14, 2^16): 10 mantissa bits kept, ties to even
+    b = (b + 0xfff + ((b >>> 13) & 1)) & 0xffffe000;
+    if (((b >>> 23) & 0xff) > 142) return b >>> 31 ? -Infinity : Infinity; // rounded up to 65536: fp16 overflows
+    U32[0] = b;
+    return F32[0]!;
+  }
+  return f16ToF32(f32ToF16(x));
+}
 
 /** Words per row of `qweight`. */
 export const quipWords = (cols: number, bits: number): number => Math.ceil((cols * bits) / 32);

@@ -304,29 +304,21 @@ export const gemmF64Plain: GemmF64 = (x, w, y, M, N, K) => {
   }
 };
 
-const TILE = 64; // rows of X gathered per small product
-const STAGE1_VALUES = 1 << 19; // values of X gathered at once for stage 1 (4 MiB)
+const TILE = 64; // rows of X gathered per stage at most
+const STAGE_VALUES = 1 << 19; // values of X gathered at once (4 MiB)
 
 /**
  * Each of the m rows x of X [m, n] (row-major) replaced in place by M·x, or by Mᵀ·x when `transpose`.
- * So applyButterfly(V, W, rows) turns W into W·Vᵀ, and with `transpose` into W·V. Stage products go
- * through `gemm` (default: gemmF64Plain, the deterministic loop).
+ * So applyButterfly(V, W, rows) turns W into W·Vᵀ, and with `transpose` into W·V. Works a tile of rows at
+ * a time: each stage gathers the tile block-major (the permutations folded into the first stage's gather
+ * and the last stage's scatter), multiplies every block by its rotation through `gemm` (default:
+ * gemmF64Plain, the deterministic loop), and scatters the result back.
  */
 export function applyButterfly(t: Butterfly, X: Float64Array, m: number, transpose = false, gemm: GemmF64 = gemmF64Plain): void {
   const { n, a, b } = t;
   if (X.length < m * n) throw new RangeError(`applyButterfly: ${X.length} values for ${m} rows of ${n}`);
-  const tmp = new Float64Array(n);
-  const permute = (p: Int32Array, scatter: boolean) => {
-    for (let r = 0, o = 0; r < m; r++, o += n) {
-      if (scatter) for (let i = 0; i < n; i++) tmp[p[i]!] = X[o + i]!; // x ← Pᵀx
-      else for (let i = 0; i < n; i++) tmp[i] = X[o + p[i]!]!;         // x ← P x
-      for (let i = 0; i < n; i++) X[o + i] = tmp[i]!;
-    }
-  };
-  const big = Math.max(a, b);
-  const Z = new Float64Array(TILE * big), Y = new Float64Array(TILE * big);
+  const inverse = (p: Int32Array) => { const q = new Int32Array(n); for (let i = 0; i < n; i++) q[p[i]!] = i; return q; };
   const blocksT = (B: Float64Array, p: number, count: number) => {
-    if (!transpose) return B;
     const T = new Float64Array(B.length);
     for (let k = 0; k < count; k++) {
       const o = k * p * p;
@@ -334,58 +326,46 @@ export function applyButterfly(t: Butterfly, X: Float64Array, m: number, transpo
     }
     return T;
   };
-  // stage 1: for each β, the fiber {α·b + β} of every row times B0[β] (a×a); a tile of rows is
-  // gathered fiber-major in one sequential pass (F[β][r][α]), multiplied, and scattered back
-  const R1 = Math.max(1, Math.min(TILE, Math.floor(STAGE1_VALUES / n)));
-  const F = a > 1 ? new Float64Array(R1 * n) : Z, G = a > 1 ? new Float64Array(R1 * n) : Y;
-  const stage1 = (B: Float64Array) => {
-    if (a === 1) return;
+  // stage 1 (fiber): blocks β < b of size a over the entries α·b + β; stage 2 (run): blocks α < a of size b over α·b + β
+  const s1 = { fiber: true, p: a, blocks: transpose ? blocksT(t.B0, a, b) : t.B0 };
+  const s2 = { fiber: false, p: b, blocks: transpose ? blocksT(t.B1, b, a) : t.B1 };
+  const stages = (transpose ? [s2, s1] : [s1, s2]).filter((st) => st.p > 1);
+  if (stages.length === 0) return; // n = 1
+  // forward: x ← Pin x first (gather x[pin[j]]), Pout last (y[j] to poutInv[j]); transposed: Poutᵀ first
+  // (gather x[poutInv[j]]), Pinᵀ last (w[j] to pin[j])
+  const gatherIdx = transpose ? inverse(t.pout) : t.pin, scatterIdx = transpose ? t.pin : inverse(t.pout);
+  const R1 = Math.max(1, Math.min(TILE, Math.floor(STAGE_VALUES / n)));
+  const F = new Float64Array(R1 * n), G = new Float64Array(R1 * n);
+  stages.forEach((st, si) => {
+    const g = si === 0 ? gatherIdx : undefined, sc = si === stages.length - 1 ? scatterIdx : undefined;
+    const p = st.p, count = n / p;
     for (let r0 = 0; r0 < m; r0 += R1) {
-      const R = Math.min(R1, m - r0), slab = R * a;
+      const R = Math.min(R1, m - r0), slab = R * p;
+      // F[k][r][i] for entry j = α·b + β: (k, i) = (β, α) in stage 1, (α, β) in stage 2
       for (let r = 0; r < R; r++) {
         const o = (r0 + r) * n;
-        for (let al = 0; al < a; al++) {
-          const src = o + al * b, dst = r * a + al;
-          for (let beta = 0; beta < b; beta++) F[beta * slab + dst] = X[src + beta]!;
+        for (let al = 0, j = 0; al < a; al++) {
+          for (let be = 0; be < b; be++, j++) {
+            const pos = st.fiber ? be * slab + r * a + al : al * slab + r * b + be;
+            F[pos] = X[o + (g ? g[j]! : j)]!;
+          }
         }
       }
-      for (let beta = 0; beta < b; beta++) {
-        // G[β][r, α] = Σ_α' F[β][r, α'] B[β][α, α']
-        gemm(F.subarray(beta * slab, (beta + 1) * slab), B.subarray(beta * a * a, (beta + 1) * a * a), G.subarray(beta * slab, (beta + 1) * slab), R, a, a);
+      for (let k = 0; k < count; k++) {
+        // G[k][r, i] = Σ_i' F[k][r, i'] · B_k[i, i']
+        gemm(F.subarray(k * slab, (k + 1) * slab), st.blocks.subarray(k * p * p, (k + 1) * p * p), G.subarray(k * slab, (k + 1) * slab), R, p, p);
       }
       for (let r = 0; r < R; r++) {
         const o = (r0 + r) * n;
-        for (let al = 0; al < a; al++) {
-          const dst = o + al * b, src = r * a + al;
-          for (let beta = 0; beta < b; beta++) X[dst + beta] = G[beta * slab + src]!;
+        for (let al = 0, j = 0; al < a; al++) {
+          for (let be = 0; be < b; be++, j++) {
+            const pos = st.fiber ? be * slab + r * a + al : al * slab + r * b + be;
+            X[o + (sc ? sc[j]! : j)] = G[pos]!;
+          }
         }
       }
     }
-  };
-  // stage 2: for each α, the contiguous run [α·b, α·b + b) of every row times B1[α] (b×b)
-  const stage2 = (B: Float64Array) => {
-    if (b === 1) return;
-    for (let al = 0; al < a; al++) {
-      const w = B.subarray(al * b * b, (al + 1) * b * b);
-      for (let r0 = 0; r0 < m; r0 += TILE) {
-        const R = Math.min(TILE, m - r0);
-        for (let r = 0; r < R; r++) Z.set(X.subarray((r0 + r) * n + al * b, (r0 + r) * n + al * b + b), r * b);
-        gemm(Z.subarray(0, R * b), w, Y.subarray(0, R * b), R, b, b);
-        for (let r = 0; r < R; r++) X.set(Y.subarray(r * b, r * b + b), (r0 + r) * n + al * b);
-      }
-    }
-  };
-  if (!transpose) {
-    permute(t.pin, false);
-    stage1(t.B0);
-    stage2(t.B1);
-    permute(t.pout, false);
-  } else {
-    permute(t.pout, true);
-    stage2(blocksT(t.B1, b, a));
-    stage1(blocksT(t.B0, a, b));
-    permute(t.pin, true);
-  }
+  });
 }
 
 /** The dense n×n matrix of a butterfly (tests, small n). */

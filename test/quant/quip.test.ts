@@ -27,6 +27,7 @@ import { openSafetensorsDir, writeSafetensors } from '../../src/io/safetensors.j
 import { bitsPerWeight } from '../../src/io/storage.js';
 import { isKindLayer, materializeKind, type KindLayer } from '../../src/tensor/packed.js';
 import { Tensor } from '../../src/tensor/tensor.js';
+import { f16ToF32, f32ToF16 } from '../../src/tensor/codecs.js';
 import { FormatError, UsageError } from '../../src/errors.js';
 import { NAMES } from '../../src/io/source.js';
 import { LINEARS } from '../../src/model/block.js';
@@ -255,6 +256,13 @@ test('LDLQ with identity transforms on a uniform grid is GPTQ on the reversed co
     for (let i = 0; i < codes.length; i++) if (codes[i] !== fwd.codes[i]) fdiff++;
     assert.ok(fdiff > rows, `GPTQ in the forward order differs (${fdiff} codes): the column order matters`);
   }
+});
+
+test('half() is the codecs\' float32 → fp16 → float32 round trip, edge cases included', () => {
+  const rng = new Rng(12);
+  const xs = [0, -0, 65504, 65519.99, 65520, -65520, 65535, 1e6, 2 ** -14, 2 ** -14 * (1 - 2 ** -12), 2 ** -24, 2 ** -25, 2 ** -26, 1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11), NaN, Infinity, -Infinity];
+  for (let i = 0; i < 20000; i++) xs.push((rng.next() - 0.5) * Math.exp(40 * (rng.next() - 0.5)));
+  for (const x of xs) assert.ok(Object.is(half(x), f16ToF32(f32ToF16(x))), `half(${x}) = ${half(x)}`);
 });
 
 test('quip(): codes pack and unpack, Q is the rebuild of the stored parts, fp16 casts on by default, seeds decide the transforms', () => {
