@@ -280,6 +280,11 @@ test('quip(): codes pack and unpack, Q is the rebuild of the stored parts, fp16 
   const f32 = quip(W, rows, cols, H, { bits: 2, seed: 11, fp16: false, linalg });
   assert.ok(!f32.Q.every((v) => half(v) === v), '--no-quip-fp16 keeps float32');
   assert.deepEqual(rebuildQuipWeight(f32.parts), f32.Q);
+  const f16s = quip(W, rows, cols, H, { bits: 2, seed: 11, fp16: false, scaleDtype: 'f16', linalg });
+  assert.ok(f16s.parts.scale === half(f16s.parts.scale) && f32.parts.scale !== half(f32.parts.scale), '--scale-dtype f16 rounds s');
+  const zero = quip(new Float32Array(rows * cols), rows, cols, H, { bits: 2, seed: 11, linalg });
+  assert.ok(zero.Q.every((v) => Number.isFinite(v) && Math.abs(v) < 1e-6), 'an all-zero weight stays (nearly) zero, no NaN');
+  assert.match(zero.notes.join(), /all-zero weight/);
   const a = quip(W, rows, cols, H, { bits: 2, seed: 11, linalg }), b = quip(W, rows, cols, H, { bits: 2, seed: 12, linalg });
   assert.notDeepEqual(a.Q, b.Q, 'another seed, other transforms');
   assert.deepEqual(quip(W, rows, cols, H, { bits: 2, seed: 11, linalg }).Q, a.Q, 'same seed, same bits');

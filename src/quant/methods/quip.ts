@@ -49,6 +49,8 @@ export interface QuipOptions {
   readonly percdamp?: number;
   /** the reference's fp16 casts (true) or float32 (false) */
   readonly fp16?: boolean;
+  /** 'f16': the grid scale s rounded through fp16 (lowbit's --scale-dtype; already so with the fp16 casts) */
+  readonly scaleDtype?: 'f32' | 'f16';
   /** the layer's transform seed (uint32), e.g. quipLayerSeed(run seed, layer name) */
   readonly seed: number;
   readonly linalg?: QuantLinalg | undefined;
@@ -143,8 +145,9 @@ export function quip(W: Float32Array, rows: number, cols: number, H: Float64Arra
   let sq = 0;
   for (let i = 0; i < W2.length; i++) { const x = W2[i]!; sq += r16(x * x); }
   let s = fp16 ? half(f(2.4) * half(Math.sqrt(half(sq / W2.length)))) : f(f(f(2.4) * f(Math.sqrt(f(sq / W2.length)))) + f(1e-16));
+  if (o.scaleDtype === 'f16') s = half(s);
   if (!(s > 0)) {
-    s = fp16 ? 2 ** -24 : f(1e-16); // an all-zero weight (the reference divides by an fp16 scale of 0)
+    s = fp16 || o.scaleDtype === 'f16' ? 2 ** -24 : f(1e-16); // an all-zero weight (the reference divides by an fp16 scale of 0)
     notes.push('all-zero weight: the grid scale is the smallest positive value');
   }
   if (!Number.isFinite(s)) throw new UsageError(`${at}the transformed weight's RMS overflows fp16 (use --no-quip-fp16)`);
@@ -202,7 +205,7 @@ export const QUIP: QuantMethod = {
     if (!l.stats?.H) throw new UsageError(`quip needs calibration statistics for ${l.name}`);
     const r = quip(l.W, l.rows, l.cols, l.stats.H, {
       bits: o.spec.bits, percdamp: o.options.percdamp as number, fp16: o.options.quipFp16 as boolean,
-      seed: quipLayerSeed(o.seed ?? 0, l.name), linalg: o.linalg, where: l.name,
+      seed: quipLayerSeed(o.seed ?? 0, l.name), scaleDtype: o.spec.scaleDtype ?? 'f32', linalg: o.linalg, where: l.name,
     });
     return { Q: r.Q, stored: { kind: QUIP_KIND_NAME, parts: quipTensors(r.parts) }, dampUsed: (o.options.percdamp as number), notes: r.notes };
   },
