@@ -18,6 +18,8 @@
  * 4. pre_gptqH: dead columns (diag H = 0: H_ii = 1, W[:, i] = 0), then H += percdamp·mean(diag H)·I.
  * 5. qfn 'b': s = 2.4·sqrt(mean(W²)) + 1e-16 over the whole matrix, targets
  *    x = clamp(((W/s + 1)/2)·maxq, 0, maxq): the 2^b-level symmetric grid on [−s, s], clamped before rounding.
+ *    (`--scale-dtype f16` rounds s through fp16; an all-zero weight gets the smallest positive s instead of
+ *    the reference's fp16 scale of 0 and its NaNs.)
  * 6. LDLQ (ldlq.ts): last column first, floor(x + 0.5), no greedy passes.
  * 7. postproc: W = fp16(fp16(Uᵀ·G·V) ⊘ D), G = fp16(s·(2q/maxq − 1)) (tensor/quipPack.ts, which also
  *    rebuilds it from the stored parts on load: the Q returned here is that rebuild, bit for bit).
