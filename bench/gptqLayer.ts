@@ -43,7 +43,7 @@ export interface GptqLayerFigures extends Required<GptqLayerShape> {
 const SEQ = 2048;
 
 /** Deterministic standard normals (xorshift32 + Box-Muller) so runs are comparable. */
-function normals(n: number, seed: number): Float32Array {
+export function normals(n: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
   const u = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return (s + 0.5) / 4294967296; };
   const out = new Float32Array(n);

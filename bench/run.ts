@@ -14,6 +14,7 @@ const runs: [string, string[]][] = [
   ['pplSpeed.js', ['bundled']],
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
   ['gptqLayer.js', full ? ['--full'] : []],
+  ['quipLayer.js', full ? ['--full'] : []],
   ['pbllmLayer.js', full ? ['--full'] : []],
   ['billmLayer.js', full ? ['--full'] : quick ? ['--only', 'q_proj', '--samples', '1'] : []],
   ['linalg.js', quick ? ['--skip', 'eigen,qr'] : []],

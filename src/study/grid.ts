@@ -39,12 +39,14 @@ function product(methods: readonly unknown[], wbits: readonly unknown[], groups:
 
 /**
  * Built-in grids. `paper-ptq`: the PTQ rows of Table 1 of Huang et al. (2024) that lowbit implements, plus FP16:
- * RTN, GPTQ and AWQ at W8/4/3/2 with groups of 128 and per channel, SmoothQuant W8A8, W6A6, W4A4 (per channel).
+ * RTN, GPTQ and AWQ at W8/4/3/2 with groups of 128 and per channel, SmoothQuant W8A8, W6A6, W4A4 (per channel),
+ * QuIP W4/3/2 (per channel).
  */
 export const BUILTIN_GRIDS: Readonly<Record<string, () => RawCell[]>> = Object.freeze({
   'paper-ptq': () => [
     ...product(['rtn', 'gptq', 'awq'], [8, 4, 3, 2], [128, -1]),
     ...[8, 6, 4].map((b) => ({ method: 'smoothquant', wbits: b, abits: b, group: -1 })),
+    ...[4, 3, 2].map((b) => ({ method: 'quip', wbits: b, group: -1 })),
     ...[6 / 7, 0.9].map((f) => ({ method: 'pbllm', wbits: 1, group: 128, lowFrac: f })), // PB-LLM 2 and 1.7 bits g128 (low fraction 6/7, 0.9)
     { method: 'billm', wbits: 1, group: 128 }, // BiLLM, 1.1 bits as the paper counts them
   ],

@@ -9,6 +9,7 @@ import type { Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
 import { BILLM_KIND } from './billmPack.js';
 import { PBLLM_KIND } from './pbllmPack.js';
+import { QUIP_KIND } from './quipPack.js';
 
 export interface PartInfo { readonly dtype: DType; readonly shape: readonly number[] }
 
@@ -23,4 +24,4 @@ export interface PackedKind {
 }
 
 /** Stored kind name → implementation. */
-export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({ pbllm: PBLLM_KIND, billm: BILLM_KIND });
+export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({ quip: QUIP_KIND, pbllm: PBLLM_KIND, billm: BILLM_KIND });

@@ -14,12 +14,13 @@ import { TINY656K, DATA } from '../helpers/paths.js';
 const { kernels, note } = selectKernels('auto', 2);
 const be = new CpuBackend(kernels, note);
 
-test('paper-ptq grid: FP16, RTN/GPTQ/AWQ at W8/4/3/2 (g128 and per-channel), SmoothQuant W8A8/W6A6/W4A4, PB-LLM 2/1.7, BiLLM 1.1', () => {
+test('paper-ptq grid: FP16, RTN/GPTQ/AWQ at W8/4/3/2 (g128 and per-channel), SmoothQuant W8A8/W6A6/W4A4, QuIP W4/3/2, PB-LLM 2/1.7, BiLLM 1.1', () => {
   const g = parseGrid('paper-ptq');
-  assert.equal(g.cells.length, 31);
+  assert.equal(g.cells.length, 34);
   assert.deepEqual(g.cells.filter((c) => c.method === 'smoothquant').map(cellKey), ['smoothquant-w8-pc', 'smoothquant-w6-pc-a6', 'smoothquant-w4-pc-a4']);
   assert.deepEqual(g.cells.filter((c) => c.method === 'pbllm').map(cellKey), ['pbllm-w1-g128-lf0.8571', 'pbllm-w1-g128']); // 2 and 1.7 bits
   assert.ok(g.cells.some((c) => cellKey(c) === 'billm-w1-g128'));
+  assert.deepEqual(g.cells.filter((c) => c.method === 'quip').map(cellKey), ['quip-w4-pc', 'quip-w3-pc', 'quip-w2-pc']);
   assert.ok(g.cells.some((c) => cellKey(c) === 'awq-w3-g128'));
   assert.deepEqual(g.cells.slice(0, 3).map(cellKey), ['fp16', 'rtn-w8-g128', 'rtn-w8-pc']);
   assert.ok(g.cells.some((c) => cellKey(c) === 'gptq-w2-pc'));
