@@ -16,7 +16,7 @@ interface QuantizeCliOptions extends CommonOptions, BackendCliOptions {
 
 export function registerQuantize(program: Command): void {
   const cmd = modelOptions(program.command('quantize'))
-    .description('quantize every linear layer (one decoder block at a time) and write a GPTQ-layout checkpoint')
+    .description('quantize every linear layer (one decoder block at a time) and write a checkpoint in the method\'s stored layout (GPTQ, AutoAWQ, or lowbit\'s own for quip, pbllm, billm)')
     .option('--method <name>', `quantization method: ${Object.keys(METHODS).join(', ')}`, 'gptq')
     .option('--wbits <n>', 'weight bits, 1-8', '4')
     .option('--group <g>', 'input columns per group, -1 = per output channel (default 128; smoothquant: -1)')
@@ -28,7 +28,7 @@ export function registerQuantize(program: Command): void {
     .option('--hessian <precision>', 'Hessian sums: f64 (exact) or f32 (float32 GEMM per sequence, summed in float64; faster)', 'f64')
     .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), a text file, or none (rtn only)', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
-    .option('--seed <n>', 'calibration sampler seed (CPython random.seed)', '0')
+    .option('--seed <n>', 'seed of the calibration sampler (CPython random.seed) and of QuIP\'s random transforms', '0')
     .option('--seqlen <n>', "calibration window length (default: min(2048, the model's context))")
     .option('--allow-long-context', '--seqlen may exceed the model\'s context')
     .option('--no-errors', 'skip the per-layer reconstruction errors (saves a Hessian per layer input for methods that need none)')

@@ -34,7 +34,7 @@ export function registerStudy(program: Command): void {
     .option('--encoding <mode>', 'tasks: joint or separate context/continuation encoding', 'joint')
     .option('--calib <source>', 'calibration for quantized cells: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (needs a --data-dir that has it) or a text file', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
-    .option('--seed <n>', 'calibration seed', '0');
+    .option('--seed <n>', 'seed of the calibration sampler and of QuIP\'s random transforms', '0');
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
     .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
