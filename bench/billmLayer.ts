@@ -11,13 +11,13 @@
  * N = 4 by default (the Hessian grows linearly with N; neither solve depends on it); 128 with --full.
  * Without --full, down_proj (a 14336² Hessian) only when named.
  */
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { selectKernels } from '../src/backend/cpu/kernels/select.js';
 import type { QuantLinalg } from '../src/quant/core/linalgProvider.js';
 import { billm } from '../src/quant/methods/billm.js';
 import { benchGptqLayer } from './gptqLayer.js';
+import { LAYER_SHAPES, SEQ, layerBenchArgs } from './layerBench.js';
 
 export interface BillmLayerFigures {
   rows: number;
@@ -54,23 +54,16 @@ export function benchBillmLayer(rows: number, cols: number, linalg?: QuantLinalg
   return { rows, cols, blockSize, solveSeconds: (performance.now() - t0) / 1000, paperBits: r.paperBits };
 }
 
-const SHAPES: [string, number, number][] = [['q_proj', 4096, 4096], ['up_proj', 14336, 4096], ['down_proj', 4096, 14336]];
-const SEQ = 2048;
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const full = argv.includes('--full');
-  const opt = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-  const threads = Number(opt('--threads') ?? availableParallelism());
-  const only = opt('--only')?.split(',') ?? (full ? SHAPES.map(([n]) => n) : ['q_proj', 'up_proj']);
-  const samples = Number(opt('--samples') ?? (full ? 128 : 4));
+  const { threads, only, samples } = layerBenchArgs();
   const { kernels, note } = selectKernels('auto', threads);
   const log = (l: string) => console.log(l);
   log(`BiLLM on one layer (blocks of 128) next to GPTQ W2 g128, ${samples} × ${SEQ} calibration tokens, ${threads} threads; provider: ${note}`);
   log('  the Hessian (float64 sums) is the same statistic for both; solves use the provider\'s Cholesky and float64 GEMM.');
   log('  layer      rows×cols     Hessian s   GPTQ solve s   BiLLM solve s   BiLLM / GPTQ solve   BiLLM bits (paper)');
   const f = (x: number) => x.toFixed(2);
-  for (const [name, rows, cols] of SHAPES) {
+  for (const [name, rows, cols] of LAYER_SHAPES) {
     if (!only.includes(name)) continue;
     const [g] = await benchGptqLayer([{ rows, cols, tokens: samples * SEQ, bits: 2, groupSize: 128, lazyUpdate: 'f64', hessianPrecision: 'f64' }], kernels);
     const b = benchBillmLayer(rows, cols, kernels);

@@ -11,13 +11,12 @@
  * it), 128 with --full (the issue's 128 × 2048).
  */
 import { torchPython } from './python.js';
-import { availableParallelism } from 'node:os';
+import { LAYER_SHAPES, SEQ, layerBenchArgs, randomWeight, timedHessian } from './layerBench.js';
 import { performance } from 'node:perf_hooks';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selectKernels } from '../src/backend/cpu/kernels/select.js';
-import { HessianAccumulator } from '../src/quant/core/hessian.js';
 import type { QuantLinalg } from '../src/quant/core/linalgProvider.js';
 import { gptq } from '../src/quant/methods/gptq.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -40,16 +39,6 @@ export interface GptqLayerFigures extends Required<GptqLayerShape> {
   loss: number;
 }
 
-const SEQ = 2048;
-
-/** Deterministic standard normals (xorshift32 + Box-Muller) so runs are comparable. */
-export function normals(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const u = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return (s + 0.5) / 4294967296; };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
 
 export async function benchGptqLayer(shapes: GptqLayerShape[], linalg?: QuantLinalg): Promise<GptqLayerFigures[]> {
   const figures: GptqLayerFigures[] = [];
@@ -58,20 +47,9 @@ export async function benchGptqLayer(shapes: GptqLayerShape[], linalg?: QuantLin
     const bits = shape.bits ?? 4;
     const groupSize = shape.groupSize ?? (cols % 128 === 0 ? 128 : -1);
     const actOrder = shape.actOrder ?? false, lazyUpdate = shape.lazyUpdate ?? 'f64';
-    const acc = new HessianAccumulator(cols, { ...(linalg ? { linalg } : {}), precision: shape.hessianPrecision ?? 'f64' });
-    const seqTokens = Math.min(SEQ, tokens);
-    const X = normals(seqTokens * cols, 1); // one sequence's activations, reused (timing does not depend on values)
-    let t0 = performance.now();
-    for (let done = 0; done < tokens; done += seqTokens) {
-      const t = Math.min(seqTokens, tokens - done);
-      acc.add(t === seqTokens ? X : X.subarray(0, t * cols), t);
-      await new Promise((r) => setImmediate(r)); // stay responsive between sequences
-    }
-    const H = acc.finish();
-    const hessianSeconds = (performance.now() - t0) / 1000;
-    const W = normals(rows * cols, 2);
-    for (let i = 0; i < W.length; i++) W[i]! *= 0.02;
-    t0 = performance.now();
+    const { H, seconds: hessianSeconds } = await timedHessian(cols, tokens, linalg, shape.hessianPrecision ?? 'f64');
+    const W = randomWeight(rows, cols);
+    const t0 = performance.now();
     const r = gptq(W, rows, cols, H, { spec: { bits, groupSize, sym: false, scaleDtype: 'f16' }, actOrder, consumeH: true, linalg, lazyUpdate });
     const solveSeconds = (performance.now() - t0) / 1000;
     figures.push({
@@ -82,7 +60,6 @@ export async function benchGptqLayer(shapes: GptqLayerShape[], linalg?: QuantLin
   return figures;
 }
 
-const SHAPES: [string, number, number][] = [['q_proj', 4096, 4096], ['up_proj', 14336, 4096], ['down_proj', 4096, 14336]];
 
 interface TorchTimes { hessianSeconds: number; solveSeconds: number; version: string }
 
@@ -97,13 +74,7 @@ function torchAnchor(tokens: number, threads: number, rows: number, cols: number
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const full = argv.includes('--full');
-  const opt = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-  const threads = Number(opt('--threads') ?? availableParallelism());
-  // Without --full, down_proj (a 14336² Hessian and Cholesky: minutes on 2 cores) only when named.
-  const only = opt('--only')?.split(',') ?? (full ? SHAPES.map(([n]) => n) : ['q_proj', 'up_proj']);
-  const samples = Number(opt('--samples') ?? (full ? 128 : 4)); // 2048-token calibration sequences
+  const { threads, only, samples } = layerBenchArgs();
   const tokens = samples * SEQ;
   const { kernels, note } = selectKernels('auto', threads);
   const log = (l: string) => console.log(l);
@@ -112,7 +83,7 @@ async function main(): Promise<void> {
   log('  f64 = lowbit\'s default (float64 Hessian sums and lazy update). Ratios are lowbit time / PyTorch time (target ≤ 1.25).');
   log('  layer      rows×cols     Hessian s f32 / f64 / torch   solve s f32 / f64 / torch   ratio Hessian f32 (f64)   ratio solve f32 (f64)');
   const f = (x: number) => x.toFixed(2);
-  for (const [name, rows, cols] of SHAPES) {
+  for (const [name, rows, cols] of LAYER_SHAPES) {
     if (!only.includes(name)) continue;
     const [fast] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f32', hessianPrecision: 'f32' }], kernels);
     const [exact] = await benchGptqLayer([{ rows, cols, tokens, lazyUpdate: 'f64', hessianPrecision: 'f64' }], kernels);

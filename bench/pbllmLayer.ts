@@ -10,16 +10,13 @@
  * cost is linear in N, the solve's does not depend on it), 128 with --full (the issue's 128 × 2048).
  * Without --full only q_proj and up_proj run (down_proj's 14336² Hessian takes minutes on 2 cores).
  */
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { selectKernels } from '../src/backend/cpu/kernels/select.js';
-import { HessianAccumulator } from '../src/quant/core/hessian.js';
 import type { QuantLinalg } from '../src/quant/core/linalgProvider.js';
 import { pbllm } from '../src/quant/methods/pbllm.js';
 import { benchGptqLayer, type GptqLayerFigures } from './gptqLayer.js';
-
-const SEQ = 2048;
+import { LAYER_SHAPES, SEQ, layerBenchArgs, randomWeight, timedHessian } from './layerBench.js';
 
 export interface PbllmLayerFigures {
   rows: number; cols: number; tokens: number; lowFrac: number; groupSize: number;
@@ -30,31 +27,11 @@ export interface PbllmLayerFigures {
   loss: number;
 }
 
-/** Deterministic standard normals (xorshift32 + Box-Muller), as gptqLayer.ts. */
-function normals(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const u = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return (s + 0.5) / 4294967296; };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
-
 export async function benchPbllmLayer(rows: number, cols: number, tokens: number, lowFrac: number, linalg?: QuantLinalg): Promise<PbllmLayerFigures> {
   const groupSize = cols % 128 === 0 ? 128 : -1;
-  const acc = new HessianAccumulator(cols, { ...(linalg ? { linalg } : {}), precision: 'f64' });
-  const seqTokens = Math.min(SEQ, tokens);
-  const X = normals(seqTokens * cols, 1); // one sequence's activations, reused (timing does not depend on values)
+  const { H, seconds: hessianSeconds } = await timedHessian(cols, tokens, linalg);
+  const W = randomWeight(rows, cols);
   let t0 = performance.now();
-  for (let done = 0; done < tokens; done += seqTokens) {
-    const t = Math.min(seqTokens, tokens - done);
-    acc.add(t === seqTokens ? X : X.subarray(0, t * cols), t);
-    await new Promise((r) => setImmediate(r));
-  }
-  const H = acc.finish();
-  const hessianSeconds = (performance.now() - t0) / 1000;
-  const W = normals(rows * cols, 2);
-  for (let i = 0; i < W.length; i++) W[i]! *= 0.02;
-  t0 = performance.now();
   const r = pbllm(W, rows, cols, H, { lowFrac, groupSize, ...(linalg ? { linalg } : {}) });
   const solveSeconds = (performance.now() - t0) / 1000;
   let b = 0;
@@ -62,15 +39,9 @@ export async function benchPbllmLayer(rows: number, cols: number, tokens: number
   return { rows, cols, tokens, lowFrac, groupSize, hessianSeconds, solveSeconds, binarized: b / r.binarized.length, loss: r.loss };
 }
 
-const SHAPES: [string, number, number][] = [['q_proj', 4096, 4096], ['up_proj', 14336, 4096], ['down_proj', 4096, 14336]];
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const full = argv.includes('--full');
-  const opt = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-  const threads = Number(opt('--threads') ?? availableParallelism());
-  const only = opt('--only')?.split(',') ?? (full ? SHAPES.map(([n]) => n) : ['q_proj', 'up_proj']);
-  const samples = Number(opt('--samples') ?? (full ? 128 : 4));
+  const { threads, only, samples, opt } = layerBenchArgs();
   const lowFrac = Number(opt('--low-frac') ?? 0.9);
   const tokens = samples * SEQ;
   const { kernels, note } = selectKernels('auto', threads);
@@ -81,7 +52,7 @@ async function main(): Promise<void> {
   await benchPbllmLayer(512, 512, SEQ, lowFrac, kernels); // warm-up: JIT and BLAS threads, so that the first shape is not charged for them
   await benchGptqLayer([{ rows: 512, cols: 512, tokens: SEQ }], kernels);
   log('  layer      rows×cols     Hessian s PB-LLM / GPTQ   solve s PB-LLM / GPTQ   layer s PB-LLM / GPTQ   PB/GPTQ');
-  for (const [name, rows, cols] of SHAPES) {
+  for (const [name, rows, cols] of LAYER_SHAPES) {
     if (!only.includes(name)) continue;
     const pb = await benchPbllmLayer(rows, cols, tokens, lowFrac, kernels);
     const [g] = await benchGptqLayer([{ rows, cols, tokens, bits: 2, lazyUpdate: 'f64', hessianPrecision: 'f64' }], kernels) as [GptqLayerFigures];

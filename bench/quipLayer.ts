@@ -9,15 +9,13 @@
  * cost is linear in N; neither solve depends on it), 128 with --full (the issue's 128 × 2048); without
  * --full, down_proj (a 14336² Hessian: minutes on 2 cores, ~6 GiB for QuIP) only when named.
  */
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { selectKernels } from '../src/backend/cpu/kernels/select.js';
-import { HessianAccumulator } from '../src/quant/core/hessian.js';
 import type { QuantLinalg } from '../src/quant/core/linalgProvider.js';
 import { gptq } from '../src/quant/methods/gptq.js';
 import { quip } from '../src/quant/methods/quip.js';
-import { normals } from './gptqLayer.js';
+import { LAYER_SHAPES, SEQ, layerBenchArgs, randomWeight, timedHessian } from './layerBench.js';
 
 export interface QuipLayerFigures {
   rows: number;
@@ -32,8 +30,6 @@ export interface QuipLayerFigures {
   gptqLoss: number;
   quipLoss: number;
 }
-
-const SEQ = 2048;
 
 /** tr(ΔW H ΔWᵀ) with the provider's float64 GEMM, a block of rows at a time. */
 function proxyLoss(W: Float32Array, Q: Float32Array, rows: number, cols: number, H: Float64Array, linalg: QuantLinalg): number {
@@ -50,20 +46,9 @@ function proxyLoss(W: Float32Array, Q: Float32Array, rows: number, cols: number,
 }
 
 export async function benchQuipLayer(rows: number, cols: number, tokens: number, bits: number, linalg: QuantLinalg): Promise<QuipLayerFigures> {
-  const acc = new HessianAccumulator(cols, { linalg, precision: 'f64' });
-  const seqTokens = Math.min(SEQ, tokens);
-  const X = normals(seqTokens * cols, 1); // one sequence's activations, reused (timing does not depend on values)
+  const { H, seconds: hessianSeconds } = await timedHessian(cols, tokens, linalg);
+  const W = randomWeight(rows, cols);
   let t0 = performance.now();
-  for (let done = 0; done < tokens; done += seqTokens) {
-    const t = Math.min(seqTokens, tokens - done);
-    acc.add(t === seqTokens ? X : X.subarray(0, t * cols), t);
-    await new Promise((r) => setImmediate(r));
-  }
-  const H = acc.finish();
-  const hessianSeconds = (performance.now() - t0) / 1000;
-  const W = normals(rows * cols, 2);
-  for (let i = 0; i < W.length; i++) W[i]! *= 0.02;
-  t0 = performance.now();
   const g = gptq(W, rows, cols, H, { spec: { bits, groupSize: -1, sym: false }, consumeH: false, linalg });
   const gptqSeconds = (performance.now() - t0) / 1000;
   const gptqLoss = proxyLoss(W, g.Q, rows, cols, H, linalg);
@@ -73,15 +58,9 @@ export async function benchQuipLayer(rows: number, cols: number, tokens: number,
   return { rows, cols, tokens, bits, hessianSeconds, gptqSeconds, quipSeconds, quipStages: q.seconds, gptqLoss, quipLoss: proxyLoss(W, q.Q, rows, cols, H, linalg) };
 }
 
-const SHAPES: [string, number, number][] = [['q_proj', 4096, 4096], ['up_proj', 14336, 4096], ['down_proj', 4096, 14336]];
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const full = argv.includes('--full');
-  const opt = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-  const threads = Number(opt('--threads') ?? availableParallelism());
-  const only = opt('--only')?.split(',') ?? (full ? SHAPES.map(([n]) => n) : ['q_proj', 'up_proj']);
-  const samples = Number(opt('--samples') ?? (full ? 128 : 4));
+  const { threads, only, samples, opt } = layerBenchArgs();
   const bits = Number(opt('--bits') ?? 2);
   const { kernels, note } = selectKernels('auto', threads);
   const log = (l: string) => console.log(l);
@@ -89,7 +68,7 @@ async function main(): Promise<void> {
   log(`QuIP vs GPTQ on one layer, ${bits}-bit per channel, ${samples} × ${SEQ} calibration tokens, ${threads} threads; provider: ${note}`);
   log('  QuIP stages: drawing U and V / pre-processing (rescale, U·W·Vᵀ, V·H·Vᵀ, damping, targets) / LDLQ / rebuild (Uᵀ·Ŵ·V, fp16 casts)');
   log('  layer      rows×cols     Hessian s   GPTQ s   QuIP s (transforms / pre / LDLQ / rebuild)   QuIP/GPTQ   proxy loss QuIP/GPTQ');
-  for (const [name, rows, cols] of SHAPES) {
+  for (const [name, rows, cols] of LAYER_SHAPES) {
     if (!only.includes(name)) continue;
     const r = await benchQuipLayer(rows, cols, samples * SEQ, bits, kernels);
     const s = r.quipStages;

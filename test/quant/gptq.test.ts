@@ -10,15 +10,7 @@ import { gridCode } from '../../src/quant/methods/gptqSolve.js';
 import { rtn } from '../../src/quant/methods/rtn.js';
 import { dequantizeGptq, packGptq } from '../../src/tensor/gptqPack.js';
 import { scalesTensor } from '../../src/io/quantized/formats.js';
-import { Rng, correlatedInputs, proxyLoss } from './rand.js';
-
-function layer(seed: number, rows: number, cols: number, tokens = 256) {
-  const rng = new Rng(seed);
-  const W = rng.normals(rows * cols, 0.05);
-  const acc = new HessianAccumulator(cols);
-  acc.add(correlatedInputs(rng, tokens, cols), tokens);
-  return { W, H: acc.finish() };
-}
+import { Rng, correlatedInputs, proxyLoss, layer } from './rand.js';
 
 function damped(H: Float64Array, n: number, frac: number): Float64Array {
   let mean = 0;

@@ -25,17 +25,9 @@ import { quantizeBlocks } from '../../src/quant/pipeline.js';
 import { resolveOptions } from '../../src/quant/options.js';
 import { calibrationSet } from '../../src/data/calibration.js';
 import { DATA, TINY656K } from '../helpers/paths.js';
-import { Rng, correlatedInputs } from './rand.js';
+import { Rng, correlatedInputs, layer } from './rand.js';
 
 const { kernels, note } = selectKernels('auto', 2);
-
-function layer(seed: number, rows: number, cols: number, tokens = 256) {
-  const rng = new Rng(seed);
-  const W = rng.normals(rows * cols, 0.05);
-  const acc = new HessianAccumulator(cols);
-  acc.add(correlatedInputs(rng, tokens, cols), tokens);
-  return { W, H: acc.finish() };
-}
 
 /** H with input column `c` never active (a dead column: H_cc = 0 and its row and column 0). */
 function killColumn(H: Float64Array, n: number, c: number): Float64Array {

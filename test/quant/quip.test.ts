@@ -33,7 +33,7 @@ import { NAMES } from '../../src/io/source.js';
 import { LINEARS } from '../../src/model/block.js';
 import { LINEAR_PART } from '../../src/model/layout.js';
 import { DATA, TINY656K } from '../helpers/paths.js';
-import { Rng, correlatedInputs } from './rand.js';
+import { Rng, correlatedInputs, layer } from './rand.js';
 
 const { kernels, note } = selectKernels('auto', 2);
 const be = new CpuBackend(kernels, note);
@@ -41,14 +41,6 @@ const linalg = be.hostKernels;
 const ck = openModel(TINY656K);
 const tmp = mkdtempSync(join(tmpdir(), 'lowbit-quip-'));
 const calib = { calib: 'c4', nsamples: 8, seed: 0, dataDir: DATA } as const;
-
-function layer(seed: number, rows: number, cols: number, tokens = 256) {
-  const rng = new Rng(seed);
-  const W = rng.normals(rows * cols, 0.05);
-  const acc = new HessianAccumulator(cols);
-  acc.add(correlatedInputs(rng, tokens, cols), tokens);
-  return { W, H: acc.finish() };
-}
 
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = 0;

@@ -1,3 +1,5 @@
+import { HessianAccumulator } from '../../src/quant/core/hessian.js';
+
 /** Seeded random matrices for the quantization tests (mulberry32 + Box-Muller; no Math.random). */
 export class Rng {
   private s: number;
@@ -35,6 +37,15 @@ export function correlatedInputs(rng: Rng, tokens: number, cols: number): Float3
 }
 
 /** H = 2/n Σ x xᵀ computed plainly in float64 (the reference for the accumulator). */
+/** A seeded layer: W [rows, cols] ~ N(0, 0.05²) and the Hessian of `tokens` correlated inputs. */
+export function layer(seed: number, rows: number, cols: number, tokens = 256): { W: Float32Array; H: Float64Array } {
+  const rng = new Rng(seed);
+  const W = rng.normals(rows * cols, 0.05);
+  const acc = new HessianAccumulator(cols);
+  acc.add(correlatedInputs(rng, tokens, cols), tokens);
+  return { W, H: acc.finish() };
+}
+
 export function naiveHessian(X: Float32Array, tokens: number, cols: number, nSamples: number): Float64Array {
   const H = new Float64Array(cols * cols);
   for (let t = 0; t < tokens; t++) {
