@@ -89,10 +89,16 @@ export const DYNAMIC_MAP = Float32Array.from([
  */
 export const NF4_DQ_ERROR = DYNAMIC_MAP.reduce((m, v, k) => (k === 0 ? Math.max(m, v + 1) : Math.max(m, (v - DYNAMIC_MAP[k - 1]!) / 2)), 0);
 
-/** absmax (or τ) value b from its dynamic-map code: fround(fround(map[q] · absmax2[⌊b/256⌋]) + offset). */
-export function dequantNested(q: Uint8Array, absmax2: Float32Array, offset: number): Float32Array {
+/**
+ * absmax value b from its dynamic-map code, fround(fround(map[q] · absmax2[⌊b/256⌋]) + offset); or, without
+ * an offset, τ_b = fround(map[q] · absmax2[⌊b/256⌋]) (ICQ adds nothing, and a −0 must stay −0).
+ */
+export function dequantNested(q: Uint8Array, absmax2: Float32Array, offset?: number): Float32Array {
   const out = new Float32Array(q.length);
-  for (let b = 0; b < q.length; b++) out[b] = Math.fround(DYNAMIC_MAP[q[b]!]! * absmax2[Math.floor(b / NESTED_BLOCK)]!) + offset;
+  for (let b = 0; b < q.length; b++) {
+    const v = DYNAMIC_MAP[q[b]!]! * absmax2[Math.floor(b / NESTED_BLOCK)]!;
+    out[b] = offset === undefined ? v : Math.fround(v) + offset;
+  }
   return out;
 }
 
@@ -181,7 +187,7 @@ function makeKind(name: Nf4KindName): PackedKind {
     if (icq) {
       const tauAbsmax = t.tau_absmax!.toF32();
       finite(tauAbsmax, 'tau_absmax');
-      tau = dequantNested(t.tau_quant!.data as Uint8Array, tauAbsmax, 0);
+      tau = dequantNested(t.tau_quant!.data as Uint8Array, tauAbsmax);
     }
     const parameters = tau ? Float32Array.from([...absmax, ...tau]) : absmax;
     return {

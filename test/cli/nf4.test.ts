@@ -1,4 +1,4 @@
-// NF4 through the CLI on the bundled model, as the README runs it, and its bad-input cases:
+// NF4 and ICQ through the CLI on the bundled model, as the README runs it, and its bad-input cases:
 // one line naming the option, exit code 2, nothing written.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,13 +8,13 @@ import { assertBadInput, assertOk, cleanup, pool, runCliAsync, scratch } from '.
 
 after(cleanup);
 
-test('quantize --method nf4 [--double-quant], then eval: the checkpoint names its kind, eval reads it', async () => {
+test('quantize --method nf4|icq [--double-quant], then eval: the checkpoint names its kind, eval reads it', async () => {
   const dir = scratch();
-  for (const [dq, kind] of [[false, 'nf4'], [true, 'nf4dq']] as const) {
-    const q = await runCliAsync(['quantize', '--method', 'nf4', ...(dq ? ['--double-quant'] : []), '--calib', 'none', '--out', kind, '--json'], { cwd: dir });
+  for (const [method, dq, kind] of [['nf4', false, 'nf4'], ['nf4', true, 'nf4dq'], ['icq', false, 'icq'], ['icq', true, 'icqdq']] as const) {
+    const q = await runCliAsync(['quantize', '--method', method, ...(dq ? ['--double-quant'] : []), '--calib', 'none', '--out', kind, '--json'], { cwd: dir });
     assertOk(q);
     const r = JSON.parse(q.stdout) as { method: string; settings: { format: string; nominalBits: number; groupSize: number; doubleQuant: boolean; bits: number } };
-    assert.equal(r.method, 'nf4');
+    assert.equal(r.method, method);
     assert.deepEqual([r.settings.format, r.settings.nominalBits, r.settings.groupSize, r.settings.doubleQuant, r.settings.bits], [kind, 4, 64, dq, 4]);
     const cfg = JSON.parse(readFileSync(join(dir, kind, 'quantize_config.json'), 'utf8')) as Record<string, unknown>;
     assert.deepEqual([cfg.quant_method, cfg.kind, cfg.bits, cfg.group_size], ['lowbit', kind, 4, 64]);
@@ -29,7 +29,7 @@ test('quantize --method nf4 [--double-quant], then eval: the checkpoint names it
   }
 });
 
-test('bad NF4 settings: one line naming the option, exit 2, nothing written', async () => {
+test('bad NF4 and ICQ settings: one line naming the option, exit 2, nothing written', async () => {
   const dir = scratch();
   const q = (...a: string[]) => ['quantize', '--method', 'nf4', '--calib', 'none', '--out', 'x', ...a];
   const cases: [string[], string[]][] = [
@@ -38,6 +38,9 @@ test('bad NF4 settings: one line naming the option, exit 2, nothing written', as
     [q('--group', '-1'), ['nf4', '--group must be 64']],
     [q('--scale-dtype', 'f16'), ['nf4', 'float32']],
     [['quantize', '--method', 'gptq', '--double-quant', '--out', 'x'], ['--double-quant', 'gptq']],
+    [['quantize', '--method', 'icq', '--wbits', '2', '--out', 'x'], ['icq', '--wbits must be 4']],
+    [['quantize', '--method', 'icq', '--tau-n', '0', '--out', 'x'], ['--tau-n']],
+    [['quantize', '--method', 'nf4', '--tau-lambda', '0.2', '--out', 'x'], ['--tau-lambda', 'nf4']],
   ];
   const results = await pool(cases, 4, ([args]) => runCliAsync(args, { cwd: dir }));
   cases.forEach(([, names], i) => assertBadInput(results[i]!, names));
