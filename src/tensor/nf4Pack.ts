@@ -192,21 +192,18 @@ function makeKind(name: Nf4KindName): PackedKind {
     const parameters = tau ? Float32Array.from([...absmax, ...tau]) : absmax;
     return {
       kind: name, rows, cols, coreRows: rows, coreCols: cols, parameters,
+      // a block's 16 values (level · absmax, + τ for ICQ) are looked up by nibble: rows start at even
+      // weights (even widths) and blocks at multiples of 64, so bytes never straddle a block
       decodeRows(r0, nr, out) {
-        const i0 = r0 * cols, i1 = (r0 + nr) * cols;
+        const i0 = r0 * cols, i1 = (r0 + nr) * cols, table = new Float32Array(16);
         for (let i = i0; i < i1;) {
           const b = Math.floor(i / NF4_BLOCK), end = Math.min(i1, (b + 1) * NF4_BLOCK), am = absmax[b]!;
-          if (tau) {
-            const s = tau[b]!;
-            for (; i < end; i++) {
-              const byte = codes[i >> 1]!;
-              out[i - i0] = Math.fround(NF4_LEVELS[i & 1 ? byte & 15 : byte >> 4]! * am) + s;
-            }
-          } else {
-            for (; i < end; i++) {
-              const byte = codes[i >> 1]!;
-              out[i - i0] = NF4_LEVELS[i & 1 ? byte & 15 : byte >> 4]! * am;
-            }
+          if (tau) { const s = tau[b]!; for (let k = 0; k < 16; k++) table[k] = Math.fround(NF4_LEVELS[k]! * am) + s; }
+          else for (let k = 0; k < 16; k++) table[k] = NF4_LEVELS[k]! * am;
+          for (let o = i - i0; i < end; i += 2, o += 2) {
+            const byte = codes[i >> 1]!;
+            out[o] = table[byte >> 4]!;
+            out[o + 1] = table[byte & 15]!;
           }
         }
       },
