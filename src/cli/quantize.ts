@@ -26,7 +26,7 @@ export function registerQuantize(program: Command): void {
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
     .option('--hessian <precision>', 'Hessian sums: f64 (exact) or f32 (float32 GEMM per sequence, summed in float64; faster)', 'f64')
-    .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), a text file, or none (rtn only)', DEFAULT_CALIBRATION)
+    .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), a text file, or none (methods that need none: rtn, nf4, icq; with a source they only report each layer\'s error on it)', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'seed of the calibration sampler (CPython random.seed) and of QuIP\'s random transforms', '0')
     .option('--seqlen <n>', "calibration window length (default: min(2048, the model's context))")

@@ -103,8 +103,8 @@ export interface QuantMethod {
   /** by default, quantize layers in GPTQ's true-sequential groups (statistics recomputed after each); false: all seven from one forward (--true-sequential overrides) */
   readonly sequential: boolean;
   readonly options: Readonly<Record<string, OptionSpec>>;
-  /** the layout of the checkpoint (may depend on the settings and shapes: AWQ's GEMM layout is 4-bit, out_features a multiple of 8) */
-  format(spec: QuantSpec, cfg: LlamaConfig): StorageFormatName;
+  /** the layout of the checkpoint (may depend on the settings, options and shapes: AWQ's GEMM layout is 4-bit, out_features a multiple of 8; NF4 double quantization is its own kind) */
+  format(spec: QuantSpec, cfg: LlamaConfig, options: OptionValues): StorageFormatName;
   /** the bits per weight the paper's tables give this setting (PB-LLM 1.7, BiLLM 1.1); default spec.bits */
   nominalBits?(spec: QuantSpec, options: OptionValues): number;
   /** activation quantization the quantized model must run with, if any */

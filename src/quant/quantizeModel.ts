@@ -81,8 +81,8 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const options = resolveOptions(method, o.options ?? {}, allOptions(METHODS));
   method.validate?.(spec, options);
   const calibSource = o.calib ?? DEFAULT_CALIBRATION;
-  if (method.needsCalibration && calibSource === 'none') throw new UsageError(`${method.name} needs calibration data: --calib none is only for methods without (rtn)`);
-  const format = method.format(spec, ckpt.config);
+  if (method.needsCalibration && calibSource === 'none') throw new UsageError(`${method.name} needs calibration data: --calib none is only for methods without (${Object.values(METHODS).filter((m) => !m.needsCalibration).map((m) => m.name).join(', ')})`);
+  const format = method.format(spec, ckpt.config, options);
   const nominalBits = method.nominalBits?.(spec, options) ?? spec.bits;
   const activation = method.activation?.(options);
   QuantizedCheckpointWriter.prepare(o.out, o.force ?? false);

@@ -4,12 +4,14 @@ import type { QuantMethod } from './method.js';
 import { AWQ } from './methods/awq.js';
 import { BILLM } from './methods/billm.js';
 import { GPTQ } from './methods/gptq.js';
+import { ICQ } from './methods/icq.js';
+import { NF4 } from './methods/nf4.js';
 import { QUIP } from './methods/quip.js';
 import { PBLLM } from './methods/pbllm.js';
 import { RTN } from './methods/rtn.js';
 import { SMOOTHQUANT } from './methods/smoothquant.js';
 
-export const METHODS: Readonly<Record<string, QuantMethod>> = Object.freeze({ rtn: RTN, gptq: GPTQ, awq: AWQ, smoothquant: SMOOTHQUANT, quip: QUIP, pbllm: PBLLM, billm: BILLM });
+export const METHODS: Readonly<Record<string, QuantMethod>> = Object.freeze({ rtn: RTN, gptq: GPTQ, awq: AWQ, smoothquant: SMOOTHQUANT, quip: QUIP, pbllm: PBLLM, billm: BILLM, nf4: NF4, icq: ICQ });
 
 export function getMethod(name: string): QuantMethod {
   const m = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;

@@ -1,5 +1,5 @@
 /**
- * Method-specific stored kinds (QuIP, PB-LLM, BiLLM, ...): each is a set of named parts per linear
+ * Method-specific stored kinds (QuIP, PB-LLM, BiLLM, NF4, ICQ, ...): each is a set of named parts per linear
  * layer, stored as `<layer>.<part>` in safetensors, and the code that checks those parts against each
  * other and opens them as a KindLayer to multiply by. A kind is a file in tensor/ and a row here; the
  * checkpoint format (io/quantized/formats.ts) and the backends handle every kind the same way.
@@ -8,6 +8,7 @@ import type { KindLayer } from './packed.js';
 import type { Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
 import { BILLM_KIND } from './billmPack.js';
+import { ICQ_KIND, ICQDQ_KIND, NF4_KIND, NF4DQ_KIND } from './nf4Pack.js';
 import { PBLLM_KIND } from './pbllmPack.js';
 import { QUIP_KIND } from './quipPack.js';
 
@@ -24,4 +25,6 @@ export interface PackedKind {
 }
 
 /** Stored kind name → implementation. */
-export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({ quip: QUIP_KIND, pbllm: PBLLM_KIND, billm: BILLM_KIND });
+export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({
+  quip: QUIP_KIND, pbllm: PBLLM_KIND, billm: BILLM_KIND, nf4: NF4_KIND, nf4dq: NF4DQ_KIND, icq: ICQ_KIND, icqdq: ICQDQ_KIND,
+});
