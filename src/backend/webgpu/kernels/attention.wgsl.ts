@@ -31,13 +31,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let kw = p.KVH * HD;
   let scale = bitcast<f32>(p.scale);
   var acc: array<f32, HD>;
+  var qv: array<f32, HD>;
+  for (var i = 0u; i < HD; i++) { qv[i] = q[qo + i]; }
   var m = neg_inf();
   var l = 0.0;
   let last = p.offset + t;
   for (var s = 0u; s <= last; s++) {
     let ko = s * kw + kh * HD;
     var d = 0.0;
-    for (var i = 0u; i < HD; i++) { d += q[qo + i] * k[ko + i]; }
+    for (var i = 0u; i < HD; i++) { d += qv[i] * k[ko + i]; }
     d *= scale;
     var c = 1.0;
     if (d > m) { c = exp(m - d); m = d; }
