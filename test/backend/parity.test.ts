@@ -1,7 +1,8 @@
 /**
  * One suite, every backend: each op of the Backend interface runs the same seeded cases on the CPU
  * backend (js kernels, the reference) and on WebGPU, compared by NMSE with the per-op, per-dtype
- * tolerance of TOLERANCE (NaN/inf positions checked first, by assertClose). Without a WebGPU adapter
+ * tolerance of TOLERANCE (NaN/inf positions checked first, by assertClose), with guard words after
+ * every WebGPU output that no kernel may touch. Without a WebGPU adapter
  * every WebGPU case is skipped with the reason, never passed. Sizes are small: lavapipe runs at
  * about 2 GFLOP/s. The row-part split of large weights and the size refusal are exercised with a
  * lowered binding limit (createWebGpuBackend's maxBinding), not with 128 MiB tensors.
@@ -11,7 +12,7 @@ import assert from 'node:assert/strict';
 import type { Backend, BTensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
-import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { WebGpuBackend, createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { encodeHalf } from '../../src/tensor/codecs.js';
 import { packGptq } from '../../src/tensor/gptqPack.js';
@@ -32,7 +33,7 @@ const TOLERANCE = Object.freeze({
 type Op = keyof typeof TOLERANCE;
 
 const cpu = new CpuBackend(jsKernels, 'js, 1 thread');
-const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
+const made = await createWebGpuBackend(jsKernels, 'js, 1 thread', { guardWords: true });
 const gpu = made.ok ? made.backend : undefined;
 const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
 if (!made.ok) console.log(`# parity: WebGPU cases skipped: ${made.reason}`);
@@ -49,6 +50,7 @@ async function same(op: Op, what: string, run: (be: Backend) => Promise<Out | Ou
 async function op(be: Backend, inputs: BTensor[], f: () => BTensor): Promise<Float32Array> {
   const y = f();
   const out = await be.read(y);
+  if (be instanceof WebGpuBackend) await be.checkGuards(y);
   be.free(y);
   for (const x of inputs) be.free(x);
   return out;

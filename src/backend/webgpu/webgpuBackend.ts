@@ -28,6 +28,8 @@ type Dtype = 'f32' | 'f16' | 'bf16' | 'q';
 
 class GpuTensor implements BTensor {
   freed = false;
+  /** its buffer ends with guard words (an op output under guardWords) */
+  guarded = false;
   constructor(
     readonly shape: readonly number[],
     readonly dtype: Dtype,
@@ -63,16 +65,21 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
  * not. `maxBinding` lowers the binding limit the backend plans with (tests of the row-part split
  * and of the size refusal, without 128 MiB tensors); it never raises it.
  */
-export async function createWebGpuBackend(hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number } = {}): Promise<WebGpuAvailability> {
+export async function createWebGpuBackend(
+  hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number; guardWords?: boolean } = {},
+): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
   if (!g.ok) return g;
   const caps = opts.maxBinding ? { ...g.caps, maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : g.caps;
-  return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote) };
+  return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
 }
+
+/** Guard words after every op output when asked (tests): a kernel writing past its output overwrites one. */
+const GUARD_WORDS = 16, GUARD = 0x5eedf00d; // a finite float: NaN payloads cannot echo it back
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
-  constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string) {}
+  constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string, private readonly guardWords = false) {}
 
   get caps(): GpuCapabilities { return this.gpu.caps; }
   get description(): string { return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}; host kernels ${this.hostNote}`; }
@@ -80,8 +87,24 @@ export class WebGpuBackend implements Backend {
   /** A new float32 tensor (one buffer, checked against the binding limit first). */
   private out(op: string, shape: readonly number[]): GpuTensor {
     const n = shape.reduce((a, b) => a * b, 1);
-    const buffer = this.gpu.storage(`${op} output [${shape.join(', ')}]`, n * 4);
-    return new GpuTensor(shape, 'f32', [{ buffer, start: 0, rows: shape[0] ?? 1 }]);
+    const what = `${op} output [${shape.join(', ')}]`;
+    this.gpu.fits(what, n * 4);
+    const buffer = this.gpu.storage(what, (n + (this.guardWords ? GUARD_WORDS : 0)) * 4);
+    const o = new GpuTensor(shape, 'f32', [{ buffer, start: 0, rows: shape[0] ?? 1 }]);
+    if (this.guardWords) {
+      this.gpu.write(buffer, new Uint32Array(GUARD_WORDS).fill(GUARD), n * 4);
+      o.guarded = true;
+    }
+    return o;
+  }
+
+  /** With guardWords: throws unless the guard words after x's data are intact (tests). */
+  async checkGuards(x: BTensor): Promise<void> {
+    const g = t(x);
+    if (!g.guarded) return;
+    const n = g.numel;
+    const words = new Uint32Array(await this.gpu.read(g.parts[0]!.buffer, (n + GUARD_WORDS) * 4), n * 4);
+    if (words.some((w) => w !== GUARD)) throw new Error(`a kernel wrote past its output [${g.shape.join(', ')}]`);
   }
 
   upload(data: Float32Array, shape: readonly number[]): BTensor {
