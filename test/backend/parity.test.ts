@@ -13,6 +13,7 @@ import type { Backend, BTensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { WebGpuBackend, createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { REQUIRED_LIMITS, adapterShortfall } from '../../src/backend/webgpu/capabilities.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { encodeHalf } from '../../src/tensor/codecs.js';
 import { packGptq } from '../../src/tensor/gptqPack.js';
@@ -224,3 +225,14 @@ async function linearBy(be: Backend, q: PackedWeight, M: number, K: number, seed
   const x = up(be, M * K, seed, [M, K]), w = be.uploadQuantized(q);
   return op(be, [x, w], () => be.linear(x, w));
 }
+
+describe('WebGPU adapter requirements (no adapter needed)', () => {
+  it('an adapter below a needed limit is refused with the limit\'s name', () => {
+    const enough = { ...REQUIRED_LIMITS };
+    assert.equal(adapterShortfall([], enough), undefined);
+    assert.equal(adapterShortfall([], { ...enough, maxComputeWorkgroupStorageSize: 4096 }),
+      "the WebGPU adapter's maxComputeWorkgroupStorageSize is 4096, below the 8192 the kernels need");
+    const { maxStorageBuffersPerShaderStage: _, ...missing } = enough;
+    assert.match(adapterShortfall([], missing)!, /maxStorageBuffersPerShaderStage is not reported/);
+  });
+});

@@ -48,6 +48,15 @@ export function acquireGpu(): Promise<GpuAcquired> {
   return acquired;
 }
 
+/** The first feature or limit the kernels need that an adapter lacks, as one line; undefined when it has them all. */
+export function adapterShortfall(features: readonly string[], limits: Readonly<Record<string, number>>): string | undefined {
+  for (const f of REQUIRED_FEATURES) if (!features.includes(f)) return `the WebGPU adapter lacks the feature '${f}'`;
+  for (const [k, need] of Object.entries(REQUIRED_LIMITS)) {
+    if (!((limits[k] ?? 0) >= need)) return `the WebGPU adapter's ${k} is ${limits[k] ?? 'not reported'}, below the ${need} the kernels need`;
+  }
+  return undefined;
+}
+
 async function findGpu(): Promise<{ gpu: GPU; runtime: string } | { reason: string }> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return { gpu: nav.gpu, runtime: 'browser (navigator.gpu)' };
@@ -72,15 +81,13 @@ async function requestDevice(): Promise<GpuAcquired> {
     return { ok: false, reason: 'no WebGPU adapter (Node: a Vulkan driver is needed; without a GPU, Mesa lavapipe from bookworm-backports, see the README)' };
   }
   const features = [...adapter.features].sort();
-  for (const f of REQUIRED_FEATURES) if (!features.includes(f)) return { ok: false, reason: `the WebGPU adapter lacks the feature '${f}'` };
   const limits: Record<string, number> = {};
   for (const k in adapter.limits) {
     const v = (adapter.limits as unknown as Record<string, unknown>)[k];
     if (typeof v === 'number') limits[k] = v;
   }
-  for (const [k, need] of Object.entries(REQUIRED_LIMITS)) {
-    if (!((limits[k] ?? 0) >= need)) return { ok: false, reason: `the WebGPU adapter's ${k} is ${limits[k]}, below the ${need} the kernels need` };
-  }
+  const short = adapterShortfall(features, limits);
+  if (short) return { ok: false, reason: short };
   const requiredLimits: Record<string, number> = {};
   for (const k of REQUESTED_LIMITS) if (limits[k] !== undefined) requiredLimits[k] = limits[k]!;
   const device = await adapter.requestDevice({ requiredLimits });
