@@ -8,6 +8,7 @@
  */
 import type { GpuCapabilities } from './capabilities.js';
 import { PipelineCache } from './pipelines.js';
+import { UsageError } from '../../errors.js';
 
 const MiB = 1024 * 1024;
 /** Workgroups per dispatch dimension beyond which a dispatch is folded into y (WebGPU's minimum limit). */
@@ -33,12 +34,12 @@ export class GpuDevice {
   }
 
   /**
-   * A RangeError naming `what` and its size when `bytes` cannot be one storage binding on this
-   * adapter (checked before any buffer exists or any kernel runs).
+   * A UsageError (one line, exit 2 in the CLI) naming `what` and its size when `bytes` cannot be one
+   * storage binding on this adapter, checked before the buffer exists or any kernel runs on it.
    */
   fits(what: string, bytes: number): void {
     if (bytes > this.caps.maxBinding) {
-      throw new RangeError(`webgpu: ${what} needs ${fmtBytes(bytes)}, above this adapter's maxStorageBufferBindingSize of ${fmtBytes(this.caps.maxBinding)}`);
+      throw new UsageError(`webgpu: ${what} needs ${fmtBytes(bytes)}, above this adapter's maxStorageBufferBindingSize of ${fmtBytes(this.caps.maxBinding)}`);
     }
   }
 
@@ -87,7 +88,7 @@ export class GpuDevice {
       ? (groups <= MAX_GROUPS_X ? [groups, 1] : [MAX_GROUPS_X, Math.ceil(groups / MAX_GROUPS_X)])
       : groups;
     if (gx === 0 || gy === 0) return;
-    if (gy > MAX_GROUPS_X) throw new RangeError(`webgpu: a dispatch of ${gx}×${gy} workgroups exceeds the ${MAX_GROUPS_X} per dimension`);
+    if (gy > MAX_GROUPS_X) throw new UsageError(`webgpu: a dispatch of ${gx}×${gy} workgroups exceeds the ${MAX_GROUPS_X} per dimension`);
     const words = new Uint32Array(Math.max(4, Math.ceil(params.length / 4) * 4));
     words.set(params.map((p) => p >>> 0));
     const uniform = this.device.createBuffer({ size: words.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });

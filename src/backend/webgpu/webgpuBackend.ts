@@ -9,6 +9,7 @@
  * logSoftmaxParts) accumulate two-float sums on the device and finish in float64 on the host.
  */
 import { expectShape, type Backend, type BTensor } from '../backend.js';
+import { UsageError } from '../../errors.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { decodeHalf } from '../../tensor/codecs.js';
@@ -54,7 +55,7 @@ function f32buf(x: GpuTensor): GPUBuffer {
 /** The buffer of a one-part dense tensor (any dtype but 'q'). */
 function single(x: GpuTensor): GPUBuffer {
   if (x.dtype === 'q') throw new TypeError('a quantized weight can only be used by linear (or read)');
-  if (x.parts.length !== 1) throw new RangeError(`webgpu: this op takes a tensor of one storage binding; [${x.shape.join(', ')}] (${x.dtype}) is split in ${x.parts.length} parts`);
+  if (x.parts.length !== 1) throw new UsageError(`webgpu: this op takes a tensor of one storage binding; [${x.shape.join(', ')}] (${x.dtype}) is split in ${x.parts.length} parts`);
   return x.parts[0]!.buffer;
 }
 
