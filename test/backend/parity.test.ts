@@ -185,6 +185,18 @@ describe('backend parity: WebGPU vs CPU', { skip }, () => {
     }
   });
 
+  it('results are the same bits run to run (fixed reduction orders)', async () => {
+    const once = async () => {
+      const x = up(gpu!, 9 * 300, 95, [9, 300], 3), w = weight(gpu!, 'bf16', [70, 300], 96);
+      const y = gpu!.linear(x, w), a = gpu!.attention(y, y, y, { nHeads: 5, nKvHeads: 5, headDim: 14, offset: 0 });
+      const parts = await gpu!.logSoftmaxParts(a, Int32Array.from({ length: 9 }, (_, i) => i * 7), 0);
+      const out = [await gpu!.read(y), await gpu!.read(a), parts.lse, parts.picked];
+      for (const tsr of [x, w, y, a]) gpu!.free(tsr);
+      return out.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex'));
+    };
+    assert.deepEqual(await once(), await once());
+  });
+
   it('bad input gives the CPU backend\'s errors', async () => {
     const errorOf = (be: Backend, f: (be: Backend) => unknown): string => {
       try { f(be); } catch (e) { return `${(e as Error).name}: ${(e as Error).message}`; }
