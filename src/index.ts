@@ -9,6 +9,8 @@ export { writeSafetensors } from './io/safetensors.js';
 export { Tensor } from './tensor/tensor.js';
 export type { Backend, BTensor } from './backend/backend.js';
 export { CpuBackend } from './backend/cpu/cpuBackend.js';
+export { WebGpuBackend, createWebGpuBackend, type WebGpuAvailability } from './backend/webgpu/webgpuBackend.js';
+export { acquireGpu, type GpuCapabilities } from './backend/webgpu/capabilities.js';
 export { selectKernels } from './backend/cpu/kernels/select.js';
 export { LlamaModel } from './model/llama.js';
 export { streamedNll } from './model/stream.js';

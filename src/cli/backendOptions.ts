@@ -8,12 +8,20 @@ import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpuBackend.js';
 import { KERNEL_PREFERENCES, selectKernels, type KernelPreference } from '../backend/cpu/kernels/select.js';
 import { UsageError } from '../errors.js';
+import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
+
+/** --backend values: auto = WebGPU when an adapter exists, else the CPU (a one-line note says which ran and why). */
+export const BACKENDS = ['cpu', 'webgpu', 'auto'] as const;
+export type BackendChoice = typeof BACKENDS[number];
+
+/** Why quantize and study (which quantizes) run on the CPU: the first WebGPU milestone evaluates only. */
+export const QUANTIZE_ON_CPU_ONLY = 'quantization does not run on WebGPU yet (the WebGPU backend evaluates; quantize on the CPU, then eval --backend webgpu)';
 
 export interface BackendCliOptions { backend?: string; cpuKernels?: string; threads?: string | number }
 
 export function backendOptions(cmd: Command): Command {
   return cmd
-    .option('--backend <name>', 'compute backend: cpu', 'cpu')
+    .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')} (auto = webgpu when an adapter exists, else cpu)`, 'cpu')
     .option('--cpu-kernels <provider>', `CPU kernel provider: ${KERNEL_PREFERENCES.join(', ')} (auto = native, else wasm, else js)`, 'auto')
     .option('--threads <n>', 'worker threads for the CPU kernels (default: the number of cores)');
 }
@@ -25,12 +33,30 @@ export function threadCount(o: BackendCliOptions): number {
   return threads;
 }
 
-/** The backend a command runs on, chosen once from the CLI options. */
-export async function createBackend(o: BackendCliOptions): Promise<Backend> {
-  if (o.backend && o.backend !== 'cpu') throw new UsageError(`unknown backend '${o.backend}' (known: cpu)`);
+/**
+ * The backend a command runs on, chosen once from the CLI options. `cpuOnly` (a reason) marks a
+ * command that does not run on WebGPU yet: --backend webgpu is then refused with it, and auto
+ * picks the CPU and says why. The CPU kernels (--cpu-kernels, --threads) also serve the WebGPU
+ * backend as its host kernels (the quantizers' float64 linear algebra).
+ */
+export async function createBackend(o: BackendCliOptions, opts: { cpuOnly?: string } = {}): Promise<Backend> {
+  const choice = (o.backend ?? 'cpu') as BackendChoice;
+  if (!BACKENDS.includes(choice)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')} (got '${o.backend}')`);
+  if (choice === 'webgpu' && opts.cpuOnly) throw new UsageError(`--backend webgpu: ${opts.cpuOnly}; use --backend cpu`);
   const pref = (o.cpuKernels ?? 'auto') as KernelPreference;
   if (!KERNEL_PREFERENCES.includes(pref)) throw new UsageError(`--cpu-kernels must be one of ${KERNEL_PREFERENCES.join(', ')} (got '${o.cpuKernels}')`);
   const { kernels, note } = selectKernels(pref, threadCount(o));
+  if (choice !== 'cpu' && !opts.cpuOnly) {
+    const gpu = await createWebGpuBackend(kernels, note);
+    if (gpu.ok) {
+      if (choice === 'auto') process.stderr.write(`lowbit: --backend auto: running on WebGPU (${gpu.backend.caps.adapterName})\n`);
+      return gpu.backend;
+    }
+    if (choice === 'webgpu') throw new UsageError(`--backend webgpu: ${gpu.reason}`);
+    process.stderr.write(`lowbit: --backend auto: running on the CPU: ${gpu.reason}\n`);
+  } else if (choice === 'auto') {
+    process.stderr.write(`lowbit: --backend auto: running on the CPU: ${opts.cpuOnly}\n`);
+  }
   if (pref === 'auto' && kernels.name !== 'native') providerNotice(note);
   return new CpuBackend(kernels, note);
 }

@@ -1,0 +1,103 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The one place that finds a WebGPU implementation and reads what it can do: a browser's
+ * `navigator.gpu`, or in Node the optional `webgpu` package (Dawn), imported dynamically so that an
+ * install without it still works ("no adapter", with the reason). The adapter, its features and
+ * limits are read once per process; the device is requested with the adapter's own limits for
+ * everything the kernels depend on (a device otherwise gets the spec's defaults, e.g. 128 MiB
+ * bindings and 16 KiB of workgroup memory, whatever the hardware has).
+ */
+
+/** What the kernels need; an adapter below any of these is refused with the limit's name. */
+export const REQUIRED_LIMITS = Object.freeze({
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeWorkgroupStorageSize: 8192,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxStorageBufferBindingSize: 1 << 20,
+  maxBufferSize: 1 << 20,
+  maxComputeWorkgroupsPerDimension: 65535,
+});
+
+/** Limits requested from the adapter at its own values (the ones the backend reads). */
+const REQUESTED_LIMITS = [...Object.keys(REQUIRED_LIMITS), 'maxBindGroups', 'minStorageBufferOffsetAlignment'] as const;
+
+/** Features the kernels need: none (f16/bf16 are decoded from u32 words, so `shader-f16` is not used). */
+export const REQUIRED_FEATURES: readonly string[] = Object.freeze([]);
+
+export interface GpuCapabilities {
+  /** 'node (Dawn, npm webgpu)' or 'browser (navigator.gpu)' */
+  readonly runtime: string;
+  /** vendor / architecture / description as the adapter reports them (may be empty strings) */
+  readonly adapterName: string;
+  readonly features: readonly string[];
+  readonly limits: Readonly<Record<string, number>>;
+  readonly maxBinding: number;
+  readonly maxBufferSize: number;
+}
+
+export type GpuAcquired = { ok: true; device: GPUDevice; caps: GpuCapabilities } | { ok: false; reason: string };
+
+let acquired: Promise<GpuAcquired> | undefined;
+/** Dawn's GPU instance and adapter must outlive the device (collecting them crashes Dawn): held here for the process. */
+const keepAlive: unknown[] = [];
+
+/** The process's WebGPU device and its capabilities, or why there is none. Requested once. */
+export function acquireGpu(): Promise<GpuAcquired> {
+  acquired ??= requestDevice().catch((e: unknown) => ({ ok: false as const, reason: `WebGPU failed: ${(e as Error).message ?? e}` }));
+  return acquired;
+}
+
+/** The first feature or limit the kernels need that an adapter lacks, as one line; undefined when it has them all. */
+export function adapterShortfall(features: readonly string[], limits: Readonly<Record<string, number>>): string | undefined {
+  for (const f of REQUIRED_FEATURES) if (!features.includes(f)) return `the WebGPU adapter lacks the feature '${f}'`;
+  for (const [k, need] of Object.entries(REQUIRED_LIMITS)) {
+    if (!((limits[k] ?? 0) >= need)) return `the WebGPU adapter's ${k} is ${limits[k] ?? 'not reported'}, below the ${need} the kernels need`;
+  }
+  return undefined;
+}
+
+async function findGpu(): Promise<{ gpu: GPU; runtime: string } | { reason: string }> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return { gpu: nav.gpu, runtime: 'browser (navigator.gpu)' };
+  if (typeof process === 'undefined' || !process.versions?.node) return { reason: 'this browser has no navigator.gpu' };
+  let mod: { create(opts: string[]): GPU; globals: object };
+  try {
+    mod = await import('webgpu' as string) as typeof mod;
+  } catch (e) {
+    return { reason: `the optional npm package 'webgpu' (Dawn) is not installed (${(e as Error).message.split('\n')[0]})` };
+  }
+  // the GPUBufferUsage / GPUMapMode / GPUShaderStage constants live on globalThis in a browser
+  for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  return { gpu: mod.create([]), runtime: 'node (Dawn, npm webgpu)' };
+}
+
+async function requestDevice(): Promise<GpuAcquired> {
+  const found = await findGpu();
+  if ('reason' in found) return { ok: false, reason: found.reason };
+  const adapter = await found.gpu.requestAdapter();
+  keepAlive.push(found.gpu, adapter);
+  if (!adapter) {
+    return { ok: false, reason: 'no WebGPU adapter (Node: a Vulkan driver is needed; without a GPU, Mesa lavapipe from bookworm-backports, see the README)' };
+  }
+  const features = [...adapter.features].sort();
+  const limits: Record<string, number> = {};
+  for (const k in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, unknown>)[k];
+    if (typeof v === 'number') limits[k] = v;
+  }
+  const short = adapterShortfall(features, limits);
+  if (short) return { ok: false, reason: short };
+  const requiredLimits: Record<string, number> = {};
+  for (const k of REQUESTED_LIMITS) if (limits[k] !== undefined) requiredLimits[k] = limits[k]!;
+  const device = await adapter.requestDevice({ requiredLimits });
+  const info = adapter.info as GPUAdapterInfo | undefined;
+  const adapterName = info ? [info.vendor, info.architecture, info.description].filter((s) => s).join(' ') : '';
+  return {
+    ok: true, device,
+    caps: Object.freeze({
+      runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
+      maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
+    }),
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * Element-wise kernels, one invocation per element: add, siluMul, rope (per rotated pair) and the
+ * embedding gather (per output element). Each is a few lines over a flat index.
+ */
+import { FLAT_INDEX, weightAccess, type WeightDtype } from './common.wgsl.js';
+
+export const ELEM_WG = 256;
+
+const HEAD = /* wgsl */ `
+const WG: u32 = ${ELEM_WG}u;
+${FLAT_INDEX}
+`;
+
+/** y = a + b, or y = silu(a) · b = a / (1 + exp(−a)) · b. */
+export function binaryWgsl(op: 'add' | 'silu_mul'): string {
+  const expr = op === 'add' ? 'a[i] + b[i]' : '(a[i] / (1.0 + exp(-a[i]))) * b[i]';
+  return `${HEAD}
+struct Params { n: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(${ELEM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat_index(gid, nwg);
+  if (i < p.n) { y[i] = ${expr}; }
+}`;
+}
+
+/**
+ * Rotate-half RoPE of x[T, H·hd] into y: pair (i, i + hd/2) of head h at row t rotated by
+ * cos/sin[t, i]; one invocation per pair.
+ */
+export const ROPE_WGSL = `${HEAD}
+struct Params { T: u32, H: u32, half: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> cs: array<f32>;
+@group(0) @binding(3) var<storage, read> sn: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(${ELEM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let j = flat_index(gid, nwg);
+  let pairs = p.H * p.half;
+  if (j >= p.T * pairs) { return; }
+  let t = j / pairs;
+  let h = (j % pairs) / p.half;
+  let i = j % p.half;
+  let o = t * pairs * 2u + h * p.half * 2u + i;
+  let a = x[o];
+  let b = x[o + p.half];
+  let c = cs[t * p.half + i];
+  let s = sn[t * p.half + i];
+  y[o] = a * c - b * s;
+  y[o + p.half] = b * c + a * s;
+}`;
+
+/**
+ * out[i, d] = table[ids[i], d] for the ids inside this part of the table (rows r0..r0+rows), the
+ * table stored in its dtype; one invocation per output element.
+ */
+export function embeddingWgsl(dtype: WeightDtype): string {
+  return `${HEAD}
+struct Params { n: u32, D: u32, r0: u32, rows: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${weightAccess('table', 3, dtype)}
+@compute @workgroup_size(${ELEM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let j = flat_index(gid, nwg);
+  if (j >= p.n * p.D) { return; }
+  let id = ids[j / p.D];
+  if (id < p.r0 || id >= p.r0 + p.rows) { return; }
+  y[j] = load_table((id - p.r0) * p.D + j % p.D);
+}`;
+}

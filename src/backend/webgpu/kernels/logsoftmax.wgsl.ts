@@ -1,0 +1,72 @@
+/**
+ * Per-row log-softmax parts of logits[T, C], one workgroup per row, for nll and logSoftmaxParts.
+ * WGSL has no float64, so the row's Σ exp(x − max) is accumulated as a two-float (hi, lo) pair:
+ * each invocation sums its strided share with TwoSum (Knuth), the pairs combine in a fixed tree,
+ * and the host finishes lse = max + log(hi + lo) in float64. Output per row: [max, hi, lo, x[pick]]
+ * (pick: a column the host chose, the target's when it lies in this chunk).
+ */
+import { FLAT_INDEX, FLOAT_CONSTS } from './common.wgsl.js';
+
+export const LSM_WG = 64;
+
+export const LOGSOFTMAX_WGSL = `
+const WG: u32 = ${LSM_WG}u;
+${FLAT_INDEX}${FLOAT_CONSTS}
+struct Params { T: u32, C: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> pick: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+var<workgroup> part_hi: array<f32, ${LSM_WG}>;
+var<workgroup> part_lo: array<f32, ${LSM_WG}>;
+
+/** hi + lo of a + b exactly (TwoSum): returns (fl(a + b), the rounding error). */
+fn two_sum(a: f32, b: f32) -> vec2f {
+  let s = a + b;
+  let bb = s - a;
+  let err = (a - (s - bb)) + (b - bb);
+  return vec2f(s, err);
+}
+
+@compute @workgroup_size(${LSM_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let row = flat_group(wid, nwg);
+  if (row >= p.T) { return; }
+  let o = row * p.C;
+  var mx = neg_inf();
+  for (var j = lid.x; j < p.C; j += WG) { let v = x[o + j]; if (v > mx) { mx = v; } }
+  part_hi[lid.x] = mx;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s && part_hi[lid.x + s] > part_hi[lid.x]) { part_hi[lid.x] = part_hi[lid.x + s]; }
+    workgroupBarrier();
+  }
+  mx = part_hi[0];
+  workgroupBarrier();
+  var hi = 0.0;
+  var lo = 0.0;
+  if (abs(mx) <= MAX_F32) {
+    for (var j = lid.x; j < p.C; j += WG) {
+      let r = two_sum(hi, exp(x[o + j] - mx));
+      hi = r.x;
+      lo += r.y;
+    }
+  }
+  part_hi[lid.x] = hi;
+  part_lo[lid.x] = lo;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) {
+      let r = two_sum(part_hi[lid.x], part_hi[lid.x + s]);
+      part_hi[lid.x] = r.x;
+      part_lo[lid.x] = part_lo[lid.x] + part_lo[lid.x + s] + r.y;
+    }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) {
+    out[row * 4u] = mx;
+    out[row * 4u + 1u] = part_hi[0];
+    out[row * 4u + 2u] = part_lo[0];
+    out[row * 4u + 3u] = x[o + pick[row]];
+  }
+}`;

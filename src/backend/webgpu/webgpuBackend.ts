@@ -1,0 +1,316 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The WebGPU backend: every op of the Backend interface as reference WGSL kernels (kernels/), with
+ * the CPU backend's shape checks, error messages and rounding conventions. Activations are float32
+ * buffers, one per tensor (a tensor larger than one storage binding is refused, naming its size,
+ * before any kernel runs); weights keep their stored dtype, in row parts when larger than a binding
+ * (weights.ts). Ops enqueue work and return at once; read, nll and logSoftmaxParts wait, and report
+ * any device error recorded meanwhile. The reductions WGSL cannot do in float64 (nll,
+ * logSoftmaxParts) accumulate two-float sums on the device and finish in float64 on the host.
+ */
+import { expectShape, type Backend, type BTensor } from '../backend.js';
+import { UsageError } from '../../errors.js';
+import type { CpuKernels } from '../cpu/kernels/kernels.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { decodeHalf } from '../../tensor/codecs.js';
+import { isAwqPacked, isKindLayer, materializeKind, type PackedWeight } from '../../tensor/packed.js';
+import { dequantizeAwq } from '../../tensor/awqPack.js';
+import { decodeQuantRows } from '../cpu/kernels/qgemm.js';
+import { acquireGpu, type GpuCapabilities } from './capabilities.js';
+import { GpuDevice } from './device.js';
+import { denseParts, destroyQuant, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
+import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
+import { quantizeRows, rmsnorm } from './kernels/rows.js';
+import { binary, embeddingPart, rope } from './kernels/elementwise.js';
+import { attention } from './kernels/attention.js';
+import { logSoftmaxRows } from './kernels/logsoftmax.js';
+
+type Dtype = 'f32' | 'f16' | 'bf16' | 'q';
+
+class GpuTensor implements BTensor {
+  freed = false;
+  /** its buffer ends with guard words (an op output under guardWords) */
+  guarded = false;
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: Dtype,
+    /** row parts of a dense tensor (one for activations); empty for a quantized weight */
+    readonly parts: readonly Part[],
+    readonly quant?: DeviceQuant,
+  ) {}
+  get numel(): number { return this.shape.reduce((a, b) => a * b, 1); }
+}
+
+function t(x: BTensor): GpuTensor {
+  if (!(x instanceof GpuTensor)) throw new TypeError('tensor does not belong to the WebGPU backend');
+  if (x.freed) throw new Error(`a freed ${x.dtype} tensor [${x.shape.join(', ')}] was used (use after free)`);
+  return x;
+}
+
+/** The single buffer of a float32 tensor (the CPU backend's `f32` accessor, same message). */
+function f32buf(x: GpuTensor): GPUBuffer {
+  if (x.dtype !== 'f32') throw new TypeError(`expected a float32 tensor, got ${x.dtype}`);
+  return single(x);
+}
+/** The buffer of a one-part dense tensor (any dtype but 'q'). */
+function single(x: GpuTensor): GPUBuffer {
+  if (x.dtype === 'q') throw new TypeError('a quantized weight can only be used by linear (or read)');
+  if (x.parts.length !== 1) throw new UsageError(`webgpu: this op takes a tensor of one storage binding; [${x.shape.join(', ')}] (${x.dtype}) is split in ${x.parts.length} parts`);
+  return x.parts[0]!.buffer;
+}
+
+export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: false; reason: string };
+
+/**
+ * The WebGPU backend when an adapter is available (with the adapter's limits requested), else why
+ * not. `maxBinding` lowers the binding limit the backend plans with (tests of the row-part split
+ * and of the size refusal, without 128 MiB tensors); it never raises it.
+ */
+export async function createWebGpuBackend(
+  hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number; guardWords?: boolean } = {},
+): Promise<WebGpuAvailability> {
+  const g = await acquireGpu();
+  if (!g.ok) return g;
+  const caps = opts.maxBinding ? { ...g.caps, maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : g.caps;
+  return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
+}
+
+/** Guard words after every op output when asked (tests): a kernel writing past its output overwrites one. */
+const GUARD_WORDS = 16, GUARD = 0x5eedf00d; // a finite float: NaN payloads cannot echo it back
+
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu';
+  constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string, private readonly guardWords = false) {}
+
+  get caps(): GpuCapabilities { return this.gpu.caps; }
+  get description(): string { return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}; host kernels ${this.hostNote}`; }
+
+  /** A new float32 tensor (one buffer, checked against the binding limit first). */
+  private out(op: string, shape: readonly number[]): GpuTensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const what = `${op} output [${shape.join(', ')}]`;
+    this.gpu.fits(what, n * 4);
+    const buffer = this.gpu.storage(what, (n + (this.guardWords ? GUARD_WORDS : 0)) * 4);
+    const o = new GpuTensor(shape, 'f32', [{ buffer, start: 0, rows: shape[0] ?? 1 }]);
+    if (this.guardWords) {
+      this.gpu.write(buffer, new Uint32Array(GUARD_WORDS).fill(GUARD), n * 4);
+      o.guarded = true;
+    }
+    return o;
+  }
+
+  /** With guardWords: throws unless the guard words after x's data are intact (tests). */
+  async checkGuards(x: BTensor): Promise<void> {
+    const g = t(x);
+    if (!g.guarded) return;
+    const n = g.numel;
+    const words = new Uint32Array(await this.gpu.read(g.parts[0]!.buffer, (n + GUARD_WORDS) * 4), n * 4);
+    if (words.some((w) => w !== GUARD)) throw new Error(`a kernel wrote past its output [${g.shape.join(', ')}]`);
+  }
+
+  upload(data: Float32Array, shape: readonly number[]): BTensor {
+    expectShape('upload', 'data', [data.length], [shape.reduce((a, b) => a * b, 1)]);
+    const o = this.out('upload', shape);
+    this.gpu.write(o.parts[0]!.buffer, data);
+    return o;
+  }
+
+  uploadWeight(w: Tensor): BTensor {
+    const dtype: DenseDtype = w.dtype === 'bf16' || w.dtype === 'f16' ? w.dtype : 'f32';
+    const data = dtype === 'f32' ? w.toF32() : w.data as Uint16Array;
+    const rowElems = w.shape.length > 1 ? w.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+    const parts = denseParts(this.gpu, 'weight', w.shape, dtype, (buf, start, rows) => {
+      this.gpu.write(buf, data.subarray(start * rowElems, (start + rows) * rowElems));
+    });
+    return new GpuTensor(w.shape, dtype, parts);
+  }
+
+  /** GPTQ and AWQ codes as stored (decoded in the shader); other kinds decoded on the host (weights.ts). */
+  uploadQuantized(q: PackedWeight): BTensor {
+    const dq = isKindLayer(q) ? uploadKind(this.gpu, q) : isAwqPacked(q) ? uploadAwq(this.gpu, q) : uploadGptq(this.gpu, q);
+    return new GpuTensor([q.rows, q.cols], 'q', [], dq);
+  }
+
+  async read(x: BTensor): Promise<Float32Array> {
+    const g = t(x);
+    if (g.quant) {
+      if (g.quant.kind === 'dense') return materializeKind(g.quant.host);
+      if (g.quant.kind === 'awq') return dequantizeAwq(g.quant.host);
+      const out = new Float32Array(g.quant.host.rows * g.quant.host.cols);
+      decodeQuantRows(g.quant.host, 0, g.quant.host.rows, out);
+      return out;
+    }
+    const n = g.numel, rowElems = n / Math.max(g.shape[0] ?? 1, 1);
+    const bytes = g.dtype === 'f32' ? 4 : 2;
+    const all = new Uint8Array(n * bytes);
+    for (const p of g.parts) {
+      const b = await this.gpu.read(p.buffer, p.rows * rowElems * bytes);
+      all.set(new Uint8Array(b), p.start * rowElems * bytes);
+    }
+    if (g.dtype === 'f32') return new Float32Array(all.buffer);
+    return decodeHalf(g.dtype as 'f16' | 'bf16', new Uint16Array(all.buffer));
+  }
+
+  /** Destroys the tensor's buffers (after the work already submitted); a second free does nothing, a later use is an Error. */
+  free(x: BTensor): void {
+    if (!(x instanceof GpuTensor) || x.freed) return;
+    x.freed = true;
+    for (const p of x.parts) p.buffer.destroy();
+    if (x.quant) destroyQuant(x.quant);
+  }
+
+  embedding(table: BTensor, ids: Int32Array): BTensor {
+    const tb = t(table);
+    if (tb.dtype === 'q') throw new TypeError('embedding: the table is a quantized weight; only linear takes those');
+    expectShape('embedding', 'table', tb.shape, [undefined, undefined]);
+    const [V, D] = tb.shape as [number, number];
+    for (const id of ids) if (id < 0 || id >= V) throw new RangeError(`embedding: token id ${id} outside the vocabulary of ${V}`);
+    const out = this.out('embedding', [ids.length, D]);
+    if (ids.length === 0 || D === 0) return out;
+    const idBuf = this.gpu.upload('embedding ids', new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
+    for (const p of tb.parts) embeddingPart(this.gpu, tb.dtype as DenseDtype, idBuf, p.buffer, out.parts[0]!.buffer, ids.length, D, p.start, p.rows);
+    idBuf.destroy();
+    return out;
+  }
+
+  rmsnorm(x: BTensor, gamma: BTensor, eps: number): BTensor {
+    const xs = t(x), g = t(gamma);
+    const D = xs.shape[xs.shape.length - 1]!;
+    expectShape('rmsnorm', 'gamma', g.shape, [D]);
+    const xb = f32buf(xs), gb = single(g);
+    const out = this.out('rmsnorm', xs.shape);
+    rmsnorm(this.gpu, xb, gb, g.dtype as DenseDtype, out.parts[0]!.buffer, xs.numel / Math.max(D, 1), D, eps);
+    return out;
+  }
+
+  linear(x: BTensor, w: BTensor): BTensor {
+    const xs = t(x), ws = t(w);
+    expectShape('linear', 'weight', ws.shape, [undefined, undefined]);
+    const [N, K] = ws.shape as [number, number];
+    expectShape('linear', 'input', xs.shape, [undefined, K]);
+    const M = xs.shape[0]!;
+    const xb = f32buf(xs);
+    const out = this.out('linear', [M, N]), yb = out.parts[0]!.buffer;
+    const s = { M, K, ldy: N };
+    if (M === 0 || N === 0) return out;
+    const q = ws.quant;
+    if (q?.kind === 'gptq') linearGptq(this.gpu, xb, q.bufs, yb, s, N);
+    else if (q?.kind === 'awq') linearAwq(this.gpu, xb, q.bufs, yb, s, N);
+    else {
+      const parts = q?.kind === 'dense' ? q.parts : ws.parts;
+      const dtype = q ? 'f32' : ws.dtype as DenseDtype;
+      for (const p of parts) linearDense(this.gpu, dtype, xb, p.buffer, yb, s, p.rows, p.start);
+    }
+    return out;
+  }
+
+  rope(x: BTensor, nHeads: number, headDim: number, cos: BTensor, sin: BTensor): BTensor {
+    const xs = t(x);
+    const T = xs.shape[0]!;
+    expectShape('rope', 'input', xs.shape, [T, nHeads * headDim]);
+    expectShape('rope', 'cos', t(cos).shape, [T, headDim / 2]);
+    expectShape('rope', 'sin', t(sin).shape, [T, headDim / 2]);
+    const xb = f32buf(xs), cb = f32buf(t(cos)), sb = f32buf(t(sin));
+    const out = this.out('rope', xs.shape);
+    rope(this.gpu, xb, cb, sb, out.parts[0]!.buffer, T, nHeads, headDim);
+    return out;
+  }
+
+  attention(q: BTensor, k: BTensor, v: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): BTensor {
+    const qs = t(q), ks = t(k), vs = t(v);
+    const T = qs.shape[0]!, S = ks.shape[0]!;
+    if (o.nHeads % o.nKvHeads !== 0) throw new RangeError(`attention: ${o.nHeads} heads is not a multiple of ${o.nKvHeads} KV heads`);
+    expectShape('attention', 'q', qs.shape, [T, o.nHeads * o.headDim]);
+    expectShape('attention', 'k', ks.shape, [S, o.nKvHeads * o.headDim]);
+    expectShape('attention', 'v', vs.shape, [S, o.nKvHeads * o.headDim]);
+    if (S < o.offset + T) throw new RangeError(`attention: ${S} keys cannot cover offset ${o.offset} + ${T} queries`);
+    const qb = f32buf(qs), kb = f32buf(ks), vb = f32buf(vs);
+    const out = this.out('attention', qs.shape);
+    attention(this.gpu, qb, kb, vb, out.parts[0]!.buffer, { T, ...o });
+    return out;
+  }
+
+  siluMul(gate: BTensor, up: BTensor): BTensor {
+    const g = t(gate), u = t(up);
+    expectShape('siluMul', 'up', u.shape, g.shape);
+    const out = this.out('siluMul', g.shape);
+    binary(this.gpu, 'silu_mul', f32buf(g), f32buf(u), out.parts[0]!.buffer, g.numel);
+    return out;
+  }
+
+  quantizeRows(x: BTensor, bits: number): BTensor {
+    const xs = t(x);
+    if (!Number.isInteger(bits) || bits < 2 || bits > 16) throw new RangeError(`quantizeRows: bits ${bits} is not an integer in 2..16`);
+    const D = xs.shape[xs.shape.length - 1]!;
+    const xb = f32buf(xs);
+    const out = this.out('quantizeRows', xs.shape);
+    if (D > 0) quantizeRows(this.gpu, xb, out.parts[0]!.buffer, xs.numel / D, D, bits);
+    return out;
+  }
+
+  add(a: BTensor, b: BTensor): BTensor {
+    const x = t(a), y = t(b);
+    expectShape('add', 'b', y.shape, x.shape);
+    const out = this.out('add', x.shape);
+    binary(this.gpu, 'add', f32buf(x), f32buf(y), out.parts[0]!.buffer, x.numel);
+    return out;
+  }
+
+  rows(x: BTensor, start: number, count: number): BTensor {
+    const xs = t(x);
+    const M = xs.shape[0]!, D = xs.numel / Math.max(M, 1);
+    const xb = f32buf(xs);
+    if (start < 0 || count < 0 || start + count > M) throw new RangeError(`rows: [${start}, ${start + count}) outside ${M} rows`);
+    const out = this.out('rows', [count, ...xs.shape.slice(1)]);
+    this.gpu.copy(xb, start * D * 4, out.parts[0]!.buffer, 0, count * D * 4);
+    return out;
+  }
+
+  concatRows(a: BTensor, b: BTensor): BTensor {
+    const x = t(a), y = t(b);
+    expectShape('concatRows', 'b', y.shape, [undefined, ...x.shape.slice(1)]);
+    const xb = f32buf(x), yb = f32buf(y);
+    const out = this.out('concatRows', [x.shape[0]! + y.shape[0]!, ...x.shape.slice(1)]);
+    this.gpu.copy(xb, 0, out.parts[0]!.buffer, 0, x.numel * 4);
+    this.gpu.copy(yb, 0, out.parts[0]!.buffer, x.numel * 4, y.numel * 4);
+    return out;
+  }
+
+  async nll(logits: BTensor, targets: Int32Array): Promise<Float64Array> {
+    const l = t(logits);
+    const [T, V] = l.shape as [number, number];
+    expectShape('nll', 'targets', [targets.length], [T]);
+    const lb = f32buf(l);
+    targets.forEach((tgt, row) => {
+      if (tgt < 0 || tgt >= V) throw new RangeError(`nll: target ${tgt} at row ${row} outside the vocabulary of ${V}`);
+    });
+    const rows = await logSoftmaxRows(this.gpu, lb, Uint32Array.from(targets), T, V);
+    // the host's kernel: max + log Σ exp(x − max) − x[target]; NaN when the max is not finite
+    return Float64Array.from(rows, (r) => r.max + Math.log(r.sum) - r.pickedLogit);
+  }
+
+  async logSoftmaxParts(logits: BTensor, targets: Int32Array, offset: number): Promise<{ lse: Float64Array; picked: Float64Array }> {
+    const l = t(logits);
+    expectShape('logSoftmaxParts', 'logits', l.shape, [undefined, undefined]);
+    const [T, C] = l.shape as [number, number];
+    expectShape('logSoftmaxParts', 'targets', [targets.length], [T]);
+    if (!Number.isSafeInteger(offset)) throw new RangeError(`logSoftmaxParts: offset ${offset} is not an integer`);
+    if (C === 0) throw new RangeError('logSoftmaxParts: the chunk has no columns');
+    const lb = f32buf(l);
+    const local = new Uint32Array(T);
+    for (let i = 0; i < T; i++) {
+      const k = targets[i]! - offset;
+      local[i] = k >= 0 && k < C ? k : 0; // column 0 stands in for a target elsewhere, as on the CPU
+    }
+    const rows = await logSoftmaxRows(this.gpu, lb, local, T, C);
+    const lse = new Float64Array(T), picked = new Float64Array(T);
+    rows.forEach((r, i) => {
+      const k = targets[i]! - offset, v = r.pickedLogit;
+      const full = Number.isFinite(r.max) ? r.max + Math.log(r.sum) : r.max;
+      // the CPU backend's order of operations: (lse − v) + v for a finite picked logit
+      lse[i] = Number.isFinite(v) ? (Number.isFinite(r.max) ? full - v : NaN) + v : full;
+      picked[i] = k >= 0 && k < C ? v : NaN;
+    });
+    return { lse, picked };
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * End to end on WebGPU: perplexity of the bundled model and of a GPTQ W4 checkpoint, and zero-shot
+ * task accuracy, equal the CPU backend's (perplexity within 1e-4 relative, accuracies identical)
+ * on a few windows / examples; and the CLI's --backend contract (webgpu, auto with its note,
+ * quantize refusing webgpu with one line). Skipped, with the reason, when no WebGPU adapter exists.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
+import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
+import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import type { Backend } from '../../src/backend/backend.js';
+import { openModel } from '../../src/io/open.js';
+import { evaluatePpl } from '../../src/eval/ppl.js';
+import { evaluateTasks } from '../../src/eval/taskRun.js';
+import { quantizeModel } from '../../src/quant/quantizeModel.js';
+import { TINY656K, HAS_TASK_DATA } from '../helpers/paths.js';
+import { runCli } from '../cli/helpers.js';
+
+const { kernels, note } = selectKernels('auto', 2);
+const cpu = new CpuBackend(kernels, note);
+const made = await createWebGpuBackend(kernels, note);
+const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
+if (!made.ok) console.log(`# webgpuEval: skipped: ${made.reason}`);
+const gpu = made.ok ? made.backend : undefined as unknown as Backend;
+
+function assertRel(got: number, want: number, tol: number, what: string): void {
+  const rel = Math.abs(got - want) / Math.abs(want);
+  assert.ok(rel <= tol, `${what}: ${got} vs CPU ${want}, relative difference ${rel.toExponential(2)} > ${tol}`);
+}
+
+describe('WebGPU end to end vs CPU', { skip }, () => {
+  let dir = '';
+  before(() => { dir = mkdtempSync(join(tmpdir(), 'lowbit-webgpu-')); });
+  after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+  it('perplexity of the bundled model, 2 windows of each set, within 1e-4 relative', async () => {
+    const ckpt = openModel(TINY656K);
+    for (const set of ['wikitext2', 'c4', 'ptb', 'tinystories']) {
+      const want = await evaluatePpl(ckpt, cpu, set, { seqlen: 512, limit: 2 });
+      const got = await evaluatePpl(ckpt, gpu, set, { seqlen: 512, limit: 2 });
+      assertRel(got.ppl, want.ppl, 1e-4, set);
+    }
+  });
+
+  it('perplexity of a GPTQ W4 g128 checkpoint (codes decoded in the shader) within 1e-4 relative', async () => {
+    const out = join(dir, 'q4');
+    await quantizeModel(openModel(TINY656K), cpu, { method: 'gptq', bits: 4, group: 128, calib: 'c4', nsamples: 4, seqlen: 512, out });
+    const ckpt = openModel(out);
+    for (const set of ['wikitext2', 'tinystories']) {
+      const want = await evaluatePpl(ckpt, cpu, set, { seqlen: 512, limit: 2 });
+      const got = await evaluatePpl(ckpt, gpu, set, { seqlen: 512, limit: 2 });
+      assertRel(got.ppl, want.ppl, 1e-4, `GPTQ ${set}`);
+    }
+  });
+
+  it('zero-shot accuracy (KV reuse: attention at an offset, concatRows, nll) identical', { skip: HAS_TASK_DATA ? false : 'no task data' }, async () => {
+    const ckpt = openModel(TINY656K);
+    const want = await evaluateTasks(ckpt, cpu, ['piqa', 'arc_easy'], { limit: 8 });
+    const got = await evaluateTasks(ckpt, gpu, ['piqa', 'arc_easy'], { limit: 8 });
+    assert.deepEqual(got.map((r) => [r.acc, r.acc_norm]), want.map((r) => [r.acc, r.acc_norm]));
+  });
+
+  it('CLI: eval --backend webgpu gives the CPU figure; auto says which ran; quantize refuses webgpu in one line', () => {
+    const ppl = (backend: string) => {
+      const r = runCli(['eval', '--backend', backend, '--ppl', 'tinystories', '--limit', '1', '--json']);
+      assert.equal(r.status, 0, r.stderr);
+      return { ppl: (JSON.parse(r.stdout) as { results: { ppl: number }[] }).results[0]!.ppl, stderr: r.stderr };
+    };
+    const c = ppl('cpu'), w = ppl('webgpu'), a = ppl('auto');
+    assertRel(w.ppl, c.ppl, 1e-4, 'CLI tinystories');
+    assert.equal(a.ppl, w.ppl);
+    assert.match(a.stderr, /^lowbit: --backend auto: running on WebGPU \(.+\)$/m);
+    const q = runCli(['quantize', '--method', 'rtn', '--wbits', '4', '--backend', 'webgpu', '--out', join(dir, 'never')]);
+    assert.equal(q.status, 2);
+    assert.match(q.stderr, /^lowbit: --backend webgpu: quantization does not run on WebGPU yet .*; use --backend cpu\n$/);
+  });
+});
+
+describe('CLI --backend values', () => {
+  it('an unknown backend is one line and exit 2', () => {
+    const r = runCli(['eval', '--backend', 'tpu', '--ppl', 'tinystories', '--limit', '1']);
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, "lowbit: --backend must be one of cpu, webgpu, auto (got 'tpu')\n");
+  });
+});
