@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { quantizeModel } from '../quant/quantizeModel.js';
 import { METHODS } from '../quant/registry.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
-import { QUANTIZE_ON_CPU_ONLY, createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
+import { createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
 import { dataDirOption, dataDir, loadCheckpoint, modelOptions, parseIntOption, Progress, resolveSeqlen, scaleDtypeOption, type CommonOptions } from './common.js';
 import { givenMethodOptions, methodOptionFlags } from './methodOptions.js';
 import { UsageError } from '../errors.js';
@@ -43,7 +43,7 @@ export function registerQuantize(program: Command): void {
     const group = o.group === undefined ? undefined : Number(o.group);
     if (group !== undefined && !Number.isInteger(group)) throw new UsageError(`--group must be an integer (got '${o.group}')`);
     const seqlen = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext);
-    const be = await createBackend(o, { cpuOnly: QUANTIZE_ON_CPU_ONLY });
+    const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     progress.start(ckpt.config.numLayers, `${o.method} w${o.wbits}`);
     const report = await quantizeModel(ckpt, be, {

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { BUILTIN_GRIDS, parseGrid } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
-import { QUANTIZE_ON_CPU_ONLY, createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
+import { createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import {
   dataDir, dataDirOption, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, resolveSeqlen, scaleDtypeOption,
   type CommonOptions,
@@ -56,7 +56,7 @@ export function registerStudy(program: Command): void {
     const limit = parseIntOption('--limit', o.limit);
     const ppl = parseList('--ppl', o.ppl);
     const nsamples = parseIntOption('--nsamples', o.nsamples)!, seed = parseIntOption('--seed', o.seed, 0)!;
-    const be = await createBackend(o, { cpuOnly: QUANTIZE_ON_CPU_ONLY });
+    const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     const taskOpts = { ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o) };
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
