@@ -13,6 +13,16 @@ export interface BTensor {
 }
 
 /**
+ * A running sum S = Σ xᵀx over the rows of every x given to `Backend.gram` (GPTQ's Hessian before
+ * its 2/n scaling), held where the backend computes: float64 host memory on the CPU, a two-float
+ * (hi, lo) pair per entry in device memory on WebGPU. Made by `gramAccumulator`, read once (and
+ * released) by `readGram`.
+ */
+export interface GramAccumulator {
+  readonly cols: number;
+}
+
+/**
  * The few ops the model and the evaluations call. Ops enqueue work and return handles at once;
  * only `read` and `nll` wait for results, so a GPU backend can keep data on the device.
  * Row-major throughout; a linear weight is [out, in].
@@ -58,6 +68,12 @@ export interface Backend {
   rows(x: BTensor, start: number, count: number): BTensor;
   /** concatenate along rows */
   concatRows(a: BTensor, b: BTensor): BTensor;
+  /** A new Gram accumulator S = 0 of [cols, cols] (optional: a backend without one leaves the Hessian to the host). */
+  gramAccumulator?(cols: number): GramAccumulator;
+  /** S += xᵀx for x[T, cols] (float32 activations), enqueued like any op: nothing is read back. */
+  gram?(x: BTensor, acc: GramAccumulator): void;
+  /** S as a full symmetric float64 [cols, cols] matrix (row-major), after all enqueued grams; releases `acc`. */
+  readGram?(acc: GramAccumulator): Promise<Float64Array>;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
   /**

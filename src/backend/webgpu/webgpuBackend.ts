@@ -8,7 +8,7 @@
  * any device error recorded meanwhile. The reductions WGSL cannot do in float64 (nll,
  * logSoftmaxParts) accumulate two-float sums on the device and finish in float64 on the host.
  */
-import { expectShape, type Backend, type BTensor } from '../backend.js';
+import { expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -24,6 +24,7 @@ import { quantizeRows, rmsnorm } from './kernels/rows.js';
 import { binary, embeddingPart, rope } from './kernels/elementwise.js';
 import { attention } from './kernels/attention.js';
 import { logSoftmaxRows } from './kernels/logsoftmax.js';
+import { gram, gramBuffers, readGram, type GramBuffers } from './kernels/gram.js';
 
 type Dtype = 'f32' | 'f16' | 'bf16' | 'q';
 
@@ -57,6 +58,18 @@ function single(x: GpuTensor): GPUBuffer {
   if (x.dtype === 'q') throw new TypeError('a quantized weight can only be used by linear (or read)');
   if (x.parts.length !== 1) throw new UsageError(`webgpu: this op takes a tensor of one storage binding; [${x.shape.join(', ')}] (${x.dtype}) is split in ${x.parts.length} parts`);
   return x.parts[0]!.buffer;
+}
+
+/** S = Σ xᵀx as two-float (hi, lo) planes on the device (kernels/gram.wgsl.ts). */
+class GpuGram implements GramAccumulator {
+  released = false;
+  constructor(readonly cols: number, readonly bufs: GramBuffers) {}
+}
+
+function gramOf(acc: GramAccumulator): GpuGram {
+  if (!(acc instanceof GpuGram)) throw new TypeError('Gram accumulator does not belong to the WebGPU backend');
+  if (acc.released) throw new Error('a Gram accumulator was used after readGram released it');
+  return acc;
 }
 
 export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: false; reason: string };
@@ -274,6 +287,24 @@ export class WebGpuBackend implements Backend {
     this.gpu.copy(xb, 0, out.parts[0]!.buffer, 0, x.numel * 4);
     this.gpu.copy(yb, 0, out.parts[0]!.buffer, x.numel * 4, y.numel * 4);
     return out;
+  }
+
+  gramAccumulator(cols: number): GramAccumulator {
+    if (!Number.isInteger(cols) || cols < 1) throw new RangeError(`gramAccumulator: cols must be a positive integer (got ${cols})`);
+    return new GpuGram(cols, gramBuffers(this.gpu, cols));
+  }
+
+  /** S += xᵀx on the device, two-float sums (about 1e-9 relative at 128 × 2048 tokens; see gram.wgsl.ts). */
+  gram(x: BTensor, acc: GramAccumulator): void {
+    const g = gramOf(acc), xs = t(x);
+    expectShape('gram', 'input', xs.shape, [undefined, g.cols]);
+    gram(this.gpu, f32buf(xs), xs.shape[0]!, g.bufs);
+  }
+
+  async readGram(acc: GramAccumulator): Promise<Float64Array> {
+    const g = gramOf(acc);
+    g.released = true;
+    return readGram(this.gpu, g.bufs);
   }
 
   async nll(logits: BTensor, targets: Int32Array): Promise<Float64Array> {
