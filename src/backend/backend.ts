@@ -42,6 +42,13 @@ export interface Backend {
   read(t: BTensor): Promise<Float32Array>;
   free(t: BTensor): void;
   /**
+   * Runs `f` (synchronous) and frees every tensor the backend made during it except those in its
+   * result (a tensor, or arrays/plain objects holding tensors), which belong to the enclosing scope
+   * (tfjs `tidy`); if `f` throws, everything it made is freed. Freeing a tensor inside is allowed.
+   * Block streaming runs each block's forward in one, so a block's temporaries are freed at once.
+   */
+  scope<R>(f: () => R): R;
+  /**
    * Optional hint between large phases (block streaming calls it after each block): return the
    * memory of freed tensors now rather than at the runtime's leisure. Results never depend on it.
    */

@@ -95,7 +95,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
   // the Hessian's sums on the backend (no activations read back) when it has a Gram op and the
   // host's own linear algebra is not overridden (on the CPU backend both are the same float64 sums)
   const deviceGram = be.gram && (o.linalg === undefined || o.linalg === be.hostKernels) ? be : undefined;
-  const forward = (w: BlockWeights, xs: readonly BTensor[]) => xs.map((x) => blockForward(be, cfg, w, x, rope!).out);
+  const forward = (w: BlockWeights, xs: readonly BTensor[]) => xs.map((x) => be.scope(() => blockForward(be, cfg, w, x, rope!).out));
 
   const perBlock = async (i: number, loaded: BlockWeights, xs: BTensor[]): Promise<BTensor[]> => {
     const w = loaded as MutableBlock;
@@ -162,7 +162,8 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
       return be.linear(x, wt);
     };
     for (const x of xs) {
-      be.free(blockForward(be, cfg, w, x, rope!, { linear }).out);
+      // the gram (or the read back) of each captured input is enqueued inside, before the scope frees it
+      be.scope(() => be.free(blockForward(be, cfg, w, x, rope!, { linear }).out));
       await Promise.all(pending.splice(0));
     }
     const out = new Map<InputName, InputStats>();
@@ -170,7 +171,9 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
     return out;
   };
 
-  await streamBlocks(ckpt, be, hidden, perBlock, o.onProgress);
+  const last = await streamBlocks(ckpt, be, hidden, perBlock, o.onProgress);
+  for (const x of last) be.free(x);
+  if (rope) { be.free(rope.cos); be.free(rope.sin); }
   return reports;
 }
 

@@ -1,5 +1,6 @@
 import { expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { collectGarbage } from './gc.js';
+import { TensorScopes } from '../scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { CpuKernels, ResidentArray, ResidentMemory } from './kernels/kernels.js';
 import { jsKernels } from './kernels/js.js';
@@ -92,6 +93,11 @@ function gramOf(acc: GramAccumulator): CpuGram {
 /** The CPU backend: orchestration in TypeScript over a kernel provider (js, wasm or native). */
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  /**
+   * Only resident weights are recorded: `free` acts on nothing else (every other tensor is garbage
+   * collected when unreachable), so freeing those is all a scope's end can do.
+   */
+  private readonly scopes = new TensorScopes<CpuTensor>((x) => { if (!x.freed) this.free(x); });
   constructor(readonly kernels: CpuKernels = jsKernels, private readonly threadNote = 'js, 1 thread') {}
 
   get hostKernels(): CpuKernels { return this.kernels; }
@@ -126,7 +132,7 @@ export class CpuBackend implements Backend {
     const c = new CpuTensor(shape, dtype, r);
     c.resident = mem;
     unfreed.register(c, { mem: mem!, data: r }, c);
-    return c;
+    return this.scopes.track(c);
   }
 
   /**
@@ -164,6 +170,8 @@ export class CpuBackend implements Backend {
     unfreed.unregister(x);
     x.resident.release(x.data);
   }
+
+  scope<R>(f: () => R): R { return this.scopes.run(f); }
 
   gramAccumulator(cols: number): GramAccumulator {
     if (!Number.isInteger(cols) || cols < 1) throw new RangeError(`gramAccumulator: cols must be a positive integer (got ${cols})`);

@@ -10,6 +10,7 @@
  */
 import { expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { UsageError } from '../../errors.js';
+import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { decodeHalf } from '../../tensor/codecs.js';
@@ -93,7 +94,20 @@ const GUARD_WORDS = 16, GUARD = 0x5eedf00d; // a finite float: NaN payloads cann
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
+  private readonly scopes = new TensorScopes<GpuTensor>((x) => this.free(x));
+  private live = 0;
   constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string, private readonly guardWords = false) {}
+
+  /** Tensors made and not yet freed (each holds one or more device buffers): tests check lifetimes with it. */
+  get liveTensors(): number { return this.live; }
+
+  /** Counts and records (in the open scope) a tensor just made. */
+  private made(x: GpuTensor): GpuTensor {
+    this.live++;
+    return this.scopes.track(x);
+  }
+
+  scope<R>(f: () => R): R { return this.scopes.run(f); }
 
   get caps(): GpuCapabilities { return this.gpu.caps; }
   get description(): string { return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}; host kernels ${this.hostNote}`; }
@@ -104,7 +118,7 @@ export class WebGpuBackend implements Backend {
     const what = `${op} output [${shape.join(', ')}]`;
     this.gpu.fits(what, n * 4);
     const buffer = this.gpu.storage(what, (n + (this.guardWords ? GUARD_WORDS : 0)) * 4);
-    const o = new GpuTensor(shape, 'f32', [{ buffer, start: 0, rows: shape[0] ?? 1 }]);
+    const o = this.made(new GpuTensor(shape, 'f32', [{ buffer, start: 0, rows: shape[0] ?? 1 }]));
     if (this.guardWords) {
       this.gpu.write(buffer, new Uint32Array(GUARD_WORDS).fill(GUARD), n * 4);
       o.guarded = true;
@@ -135,13 +149,13 @@ export class WebGpuBackend implements Backend {
     const parts = denseParts(this.gpu, 'weight', w.shape, dtype, (buf, start, rows) => {
       this.gpu.write(buf, data.subarray(start * rowElems, (start + rows) * rowElems));
     });
-    return new GpuTensor(w.shape, dtype, parts);
+    return this.made(new GpuTensor(w.shape, dtype, parts));
   }
 
   /** GPTQ and AWQ codes as stored (decoded in the shader); other kinds decoded on the host (weights.ts). */
   uploadQuantized(q: PackedWeight): BTensor {
     const dq = isKindLayer(q) ? uploadKind(this.gpu, q) : isAwqPacked(q) ? uploadAwq(this.gpu, q) : uploadGptq(this.gpu, q);
-    return new GpuTensor([q.rows, q.cols], 'q', [], dq);
+    return this.made(new GpuTensor([q.rows, q.cols], 'q', [], dq));
   }
 
   async read(x: BTensor): Promise<Float32Array> {
@@ -168,6 +182,7 @@ export class WebGpuBackend implements Backend {
   free(x: BTensor): void {
     if (!(x instanceof GpuTensor) || x.freed) return;
     x.freed = true;
+    this.live--;
     for (const p of x.parts) p.buffer.destroy();
     if (x.quant) destroyQuant(x.quant);
   }
