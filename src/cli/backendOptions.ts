@@ -14,11 +14,14 @@ import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
 export const BACKENDS = ['cpu', 'webgpu', 'auto'] as const;
 export type BackendChoice = typeof BACKENDS[number];
 
+export const QUANTIZE_BACKEND_NOTE = 'quantizing, the forward passes and the float64 Hessian sums run on it, the solvers (Cholesky, GPTQ/QuIP/BiLLM updates, AWQ/SmoothQuant searches) on the CPU kernels';
+
 export interface BackendCliOptions { backend?: string; cpuKernels?: string; threads?: string | number }
 
-export function backendOptions(cmd: Command): Command {
+/** The CLI's backend flags; `note` adds what the backend does for this command to --backend's help. */
+export function backendOptions(cmd: Command, note?: string): Command {
   return cmd
-    .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')} (auto = webgpu when an adapter exists, else cpu)`, 'cpu')
+    .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')} (auto = webgpu when an adapter exists, else cpu)${note ? `; ${note}` : ''}`, 'cpu')
     .option('--cpu-kernels <provider>', `CPU kernel provider: ${KERNEL_PREFERENCES.join(', ')} (auto = native, else wasm, else js)`, 'auto')
     .option('--threads <n>', 'worker threads for the CPU kernels (default: the number of cores)');
 }
