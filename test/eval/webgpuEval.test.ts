@@ -4,11 +4,11 @@
  * on a few windows / examples; checkpoints quantized on WebGPU (RTN, GPTQ, SmoothQuant: forward
  * passes and the Hessian's Gram on the device, solvers on the host) give the CPU-made checkpoints'
  * perplexity within 1e-3 relative (issue 13's bound); and the CLI's --backend contract (webgpu, auto
- * with its note, quantize on webgpu). Skipped, with the reason, when no WebGPU adapter exists.
+ * with its note, quantize and study on webgpu). Skipped, with the reason, when no WebGPU adapter exists.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
@@ -95,6 +95,25 @@ describe('WebGPU end to end vs CPU', { skip }, () => {
     const q = runCli(['quantize', '--method', 'rtn', '--wbits', '4', '--calib', 'none', '--backend', 'webgpu', '--out', join(dir, 'cli-rtn'), '--json']);
     assert.equal(q.status, 0, q.stderr);
     assert.match((JSON.parse(q.stdout) as { backend: string }).backend, /^webgpu: /);
+  });
+});
+
+describe('CLI: study --backend webgpu', { skip }, () => {
+  it('an RTN W4 cell quantized and evaluated on WebGPU gives the CPU study\'s perplexity within 1e-3 relative', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lowbit-webgpu-study-'));
+    try {
+      const grid = join(dir, 'grid.json');
+      writeFileSync(grid, JSON.stringify({ cells: [{ method: 'rtn', wbits: 4 }] }));
+      const ppl = (backend: string) => {
+        const out = join(dir, backend);
+        const r = runCli(['study', '--backend', backend, '--no-speed', '--grid', grid, '--ppl', 'tinystories', '--limit', '1', '--nsamples', '2', '--out', out]);
+        assert.equal(r.status, 0, r.stderr);
+        const m = /"ppl":([0-9.]+)/.exec(JSON.stringify(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))));
+        assert.ok(m, 'results.json holds a perplexity');
+        return Number(m[1]);
+      };
+      assertRel(ppl('webgpu'), ppl('cpu'), 1e-3, 'study RTN W4 tinystories');
+    } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 });
 
