@@ -11,6 +11,7 @@ const quick = process.argv.includes('--quick');
 const full = process.argv.includes('--full');
 const runs: [string, string[]][] = [
   ['kernels.js', ['--sizes', quick ? '1024' : '1024,2048,4096']],
+  ['webgpuGemm.js', ['--sizes', quick ? '256' : '256,1024']],
   ['pplSpeed.js', ['bundled']],
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
   ['gptqLayer.js', full ? ['--full'] : []],

@@ -13,6 +13,16 @@ export interface BTensor {
 }
 
 /**
+ * A running sum S = Σ xᵀx over the rows of every x given to `Backend.gram` (GPTQ's Hessian before
+ * its 2/n scaling), held where the backend computes: float64 host memory on the CPU, a two-float
+ * (hi, lo) pair per entry in device memory on WebGPU. Made by `gramAccumulator`, read once (and
+ * released) by `readGram`.
+ */
+export interface GramAccumulator {
+  readonly cols: number;
+}
+
+/**
  * The few ops the model and the evaluations call. Ops enqueue work and return handles at once;
  * only `read` and `nll` wait for results, so a GPU backend can keep data on the device.
  * Row-major throughout; a linear weight is [out, in].
@@ -31,6 +41,13 @@ export interface Backend {
   uploadQuantized(q: PackedWeight): BTensor;
   read(t: BTensor): Promise<Float32Array>;
   free(t: BTensor): void;
+  /**
+   * Runs `f` (synchronous) and frees every tensor the backend made during it except those in its
+   * result (a tensor, or arrays/plain objects holding tensors), which belong to the enclosing scope
+   * (tfjs `tidy`); if `f` throws, everything it made is freed. Freeing a tensor inside is allowed.
+   * Block streaming runs each block's forward in one, so a block's temporaries are freed at once.
+   */
+  scope<R>(f: () => R): R;
   /**
    * Optional hint between large phases (block streaming calls it after each block): return the
    * memory of freed tensors now rather than at the runtime's leisure. Results never depend on it.
@@ -58,6 +75,12 @@ export interface Backend {
   rows(x: BTensor, start: number, count: number): BTensor;
   /** concatenate along rows */
   concatRows(a: BTensor, b: BTensor): BTensor;
+  /** A new Gram accumulator S = 0 of [cols, cols] (optional: a backend without one leaves the Hessian to the host). */
+  gramAccumulator?(cols: number): GramAccumulator;
+  /** S += xᵀx for x[T, cols] (float32 activations), enqueued like any op: nothing is read back. */
+  gram?(x: BTensor, acc: GramAccumulator): void;
+  /** S as a full symmetric float64 [cols, cols] matrix (row-major), after all enqueued grams; releases `acc`. */
+  readGram?(acc: GramAccumulator): Promise<Float64Array>;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
   /**

@@ -14,14 +14,14 @@ import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
 export const BACKENDS = ['cpu', 'webgpu', 'auto'] as const;
 export type BackendChoice = typeof BACKENDS[number];
 
-/** Why quantize and study (which quantizes) run on the CPU: the first WebGPU milestone evaluates only. */
-export const QUANTIZE_ON_CPU_ONLY = 'quantization does not run on WebGPU yet (the WebGPU backend evaluates; quantize on the CPU, then eval --backend webgpu)';
+export const QUANTIZE_BACKEND_NOTE = 'quantizing, the forward passes and the float64 Hessian sums run on it, the solvers (Cholesky, GPTQ/QuIP/BiLLM updates, AWQ/SmoothQuant searches) on the CPU kernels';
 
 export interface BackendCliOptions { backend?: string; cpuKernels?: string; threads?: string | number }
 
-export function backendOptions(cmd: Command): Command {
+/** The CLI's backend flags; `note` adds what the backend does for this command to --backend's help. */
+export function backendOptions(cmd: Command, note?: string): Command {
   return cmd
-    .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')} (auto = webgpu when an adapter exists, else cpu)`, 'cpu')
+    .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')} (auto = webgpu when an adapter exists, else cpu)${note ? `; ${note}` : ''}`, 'cpu')
     .option('--cpu-kernels <provider>', `CPU kernel provider: ${KERNEL_PREFERENCES.join(', ')} (auto = native, else wasm, else js)`, 'auto')
     .option('--threads <n>', 'worker threads for the CPU kernels (default: the number of cores)');
 }
@@ -34,19 +34,17 @@ export function threadCount(o: BackendCliOptions): number {
 }
 
 /**
- * The backend a command runs on, chosen once from the CLI options. `cpuOnly` (a reason) marks a
- * command that does not run on WebGPU yet: --backend webgpu is then refused with it, and auto
- * picks the CPU and says why. The CPU kernels (--cpu-kernels, --threads) also serve the WebGPU
- * backend as its host kernels (the quantizers' float64 linear algebra).
+ * The backend a command runs on, chosen once from the CLI options. The CPU kernels (--cpu-kernels,
+ * --threads) also serve the WebGPU backend as its host kernels (the quantizers' float64 linear
+ * algebra: GPTQ's Cholesky and solve run there while the forward passes run on the device).
  */
-export async function createBackend(o: BackendCliOptions, opts: { cpuOnly?: string } = {}): Promise<Backend> {
+export async function createBackend(o: BackendCliOptions): Promise<Backend> {
   const choice = (o.backend ?? 'cpu') as BackendChoice;
   if (!BACKENDS.includes(choice)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')} (got '${o.backend}')`);
-  if (choice === 'webgpu' && opts.cpuOnly) throw new UsageError(`--backend webgpu: ${opts.cpuOnly}; use --backend cpu`);
   const pref = (o.cpuKernels ?? 'auto') as KernelPreference;
   if (!KERNEL_PREFERENCES.includes(pref)) throw new UsageError(`--cpu-kernels must be one of ${KERNEL_PREFERENCES.join(', ')} (got '${o.cpuKernels}')`);
   const { kernels, note } = selectKernels(pref, threadCount(o));
-  if (choice !== 'cpu' && !opts.cpuOnly) {
+  if (choice !== 'cpu') {
     const gpu = await createWebGpuBackend(kernels, note);
     if (gpu.ok) {
       if (choice === 'auto') process.stderr.write(`lowbit: --backend auto: running on WebGPU (${gpu.backend.caps.adapterName})\n`);
@@ -54,8 +52,6 @@ export async function createBackend(o: BackendCliOptions, opts: { cpuOnly?: stri
     }
     if (choice === 'webgpu') throw new UsageError(`--backend webgpu: ${gpu.reason}`);
     process.stderr.write(`lowbit: --backend auto: running on the CPU: ${gpu.reason}\n`);
-  } else if (choice === 'auto') {
-    process.stderr.write(`lowbit: --backend auto: running on the CPU: ${opts.cpuOnly}\n`);
   }
   if (pref === 'auto' && kernels.name !== 'native') providerNotice(note);
   return new CpuBackend(kernels, note);

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { quantizeModel } from '../quant/quantizeModel.js';
 import { METHODS } from '../quant/registry.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
-import { QUANTIZE_ON_CPU_ONLY, createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
+import { QUANTIZE_BACKEND_NOTE, createBackend, backendOptions, type BackendCliOptions } from './backendOptions.js';
 import { dataDirOption, dataDir, loadCheckpoint, modelOptions, parseIntOption, Progress, resolveSeqlen, scaleDtypeOption, type CommonOptions } from './common.js';
 import { givenMethodOptions, methodOptionFlags } from './methodOptions.js';
 import { UsageError } from '../errors.js';
@@ -25,7 +25,7 @@ export function registerQuantize(program: Command): void {
     .option('--no-true-sequential', 'quantize all seven linears of a block from one forward of the not-yet-quantized block');
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
-    .option('--hessian <precision>', 'Hessian sums: f64 (exact) or f32 (float32 GEMM per sequence, summed in float64; faster)', 'f64')
+    .option('--hessian <precision>', 'Hessian sums: f64 (exact; on --backend webgpu two-float sums on the device, about 1e-9 relative) or f32 (float32 GEMM per sequence, summed in float64; faster; always on the host)', 'f64')
     .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), a text file, or none (methods that need none: rtn, nf4, icq; with a source they only report each layer\'s error on it)', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'seed of the calibration sampler (CPython random.seed) and of QuIP\'s random transforms', '0')
@@ -36,14 +36,14 @@ export function registerQuantize(program: Command): void {
     .option('--force', 'replace a lowbit checkpoint already in --out')
     .option('--json', 'print the report as JSON');
   dataDirOption(cmd);
-  backendOptions(cmd);
+  backendOptions(cmd, QUANTIZE_BACKEND_NOTE);
   cmd.action(async (o: QuantizeCliOptions, self: Command) => {
     const ckpt = loadCheckpoint(o);
     if (o.hessian !== 'f64' && o.hessian !== 'f32') throw new UsageError(`--hessian must be f64 or f32 (got '${o.hessian}')`);
     const group = o.group === undefined ? undefined : Number(o.group);
     if (group !== undefined && !Number.isInteger(group)) throw new UsageError(`--group must be an integer (got '${o.group}')`);
     const seqlen = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext);
-    const be = await createBackend(o, { cpuOnly: QUANTIZE_ON_CPU_ONLY });
+    const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     progress.start(ckpt.config.numLayers, `${o.method} w${o.wbits}`);
     const report = await quantizeModel(ckpt, be, {

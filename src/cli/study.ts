@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { BUILTIN_GRIDS, parseGrid } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
-import { QUANTIZE_ON_CPU_ONLY, createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
+import { QUANTIZE_BACKEND_NOTE, createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import {
   dataDir, dataDirOption, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, resolveSeqlen, scaleDtypeOption,
   type CommonOptions,
@@ -43,7 +43,7 @@ export function registerStudy(program: Command): void {
     .option('--no-speed', "skip each cell's decode-speed check (size and bits/weight are still recorded)")
     .option('--json', 'print results.json on stdout instead of the table');
   dataDirOption(cmd);
-  backendOptions(cmd);
+  backendOptions(cmd, QUANTIZE_BACKEND_NOTE);
   cmd.action(async (o: StudyCliOptions, self: Command) => {
     const ckpt = loadCheckpoint(o);
     if (o.scaleDtype !== 'f32' && o.scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${o.scaleDtype}')`);
@@ -56,7 +56,7 @@ export function registerStudy(program: Command): void {
     const limit = parseIntOption('--limit', o.limit);
     const ppl = parseList('--ppl', o.ppl);
     const nsamples = parseIntOption('--nsamples', o.nsamples)!, seed = parseIntOption('--seed', o.seed, 0)!;
-    const be = await createBackend(o, { cpuOnly: QUANTIZE_ON_CPU_ONLY });
+    const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     const taskOpts = { ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o) };
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };

@@ -25,7 +25,9 @@ export function ropeFor(ckpt: ModelCheckpoint, be: Backend, start: number, count
  * resident. `perBlock` maps the hidden states of all sequences through block i (it may also
  * change the block's weights first: that is how quantization plugs in). `hidden` is consumed: its
  * elements are replaced in place by each block's outputs (and the array returned), so that no
- * reference to it keeps the inputs of earlier blocks alive.
+ * reference to it keeps the inputs of earlier blocks alive. Each block's weights are freed when
+ * `perBlock` returns, and so are the inputs it did not pass on; `perBlock` frees its own
+ * temporaries (a Backend.scope around each sequence's forward).
  */
 export async function streamBlocks(
   ckpt: ModelCheckpoint, be: Backend, hidden: BTensor[],
@@ -135,7 +137,9 @@ export function embedAll(ckpt: ModelCheckpoint, be: Backend, seqs: Int32Array[],
 /** Plain forward of all blocks over equal-length sequences starting at position 0. */
 function forwardBlock(ckpt: ModelCheckpoint, be: Backend, rope: { cos: BTensor; sin: BTensor }) {
   const linear = checkpointLinear(ckpt, be);
-  return async (_i: number, w: BlockWeights, xs: BTensor[]) => xs.map((x) => blockForward(be, ckpt.config, w, x, rope, { linear }).out);
+  // one scope per sequence: the block's temporaries (normed rows, q/k/v, attention, MLP) are freed as
+  // soon as its output exists, not when the runtime collects them
+  return async (_i: number, w: BlockWeights, xs: BTensor[]) => xs.map((x) => be.scope(() => blockForward(be, ckpt.config, w, x, rope, { linear }).out));
 }
 
 /** log(e^a + e^b) in float64 (max trick). */

@@ -107,7 +107,7 @@ export class BlockJob {
           }
           return this.be.linear(input, weight);
         };
-        this.be.free(blockForward(this.be, this.cfg, w, x, this.rope, { linear }).out);
+        this.be.scope(() => this.be.free(blockForward(this.be, this.cfg, w, x, this.rope, { linear }).out));
         await Promise.all(pending);
       }
     } finally {
@@ -144,7 +144,7 @@ export class BlockJob {
     const out: Float32Array[] = [];
     for (const x of xs) {
       const t = this.be.upload(x, [x.length / width, width]);
-      const y = f(t);
+      const y = this.be.scope(() => f(t));
       out.push((await this.be.read(y)).slice());
       this.be.free(y);
       this.be.free(t);

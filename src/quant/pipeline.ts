@@ -92,7 +92,10 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
   // H whenever there is calibration data: the report's reconstruction errors need it
   const kinds = new Set<StatKind>([...method.stats, ...(calib.length && o.reportErrors !== false ? ['hessian' as const] : [])]);
   const linalg = o.linalg ?? be.hostKernels;
-  const forward = (w: BlockWeights, xs: readonly BTensor[]) => xs.map((x) => blockForward(be, cfg, w, x, rope!).out);
+  // the Hessian's sums on the backend (no activations read back) when it has a Gram op and the
+  // host's own linear algebra is not overridden (on the CPU backend both are the same float64 sums)
+  const deviceGram = be.gram && (o.linalg === undefined || o.linalg === be.hostKernels) ? be : undefined;
+  const forward = (w: BlockWeights, xs: readonly BTensor[]) => xs.map((x) => be.scope(() => blockForward(be, cfg, w, x, rope!).out));
 
   const perBlock = async (i: number, loaded: BlockWeights, xs: BTensor[]): Promise<BTensor[]> => {
     const w = loaded as MutableBlock;
@@ -153,20 +156,24 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
       if (group.includes(name) && isFirstReader(name, group)) {
         const key = LINEAR_INPUT[name];
         let a = acc.get(key);
-        if (!a) acc.set(key, a = new InputStatsAccumulator(x.shape[1]!, kinds, { linalg, precision: o.hessianPrecision ?? 'f64' }));
-        const target = a;
-        pending.push(be.read(x).then((data) => target.add(data, x.shape[0]!)));
+        if (!a) acc.set(key, a = new InputStatsAccumulator(x.shape[1]!, kinds, { linalg, precision: o.hessianPrecision ?? 'f64', deviceGram }));
+        pending.push(a.addTensor(be, x));
       }
       return be.linear(x, wt);
     };
     for (const x of xs) {
-      be.free(blockForward(be, cfg, w, x, rope!, { linear }).out);
+      // the gram (or the read back) of each captured input is enqueued inside, before the scope frees it
+      be.scope(() => be.free(blockForward(be, cfg, w, x, rope!, { linear }).out));
       await Promise.all(pending.splice(0));
     }
-    return new Map([...acc].map(([k, a]) => [k, a.finish()]));
+    const out = new Map<InputName, InputStats>();
+    for (const [k, a] of acc) out.set(k, await a.finish(be));
+    return out;
   };
 
-  await streamBlocks(ckpt, be, hidden, perBlock, o.onProgress);
+  const last = await streamBlocks(ckpt, be, hidden, perBlock, o.onProgress);
+  for (const x of last) be.free(x);
+  if (rope) { be.free(rope.cos); be.free(rope.sin); }
   return reports;
 }
 

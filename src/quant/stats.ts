@@ -2,25 +2,57 @@
  * Statistics of one linear input over the calibration tokens, accumulated once per distinct input
  * (q/k/v share one, gate/up share one): GPTQ's Hessian (core/hessian.ts), and per-channel mean |x|
  * (AWQ's activation scale) and max |x| (SmoothQuant's), both summed or compared in float64.
+ *
+ * Inputs arrive as backend tensors. With a backend that has `gram` (and float64 Hessian sums asked
+ * for), the Hessian's S = Σ xᵀx stays where the backend computes and is read back once, in finish();
+ * only the per-channel statistics, when a method needs them, read the activations back.
  */
+import type { Backend, BTensor, GramAccumulator } from '../backend/backend.js';
 import type { QuantLinalg } from './core/linalgProvider.js';
-import { HessianAccumulator, type HessianPrecision } from './core/hessian.js';
+import { HessianAccumulator, hessianFromSum, type HessianPrecision } from './core/hessian.js';
 import type { InputStats, StatKind } from './method.js';
 
 export class InputStatsAccumulator {
   private readonly hessian: HessianAccumulator | undefined;
+  private readonly gram: GramAccumulator | undefined;
   private readonly absSum: Float64Array | undefined;
   private readonly absMax: Float64Array | undefined;
   private tokens = 0;
+  private samples = 0;
 
-  constructor(readonly cols: number, kinds: ReadonlySet<StatKind>, opts: { linalg?: QuantLinalg; precision?: HessianPrecision } = {}) {
-    this.hessian = kinds.has('hessian') ? new HessianAccumulator(cols, opts) : undefined;
+  /**
+   * `deviceGram`: the backend whose `gram` accumulates the Hessian (precision 'f64' only; 'f32' is
+   * gptq.py's float32 GEMM per sequence, which only the host path computes).
+   */
+  constructor(readonly cols: number, kinds: ReadonlySet<StatKind>,
+    opts: { linalg?: QuantLinalg; precision?: HessianPrecision; deviceGram?: Backend } = {}) {
+    const dev = kinds.has('hessian') && (opts.precision ?? 'f64') === 'f64' ? opts.deviceGram : undefined;
+    this.gram = dev?.gramAccumulator?.(cols);
+    this.hessian = kinds.has('hessian') && !this.gram ? new HessianAccumulator(cols, opts) : undefined;
     this.absSum = kinds.has('meanAbs') ? new Float64Array(cols) : undefined;
     this.absMax = kinds.has('maxAbs') ? new Float64Array(cols) : undefined;
   }
 
+  /**
+   * One calibration sequence's input x[nTokens, cols] on `be` (one sample for the Hessian's n). The
+   * device Gram is enqueued at once; host statistics wait for a read back.
+   */
+  async addTensor(be: Backend, x: BTensor): Promise<void> {
+    const T = x.shape[0]!;
+    if (this.gram) {
+      be.gram!(x, this.gram);
+      this.samples++;
+    }
+    if (this.hessian || this.absSum || this.absMax) this.addHost(await be.read(x), T);
+    else this.tokens += T;
+  }
+
   /** x: [nTokens, cols] row-major, one calibration sequence (one sample for the Hessian's n). */
   add(x: Float32Array, nTokens: number): void {
+    this.addHost(x, nTokens);
+  }
+
+  private addHost(x: Float32Array, nTokens: number): void {
     const { cols, absSum, absMax } = this;
     this.hessian?.add(x, nTokens);
     if (absSum || absMax) {
@@ -36,11 +68,13 @@ export class InputStatsAccumulator {
     this.tokens += nTokens;
   }
 
-  finish(): InputStats {
+  /** The statistics; with a device Gram, `be` reads S back (once) and releases it. */
+  async finish(be?: Backend): Promise<InputStats> {
     const n = this.tokens;
+    const H = this.gram ? hessianFromSum(await be!.readGram!(this.gram), this.cols, this.samples) : this.hessian?.finish();
     return {
       tokens: n,
-      ...(this.hessian ? { H: this.hessian.finish() } : {}),
+      ...(H ? { H } : {}),
       ...(this.absSum ? { meanAbs: Float32Array.from(this.absSum, (s) => s / n) } : {}),
       ...(this.absMax ? { maxAbs: Float32Array.from(this.absMax) } : {}),
     };

@@ -73,13 +73,13 @@ test('statistics are accumulated once per shared input: q/k/v one Hessian, gate/
   assert.ok(calls.every((c) => c.endsWith(':128')), calls.join(' '));
 });
 
-test('per-channel mean |x| and max |x| equal a naive float64 reference', () => {
+test('per-channel mean |x| and max |x| equal a naive float64 reference', async () => {
   const rng = new Rng(7), T = 37, C = 11;
   const x = Float32Array.from({ length: T * C }, () => rng.normal() * 3);
   const acc = new InputStatsAccumulator(C, new Set(['meanAbs', 'maxAbs']));
   acc.add(x.subarray(0, 20 * C), 20);
   acc.add(x.subarray(20 * C), T - 20);
-  const s = acc.finish();
+  const s = await acc.finish();
   for (let c = 0; c < C; c++) {
     let sum = 0, max = 0;
     for (let t = 0; t < T; t++) { sum += Math.abs(x[t * C + c]!); max = Math.max(max, Math.abs(x[t * C + c]!)); }

@@ -1,8 +1,10 @@
-import { expectShape, type Backend, type BTensor } from '../backend.js';
+import { expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { collectGarbage } from './gc.js';
+import { TensorScopes } from '../scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { CpuKernels, ResidentArray, ResidentMemory } from './kernels/kernels.js';
 import { jsKernels } from './kernels/js.js';
+import { jsLinalg } from './kernels/jsLinalg.js';
 import { decodeHalf } from '../../tensor/codecs.js';
 import { isAwqPacked, isKindLayer, materializeKind, type GptqPacked, type KindLayer, type PackedWeight } from '../../tensor/packed.js';
 import { awqToGptq } from '../../tensor/awqPack.js';
@@ -75,9 +77,27 @@ function f32(shape: readonly number[], data?: Float32Array): CpuTensor {
   return new CpuTensor(shape, 'f32', data ?? new Float32Array(shape.reduce((a, b) => a * b, 1)));
 }
 
+/** S = Σ xᵀx in float64, upper triangle (the kernels' `gram` contract), until readGram mirrors it. */
+class CpuGram implements GramAccumulator {
+  readonly S: Float64Array;
+  released = false;
+  constructor(readonly cols: number) { this.S = new Float64Array(cols * cols); }
+}
+
+function gramOf(acc: GramAccumulator): CpuGram {
+  if (!(acc instanceof CpuGram)) throw new TypeError('Gram accumulator does not belong to the CPU backend');
+  if (acc.released) throw new Error('a Gram accumulator was used after readGram released it');
+  return acc;
+}
+
 /** The CPU backend: orchestration in TypeScript over a kernel provider (js, wasm or native). */
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  /**
+   * Only resident weights are recorded: `free` acts on nothing else (every other tensor is garbage
+   * collected when unreachable), so freeing those is all a scope's end can do.
+   */
+  private readonly scopes = new TensorScopes<CpuTensor>((x) => { if (!x.freed) this.free(x); });
   constructor(readonly kernels: CpuKernels = jsKernels, private readonly threadNote = 'js, 1 thread') {}
 
   get hostKernels(): CpuKernels { return this.kernels; }
@@ -112,7 +132,7 @@ export class CpuBackend implements Backend {
     const c = new CpuTensor(shape, dtype, r);
     c.resident = mem;
     unfreed.register(c, { mem: mem!, data: r }, c);
-    return c;
+    return this.scopes.track(c);
   }
 
   /**
@@ -149,6 +169,27 @@ export class CpuBackend implements Backend {
     x.freed = true;
     unfreed.unregister(x);
     x.resident.release(x.data);
+  }
+
+  scope<R>(f: () => R): R { return this.scopes.run(f); }
+
+  gramAccumulator(cols: number): GramAccumulator {
+    if (!Number.isInteger(cols) || cols < 1) throw new RangeError(`gramAccumulator: cols must be a positive integer (got ${cols})`);
+    return new CpuGram(cols);
+  }
+
+  /** S += xᵀx with the kernels' float64 gram (exact products, float64 sums): the host Hessian's own path, bit for bit. */
+  gram(x: BTensor, acc: GramAccumulator): void {
+    const g = gramOf(acc), xs = t(x);
+    expectShape('gram', 'input', xs.shape, [undefined, g.cols]);
+    (this.kernels.gram ?? jsLinalg.gram)(xs.f32, g.S, xs.shape[0]!, g.cols);
+  }
+
+  async readGram(acc: GramAccumulator): Promise<Float64Array> {
+    const g = gramOf(acc), { S, cols } = g;
+    g.released = true;
+    for (let a = 0; a < cols; a++) for (let b = a + 1; b < cols; b++) S[b * cols + a] = S[a * cols + b]!;
+    return S;
   }
 
   /** A full garbage collection under --expose-gc (gc.ts): a freed block's ArrayBuffers go back before the next block is read. */

@@ -1,0 +1,76 @@
+/**
+ * S += xᵀx for x[T, K] (GPTQ's Hessian sum), one invocation per entry S[a, b] with b ≥ a (the lower
+ * triangle is mirrored on the host). WGSL has no float64, so each entry is a two-float (hi, lo)
+ * pair: every product x[t, a]·x[t, b] is split exactly into p + e (Dekker's TwoProduct; not fma,
+ * which WGSL does not promise to fuse), p is added to hi with TwoSum (Knuth) and the rounding errors
+ * gather in lo; at the end of a call its pair is added into the stored pair the same way and
+ * renormalised; the host reads hi + lo into float64.
+ * Precision: lo is a float32 sum within a call, so an entry's error is at most about
+ * (T·2⁻²⁴)²·Σ|x_a·x_b| per call of T tokens, and in practice near N·2⁻⁴⁸·Σ|x_a·x_b| over N tokens
+ * (5e-14 relative measured over 3 × 200 tokens; test/backend/gram.test.ts holds it to (N + 2)·2⁻⁴⁷),
+ * against about N·2⁻⁵³ for the host's float64 sums of exact products.
+ * Reference kernel: one entry per invocation, tokens read from global memory.
+ */
+export const GRAM_WG = 8;
+
+export const GRAM_WGSL = `
+struct Params { T: u32, K: u32, zero: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
+
+/**
+ * v, hidden from the shader compiler: its bits XOR a zero it cannot see at compile time. Mesa's
+ * NIR (lavapipe) treats float arithmetic as inexact and rewrites (a + b) − a as b, or factors and
+ * reassociates sums, which erases every error term below; an opaque value cannot be rewritten.
+ */
+fn keep(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) ^ p.zero); }
+
+/** (fl(a + b), its rounding error) exactly (TwoSum, Knuth). */
+fn two_sum(a: f32, b: f32) -> vec2f {
+  let s = keep(a + b);
+  let bb = keep(s - a);
+  let aa = keep(s - bb);
+  return vec2f(s, keep(a - aa) + keep(b - bb));
+}
+
+/** a = hi + lo with hi holding a's top 12 significand bits (Veltkamp's split, factor 2¹² + 1). */
+fn split(a: f32) -> vec2f {
+  let c = keep(4097.0 * a);
+  let hi = keep(c - keep(c - a));
+  return vec2f(hi, keep(a - hi));
+}
+
+/**
+ * (fl(a·b), its rounding error) exactly (Dekker's TwoProduct): the halves' products are exact in
+ * float32. Not fma(a, b, −fl(a·b)): WGSL does not promise a fused fma, and lavapipe's is not.
+ */
+fn two_prod(a: f32, b: f32) -> vec2f {
+  let prod = keep(a * b);
+  let sa = split(a);
+  let sb = split(b);
+  let e = keep(keep(keep(keep(sa.x * sb.x) - prod) + keep(sa.x * sb.y)) + keep(sa.y * sb.x)) + keep(sa.y * sb.y);
+  return vec2f(prod, e);
+}
+
+@compute @workgroup_size(${GRAM_WG}, ${GRAM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let a = gid.y;
+  let b = gid.x;
+  if (a >= p.K || b >= p.K || b < a) { return; }
+  var hi = 0.0;
+  var lo = 0.0;
+  for (var t = 0u; t < p.T; t++) {
+    let pe = two_prod(x[t * p.K + a], x[t * p.K + b]); // x_a·x_b = pe.x + pe.y exactly
+    let r = two_sum(hi, pe.x);
+    hi = r.x;
+    lo = keep(lo + keep(r.y + pe.y));
+  }
+  let i = a * p.K + b;
+  let r = two_sum(s_hi[i], hi);
+  let l = keep(keep(s_lo[i] + lo) + r.y);
+  let n = two_sum(r.x, l); // renormalise: |lo| ≤ ulp(hi)/2
+  s_hi[i] = n.x;
+  s_lo[i] = n.y;
+}`;

@@ -1,0 +1,87 @@
+/**
+ * The Gram op (Backend.gram: S += xᵀx, GPTQ's Hessian sum) on every backend. The CPU backend's is the
+ * host Hessian's own float64 path, so H = 2/n·S equals HessianAccumulator's bit for bit under each
+ * kernel provider. WebGPU sums two-float (hi, lo) pairs on the device: each entry must lie within
+ * (N + 2)·2⁻⁴⁷·Σ_t |x_ta·x_tb| of the float64 sum over N tokens (the precision gram.wgsl.ts states;
+ * a plain float32 sum misses it by about five orders of magnitude, and so does a compensated sum
+ * whose error terms the shader compiler optimised away). Skipped, with the reason, without an adapter.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Backend } from '../../src/backend/backend.js';
+import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
+import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
+import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
+import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { HessianAccumulator, hessianFromSum } from '../../src/quant/core/hessian.js';
+import { randF32 } from './kernelCases.js';
+
+const { kernels } = selectKernels('auto', 2);
+const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
+const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
+if (!made.ok) console.log(`# gram: WebGPU cases skipped: ${made.reason}`);
+
+/** Three "sequences" x[T, K] with channels of very different scales (as LLaMA's outlier channels). */
+function sequences(K: number, T: number): Float32Array[] {
+  return [0, 1, 2].map((s) => {
+    const x = randF32(T * K, 100 + s);
+    for (let i = 0; i < x.length; i++) if (i % K === 3) x[i] = x[i]! * 300;
+    return x;
+  });
+}
+
+async function deviceSum(be: Backend, xs: readonly Float32Array[], K: number): Promise<Float64Array> {
+  const acc = be.gramAccumulator!(K);
+  for (const x of xs) {
+    const t = be.upload(x, [x.length / K, K]);
+    be.gram!(t, acc);
+    be.free(t);
+  }
+  return be.readGram!(acc);
+}
+
+describe('Backend.gram on the CPU: the host Hessian bit for bit', () => {
+  for (const k of [jsKernels, kernels]) {
+    it(`${k.name} kernels`, async () => {
+      const K = 37, T = 150, xs = sequences(K, T);
+      const be = new CpuBackend(k, k.name);
+      const H = hessianFromSum(await deviceSum(be, xs, K), K, xs.length);
+      const host = new HessianAccumulator(K, { linalg: k });
+      for (const x of xs) host.add(x, T);
+      assert.deepEqual(H, host.finish());
+    });
+  }
+});
+
+describe('Backend.gram on WebGPU vs the CPU float64 sums', { skip }, () => {
+  const gpu = made.ok ? made.backend : undefined as never;
+  it('every entry within (N + 2)·2⁻⁴⁷·Σ|x_a·x_b|; symmetric; K not a multiple of the workgroup', async () => {
+    const K = 45, T = 200, xs = sequences(K, T), N = xs.length * T;
+    const want = await deviceSum(new CpuBackend(jsKernels, 'js'), xs, K);
+    const got = await deviceSum(gpu, xs, K);
+    const absSum = new Float64Array(K * K);
+    for (const x of xs) for (let t = 0; t < T; t++) for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) absSum[a * K + b]! += Math.abs(x[t * K + a]! * x[t * K + b]!);
+    let worst = 0;
+    for (let i = 0; i < K * K; i++) {
+      assert.ok(Number.isFinite(got[i]!), `entry ${i} is ${got[i]}`);
+      worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / absSum[i]!);
+    }
+    const bound = (N + 2) * 2 ** -47;
+    assert.ok(worst <= bound, `worst relative error ${worst.toExponential(2)} > ${bound.toExponential(2)}`);
+    for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) assert.equal(got[a * K + b], got[b * K + a]);
+  });
+
+  it('run to run identical; shape checks name the op; a released accumulator is refused', async () => {
+    const K = 16, xs = sequences(K, 40);
+    assert.deepEqual(await deviceSum(gpu, xs, K), await deviceSum(gpu, xs, K));
+    for (const be of [gpu, new CpuBackend(jsKernels, 'js')] as Backend[]) {
+      const acc = be.gramAccumulator!(K);
+      const wrong = be.upload(new Float32Array(8 * 15), [8, 15]);
+      assert.throws(() => be.gram!(wrong, acc), /^RangeError: gram: input has shape \[8, 15\], expected \[\*, 16\]$/);
+      await be.readGram!(acc);
+      const x = be.upload(new Float32Array(8 * 16), [8, 16]);
+      assert.throws(() => be.gram!(x, acc), /used after readGram released it/);
+      be.free(x); be.free(wrong);
+    }
+  });
+});
