@@ -13,7 +13,7 @@ export async function logSoftmaxRows(gpu: GpuDevice, logits: GPUBuffer, pick: Ui
   if (T === 0) return [];
   const pickBuf = gpu.upload('logsoftmax columns', pick);
   const out = gpu.storage('logsoftmax parts', T * 16);
-  gpu.dispatch(gpu.pipelines.get('logsoftmax', () => LOGSOFTMAX_WGSL), [T, C], [logits, pickBuf, out], T);
+  gpu.dispatch(gpu.pipelines.get('logsoftmax', () => LOGSOFTMAX_WGSL), [T, C, 0], [logits, pickBuf, out], T); // 0: the zero that keeps TwoSum's error terms
   try {
     const r = new Float32Array(await gpu.read(out, T * 16));
     const rows: RowParts[] = [];

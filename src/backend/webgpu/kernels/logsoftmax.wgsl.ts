@@ -12,7 +12,7 @@ export const LSM_WG = 64;
 export const LOGSOFTMAX_WGSL = `
 const WG: u32 = ${LSM_WG}u;
 ${FLAT_INDEX}${FLOAT_CONSTS}
-struct Params { T: u32, C: u32 };
+struct Params { T: u32, C: u32, zero: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> pick: array<u32>;
@@ -20,12 +20,19 @@ struct Params { T: u32, C: u32 };
 var<workgroup> part_hi: array<f32, ${LSM_WG}>;
 var<workgroup> part_lo: array<f32, ${LSM_WG}>;
 
+/**
+ * v, hidden from the shader compiler: its bits XOR a zero (p.zero) it cannot see at compile time. Mesa's
+ * NIR (lavapipe) treats float arithmetic as inexact and rewrites (a + b) − a as b, which erases TwoSum's
+ * error term (gram.wgsl.ts found it); an opaque value cannot be rewritten.
+ */
+fn keep(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) ^ p.zero); }
+
 /** hi + lo of a + b exactly (TwoSum): returns (fl(a + b), the rounding error). */
 fn two_sum(a: f32, b: f32) -> vec2f {
-  let s = a + b;
-  let bb = s - a;
-  let err = (a - (s - bb)) + (b - bb);
-  return vec2f(s, err);
+  let s = keep(a + b);
+  let bb = keep(s - a);
+  let aa = keep(s - bb);
+  return vec2f(s, keep(a - aa) + keep(b - bb));
 }
 
 @compute @workgroup_size(${LSM_WG})
