@@ -57,6 +57,7 @@ export function registerEval(program: Command): void {
     const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
     if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
     if (taskNames.length) parseTasks(taskNames.join(','));
+    if (base && sets.length === 0) throw new UsageError('--kld compares the models over perplexity windows: give --ppl SETS');
     const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     const results: PplResult[] = [];

@@ -149,6 +149,7 @@ test('CLI: --kld BASE missing, or of another vocabulary → one line, exit 2', (
   assertBadInput(runCli(['eval', '--model', TINY656K, '--kld', missing, '--ppl', 'tinystories', '--limit', '1']), [missing], /does not exist/);
   assertBadInput(runCli(['eval', '--model', TINY656K, '--kld', join(STORIES260K, 'stories260K.bin'), '--ppl', 'tinystories', '--limit', '1', '--seqlen', '256']),
     ['stories260K.bin', TINY656K], /vocabulary mismatch: .* has 2048 tokens, base .* has 512/);
+  assertBadInput(runCli(['eval', '--model', TINY656K, '--kld', TINY656K, '--tasks', 'piqa', '--limit', '1']), ['--kld', '--ppl']);
 });
 
 test('CLI: --kld prints the table and writes the record', () => {
