@@ -1,8 +1,8 @@
 /**
  * A local stand-in for the Hugging Face hub on 127.0.0.1, serving the bundled TinyStories-656K the way the hub does:
  * GET /api/models/{repo}/revision/{rev} (commit sha and file list); HEAD/GET /{repo}/resolve/{rev}/{file} with
- * X-Repo-Commit and ETag (git-style sha1 for small files), the LFS file (model.safetensors) answered with a 302 to
- * /lfs/{sha256} and X-Linked-Etag / X-Linked-Size; Range requests (206) on /lfs; a gated repo that wants a bearer token
+ * X-Repo-Commit and ETag (git-style sha1 for small files), the LFS file (model.safetensors) answered with a 302 to an
+ * absolute URL (a CDN on the real hub) /lfs/{sha256} and X-Linked-Etag / X-Linked-Size; Range requests (206) on /lfs; a gated repo that wants a bearer token
  * (401 without it); 404 for anything else. `dropLfs` drops that many LFS GETs mid-file (half the bytes, then the socket).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -53,6 +53,11 @@ export async function startHubServer(): Promise<HubServer> {
       }
       return res.end(body);
     }
+    // a renamed repository: the hub answers with a relative redirect to the new name
+    if (u.pathname.startsWith('/lowbit-test/old-name/') || u.pathname.startsWith('/api/models/lowbit-test/old-name/')) {
+      res.writeHead(307, { location: u.pathname.replace('lowbit-test/old-name', 'lowbit-test/tiny656k') });
+      return res.end();
+    }
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(u.pathname);
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(u.pathname);
     const repo = api?.[1] ?? resolve?.[1];
@@ -71,7 +76,7 @@ export async function startHubServer(): Promise<HubServer> {
     const b = bytes.get(file);
     if (!b) { res.writeHead(404, { 'x-error-code': 'EntryNotFound' }); return res.end('Entry not found'); }
     if (file === LFS) {
-      res.writeHead(302, { location: `/lfs/${lfsSha}`, 'x-repo-commit': COMMIT, 'x-linked-etag': `"${lfsSha}"`, 'x-linked-size': b.length, etag: `"${gitSha(b)}"` });
+      res.writeHead(302, { location: `http://${req.headers.host}/lfs/${lfsSha}`, 'x-repo-commit': COMMIT, 'x-linked-etag': `"${lfsSha}"`, 'x-linked-size': b.length, etag: `"${gitSha(b)}"` });
       return res.end();
     }
     res.writeHead(200, { 'x-repo-commit': COMMIT, etag: `"${gitSha(b)}"`, 'content-length': b.length });

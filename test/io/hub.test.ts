@@ -52,6 +52,14 @@ test('download into HF_HUB_CACHE: needed files only, relative links to blobs, re
   assert.ok(!hub.log.slice(before).some((l) => l.startsWith('GET /lfs') || l.includes('/resolve/')), hub.log.slice(before).join('\n'));
 });
 
+test('a renamed repository: relative redirects followed (HEAD too), cached under the name asked for', async () => {
+  const cache = fresh();
+  const snap = await resolveHubModel({ repo: 'lowbit-test/old-name', revision: 'main' }, { env: { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache } });
+  assert.equal(snap, join(cache, 'models--lowbit-test--old-name', 'snapshots', COMMIT));
+  assert.ok(readFileSync(join(snap, LFS)).equals(fileBytes(LFS)));
+  assert.ok(readFileSync(join(snap, 'config.json')).equals(fileBytes('config.json')));
+});
+
 test('HF_HOME: the cache is $HF_HOME/hub', async () => {
   const home = fresh();
   const snap = await resolveHubModel({ repo: 'lowbit-test/tiny656k', revision: COMMIT }, { env: { HF_ENDPOINT: hub.url, HF_HOME: home } });

@@ -149,12 +149,26 @@ class Hub {
     return `${this.endpoint}/${this.repo}/resolve/${commit}/${file.split('/').map(encodeURIComponent).join('/')}`;
   }
 
+  /**
+   * HEAD without following redirects to another host (an LFS file's 302 to the CDN carries the metadata), but
+   * following the hub's relative ones (a renamed repository, the resolve cache), as huggingface_hub does.
+   */
+  private async head(url: string, file: string): Promise<Response> {
+    for (let hops = 0; ; hops++) {
+      const res = await this.request(url, { method: 'HEAD', redirect: 'manual' }, file);
+      const loc = res.headers.get('location');
+      if (!(res.status >= 300 && res.status < 400 && loc?.startsWith('/'))) return res;
+      if (hops === 5) throw new UsageError(`${this.repo}: ${file}: more than 5 redirects from ${this.endpoint}`);
+      url = new URL(loc, url).toString();
+    }
+  }
+
   /** Makes snapshots/<commit>/<file> a link to a complete blob, downloading the blob when it is not in the cache. */
   async download(file: string, commit: string, root: string, opts: HubOptions): Promise<void> {
     const link = join(root, 'snapshots', commit, file);
     if (existsSync(link)) return;
     const url = this.url(commit, file);
-    const head = await this.request(url, { method: 'HEAD', redirect: 'manual' }, file);
+    const head = await this.head(url, file);
     if (!(head.ok || (head.status >= 300 && head.status < 400))) throw this.failure(head, file);
     const got = head.headers.get('x-repo-commit');
     if (got && got !== commit) throw new UsageError(`${this.repo}: ${file}: the hub answered for commit ${got}, not ${commit}`);
