@@ -3,7 +3,8 @@
  * GET /api/models/{repo}/revision/{rev} (commit sha and file list); HEAD/GET /{repo}/resolve/{rev}/{file} with
  * X-Repo-Commit and ETag (git-style sha1 for small files), the LFS file (model.safetensors) answered with a 302 to an
  * absolute URL (a CDN on the real hub) /lfs/{sha256} and X-Linked-Etag / X-Linked-Size; Range requests (206) on /lfs; a gated repo that wants a bearer token
- * (401 without it); 404 for anything else. `dropLfs` drops that many LFS GETs mid-file (half the bytes, then the socket).
+ * (401 without it); 404 for anything else. `dropLfs` drops that many LFS GETs mid-file (half the bytes, then the socket);
+ * `corruptLfs` flips one byte of it.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -22,6 +23,8 @@ export interface HubServer {
   readonly log: string[];
   /** LFS GETs still to be dropped mid-file */
   dropLfs: number;
+  /** serve the LFS file with one byte changed (its sha256 no longer the ETag) */
+  corruptLfs: boolean;
   close(): Promise<void>;
 }
 
@@ -32,7 +35,7 @@ export async function startHubServer(): Promise<HubServer> {
   const lfsSha = createHash('sha256').update(bytes.get(LFS)!).digest('hex');
   const gitSha = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
   const repos: Record<string, { gated: boolean }> = { 'lowbit-test/tiny656k': { gated: false }, 'lowbit-test/gated': { gated: true } };
-  const state = { dropLfs: 0 };
+  const state = { dropLfs: 0, corruptLfs: false };
   const log: string[] = [];
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const u = new URL(req.url!, 'http://x');
@@ -40,7 +43,8 @@ export async function startHubServer(): Promise<HubServer> {
     const notFound = () => { res.writeHead(404, { 'x-error-code': 'RepositoryNotFound' }); res.end('Repository not found'); };
     if (u.pathname.startsWith('/lfs/')) {
       if (u.pathname !== `/lfs/${lfsSha}`) return notFound();
-      const b = bytes.get(LFS)!;
+      let b = bytes.get(LFS)!;
+      if (state.corruptLfs) { b = Buffer.from(b); const k = b.length >> 1; b[k] = b[k]! ^ 0xff; }
       const m = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
       const from = m ? Number(m[1]) : 0;
       const body = b.subarray(from);
@@ -88,6 +92,7 @@ export async function startHubServer(): Promise<HubServer> {
   return {
     url: `http://127.0.0.1:${port}`, log,
     get dropLfs() { return state.dropLfs; }, set dropLfs(n: number) { state.dropLfs = n; },
+    get corruptLfs() { return state.corruptLfs; }, set corruptLfs(v: boolean) { state.corruptLfs = v; },
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }

@@ -94,6 +94,18 @@ test('a connection that keeps dropping: one error naming repo and file, no blob 
   assert.ok(readFileSync(join(snap, LFS)).equals(fileBytes(LFS)));
 });
 
+test('a blob whose sha256 is not its ETag is removed, never linked: one line naming repo and file', async () => {
+  const cache = fresh();
+  hub.corruptLfs = true;
+  try {
+    await assert.rejects(resolveHubModel(ID, { env: { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache } }),
+      (e: unknown) => e instanceof UsageError && /^lowbit-test\/tiny656k: model\.safetensors: sha256 [0-9a-f]{64} does not match the hub's [0-9a-f]{64}/.test(e.message));
+  } finally { hub.corruptLfs = false; }
+  const repoDir = join(cache, 'models--lowbit-test--tiny656k');
+  assert.deepEqual(readdirSync(join(repoDir, 'blobs')).filter((b) => b.startsWith(lfsSha)), []);
+  assert.ok(!existsSync(join(repoDir, 'snapshots', COMMIT, LFS)));
+});
+
 test('gated repo: 401 names HF_TOKEN; with HF_TOKEN it downloads', async () => {
   const cache = fresh();
   const id = { repo: 'lowbit-test/gated', revision: 'main' };
@@ -122,6 +134,9 @@ test('CLI: --model org/name downloads and runs; 404, 401 and offline misses are 
   const ok = await runCliAsync(['info', '--model', 'lowbit-test/tiny656k@main'], { env });
   assert.equal(ok.status, 0, ok.stderr);
   assert.ok(ok.stdout.includes(COMMIT), ok.stdout);
+  const kld = await runCliAsync(['eval', '--model', 'lowbit-test/tiny656k', '--kld', 'lowbit-test/tiny656k@main', '--ppl', 'tinystories', '--limit', '1', '--seqlen', '64'], { env });
+  assert.equal(kld.status, 0, kld.stderr);
+  assert.match(kld.stdout, /Same top p 100\.000 ± 0\.000 %/);
   assertBadInput(await runCliAsync(['info', '--model', 'lowbit-test/missing'], { env }), ['lowbit-test/missing'], /404 Not Found/);
   assertBadInput(await runCliAsync(['info', '--model', 'lowbit-test/gated'], { env }), ['lowbit-test/gated'], /401 Unauthorized.*HF_TOKEN/);
   assertBadInput(await runCliAsync(['info', '--model', 'lowbit-test/gated'], { env: { ...env, HF_HUB_OFFLINE: '1' } }), ['lowbit-test/gated'], /HF_HUB_OFFLINE=1/);
