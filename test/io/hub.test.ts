@@ -3,7 +3,7 @@
 // linked, 401 / 404 as one line, HF_HOME / HF_HUB_CACHE / HF_TOKEN / HF_HUB_OFFLINE honoured.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, writeFileSync, readFileSync, readlinkSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -112,9 +112,15 @@ test('gated repo: 401 names HF_TOKEN; with HF_TOKEN it downloads', async () => {
   await assert.rejects(resolveHubModel(id, { env: { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache } }),
     (e: unknown) => e instanceof UsageError && /^lowbit-test\/gated: revision main: 401 Unauthorized: .*gated or private; set HF_TOKEN/.test(e.message));
   await assert.rejects(resolveHubModel(id, { env: { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN: 'wrong' } }),
-    (e: unknown) => e instanceof UsageError && /token in HF_TOKEN has no access/.test(e.message));
+    (e: unknown) => e instanceof UsageError && /token \(HF_TOKEN, else \$HF_HOME\/token\) has no access/.test(e.message));
   const snap = await resolveHubModel(id, { env: { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN: TOKEN } });
   assert.ok(readFileSync(join(snap, LFS)).equals(fileBytes(LFS)));
+  // the token a login saved in $HF_HOME/token, when HF_TOKEN is unset
+  const home = fresh();
+  mkdirSync(home, { recursive: true });
+  writeFileSync(join(home, 'token'), `${TOKEN}\n`);
+  const viaFile = await resolveHubModel(id, { env: { HF_ENDPOINT: hub.url, HF_HOME: home } });
+  assert.equal(viaFile, join(home, 'hub', 'models--lowbit-test--gated', 'snapshots', COMMIT));
 });
 
 test('HF_HUB_OFFLINE=1: served from the cache without the network; a model not cached is one line', async () => {
@@ -130,7 +136,8 @@ test('HF_HUB_OFFLINE=1: served from the cache without the network; a model not c
 
 test('CLI: --model org/name downloads and runs; 404, 401 and offline misses are one line, exit 2', async () => {
   const cache = fresh();
-  const env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache };
+  // the child inherits the environment: no token or offline setting of the machine's may leak in
+  const env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: fresh(), HF_TOKEN: '', HF_HUB_OFFLINE: '' };
   const ok = await runCliAsync(['info', '--model', 'lowbit-test/tiny656k@main'], { env });
   assert.equal(ok.status, 0, ok.stderr);
   assert.ok(ok.stdout.includes(COMMIT), ok.stdout);

@@ -9,6 +9,7 @@
  * `blobs/<etag>.incomplete` (huggingface_hub's name, so either tool resumes the other's partial download); it is renamed
  * to its final name only once complete and checked, and only then linked from a snapshot.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../../errors.js';
@@ -30,10 +31,22 @@ export function parseHubId(s: string): HubId | undefined {
   return { repo, revision };
 }
 
+function hfHome(env: Env): string {
+  return env.HF_HOME || join(homedir(), '.cache', 'huggingface');
+}
+
+/** $HF_HUB_CACHE (or its legacy name HUGGINGFACE_HUB_CACHE), else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
 export function hubCacheDir(env: Env): string {
-  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
-  if (env.HF_HOME) return join(env.HF_HOME, 'hub');
-  return join(homedir(), '.cache', 'huggingface', 'hub');
+  return env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE || join(hfHome(env), 'hub');
+}
+
+/** $HF_TOKEN, else the token `hf auth login` saved in $HF_HOME/token, else none. */
+export function hubToken(env: Env): string | undefined {
+  if (env.HF_TOKEN) return env.HF_TOKEN;
+  const file = join(hfHome(env), 'token');
+  if (!existsSync(file)) return undefined;
+  const t = readFileSync(file, 'utf8').trim();
+  return t || undefined;
 }
 
 export function repoCacheDir(env: Env, repo: string): string {

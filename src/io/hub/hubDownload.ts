@@ -20,7 +20,7 @@ import { closeSync, createReadStream, existsSync, fsyncSync, openSync, readFileS
 import { dirname, join, relative } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { makeDirs, writeFailure, writeFileAtomic } from '../atomic.js';
-import { hubEndpoint, isCommitHash, isOffline, repoCacheDir, type Env, type HubId } from './hfCache.js';
+import { hubEndpoint, hubToken, isCommitHash, isOffline, repoCacheDir, type Env, type HubId } from './hfCache.js';
 
 export interface HubProgress { readonly file: string; readonly done: number; readonly total: number | null }
 
@@ -42,7 +42,7 @@ export async function resolveHubModel(id: HubId, opts: HubOptions = {}): Promise
   const name = `${id.repo}@${id.revision}`;
   const root = repoCacheDir(env, id.repo);
   if (isOffline(env)) return offlineSnapshot(id, root);
-  const hub = new Hub(id.repo, hubEndpoint(env), env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN);
+  const hub = new Hub(id.repo, hubEndpoint(env), hubToken(env));
   const info = await hub.revision(id.revision);
   const commit = info.sha;
   const snap = join(root, 'snapshots', commit);
@@ -126,7 +126,7 @@ class Hub {
     const s = res.status;
     if (s === 401 || s === 403) {
       return new UsageError(`${this.repo}: ${what}: ${s} ${s === 401 ? 'Unauthorized' : 'Forbidden'}: the repository is gated or private; ` +
-        (this.token ? 'the token in HF_TOKEN has no access to it (accept its terms on the hub with that account)' : 'set HF_TOKEN to a token with access'));
+        (this.token ? 'the token (HF_TOKEN, else $HF_HOME/token) has no access to it (accept its terms on the hub with that account)' : 'set HF_TOKEN to a token with access'));
     }
     if (s === 404) return new UsageError(`${this.repo}: ${what}: 404 Not Found at ${this.endpoint} (no such repository, revision or file)`);
     return new UsageError(`${this.repo}: ${what}: HTTP ${s} ${res.statusText} from ${this.endpoint}`);
