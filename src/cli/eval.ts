@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
-import { basename } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
+import { evaluateKld, type KldResult } from '../eval/kld.js';
+import { openModel } from '../io/open.js';
 import { evaluateTasks, csqaColumns, mmluColumns } from '../eval/taskRun.js';
 import { parseTasks, type TaskResult } from '../eval/tasks/registry.js';
 import { UsageError } from '../errors.js';
@@ -17,7 +19,7 @@ import { describeActivation } from '../model/activation.js';
 
 interface EvalOptions extends CommonOptions, BackendCliOptions {
   ppl?: string; seqlen?: string; limit?: string; out?: string; tasks?: string; bos?: boolean; encoding?: string; kvReuse?: boolean;
-  allowLongContext?: boolean;
+  allowLongContext?: boolean; kld?: string;
 }
 
 /** Paper-style column names. */
@@ -32,6 +34,7 @@ export function registerEval(program: Command): void {
     .option('--bos', 'tasks: prepend BOS to every context (the paper: off; MMLU always uses the tokenizer default, on)')
     .option('--encoding <mode>', 'tasks: joint (lm-eval >= 0.4) or separate (the paper\'s v0.3 harness)', 'joint')
     .option('--no-kv-reuse', 'tasks: score every choice from scratch instead of reusing the shared context')
+    .option('--kld <base>', 'with --ppl: KL-divergence of the model against BASE (llama.cpp --kl-divergence) over the same windows, with both perplexities')
     .option('--seqlen <n>', "window length (default: min(2048, the model's context))")
     .option('--allow-long-context', '--seqlen may exceed the model\'s context')
     .option('--limit <n>', 'only the first N windows of each set / first N examples of each task (MMLU: of each subject)')
@@ -47,16 +50,29 @@ export function registerEval(program: Command): void {
       return;
     }
     const ckpt = loadCheckpoint(o);
+    const base = o.kld !== undefined ? openModel(resolve(o.kld)) : undefined;
     const { value: seqlen, source: seqlenSource } = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext);
     const limit = parseIntOption('--limit', o.limit);
     const sets = o.ppl !== undefined ? parseList('--ppl', o.ppl) : o.tasks ? [] : DEFAULT_PPL;
     const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
     if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
     if (taskNames.length) parseTasks(taskNames.join(','));
+    if (base && sets.length === 0) throw new UsageError('--kld compares the models over perplexity windows: give --ppl SETS');
     const be = await createBackend(o);
     const progress = new Progress(!!o.json);
     const results: PplResult[] = [];
-    for (const set of sets) {
+    const kld: KldResult[] = [];
+    for (const set of base ? sets : []) {
+      progress.start(2 * (ckpt.config.numLayers + 2), `kld ${set}`);
+      kld.push(await evaluateKld(ckpt, base!, be, set, {
+        seqlen, limit, dataDir: dataDir(o),
+        onProgress: (p) => progress.update((p.model === 'base' ? 0 : ckpt.config.numLayers + 2) +
+          (p.phase === 'embed' ? 0 : p.phase === 'head' ? p.numBlocks + 1 : p.block + 1),
+          `${p.model} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}`),
+      }));
+      progress.stop();
+    }
+    for (const set of base ? [] : sets) {
       progress.start(ckpt.config.numLayers + 2, `ppl ${set}`);
       results.push(await evaluatePpl(ckpt, be, set, {
         seqlen, limit, dataDir: dataDir(o),
@@ -78,12 +94,13 @@ export function registerEval(program: Command): void {
     const record = {
       command: 'eval', model: modelPath(o), format: ckpt.format, backend: be.description, activation: ckpt.activation ?? null,
       seqlen, seqlenSource,
-      limit: limit ?? null, results, tasks,
+      limit: limit ?? null, results, ...(base ? { kldBase: base.path, kld } : {}), tasks,
     };
     if (o.out) writeJsonAtomic(o.out, record);
     if (o.json) { process.stdout.write(JSON.stringify(record, null, 2) + '\n'); return; }
     console.log(`model ${name} (${ckpt.format}), ${be.description}; ${describeActivation(ckpt.activation)}`);
     if (results.length) printPpl(name, results, seqlen, record.seqlenSource, limit);
+    if (kld.length) printKld(name, kld, seqlen, record.seqlenSource, limit);
     if (tasks.length) printTasks(name, tasks, limit);
     console.log(`tokenizer: ${ckpt.tokenizer.description}`);
     if (o.out) console.log(`results written to ${o.out}`);
@@ -97,6 +114,24 @@ function printPpl(name: string, results: PplResult[], seqlen: number, seqlenSour
   console.log('');
   for (const r of results) {
     console.log(`${r.dataset}: ${fmtInt(r.tokens)} tokens, ${fmtInt(r.windowsEvaluated)}/${fmtInt(r.windows)} windows of ${fmtInt(r.seqlen)}, ${r.seconds.toFixed(1)} s${r.notes.length ? ` (${r.notes.join('; ')})` : ''}`);
+  }
+}
+
+function printKld(name: string, results: KldResult[], seqlen: number, seqlenSource: string, limit: number | undefined): void {
+  console.log(`KL-divergence KL(P_base ‖ P_model) per token over the full vocabulary, base ${results[0]!.base}; GPTQ perplexity windows: seqlen ${fmtInt(seqlen)} ` +
+    `(${seqlenSource}), BOS at the start of each stream${limit ? `, LIMITED to the first ${limit} windows of each set` : ''}`);
+  console.log('');
+  const f = (x: number) => x.toFixed(6);
+  console.log(markdownTable(['Model', 'Set', 'PPL', 'PPL base', 'ΔPPL', 'Mean KLD', 'KLD p99', 'Same top %'], results.map((r) => [
+    name, COLUMN[r.dataset] ?? r.dataset, fmtPpl(r.pplQuant), fmtPpl(r.pplBase), (r.deltaPpl >= 0 ? '+' : '') + fmtPpl(r.deltaPpl),
+    `${f(r.kl.mean)} ± ${f(r.kl.stderr)}`, f(r.kl.p99), `${(100 * r.kl.sameTop).toFixed(2)} ± ${(100 * r.kl.sameTopStderr).toFixed(2)}`,
+  ])));
+  for (const r of results) {
+    const k = r.kl;
+    console.log(`\n${r.dataset}: ${fmtInt(k.tokens)} scored tokens in ${fmtInt(r.windowsEvaluated)}/${fmtInt(r.windows)} windows of ${fmtInt(r.seqlen)}, ${r.seconds.toFixed(1)} s`);
+    console.log(`  Mean PPL(Q)   ${fmtPpl(r.pplQuant)}   Mean PPL(base) ${fmtPpl(r.pplBase)}   PPL(Q) − PPL(base) ${fmtPpl(r.deltaPpl)}`);
+    console.log(`  Mean KLD ${f(k.mean)} ± ${f(k.stderr)}   Maximum ${f(k.max)}   99.9% ${f(k.p999)}   99.0% ${f(k.p99)}   90.0% ${f(k.p90)}   Median ${f(k.median)}   Minimum ${f(k.min)}`);
+    console.log(`  Same top p ${(100 * k.sameTop).toFixed(3)} ± ${(100 * k.sameTopStderr).toFixed(3)} %`);
   }
 }
 

@@ -10,6 +10,7 @@ import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerQuantize } from './quantize.js';
 import { registerStudy } from './study.js';
+import { resolveHubOptions } from './hub.js';
 
 /** Runs the lowbit CLI; returns the exit code (0 ok, 2 bad input, 1 internal error). */
 export async function main(argv: string[]): Promise<number> {
@@ -30,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
   registerStudy(program);
   registerExport(program);
   registerBench(program);
+  program.hook('preAction', (_program, action) => resolveHubOptions(action));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -18,7 +18,7 @@ import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
   grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; scaleDtype: string;
-  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean; speed?: boolean;
+  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean; speed?: boolean; kld?: boolean;
 }
 
 export function registerStudy(program: Command): void {
@@ -29,6 +29,7 @@ export function registerStudy(program: Command): void {
     .option('--seqlen <n>', "window length for evaluation and calibration (default: min(2048, the model's context))")
     .option('--allow-long-context', '--seqlen may exceed the model\'s context')
     .option('--limit <n>', 'only the first N windows of each perplexity set')
+    .option('--kld', 'also the KL-divergence of each quantized cell against the model (the FP cell) on each perplexity set: KLD and Top-1 columns')
     .option('--tasks <tasks>', 'also evaluate each cell on piqa, arc_easy, arc_challenge, hellaswag, winogrande, mmlu')
     .option('--bos', 'tasks: prepend BOS to every context (the paper: off)')
     .option('--encoding <mode>', 'tasks: joint or separate context/continuation encoding', 'joint')
@@ -62,7 +63,7 @@ export function registerStudy(program: Command): void {
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
     const { files } = await runStudy(ckpt, be, grid, {
       out: resolve(o.out), ppl, seqlen, limit, calib: o.calib, nsamples, seed,
-      dataDir: o.dataDir ? dataDir(o) : undefined, force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false,
+      dataDir: o.dataDir ? dataDir(o) : undefined, force: !!o.force, kld: !!o.kld, keepCheckpoints: o.keepCheckpoints !== false,
       speed: o.speed === false ? false : { threads: threadCount(o) },
       ...(taskNames.length ? {
         extraSettings: { tasks: taskNames, taskLimit: limit ?? null, bos: !!o.bos, encoding: o.encoding },

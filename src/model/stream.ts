@@ -170,6 +170,19 @@ export async function streamedNll(
   ckpt: ModelCheckpoint, be: Backend, seqs: Int32Array[], opts: StreamedNllOptions = {},
 ): Promise<Float64Array[]> {
   if (seqs.length === 0) return [];
+  const xs = await streamedFinalRows(ckpt, be, seqs, opts);
+  return headNll(ckpt, be, xs, seqs, opts.headChunk);
+}
+
+/**
+ * The final-normed hidden rows 0..T-2 of each sequence (the rows that predict a next token), [T-1, D] each,
+ * block-streamed as streamedNll does (embedding rows the tokens use, one decoder block at a time); the input of
+ * the LM head. Empty tensors are not made: with T = 1 the result is [].
+ */
+export async function streamedFinalRows(
+  ckpt: ModelCheckpoint, be: Backend, seqs: Int32Array[], opts: Omit<StreamedNllOptions, 'headChunk'> = {},
+): Promise<BTensor[]> {
+  if (seqs.length === 0) return [];
   const T = seqs[0]!.length;
   if (seqs.some((s) => s.length !== T)) throw new RangeError('streamedNll: sequences must have equal length');
   const L = ckpt.config.numLayers;
@@ -179,28 +192,13 @@ export async function streamedNll(
   const out = await streamBlocks(ckpt, be, hidden, forwardBlock(ckpt, be, rope), opts.onProgress);
   be.free(rope.cos); be.free(rope.sin);
   opts.onProgress?.({ phase: 'head', block: L, numBlocks: L });
-  return headNll(ckpt, be, out, seqs, opts.headChunk);
-}
-
-/** NLLs of positions 1..T-1 from the last block's outputs `out` (freed here), the head read in vocabulary chunks. */
-async function headNll(ckpt: ModelCheckpoint, be: Backend, out: BTensor[], seqs: Int32Array[], headChunk?: number): Promise<Float64Array[]> {
-  const P = seqs[0]!.length - 1;
+  const P = T - 1;
   if (P <= 0) {
     for (const x of out) be.free(x);
-    return seqs.map(() => new Float64Array(0));
+    return [];
   }
-  const head = rowReader(ckpt.weights, headTensorName(ckpt));
-  const V = head.rows, D = ckpt.config.hiddenSize;
-  if (head.info.shape.length !== 2 || head.rowElements !== D) {
-    throw new FormatError(ckpt.weights.path, `tensor ${head.info.name} has shape [${head.info.shape.join(', ')}], expected [vocab, ${D}]`);
-  }
-  // default: a chunk of at most 64 MB (and at most a quarter of a block's weights, but 1 MB at least), logits at most 64 MB
-  const chunkBytes = Math.min(ROW_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, Math.floor(blockBytes(ckpt) / 4)));
-  const chunk = headChunk ?? Math.min(rowsFor(head, chunkBytes), Math.max(1, Math.floor(LOGITS_CHUNK_BYTES / (4 * P))));
-  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`streamedNll: headChunk must be a positive integer (got ${chunk})`);
   const norm = be.uploadWeight(ckpt.weights.read(NAMES.finalNorm));
-  // final-normed rows 0..T-2 of every sequence (the rows that predict a next token), replacing the
-  // hidden states one by one so that both are never resident whole
+  // replacing the hidden states one by one so that both are never resident whole
   const xs: BTensor[] = [];
   for (let s = 0; s < out.length; s++) {
     const x = out[s]!;
@@ -210,6 +208,29 @@ async function headNll(ckpt: ModelCheckpoint, be: Backend, out: BTensor[], seqs:
     be.free(r); be.free(x);
   }
   be.free(norm);
+  return xs;
+}
+
+/** The LM head, read in row chunks: its reader, and the chunk (vocabulary rows) a pass over `positions` rows uses. */
+export function headChunks(ckpt: ModelCheckpoint, positions: number, headChunk?: number, logitBlocks = 1): { head: RowReader; chunk: number } {
+  const head = rowReader(ckpt.weights, headTensorName(ckpt));
+  const D = ckpt.config.hiddenSize;
+  if (head.info.shape.length !== 2 || head.rowElements !== D) {
+    throw new FormatError(ckpt.weights.path, `tensor ${head.info.name} has shape [${head.info.shape.join(', ')}], expected [vocab, ${D}]`);
+  }
+  // default: a chunk of at most 64 MB (and at most a quarter of a block's weights, but 1 MB at least), logits at most 64 MB
+  const chunkBytes = Math.min(ROW_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, Math.floor(blockBytes(ckpt) / 4)));
+  const chunk = headChunk ?? Math.min(rowsFor(head, chunkBytes), Math.max(1, Math.floor(LOGITS_CHUNK_BYTES / (4 * positions * logitBlocks))));
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`streamedNll: headChunk must be a positive integer (got ${chunk})`);
+  return { head, chunk };
+}
+
+/** NLLs of positions 1..T-1 from the final-normed rows `xs` (freed here), the head read in vocabulary chunks. */
+async function headNll(ckpt: ModelCheckpoint, be: Backend, xs: BTensor[], seqs: Int32Array[], headChunk?: number): Promise<Float64Array[]> {
+  const P = seqs[0]!.length - 1;
+  if (P <= 0) return seqs.map(() => new Float64Array(0));
+  const { head, chunk } = headChunks(ckpt, P, headChunk);
+  const V = head.rows;
   const targets = seqs.map((ids) => ids.subarray(1));
   for (const tg of targets) {
     for (const id of tg) if (!(id >= 0 && id < V)) throw new RangeError(`streamedNll: target ${id} outside the vocabulary of ${V}`);

@@ -4,6 +4,7 @@ import type { Backend } from '../backend/backend.js';
 import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { openModel } from '../io/open.js';
 import { evaluatePpl, type PplResult } from '../eval/ppl.js';
+import { evaluateKld, type KldResult } from '../eval/kld.js';
 import { quantizeModel, SCALE_PROTOCOL, type QuantizeReport } from '../quant/quantizeModel.js';
 import { sweepStaleTemps } from '../io/atomic.js';
 import { getMethod } from '../quant/registry.js';
@@ -24,6 +25,8 @@ export interface StudyOptions {
   /** recompute finished cells */
   readonly force?: boolean;
   readonly keepCheckpoints?: boolean;
+  /** also the KL-divergence of each quantized cell against the study's model (the FP cell) on every perplexity set */
+  readonly kld?: boolean | undefined;
   /** extra evaluations of a cell's model (zero-shot tasks, MMLU), merged into its results */
   readonly extraEval?: ((ckpt: ModelCheckpoint, onProgress: (stage: string) => void) => Promise<Record<string, unknown>>) | undefined;
   readonly extraSettings?: Record<string, unknown>;
@@ -48,6 +51,7 @@ function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOpti
       scaleDtype: cell.scaleDtype, scaleProtocol: SCALE_PROTOCOL[cell.scaleDtype],
     }),
     ...(o.extraSettings ?? {}),
+    ...(o.kld && cell.method !== 'fp16' ? { kld: true } : {}),
     dataDir: o.dataDir ?? null, backendKind: be.name,
   };
 }
@@ -85,7 +89,7 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
       continue;
     }
     const t0 = performance.now();
-    const steps = (cell.method === 'fp16' ? 0 : 1) + o.ppl.length + (o.extraEval ? 1 : 0) + 1;
+    const steps = (cell.method === 'fp16' ? 0 : 1 + (o.kld ? o.ppl.length : 0)) + o.ppl.length + (o.extraEval ? 1 : 0) + 1;
     o.onEvent?.({ kind: 'cell-start', index, total, key, steps });
     let step = 0;
     const stepDone = (stage: string) => o.onEvent?.({ kind: 'cell-step', step: ++step, stage });
@@ -109,6 +113,14 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
       });
       stepDone(`ppl ${set}`);
     }
+    const kld: Record<string, KldResult> = {};
+    for (const set of o.kld && cell.method !== 'fp16' ? o.ppl : []) {
+      kld[set] = await evaluateKld(model, ckpt, be, set, {
+        seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir,
+        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `kld ${set} ${p.model} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}` }),
+      });
+      stepDone(`kld ${set}`);
+    }
     const extra = o.extraEval ? await o.extraEval(model, (s) => o.onEvent?.({ kind: 'cell-step', step, stage: s })) : {};
     if (o.extraEval) stepDone('tasks');
     const cost = await cellCost(model, be, o.speed ?? {});
@@ -116,7 +128,7 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
     const rec: CellRecord = {
       key, cell, settings,
       results: {
-        ppl, ...extra, cost,
+        ppl, ...(Object.keys(kld).length ? { kld } : {}), ...extra, cost,
         quant: quant && { nominalBits: quant.settings.nominalBits, totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
       },
       finishedAt: new Date().toISOString(), seconds: (performance.now() - t0) / 1000,

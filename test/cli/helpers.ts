@@ -30,8 +30,8 @@ export function runCli(args: string[], opts: { cwd?: string; env?: Record<string
 }
 
 /** runCli without blocking, so that independent cases can run side by side. */
-export function runCliAsync(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  const env: Record<string, string | undefined> = { ...process.env };
+export function runCliAsync(args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+  const env: Record<string, string | undefined> = { ...process.env, ...opts.env };
   delete env.LOWBIT_DEBUG;
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], { cwd: opts.cwd ?? scratch(), env, timeout: opts.timeoutMs ?? 60_000 });

@@ -14,7 +14,7 @@ const TASK_TITLES: Record<string, string> = { piqa: 'PIQA', arc_easy: 'ARC-e', a
 const MMLU_TITLES: Record<string, string> = { humanities: 'Hums.', stem: 'STEM', social: 'Social', other: 'Other', avg: 'MMLU Avg' };
 
 type Results = {
-  ppl?: Record<string, { ppl: number }>; tasks?: Record<string, { acc: number }>; mmlu?: Record<string, number>; quant?: { totalError?: number | null; nominalBits?: number };
+  ppl?: Record<string, { ppl: number }>; kld?: Record<string, { kl: { mean: number; sameTop: number } }>; tasks?: Record<string, { acc: number }>; mmlu?: Record<string, number>; quant?: { totalError?: number | null; nominalBits?: number };
   cost?: CellCost;
 };
 const res = (r: CellRecord) => r.results as Results;
@@ -46,6 +46,16 @@ export function columnsFor(records: readonly CellRecord[]): Column[] {
   const pplSets = new Set(records.flatMap((r) => Object.keys(res(r).ppl ?? {})));
   for (const k of [...PPL_ORDER, ...[...pplSets].filter((s) => !PPL_ORDER.includes(s)).sort()]) {
     if (pplSets.has(k)) cols.push({ key: `ppl.${k}`, title: PPL_TITLES[k] ?? k, value: (r) => res(r).ppl?.[k]?.ppl ?? null });
+  }
+  // KL-divergence against the FP cell (the study's model), per set: mean KL per token and top-1 agreement; the FP cell itself shows 0 and 100
+  const kldSets = new Set(records.flatMap((r) => Object.keys(res(r).kld ?? {})));
+  const isBase = (r: CellRecord) => r.cell.method === 'fp16';
+  for (const k of [...PPL_ORDER, ...[...kldSets].filter((s) => !PPL_ORDER.includes(s)).sort()]) {
+    if (!kldSets.has(k)) continue;
+    cols.push(
+      { key: `kld.${k}`, title: `KLD ${PPL_TITLES[k] ?? k}`, value: (r) => (isBase(r) ? 0 : res(r).kld?.[k]?.kl.mean ?? null) },
+      { key: `top1.${k}`, title: `Top-1 ${PPL_TITLES[k] ?? k}`, value: (r) => (isBase(r) ? 100 : pct(res(r).kld?.[k]?.kl.sameTop)) },
+    );
   }
   const tasks = Object.keys(TASK_TITLES).filter((t) => records.some((r) => res(r).tasks?.[t]));
   for (const t of tasks) cols.push({ key: `acc.${t}`, title: TASK_TITLES[t]!, value: (r) => pct(res(r).tasks?.[t]?.acc) });
@@ -91,6 +101,8 @@ export function formatValue(col: Column, v: number | string | null): string {
   if (v === null) return '–';
   if (typeof v === 'string') return v;
   if (col.key.startsWith('ppl.')) return fmtPpl(v);
+  if (col.key.startsWith('kld.')) return v.toFixed(5);
+  if (col.key.startsWith('top1.')) return v.toFixed(2);
   if (col.key.startsWith('acc.') || col.key.startsWith('mmlu.')) return v.toFixed(1);
   if (col.key === 'quant.error') return v.toExponential(3);
   if (col.key === 'cost.size' || col.key === 'cost.bits') return fmtFixed(v, 2);
