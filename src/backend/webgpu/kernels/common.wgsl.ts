@@ -66,3 +66,22 @@ fn div_cr(a: f32, b: f32) -> f32 {
   return best;
 }
 `;
+
+/**
+ * Exact two-float addition for the compensated sums (gram, log-softmax). `keep(v)` hides v from the
+ * shader compiler: its bits XOR a zero it cannot see at compile time (the kernel's uniform `p.zero`,
+ * which the dispatch sets to 0). Mesa's NIR (lavapipe) treats float arithmetic as inexact and rewrites
+ * (a + b) − a as b, or factors and reassociates sums, which erases TwoSum's error term and leaves a
+ * plain float32 sum; an opaque value cannot be rewritten. Needs a uniform `p` with a `zero: u32` field.
+ */
+export const TWO_SUM = /* wgsl */ `
+fn keep(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) ^ p.zero); }
+
+/** (fl(a + b), its rounding error) exactly (TwoSum, Knuth). */
+fn two_sum(a: f32, b: f32) -> vec2f {
+  let s = keep(a + b);
+  let bb = keep(s - a);
+  let aa = keep(s - bb);
+  return vec2f(s, keep(a - aa) + keep(b - bb));
+}
+`;

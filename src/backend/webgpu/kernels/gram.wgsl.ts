@@ -11,6 +11,8 @@
  * against about N·2⁻⁵³ for the host's float64 sums of exact products.
  * Reference kernel: one entry per invocation, tokens read from global memory.
  */
+import { TWO_SUM } from './common.wgsl.js';
+
 export const GRAM_WG = 8;
 
 export const GRAM_WGSL = `
@@ -20,21 +22,7 @@ struct Params { T: u32, K: u32, zero: u32 };
 @group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
 
-/**
- * v, hidden from the shader compiler: its bits XOR a zero it cannot see at compile time. Mesa's
- * NIR (lavapipe) treats float arithmetic as inexact and rewrites (a + b) − a as b, or factors and
- * reassociates sums, which erases every error term below; an opaque value cannot be rewritten.
- */
-fn keep(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) ^ p.zero); }
-
-/** (fl(a + b), its rounding error) exactly (TwoSum, Knuth). */
-fn two_sum(a: f32, b: f32) -> vec2f {
-  let s = keep(a + b);
-  let bb = keep(s - a);
-  let aa = keep(s - bb);
-  return vec2f(s, keep(a - aa) + keep(b - bb));
-}
-
+${TWO_SUM}
 /** a = hi + lo with hi holding a's top 12 significand bits (Veltkamp's split, factor 2¹² + 1). */
 fn split(a: f32) -> vec2f {
   let c = keep(4097.0 * a);

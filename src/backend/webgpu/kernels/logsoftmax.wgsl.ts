@@ -5,7 +5,7 @@
  * and the host finishes lse = max + log(hi + lo) in float64. Output per row: [max, hi, lo, x[pick]]
  * (pick: a column the host chose, the target's when it lies in this chunk).
  */
-import { FLAT_INDEX, FLOAT_CONSTS } from './common.wgsl.js';
+import { FLAT_INDEX, FLOAT_CONSTS, TWO_SUM } from './common.wgsl.js';
 
 export const LSM_WG = 64;
 
@@ -20,21 +20,7 @@ struct Params { T: u32, C: u32, zero: u32 };
 var<workgroup> part_hi: array<f32, ${LSM_WG}>;
 var<workgroup> part_lo: array<f32, ${LSM_WG}>;
 
-/**
- * v, hidden from the shader compiler: its bits XOR a zero (p.zero) it cannot see at compile time. Mesa's
- * NIR (lavapipe) treats float arithmetic as inexact and rewrites (a + b) − a as b, which erases TwoSum's
- * error term (gram.wgsl.ts found it); an opaque value cannot be rewritten.
- */
-fn keep(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) ^ p.zero); }
-
-/** hi + lo of a + b exactly (TwoSum): returns (fl(a + b), the rounding error). */
-fn two_sum(a: f32, b: f32) -> vec2f {
-  let s = keep(a + b);
-  let bb = keep(s - a);
-  let aa = keep(s - bb);
-  return vec2f(s, keep(a - aa) + keep(b - bb));
-}
-
+${TWO_SUM}
 @compute @workgroup_size(${LSM_WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let row = flat_group(wid, nwg);
