@@ -18,7 +18,7 @@ import { existsSync } from 'node:fs';
 import { describeActivation } from '../model/activation.js';
 
 interface EvalOptions extends CommonOptions, BackendCliOptions {
-  ppl?: string; seqlen?: string; limit?: string; out?: string; tasks?: string; bos?: boolean; encoding?: string; kvReuse?: boolean;
+  ppl?: string; seqlen?: string; limit?: string; windowsPerPass?: string; out?: string; tasks?: string; bos?: boolean; encoding?: string; kvReuse?: boolean;
   allowLongContext?: boolean; kld?: string;
 }
 
@@ -38,6 +38,7 @@ export function registerEval(program: Command): void {
     .option('--seqlen <n>', "window length (default: min(2048, the model's context))")
     .option('--allow-long-context', '--seqlen may exceed the model\'s context')
     .option('--limit <n>', 'only the first N windows of each set / first N examples of each task (MMLU: of each subject)')
+    .option('--windows-per-pass <n>', 'perplexity and --kld: stream N windows through the model at a time (default: all); less memory for the hidden states, the weights read once per pass; same results')
     .option('--out <file>', 'also write the results as JSON to this file')
     .option('--json', 'print the results as JSON on stdout (no table, no progress)');
   dataDirOption(cmd);
@@ -53,6 +54,7 @@ export function registerEval(program: Command): void {
     const base = o.kld !== undefined ? openModel(resolve(o.kld)) : undefined;
     const { value: seqlen, source: seqlenSource } = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext);
     const limit = parseIntOption('--limit', o.limit);
+    const windowsPerPass = parseIntOption('--windows-per-pass', o.windowsPerPass);
     const sets = o.ppl !== undefined ? parseList('--ppl', o.ppl) : o.tasks ? [] : DEFAULT_PPL;
     const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
     if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
@@ -65,7 +67,7 @@ export function registerEval(program: Command): void {
     for (const set of base ? sets : []) {
       progress.start(2 * (ckpt.config.numLayers + 2), `kld ${set}`);
       kld.push(await evaluateKld(ckpt, base!, be, set, {
-        seqlen, limit, dataDir: dataDir(o),
+        seqlen, limit, windowsPerPass, dataDir: dataDir(o),
         onProgress: (p) => progress.update((p.model === 'base' ? 0 : ckpt.config.numLayers + 2) +
           (p.phase === 'embed' ? 0 : p.phase === 'head' ? p.numBlocks + 1 : p.block + 1),
           `${p.model} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}`),
@@ -75,7 +77,7 @@ export function registerEval(program: Command): void {
     for (const set of base ? [] : sets) {
       progress.start(ckpt.config.numLayers + 2, `ppl ${set}`);
       results.push(await evaluatePpl(ckpt, be, set, {
-        seqlen, limit, dataDir: dataDir(o),
+        seqlen, limit, windowsPerPass, dataDir: dataDir(o),
         onProgress: (p) => progress.update(p.phase === 'embed' ? 0 : p.phase === 'head' ? p.numBlocks + 1 : p.block + 1,
           p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase),
       }));

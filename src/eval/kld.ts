@@ -13,6 +13,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { headChunks, streamedFinalRows, type StreamProgress } from '../model/stream.js';
+import { windowPasses } from './ppl.js';
 import { pplStream } from '../data/pplData.js';
 import { UsageError } from '../errors.js';
 import { KlAccumulator, summarizeKl, type KlSummary } from './kldStats.js';
@@ -43,6 +44,8 @@ export interface KldOptions {
   seqlen: number;
   limit?: number | undefined;
   dataDir?: string | undefined;
+  /** windows per pass through both models (default: all; see PplOptions.windowsPerPass) */
+  windowsPerPass?: number | undefined;
   /** LM-head rows per chunk (default: streamedNll's, halved for the two logit blocks) */
   headChunk?: number | undefined;
   onProgress?: ((p: StreamProgress & { dataset: string; model: 'base' | 'quant' }) => void) | undefined;
@@ -74,8 +77,7 @@ export async function evaluateKld(quant: ModelCheckpoint, base: ModelCheckpoint,
   const progress = (model: 'base' | 'quant') => opts.onProgress && ((p: StreamProgress) => opts.onProgress!({ ...p, dataset, model }));
 
   const P = opts.seqlen - 1;
-  const xsBase = await streamedFinalRows(base, be, windows, { onProgress: progress('base') });
-  const xsQuant = await streamedFinalRows(quant, be, windows, { onProgress: progress('quant') });
+  const passes = windowPasses(windows, opts.windowsPerPass);
   const hb = headChunks(base, P, opts.headChunk, 2), hq = headChunks(quant, P, opts.headChunk, 2);
   if (hb.head.rows !== hq.head.rows) throw new UsageError(`--kld: vocabulary mismatch: the LM head of ${quant.path} has ${hq.head.rows} rows, base's ${hb.head.rows}`);
   const V = hb.head.rows, chunk = Math.min(hb.chunk, hq.chunk);
@@ -84,18 +86,24 @@ export async function evaluateKld(quant: ModelCheckpoint, base: ModelCheckpoint,
     for (const id of targets) if (!(id >= 0 && id < V)) throw new RangeError(`evaluateKld: target ${id} outside the vocabulary of ${V}`);
     return new KlAccumulator(P, Int32Array.from(targets));
   });
-  for (let v0 = 0; v0 < V; v0 += chunk) {
-    const c = Math.min(chunk, V - v0);
-    const wb = be.uploadWeight(hb.head.read(v0, c)), wq = be.uploadWeight(hq.head.read(v0, c));
-    for (let s = 0; s < windows.length; s++) {
-      const lb = be.linear(xsBase[s]!, wb), lq = be.linear(xsQuant[s]!, wq);
-      const a = await be.read(lb), b = await be.read(lq);
-      be.free(lb); be.free(lq);
-      accs[s]!.fold(a, b, v0, c);
+  let first = 0;
+  for (const pass of passes) {
+    const xsBase = await streamedFinalRows(base, be, pass, { onProgress: progress('base') });
+    const xsQuant = await streamedFinalRows(quant, be, pass, { onProgress: progress('quant') });
+    for (let v0 = 0; v0 < V; v0 += chunk) {
+      const c = Math.min(chunk, V - v0);
+      const wb = be.uploadWeight(hb.head.read(v0, c)), wq = be.uploadWeight(hq.head.read(v0, c));
+      for (let s = 0; s < pass.length; s++) {
+        const lb = be.linear(xsBase[s]!, wb), lq = be.linear(xsQuant[s]!, wq);
+        const a = await be.read(lb), b = await be.read(lq);
+        be.free(lb); be.free(lq);
+        accs[first + s]!.fold(a, b, v0, c);
+      }
+      be.free(wb); be.free(wq);
     }
-    be.free(wb); be.free(wq);
+    for (const x of [...xsBase, ...xsQuant]) be.free(x);
+    first += pass.length;
   }
-  for (const x of [...xsBase, ...xsQuant]) be.free(x);
 
   const kl = new Float64Array(windows.length * P);
   let same = 0, nllBase = 0, nllQuant = 0;

@@ -30,7 +30,20 @@ export interface PplOptions {
   seqlen: number;
   limit?: number | undefined;
   dataDir?: string | undefined;
+  /**
+   * windows streamed through the model per pass (default: all): the hidden states of that many windows are
+   * resident at once, at the cost of reading the weights once per pass. Results do not depend on it.
+   */
+  windowsPerPass?: number | undefined;
   onProgress?: ((p: StreamProgress & { dataset: string }) => void) | undefined;
+}
+
+/** The windows in passes of `perPass` (all at once when undefined); a bad value is a UsageError. */
+export function windowPasses<T>(windows: readonly T[], perPass: number | undefined): T[][] {
+  if (perPass !== undefined && (!Number.isInteger(perPass) || perPass < 1)) throw new UsageError(`--windows-per-pass must be a positive integer (got ${perPass})`);
+  const n = perPass ?? Math.max(windows.length, 1), out: T[][] = [];
+  for (let i = 0; i < windows.length; i += n) out.push(windows.slice(i, i + n));
+  return out;
 }
 
 /** Splits a token stream into floor(n/seqlen) windows, the tail dropped (GPTQ protocol). */
@@ -60,9 +73,12 @@ export async function evaluatePpl(ckpt: ModelCheckpoint, be: Backend, dataset: s
   const all = Math.floor(stream.ids.length / opts.seqlen);
   if (all < 1) throw new UsageError(`${dataset}: seqlen ${opts.seqlen} is longer than the data (${stream.ids.length} tokens)`);
   const windows = gptqWindows(stream.ids, opts.seqlen, opts.limit);
-  const nlls = await streamedNll(ckpt, be, windows, {
-    onProgress: opts.onProgress && ((p) => opts.onProgress!({ ...p, dataset })),
-  });
+  const nlls: Float64Array[] = [];
+  for (const pass of windowPasses(windows, opts.windowsPerPass)) {
+    nlls.push(...await streamedNll(ckpt, be, pass, {
+      onProgress: opts.onProgress && ((p) => opts.onProgress!({ ...p, dataset })),
+    }));
+  }
   return {
     dataset, protocol: 'gptq', ppl: pplFromWindowNlls(nlls), seqlen: opts.seqlen, bos: stream.info.bos,
     tokenizer: ckpt.tokenizer.description, tokens: stream.ids.length, windows: all, windowsEvaluated: windows.length,

@@ -159,3 +159,22 @@ test('CLI: --kld prints the table and writes the record', () => {
   assert.match(r.stdout, /\| TinyStories \| [\d.]+ \| [\d.]+ \| \+0\.00 \| 0\.000000 ± 0\.000000 \| 0\.000000 \| 100\.00 ± 0\.00 \|/);
   assert.match(r.stdout, /Same top p 100\.000 ± 0\.000 %/);
 });
+
+test('--windows-per-pass: perplexity and KLD in passes of 1 or 2 windows equal one pass over all, bit for bit; 0 is refused', async () => {
+  const out = join(dir, 'rtn3-passes');
+  await quantizeModel(ck, be, { method: 'rtn', bits: 3, group: 128, nsamples: 1, seed: 0, dataDir: DATA, out });
+  const q = openModel(out);
+  const o = { seqlen: 64, limit: 3, dataDir: DATA, headChunk: 700 };
+  const whole = await evaluateKld(q, ck, be, 'tinystories', o);
+  for (const windowsPerPass of [1, 2]) {
+    const r = await evaluateKld(q, ck, be, 'tinystories', { ...o, windowsPerPass });
+    assert.deepEqual(r.kl, whole.kl);
+    assert.equal(r.pplBase, whole.pplBase);
+    assert.equal(r.pplQuant, whole.pplQuant);
+    const p = await evaluatePpl(q, be, 'tinystories', { seqlen: 64, limit: 3, dataDir: DATA, windowsPerPass });
+    assert.equal(p.ppl, whole.pplQuant);
+    assert.equal(p.windowsEvaluated, 3);
+  }
+  await assert.rejects(evaluatePpl(q, be, 'tinystories', { seqlen: 64, limit: 3, dataDir: DATA, windowsPerPass: 0 }), UsageError);
+  assertBadInput(runCli(['eval', '--model', TINY656K, '--ppl', 'tinystories', '--limit', '1', '--windows-per-pass', '0']), ['--windows-per-pass']);
+});
