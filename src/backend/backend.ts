@@ -93,6 +93,17 @@ export interface Backend {
   logSoftmaxParts(logits: BTensor, targets: Int32Array, offset: number): Promise<{ lse: Float64Array; picked: Float64Array }>;
 }
 
+/** attention's argument checks, shared by every backend: [T queries, S keys] of q[T, H·hd], k/v[S, KVH·hd], S ≥ offset + T. */
+export function checkAttention(q: BTensor, k: BTensor, v: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): { T: number; S: number } {
+  const T = q.shape[0]!, S = k.shape[0]!;
+  if (o.nHeads % o.nKvHeads !== 0) throw new RangeError(`attention: ${o.nHeads} heads is not a multiple of ${o.nKvHeads} KV heads`);
+  expectShape('attention', 'q', q.shape, [T, o.nHeads * o.headDim]);
+  expectShape('attention', 'k', k.shape, [S, o.nKvHeads * o.headDim]);
+  expectShape('attention', 'v', v.shape, [S, o.nKvHeads * o.headDim]);
+  if (S < o.offset + T) throw new RangeError(`attention: ${S} keys cannot cover offset ${o.offset} + ${T} queries`);
+  return { T, S };
+}
+
 /** Shape checks shared by every backend: they run before any kernel, and name the op and shapes. */
 export function expectShape(op: string, what: string, got: readonly number[], want: readonly (number | undefined)[]): void {
   const ok = got.length === want.length && want.every((w, i) => w === undefined || w === got[i]);

@@ -1,4 +1,4 @@
-import { expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
+import { checkAttention, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { collectGarbage } from './gc.js';
 import { TensorScopes } from '../scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -263,12 +263,7 @@ export class CpuBackend implements Backend {
 
   attention(q: BTensor, k: BTensor, v: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): BTensor {
     const qs = t(q), ks = t(k), vs = t(v);
-    const T = qs.shape[0]!, S = ks.shape[0]!;
-    if (o.nHeads % o.nKvHeads !== 0) throw new RangeError(`attention: ${o.nHeads} heads is not a multiple of ${o.nKvHeads} KV heads`);
-    expectShape('attention', 'q', qs.shape, [T, o.nHeads * o.headDim]);
-    expectShape('attention', 'k', ks.shape, [S, o.nKvHeads * o.headDim]);
-    expectShape('attention', 'v', vs.shape, [S, o.nKvHeads * o.headDim]);
-    if (S < o.offset + T) throw new RangeError(`attention: ${S} keys cannot cover offset ${o.offset} + ${T} queries`);
+    const { T, S } = checkAttention(qs, ks, vs, o);
     const out = f32(qs.shape);
     this.kernels.attention(qs.f32, ks.f32, vs.f32, out.f32, T, S, o.offset, o.nHeads, o.nKvHeads, o.headDim);
     return out;

@@ -8,7 +8,7 @@
  * any device error recorded meanwhile. The reductions WGSL cannot do in float64 (nll,
  * logSoftmaxParts) accumulate two-float sums on the device and finish in float64 on the host.
  */
-import { expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
+import { checkAttention, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
@@ -246,12 +246,7 @@ export class WebGpuBackend implements Backend {
 
   attention(q: BTensor, k: BTensor, v: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): BTensor {
     const qs = t(q), ks = t(k), vs = t(v);
-    const T = qs.shape[0]!, S = ks.shape[0]!;
-    if (o.nHeads % o.nKvHeads !== 0) throw new RangeError(`attention: ${o.nHeads} heads is not a multiple of ${o.nKvHeads} KV heads`);
-    expectShape('attention', 'q', qs.shape, [T, o.nHeads * o.headDim]);
-    expectShape('attention', 'k', ks.shape, [S, o.nKvHeads * o.headDim]);
-    expectShape('attention', 'v', vs.shape, [S, o.nKvHeads * o.headDim]);
-    if (S < o.offset + T) throw new RangeError(`attention: ${S} keys cannot cover offset ${o.offset} + ${T} queries`);
+    const { T } = checkAttention(qs, ks, vs, o);
     const qb = f32buf(qs), kb = f32buf(ks), vb = f32buf(vs);
     const out = this.out('attention', qs.shape);
     attention(this.gpu, qb, kb, vb, out.parts[0]!.buffer, { T, ...o });
