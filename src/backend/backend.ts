@@ -93,6 +93,14 @@ export interface Backend {
   logSoftmaxParts(logits: BTensor, targets: Int32Array, offset: number): Promise<{ lse: Float64Array; picked: Float64Array }>;
 }
 
+/** linear's argument checks, shared by every backend: x[M, K] · w[N, K]ᵀ. */
+export function checkLinear(x: BTensor, w: BTensor): { M: number; N: number; K: number } {
+  expectShape('linear', 'weight', w.shape, [undefined, undefined]);
+  const [N, K] = w.shape as [number, number];
+  expectShape('linear', 'input', x.shape, [undefined, K]);
+  return { M: x.shape[0]!, N, K };
+}
+
 /** attention's argument checks, shared by every backend: [T queries, S keys] of q[T, H·hd], k/v[S, KVH·hd], S ≥ offset + T. */
 export function checkAttention(q: BTensor, k: BTensor, v: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): { T: number; S: number } {
   const T = q.shape[0]!, S = k.shape[0]!;

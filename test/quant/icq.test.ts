@@ -4,7 +4,8 @@
 // Q bit for bit and multiply as x·Qᵀ; the bundled model round-trips through a checkpoint.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { bytes, floats, goldenInput, readGolden } from './nf4Golden.js';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
@@ -19,7 +20,7 @@ import { quantizeNf4 } from '../../src/quant/methods/nf4.js';
 import { DYNAMIC_MAP, ICQ_KIND, ICQDQ_KIND, NF4_LEVELS, packNf4 } from '../../src/tensor/nf4Pack.js';
 import { materializeKind } from '../../src/tensor/packed.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
-import { PACKAGE_ROOT, TINY656K } from '../helpers/paths.js';
+import { TINY656K } from '../helpers/paths.js';
 import { Rng } from './rand.js';
 
 const f = Math.fround;
@@ -47,22 +48,7 @@ test('the factors are np.linspace(-0.1σ, 0.1σ, 201) to the bit; the entropy of
 });
 
 interface Golden { rows: number; cols: number; sigma: number; tau: string; tauCodes: string; tauAbsmax: string; codes: string; absmax: string; torch: string }
-const golden = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'test', 'golden', 'icq-irqlora.json'), 'utf8')) as Golden;
-const bytes = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
-const floats = (s: string) => { const b = bytes(s); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
-
-/** scripts/nf4-golden.py golden_input() at 128 × 128. */
-function goldenInput(rows: number, cols: number): Float32Array {
-  const w = new Float32Array(rows * cols);
-  for (let i = 0; i < w.length; i++) {
-    const h = Number((BigInt(i) * 2654435761n + 12345n) & 0xffffffffn);
-    const v = f(((h >>> 8) / 2 ** 24 - 0.5) * 2), s = f(2 ** -(Math.floor(i / 64) % 5));
-    w[i] = f(f(f(v * v) * v) * s);
-  }
-  for (let b = 0; b < w.length / 64; b += 7) w[b * 64 + 3] = 0;
-  w.fill(0, 64 * 11, 64 * 12);
-  return w;
-}
+const golden = readGolden<Golden>('icq-irqlora.json');
 
 test(`a deterministic matrix: τ, its codes and the NF4 codes equal IR-QLoRA's search (torch ${golden.torch})`, () => {
   assert.equal(golden.sigma, SIGMA);

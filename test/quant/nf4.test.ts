@@ -5,7 +5,8 @@
 // and multiply as x·Qᵀ on the CPU backend; the bundled model round-trips through a checkpoint.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { bytes, floats, goldenInput, readGolden } from './nf4Golden.js';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
@@ -19,7 +20,7 @@ import { NF4, NF4_THRESHOLDS, dQuantize, dQuantizeNF4, doubleQuantize, float32Me
 import { DYNAMIC_MAP, NF4_DQ_ERROR, NF4_KIND, NF4_LEVELS, NF4DQ_KIND, dequantNested, packNf4 } from '../../src/tensor/nf4Pack.js';
 import { materializeKind } from '../../src/tensor/packed.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { PACKAGE_ROOT, TINY656K } from '../helpers/paths.js';
+import { TINY656K } from '../helpers/paths.js';
 import { Rng } from './rand.js';
 
 const f = Math.fround;
@@ -93,22 +94,7 @@ test('a block worked by hand: codes, absmax, packed nibbles and Q', () => {
 });
 
 interface Golden { rows: number; cols: number; codes: string; absmax: string; Q256: string; offset: string; absmaxCodes: string; absmax2: string; absmaxDq: string; torch: string }
-const golden = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'test', 'golden', 'nf4-bnb.json'), 'utf8')) as Golden;
-const bytes = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
-const floats = (s: string) => { const b = bytes(s); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
-
-/** scripts/nf4-golden.py golden_input(), in the same integer and float32 steps. */
-function goldenInput(rows: number, cols: number): Float32Array {
-  const w = new Float32Array(rows * cols);
-  for (let i = 0; i < w.length; i++) {
-    const h = Number((BigInt(i) * 2654435761n + 12345n) & 0xffffffffn);
-    const v = f(((h >>> 8) / 2 ** 24 - 0.5) * 2), s = f(2 ** -(Math.floor(i / 64) % 5));
-    w[i] = f(f(f(v * v) * v) * s);
-  }
-  for (let b = 0; b < w.length / 64; b += 7) w[b * 64 + 3] = 0;
-  w.fill(0, 64 * 11, 64 * 12);
-  return w;
-}
+const golden = readGolden<Golden>('nf4-bnb.json');
 
 test(`a deterministic matrix: codes, absmax and double quantization equal bitsandbytes' torch kernels (torch ${golden.torch})`, () => {
   const w = goldenInput(golden.rows, golden.cols);

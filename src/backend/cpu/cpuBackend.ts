@@ -1,4 +1,4 @@
-import { checkAttention, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
+import { checkAttention, checkLinear, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { collectGarbage } from './gc.js';
 import { TensorScopes } from '../scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -235,10 +235,7 @@ export class CpuBackend implements Backend {
 
   linear(x: BTensor, w: BTensor): BTensor {
     const xs = t(x), ws = t(w);
-    expectShape('linear', 'weight', ws.shape, [undefined, undefined]);
-    const [N, K] = ws.shape as [number, number];
-    expectShape('linear', 'input', xs.shape, [undefined, K]);
-    const M = xs.shape[0]!;
+    const { M, N, K } = checkLinear(xs, ws);
     const out = f32([M, N]);
     if (ws.quant) {
       const q = ws.quant;

@@ -8,7 +8,7 @@
  * any device error recorded meanwhile. The reductions WGSL cannot do in float64 (nll,
  * logSoftmaxParts) accumulate two-float sums on the device and finish in float64 on the host.
  */
-import { checkAttention, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
+import { checkAttention, checkLinear, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
@@ -213,10 +213,7 @@ export class WebGpuBackend implements Backend {
 
   linear(x: BTensor, w: BTensor): BTensor {
     const xs = t(x), ws = t(w);
-    expectShape('linear', 'weight', ws.shape, [undefined, undefined]);
-    const [N, K] = ws.shape as [number, number];
-    expectShape('linear', 'input', xs.shape, [undefined, K]);
-    const M = xs.shape[0]!;
+    const { M, N, K } = checkLinear(xs, ws);
     const xb = f32buf(xs);
     const out = this.out('linear', [M, N]), yb = out.parts[0]!.buffer;
     const s = { M, K, ldy: N };
