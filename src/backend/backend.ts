@@ -93,6 +93,45 @@ export interface Backend {
   logSoftmaxParts(logits: BTensor, targets: Int32Array, offset: number): Promise<{ lse: Float64Array; picked: Float64Array }>;
 }
 
+/**
+ * The backward ops of training (src/train/): with the forward ops of Backend they give the
+ * gradients of a decoder with frozen weights and trainable low-rank adapters. A backend that has
+ * them implements TrainableBackend; `isTrainable` tells. All tensors are float32 activations except
+ * the weight of `linearT`, which may be any stored dtype or kind, as for `linear`.
+ */
+export interface GradOps {
+  /** dy[M, N] · w[N, K] → [M, K]: the input gradient of `linear(x, w)` (w in any stored dtype or kind) */
+  linearT(dy: BTensor, w: BTensor): BTensor;
+  /** a[M, N]ᵀ · b[M, K] → [N, K]: the weight gradient of `linear` (a = output gradient, b = input) */
+  matmulTN(a: BTensor, b: BTensor): BTensor;
+  /** the input gradient of `rmsnorm(x, gamma, eps)` for output gradient dy (gamma frozen) */
+  rmsnormBackward(x: BTensor, gamma: BTensor, dy: BTensor, eps: number): BTensor;
+  /** the gradients of `attention(q, k, v, opts)` for output gradient dOut (the softmax is recomputed) */
+  attentionBackward(q: BTensor, k: BTensor, v: BTensor, dOut: BTensor, opts: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): { dq: BTensor; dk: BTensor; dv: BTensor };
+  /** the gradients of `siluMul(gate, up)` for output gradient dy */
+  siluMulBackward(gate: BTensor, up: BTensor, dy: BTensor): { dGate: BTensor; dUp: BTensor };
+  /** x · s, elementwise */
+  scale(x: BTensor, s: number): BTensor;
+  /** a ⊙ b, elementwise (same shape) */
+  mul(a: BTensor, b: BTensor): BTensor;
+  /**
+   * The gradient of Σ_t w[t] · (lse[t] − logits[t, targets[t]]) with respect to logits[T, V] (full
+   * vocabulary rows): w[t] · (softmax(logits[t]) − onehot(targets[t])), using the row's log-sum-exp
+   * `lse` (float64, from `logSoftmaxParts`). Rows with w[t] = 0 get zeros.
+   */
+  crossEntropyGrad(logits: BTensor, lse: Float64Array, targets: Int32Array, weights: Float32Array): BTensor;
+}
+
+/** A backend that can also run the backward ops of training. */
+export interface TrainableBackend extends Backend, GradOps {}
+
+export function isTrainable(be: Backend): be is TrainableBackend {
+  const g = be as Partial<GradOps>;
+  return typeof g.linearT === 'function' && typeof g.matmulTN === 'function' && typeof g.attentionBackward === 'function'
+    && typeof g.rmsnormBackward === 'function' && typeof g.siluMulBackward === 'function' && typeof g.crossEntropyGrad === 'function'
+    && typeof g.scale === 'function' && typeof g.mul === 'function';
+}
+
 /** linear's argument checks, shared by every backend: x[M, K] · w[N, K]ᵀ. */
 export function checkLinear(x: BTensor, w: BTensor): { M: number; N: number; K: number } {
   expectShape('linear', 'weight', w.shape, [undefined, undefined]);

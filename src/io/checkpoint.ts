@@ -14,6 +14,31 @@ export interface ActivationQuant {
   readonly quantBmm: boolean;
 }
 
+/**
+ * Low-rank adapters applied on top of a checkpoint's linears (a PEFT LoRA folder, io/peft.ts), as
+ * trained by lowbit finetune: per block and linear, A [r, inA] and B [out, r] with
+ * ΔY = scaling·B·A·x; `iec` adds IR-QLoRA's elastic scalars (h += βA·chunkmeans_r(x), ΔY += scaling·βB·repeat(h));
+ * `qa` feeds A the group means of x over `groupSize` columns (QA-LoRA).
+ */
+export interface LoraWeights {
+  readonly path: string;
+  readonly form: 'lora' | 'iec' | 'qa';
+  readonly rank: number;
+  readonly scaling: number;
+  readonly groupSize?: number;
+  /** per block, by short linear name (q k v o gate up down) */
+  readonly layers: ReadonlyArray<Readonly<Record<string, LoraLinearWeights | undefined>>>;
+}
+
+export interface LoraLinearWeights {
+  readonly A: Float32Array;
+  readonly B: Float32Array;
+  readonly inA: number;
+  readonly outF: number;
+  readonly betaA?: number;
+  readonly betaB?: number;
+}
+
 /** A model on disk, whatever its format: hyper-parameters, tokenizer and lazily read weights. */
 export interface ModelCheckpoint {
   readonly path: string;
@@ -25,4 +50,6 @@ export interface ModelCheckpoint {
   readonly tokenizerPath?: string;
   /** the activation quantization every evaluation of this model applies (a SmoothQuant checkpoint) */
   readonly activation?: ActivationQuant;
+  /** LoRA adapters every evaluation applies (a fine-tuned folder holding the base and a PEFT adapter) */
+  readonly adapter?: LoraWeights;
 }

@@ -6,6 +6,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import type { LinearFn } from './block.js';
+import { adapterLinear } from './adapter.js';
 import type { ActivationQuant, ModelCheckpoint } from '../io/checkpoint.js';
 
 function activationQuantLinear(be: Backend, a: ActivationQuant): LinearFn {
@@ -20,9 +21,14 @@ function activationQuantLinear(be: Backend, a: ActivationQuant): LinearFn {
   };
 }
 
-/** The linear every block of `ckpt` runs with: quantized activations when the checkpoint says so, else undefined (plain). */
-export function checkpointLinear(ckpt: ModelCheckpoint, be: Backend): LinearFn | undefined {
-  return ckpt.activation ? activationQuantLinear(be, ckpt.activation) : undefined;
+/**
+ * The linear block `layer` of `ckpt` runs with: quantized activations when the checkpoint says so,
+ * LoRA adapters added when it has them (adapter.ts), else undefined (plain).
+ */
+export function checkpointLinear(ckpt: ModelCheckpoint, be: Backend, layer: number): LinearFn | undefined {
+  const act = ckpt.activation ? activationQuantLinear(be, ckpt.activation) : undefined;
+  if (!ckpt.adapter) return act;
+  return adapterLinear(be, ckpt.adapter, layer, act ?? ((_n, x, w) => be.linear(x, w)));
 }
 
 /** One line for results: what the model's activations go through. */

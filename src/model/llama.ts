@@ -32,11 +32,11 @@ export class LlamaModel {
     private readonly embed: BTensor, private readonly blocks: BlockWeights[],
     private readonly norm: BTensor, private readonly head: BTensor,
   ) {
-    this.linear = checkpointLinear(ckpt, be);
+    this.linear = blocks.map((_, i) => checkpointLinear(ckpt, be, i));
   }
 
-  /** the linears' runner: activation fake-quantization when the checkpoint has it */
-  private readonly linear: LinearFn | undefined;
+  /** each block's linears' runner: activation fake-quantization and adapters when the checkpoint has them */
+  private readonly linear: (LinearFn | undefined)[];
 
   static load(ckpt: ModelCheckpoint, be: Backend): LlamaModel {
     const embed = loadEmbedding(ckpt, be);
@@ -60,7 +60,7 @@ export class LlamaModel {
     let x = this.be.embedding(this.embed, ids);
     const layers: KvState[] = [];
     this.blocks.forEach((w, i) => {
-      const r = blockForward(this.be, this.config, w, x, rope, { offset, past: [cache?.layers[i]], linear: this.linear });
+      const r = blockForward(this.be, this.config, w, x, rope, { offset, past: [cache?.layers[i]], linear: this.linear[i] });
       x = r.out;
       layers.push(r.kvs[0]!);
     });
@@ -94,7 +94,7 @@ export class LlamaModel {
     let x = this.be.embedding(this.embed, ids);
     const layers: KvState[][] = segments.map(() => []);
     this.blocks.forEach((w, b) => {
-      const r = blockForward(this.be, this.config, w, x, rope, { segments: segs, past: segments.map((s) => s.cache?.layers[b]), linear: this.linear });
+      const r = blockForward(this.be, this.config, w, x, rope, { segments: segs, past: segments.map((s) => s.cache?.layers[b]), linear: this.linear[b] });
       x = r.out;
       r.kvs.forEach((kv, s) => layers[s]!.push(kv));
     });

@@ -136,10 +136,12 @@ export function embedAll(ckpt: ModelCheckpoint, be: Backend, seqs: Int32Array[],
 
 /** Plain forward of all blocks over equal-length sequences starting at position 0. */
 function forwardBlock(ckpt: ModelCheckpoint, be: Backend, rope: { cos: BTensor; sin: BTensor }) {
-  const linear = checkpointLinear(ckpt, be);
   // one scope per sequence: the block's temporaries (normed rows, q/k/v, attention, MLP) are freed as
   // soon as its output exists, not when the runtime collects them
-  return async (_i: number, w: BlockWeights, xs: BTensor[]) => xs.map((x) => be.scope(() => blockForward(be, ckpt.config, w, x, rope, { linear }).out));
+  return async (i: number, w: BlockWeights, xs: BTensor[]) => {
+    const linear = checkpointLinear(ckpt, be, i);
+    return xs.map((x) => be.scope(() => blockForward(be, ckpt.config, w, x, rope, { linear }).out));
+  };
 }
 
 /** log(e^a + e^b) in float64 (max trick). */

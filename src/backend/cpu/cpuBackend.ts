@@ -1,4 +1,4 @@
-import { checkAttention, checkLinear, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
+import { checkAttention, checkLinear, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
 import { collectGarbage } from './gc.js';
 import { TensorScopes } from '../scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -9,6 +9,7 @@ import { decodeHalf } from '../../tensor/codecs.js';
 import { isAwqPacked, isKindLayer, materializeKind, type GptqPacked, type KindLayer, type PackedWeight } from '../../tensor/packed.js';
 import { awqToGptq } from '../../tensor/awqPack.js';
 import { checkQuantWeight, decodeQuantRows, gemmKindPanels, gemmQPanels } from './kernels/qgemm.js';
+import * as grad from './gradKernels.js';
 
 /** log Σ exp(x[o..o+n)) in float64 (max trick); −∞ for an all −∞ row. */
 function rowLogSumExp(x: Float32Array, o: number, n: number): number {
@@ -77,6 +78,18 @@ function f32(shape: readonly number[], data?: Float32Array): CpuTensor {
   return new CpuTensor(shape, 'f32', data ?? new Float32Array(shape.reduce((a, b) => a * b, 1)));
 }
 
+/** Any tensor's values as float32 (a view for f32; a quantized or half weight decoded). */
+function dense(c: CpuTensor): Float32Array {
+  if (c.quant) {
+    if (isKindLayer(c.quant)) return materializeKind(c.quant);
+    const out = new Float32Array(c.quant.rows * c.quant.cols);
+    decodeQuantRows(c.quant, 0, c.quant.rows, out);
+    return out;
+  }
+  if (c.dtype === 'f32') return c.f32;
+  return decodeHalf(c.dtype as 'bf16' | 'f16', c.data as Uint16Array);
+}
+
 /** S = Σ xᵀx in float64, upper triangle (the kernels' `gram` contract), until readGram mirrors it. */
 class CpuGram implements GramAccumulator {
   readonly S: Float64Array;
@@ -91,7 +104,7 @@ function gramOf(acc: GramAccumulator): CpuGram {
 }
 
 /** The CPU backend: orchestration in TypeScript over a kernel provider (js, wasm or native). */
-export class CpuBackend implements Backend {
+export class CpuBackend implements TrainableBackend {
   readonly name = 'cpu';
   /**
    * Only resident weights are recorded: `free` acts on nothing else (every other tensor is garbage
@@ -149,14 +162,7 @@ export class CpuBackend implements Backend {
 
   async read(x: BTensor): Promise<Float32Array> {
     const c = t(x);
-    if (c.quant) {
-      if (isKindLayer(c.quant)) return materializeKind(c.quant);
-      const out = new Float32Array(c.quant.rows * c.quant.cols);
-      decodeQuantRows(c.quant, 0, c.quant.rows, out);
-      return out;
-    }
-    if (c.dtype === 'f32') return c.resident ? c.f32.slice() : c.f32; // resident memory is reused after free
-    return this.kernelsDecode(c);
+    return c.dtype === 'f32' && c.resident ? c.f32.slice() : dense(c); // resident memory is reused after free
   }
 
   /**
@@ -339,5 +345,87 @@ export class CpuBackend implements Backend {
       picked[i] = k >= 0 && k < C ? v : NaN;
     }
     return { lse, picked };
+  }
+
+  // ---- GradOps (training's backward; gradKernels.ts) ----
+
+  /** dy·W: the weight decoded (any kind) and transposed once per call, then the provider's gemm. */
+  linearT(dy: BTensor, w: BTensor): BTensor {
+    const g = t(dy), ws = t(w);
+    expectShape('linearT', 'weight', ws.shape, [undefined, undefined]);
+    const [N, K] = ws.shape as [number, number];
+    expectShape('linearT', 'output gradient', g.shape, [undefined, N]);
+    const M = g.shape[0]!;
+    const out = f32([M, K]);
+    this.kernels.gemm(g.f32, grad.transpose(dense(ws), N, K), out.f32, M, K, N);
+    return out;
+  }
+
+  matmulTN(a: BTensor, b: BTensor): BTensor {
+    const as = t(a), bs = t(b);
+    expectShape('matmulTN', 'a', as.shape, [undefined, undefined]);
+    const [M, N] = as.shape as [number, number];
+    expectShape('matmulTN', 'b', bs.shape, [M, undefined]);
+    const K = bs.shape[1]!;
+    const out = f32([N, K]);
+    this.kernels.gemm(grad.transpose(as.f32, M, N), grad.transpose(bs.f32, M, K), out.f32, N, K, M);
+    return out;
+  }
+
+  rmsnormBackward(x: BTensor, gamma: BTensor, dy: BTensor, eps: number): BTensor {
+    const xs = t(x), g = t(gamma), d = t(dy);
+    const D = xs.shape[xs.shape.length - 1]!;
+    expectShape('rmsnormBackward', 'gamma', g.shape, [D]);
+    expectShape('rmsnormBackward', 'output gradient', d.shape, xs.shape);
+    const out = f32(xs.shape);
+    grad.rmsnormBackward(xs.f32, dense(g), d.f32, out.f32, xs.f32.length / D, D, eps);
+    return out;
+  }
+
+  attentionBackward(q: BTensor, k: BTensor, v: BTensor, dOut: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): { dq: BTensor; dk: BTensor; dv: BTensor } {
+    const qs = t(q), ks = t(k), vs = t(v), d = t(dOut);
+    const { T, S } = checkAttention(qs, ks, vs, o);
+    expectShape('attentionBackward', 'output gradient', d.shape, qs.shape);
+    const dq = f32(qs.shape), dk = f32(ks.shape), dv = f32(vs.shape);
+    grad.attentionBackward(qs.f32, ks.f32, vs.f32, d.f32, dq.f32, dk.f32, dv.f32, T, S, o.offset, o.nHeads, o.nKvHeads, o.headDim);
+    return { dq, dk, dv };
+  }
+
+  siluMulBackward(gate: BTensor, up: BTensor, dy: BTensor): { dGate: BTensor; dUp: BTensor } {
+    const g = t(gate), u = t(up), d = t(dy);
+    expectShape('siluMulBackward', 'up', u.shape, g.shape);
+    expectShape('siluMulBackward', 'output gradient', d.shape, g.shape);
+    const dGate = f32(g.shape), dUp = f32(g.shape);
+    grad.siluMulBackward(g.f32, u.f32, d.f32, dGate.f32, dUp.f32, g.f32.length);
+    return { dGate, dUp };
+  }
+
+  scale(x: BTensor, s: number): BTensor {
+    const xs = t(x).f32, out = f32(x.shape), o = out.f32;
+    for (let i = 0; i < o.length; i++) o[i] = xs[i]! * s;
+    return out;
+  }
+
+  mul(a: BTensor, b: BTensor): BTensor {
+    const x = t(a), y = t(b);
+    expectShape('mul', 'b', y.shape, x.shape);
+    const out = f32(x.shape), o = out.f32, xa = x.f32, ya = y.f32;
+    for (let i = 0; i < o.length; i++) o[i] = xa[i]! * ya[i]!;
+    return out;
+  }
+
+  crossEntropyGrad(logits: BTensor, lse: Float64Array, targets: Int32Array, weights: Float32Array): BTensor {
+    const l = t(logits);
+    expectShape('crossEntropyGrad', 'logits', l.shape, [undefined, undefined]);
+    const [T, V] = l.shape as [number, number];
+    expectShape('crossEntropyGrad', 'lse', [lse.length], [T]);
+    expectShape('crossEntropyGrad', 'targets', [targets.length], [T]);
+    expectShape('crossEntropyGrad', 'weights', [weights.length], [T]);
+    for (let i = 0; i < T; i++) {
+      if (weights[i] !== 0 && !(targets[i]! >= 0 && targets[i]! < V)) throw new RangeError(`crossEntropyGrad: target ${targets[i]} of row ${i} outside the vocabulary of ${V}`);
+    }
+    const out = f32([T, V]);
+    grad.crossEntropyGrad(l.f32, lse, targets, weights, out.f32, T, V);
+    return out;
   }
 }
