@@ -34,51 +34,19 @@
  * - permutations by Fisher–Yates (i from n−1 down to 1, j uniform in 0..i).
  * Draw order per transform, as the reference: the b blocks of size a, the a blocks of size b, pin, pout.
  *
+ * The generator, detLog and Fisher–Yates live in tensor/xoshiro.ts (shared with training); QuipRng is
+ * that generator under the name this file has always exported.
+ *
  * All arithmetic is float64. applyButterfly's default product is a fixed-order TypeScript loop, so a
  * rebuilt layer (tensor/quipPack.ts) is bit-identical to the one the quantizer computed.
  */
 
+import { detLog, fmix32, shuffle, Xoshiro128 } from './xoshiro.js';
+
+export { detLog, Xoshiro128 as QuipRng };
+
 /** The largest rotation block built (a prime dimension above it, e.g. 4099, is refused). */
 export const MAX_BLOCK = 4096;
-
-const LN2 = 0.6931471805599453;
-const SQRT_HALF = 0.7071067811865476;
-/** 1/(2k+1), k = 0..13: the atanh series of detLog */
-const ATANH_COEF = Array.from({ length: 14 }, (_, k) => 1 / (2 * k + 1));
-
-/**
- * ln(x) for x > 0 from basic operations only: x = m·2^e with m in [1/√2, √2) (exact scalings), then
- * ln m = 2·atanh(z), z = (m − 1)/(m + 1), |z| < 0.172, by 14 terms of the series (error < 1e-16 relative).
- */
-export function detLog(x: number): number {
-  if (!(x > 0) || x === Infinity) return x === 0 ? -Infinity : x === Infinity ? Infinity : NaN;
-  let e = 0;
-  while (x < SQRT_HALF) { x *= 2; e--; }
-  while (x >= 2 * SQRT_HALF) { x /= 2; e++; }
-  const z = (x - 1) / (x + 1), z2 = z * z;
-  let p = ATANH_COEF[13]!;
-  for (let k = 12; k >= 0; k--) p = p * z2 + ATANH_COEF[k]!;
-  return 2 * z * p + e * LN2;
-}
-
-/** splitmix32 over a 32-bit state (the seeding of xoshiro128**). */
-function splitmix32(state: number): () => number {
-  let s = state | 0;
-  return () => {
-    s = (s + 0x9e3779b9) | 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-}
-
-/** murmur3's 32-bit finaliser. */
-function fmix32(h: number): number {
-  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 /**
  * The layer's transform seed (uint32): FNV-1a over the UTF-16 code units of `${runSeed}/${layer}`,
@@ -91,53 +59,11 @@ export function quipLayerSeed(runSeed: number, layer: string): number {
   return fmix32(h >>> 0);
 }
 
-/** xoshiro128** with splitmix32 seeding; one stream per (seed, stream number). */
-export class QuipRng {
-  private s0: number; private s1: number; private s2: number; private s3: number;
-  private spare: number | undefined;
-  constructor(seed: number, stream: number) {
-    const sm = splitmix32(fmix32((seed >>> 0) ^ Math.imul(stream + 1, 0x9e3779b9)));
-    this.s0 = sm(); this.s1 = sm(); this.s2 = sm(); this.s3 = sm();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
-  }
-  nextU32(): number {
-    const r = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0; this.s3 ^= this.s1; this.s1 ^= this.s2; this.s0 ^= this.s3;
-    this.s2 ^= t; this.s3 = rotl(this.s3, 11);
-    return r;
-  }
-  /** uniform on [0, 1), 53 random bits */
-  uniform(): number {
-    const hi = this.nextU32() >>> 5, lo = this.nextU32() >>> 6;
-    return (hi * 67108864 + lo) / 9007199254740992;
-  }
-  /** uniform integer in [0, n), n ≤ 2^32, by rejection */
-  int(n: number): number {
-    const limit = 4294967296 - (4294967296 % n);
-    for (;;) { const u = this.nextU32(); if (u < limit) return u % n; }
-  }
-  /** standard normal (Marsaglia's polar method, both values of a pair used) */
-  normal(): number {
-    if (this.spare !== undefined) { const v = this.spare; this.spare = undefined; return v; }
-    for (;;) {
-      const u = 2 * this.uniform() - 1, v = 2 * this.uniform() - 1, s = u * u + v * v;
-      if (s > 0 && s < 1) {
-        const f = Math.sqrt((-2 * detLog(s)) / s);
-        this.spare = v * f;
-        return u * f;
-      }
-    }
-  }
-}
-
-function rotl(x: number, k: number): number { return (x << k) | (x >>> (32 - k)); }
-
 /**
  * A Haar-distributed p×p special-orthogonal matrix (row-major): Householder QR of a Gaussian matrix,
  * Q·diag(sign R_jj), row 0 negated when the determinant is −1. p = 1 gives [1] and draws nothing.
  */
-export function haarSpecialOrthogonal(p: number, rng: QuipRng): Float64Array {
+export function haarSpecialOrthogonal(p: number, rng: Xoshiro128): Float64Array {
   if (p === 1) return Float64Array.of(1);
   // M's row j is A's column j (A = QR); columns drawn one after the other
   const M = new Float64Array(p * p);
@@ -239,15 +165,11 @@ export function randomButterfly(n: number, seed: number, stream: number): Butter
   const problem = butterflyProblem(n);
   if (problem) throw new Error(problem);
   const [a, b] = butterflyFactors(n);
-  const rng = new QuipRng(seed, stream);
+  const rng = new Xoshiro128(seed, stream);
   const B0 = new Float64Array(b * a * a), B1 = new Float64Array(a * b * b);
   for (let i = 0; i < b; i++) B0.set(haarSpecialOrthogonal(a, rng), i * a * a);
   for (let i = 0; i < a; i++) B1.set(haarSpecialOrthogonal(b, rng), i * b * b);
-  const perm = () => {
-    const p = Int32Array.from({ length: n }, (_, i) => i);
-    for (let i = n - 1; i > 0; i--) { const j = rng.int(i + 1); const t = p[i]!; p[i] = p[j]!; p[j] = t; }
-    return p;
-  };
+  const perm = () => Int32Array.from(shuffle(n, rng));
   const pin = perm(), pout = perm();
   return { n, a, b, B0, B1, pin, pout };
 }
