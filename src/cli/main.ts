@@ -6,6 +6,7 @@ import { LowbitError } from '../errors.js';
 import { registerBench } from './bench.js';
 import { registerEval } from './eval.js';
 import { registerExport } from './export.js';
+import { registerFinetune } from './finetune.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerQuantize } from './quantize.js';
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   registerStudy(program);
   registerExport(program);
   registerBench(program);
+  registerFinetune(program);
   program.hook('preAction', (_program, action) => resolveHubOptions(action));
   try {
     await program.parseAsync(argv, { from: 'user' });

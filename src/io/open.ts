@@ -2,6 +2,7 @@
  * One entry point for every checkpoint format: a HF folder (config.json + safetensors +
  * tokenizer.json), a .gguf file (tokenizer inside) or a llama2.c .bin (tok*.bin beside it).
  */
+import { PEFT_CONFIG, openLoraWeights } from './peft.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { FormatError, UsageError } from '../errors.js';
@@ -39,8 +40,8 @@ export function openModel(path: string, opts: OpenOptions = {}): ModelCheckpoint
   if (!existsSync(path)) throw new UsageError(`model path ${path} does not exist`);
   if (opts.tokenizer !== undefined && !existsSync(opts.tokenizer)) throw new UsageError(`tokenizer ${opts.tokenizer} does not exist`);
   if (statSync(path).isDirectory()) {
-    if (isQuantizedFolder(path)) return openQuantized(path, opts);
-    if (existsSync(join(path, 'config.json'))) return openHf(path, opts.tokenizer);
+    if (isQuantizedFolder(path)) return withAdapter(path, openQuantized(path, opts));
+    if (existsSync(join(path, 'config.json'))) return withAdapter(path, openHf(path, opts.tokenizer));
     const files = readdirSync(path).filter((f) => ['.gguf', '.bin'].includes(extname(f)) && !/^tok.*\.bin$/.test(f));
     if (files.length === 1) return openModel(join(path, files[0]!), opts);
     throw new UsageError(`${path}: no config.json and ${files.length === 0 ? 'no' : 'several'} .gguf/.bin checkpoints ` +
@@ -53,6 +54,20 @@ export function openModel(path: string, opts: OpenOptions = {}): ModelCheckpoint
     case '.safetensors': return openHf(dirname(path), opts.tokenizer);
   }
   throw new UsageError(`${path}: unknown checkpoint kind (expected a HF folder with config.json, a .gguf file or a llama2.c .bin)`);
+}
+
+/**
+ * A folder that also holds a PEFT LoRA adapter (adapter_config.json, as `lowbit finetune` writes next
+ * to the quantized base): the checkpoint with its adapters, which every evaluation applies.
+ */
+function withAdapter(dir: string, ckpt: ModelCheckpoint): ModelCheckpoint {
+  if (!existsSync(join(dir, PEFT_CONFIG))) return ckpt;
+  const c = ckpt.config, D = c.hiddenSize, qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim, F = c.intermediateSize;
+  const shapes = {
+    q_proj: { rows: qd, cols: D }, k_proj: { rows: kvd, cols: D }, v_proj: { rows: kvd, cols: D }, o_proj: { rows: D, cols: qd },
+    gate_proj: { rows: F, cols: D }, up_proj: { rows: F, cols: D }, down_proj: { rows: D, cols: F },
+  };
+  return { ...ckpt, adapter: openLoraWeights(dir, c.numLayers, shapes) };
 }
 
 /** The checkpoint of checked weights, once its tokenizer is checked against the config. */

@@ -20,6 +20,7 @@ import { FormatError, UsageError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { writeJsonAtomic } from './atomic.js';
 import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import type { LoraWeights } from './checkpoint.js';
 
 export const PEFT_CONFIG = 'adapter_config.json';
 export const PEFT_WEIGHTS = 'adapter_model.safetensors';
@@ -52,6 +53,9 @@ export interface LoraFactors {
   readonly B: Float32Array;
   readonly rows: number;
   readonly cols: number;
+  /** IR-QLoRA's elastic-connection scalars (htqin/IR-QLoRA utils.py lora_default_{A,B}_scale, shape [1]) */
+  readonly betaA?: number;
+  readonly betaB?: number;
 }
 
 export interface PeftAdapter {
@@ -79,6 +83,12 @@ export function peftTensorName(layer: number, target: LoraTarget, factor: 'A' | 
 
 const NAME = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.lora_(A|B)\.weight$/;
 
+/** IR-QLoRA's scalar of factor A or B: `…{target}.lora_default_{A,B}_scale`, shape [1] (peft 0.6.2 keeps the name as is). */
+export function peftScaleName(layer: number, target: LoraTarget, factor: 'A' | 'B'): string {
+  return peftTensorName(layer, target, factor).replace(new RegExp(`lora_${factor}\\.weight$`), `lora_default_${factor}_scale`);
+}
+const SCALE_NAME = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.lora_default_(A|B)_scale$/;
+
 /** Writes `adapter` to folder `dir` (created if needed) as adapter_model.safetensors (f32) + adapter_config.json. */
 export function writePeftAdapter(dir: string, adapter: PeftAdapter): void {
   const { config } = adapter;
@@ -95,6 +105,10 @@ export function writePeftAdapter(dir: string, adapter: PeftAdapter): void {
       }
       tensors.push({ name: peftTensorName(i, target, 'A'), tensor: new Tensor('f32', [config.r, f.cols], f.A) });
       tensors.push({ name: peftTensorName(i, target, 'B'), tensor: new Tensor('f32', [f.rows, config.r], f.B) });
+      if (f.betaA !== undefined || f.betaB !== undefined) {
+        tensors.push({ name: peftScaleName(i, target, 'A'), tensor: new Tensor('f32', [1], Float32Array.of(f.betaA ?? 0)) });
+        tensors.push({ name: peftScaleName(i, target, 'B'), tensor: new Tensor('f32', [1], Float32Array.of(f.betaB ?? 0)) });
+      }
     }
   });
   if (tensors.length === 0) throw new UsageError(`PEFT adapter for ${dir}: no LoRA factors to write`);
@@ -144,7 +158,17 @@ export function readPeftAdapter(dir: string, expected?: PeftExpected): PeftAdapt
   const bad = (msg: string): never => { throw new FormatError(weightsPath, msg); };
   const found = new Map<string, Tensor>();
   let numLayers = 0;
+  const scales = new Map<string, number>();
   for (const info of file.list()) {
+    const sm = SCALE_NAME.exec(info.name);
+    if (sm) {
+      if (info.shape.length !== 1 || info.shape[0] !== 1) bad(`tensor "${info.name}" has shape [${info.shape.join(', ')}], expected [1]`);
+      if (!config.targetModules.includes(sm[3] as LoraTarget)) bad(`tensor "${info.name}": "${sm[3]}" is not in ${PEFT_CONFIG}'s target_modules`);
+      const v = file.read(info.name).toF32()[0]!;
+      if (!Number.isFinite(v)) bad(`tensor "${info.name}" is not finite`);
+      scales.set(info.name, v);
+      continue;
+    }
     const m = NAME.exec(info.name);
     if (!m) bad(`tensor "${info.name}" is not a LoRA factor of a LLaMA linear layer (base_model.model.model.layers.N.{self_attn,mlp}.X.lora_{A,B}.weight)`);
     const [, layer, , target] = m!;
@@ -176,7 +200,9 @@ export function readPeftAdapter(dir: string, expected?: PeftExpected): PeftAdapt
       if (first && (first.rows !== rows || first.cols !== cols)) {
         bad(`tensor "${nameB}"/"${nameA}": ${target} is [${rows}, ${cols}] in layer ${i} but [${first.rows}, ${first.cols}] in layer 0`);
       }
-      layer[target] = { A: Float32Array.from(A.toF32()), B: Float32Array.from(B.toF32()), rows, cols };
+      const sA = scales.get(peftScaleName(i, target, 'A')), sB = scales.get(peftScaleName(i, target, 'B'));
+      if ((sA === undefined) !== (sB === undefined)) bad(`layer ${i} ${target}: only one of lora_default_A_scale and lora_default_B_scale is present`);
+      layer[target] = { A: Float32Array.from(A.toF32()), B: Float32Array.from(B.toF32()), rows, cols, ...(sA !== undefined ? { betaA: sA, betaB: sB! } : {}) };
     }
     layers.push(layer);
   }
@@ -221,4 +247,45 @@ export function readPeftConfig(path: string): PeftLoraConfig {
   };
   checkConfigValues(config, (msg) => new FormatError(path, msg));
   return config;
+}
+
+const SHORT: Readonly<Record<LoraTarget, string>> = Object.freeze({
+  q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down',
+});
+
+/**
+ * The adapter folder `dir` as the LoRA weights every evaluation of the model applies. The form comes
+ * from lowbit's extras ("lowbit": {"form": "lora" | "iec" | "qa", "group_size": g}); a PEFT adapter
+ * without them is plain LoRA, or IR-QLoRA's when it carries the elastic scalars. Shapes are checked
+ * against the model's linears (`shapes`: [out, in] by target).
+ */
+export function openLoraWeights(dir: string, numLayers: number, shapes: Readonly<Record<LoraTarget, { rows: number; cols: number }>>): LoraWeights {
+  const configPath = join(dir, PEFT_CONFIG);
+  const config = readPeftConfig(configPath);
+  const extras = (config.lowbit ?? {}) as { form?: unknown; group_size?: unknown };
+  const form = extras.form ?? 'lora';
+  if (form !== 'lora' && form !== 'iec' && form !== 'qa') throw new FormatError(configPath, `lowbit.form is ${JSON.stringify(form)}, expected "lora", "iec" or "qa"`);
+  const g = form === 'qa' ? extras.group_size : undefined;
+  if (form === 'qa' && !(typeof g === 'number' && Number.isInteger(g) && g > 0)) throw new FormatError(configPath, 'lowbit.form is "qa" but lowbit.group_size is not a positive integer');
+  const expectShapes: Partial<Record<LoraTarget, { rows: number; cols: number }>> = {};
+  for (const t of LORA_TARGETS) {
+    const s = shapes[t];
+    if (form === 'qa' && s.cols % (g as number) !== 0) throw new FormatError(configPath, `group size ${String(g)} does not divide ${t}'s ${s.cols} input features`);
+    expectShapes[t] = form === 'qa' ? { rows: s.rows, cols: s.cols / (g as number) } : s;
+  }
+  const adapter = readPeftAdapter(dir, { numLayers, shapes: expectShapes });
+  const hasBetas = adapter.layers.some((l) => Object.values(l).some((f) => f?.betaA !== undefined));
+  const resolved = form === 'lora' && hasBetas ? 'iec' : form;
+  if (resolved === 'iec') {
+    for (const [i, l] of adapter.layers.entries()) for (const [t, f] of Object.entries(l)) {
+      if (f && f.betaA === undefined) throw new FormatError(join(dir, PEFT_WEIGHTS), `layer ${i} ${t}: the elastic-connection scalars (lora_default_A_scale, lora_default_B_scale) are missing`);
+      if (f && (f.cols % config.r !== 0 || f.rows % config.r !== 0)) throw new FormatError(join(dir, PEFT_WEIGHTS), `layer ${i} ${t}: r = ${config.r} does not divide [${f.rows}, ${f.cols}] (IR-QLoRA's elastic connections need it)`);
+    }
+  }
+  return {
+    path: dir, form: resolved, rank: config.r, scaling: loraScaling(config), ...(resolved === 'qa' ? { groupSize: g as number } : {}),
+    layers: adapter.layers.map((l) => Object.fromEntries(Object.entries(l).map(([t, f]) => [SHORT[t as LoraTarget], {
+      A: f!.A, B: f!.B, inA: f!.cols, outF: f!.rows, ...(f!.betaA !== undefined ? { betaA: f!.betaA, betaB: f!.betaB! } : {}),
+    }]))),
+  };
 }

@@ -74,7 +74,7 @@ function runIdentity(cfg: FinetuneConfig, examples: number): { [key: string]: Js
 
 /** The example of global micro-batch c: epoch ⌊c/n⌋ visits a seeded permutation of the examples. */
 function exampleOrder(n: number, seed: number): (c: number) => number {
-  let epoch = -1, perm = new Uint32Array(0);
+  let epoch = -1, perm: Uint32Array = new Uint32Array(0);
   return (c) => {
     const e = Math.floor(c / n);
     if (e !== epoch) { perm = shuffle(n, new Xoshiro128(seed, 1000 + e)); epoch = e; }
