@@ -187,7 +187,8 @@ function resume(dir: string, params: ReturnType<AdapterSet['params']>, opt: Adam
   return st.step;
 }
 
-function checkConfig(c: FinetuneConfig): void {
+/** The settings' checks, run before any work (UsageError naming the option). */
+export function checkConfig(c: FinetuneConfig): void {
   const int = (v: number, what: string, min: number) => {
     if (!Number.isSafeInteger(v) || v < min) throw new UsageError(`${what} must be an integer ≥ ${min} (got ${v})`);
   };

@@ -18,8 +18,8 @@ import { writeJsonAtomic } from '../../io/atomic.js';
 import { LORA_TARGETS, PEFT_CONFIG, PEFT_WEIGHTS, writePeftAdapter, type LoraFactors, type LoraTarget } from '../../io/peft.js';
 import { readAlpaca, tokenizeAlpaca, type AlpacaTokenizeOptions } from '../../data/alpaca.js';
 import { UsageError } from '../../errors.js';
-import { finetune, type FinetuneProgress } from '../../train/finetune.js';
-import type { AdapterSet, LoraSpec } from '../../train/lora.js';
+import { checkConfig, finetune, type FinetuneProgress } from '../../train/finetune.js';
+import { AdapterSet, type LoraSpec } from '../../train/lora.js';
 import { quantizeModel } from '../quantizeModel.js';
 import { RECIPES, type FinetuneMethod } from './recipes.js';
 
@@ -79,6 +79,9 @@ export async function finetuneModel(src: ModelCheckpoint, be: Backend, o: Finetu
   const train = { ...recipe.train, ...(o.lr !== undefined ? { lr: o.lr } : {}), ...(o.gradAccum !== undefined ? { gradAccum: o.gradAccum } : {}) };
   const tokenize: AlpacaTokenizeOptions = { sourceMaxLen: 1024, targetMaxLen: 256, trainOnSource: false, ...o.tokenize };
   const records = readAlpaca(o.data);
+  // every setting checked before the base is quantized: a bad one costs nothing and writes nothing
+  checkConfig({ lora, ...train, steps: o.steps, seed: o.seed, saveEvery: o.saveEvery ?? 10 });
+  new AdapterSet(src.config, lora, o.seed);
   const settings = {
     method: o.method, source: recipe.source, base: { model: src.path, quantizer: recipe.base },
     data: { file: o.data, records: records.length, tokenize }, lora, train, steps: o.steps, seed: o.seed,
