@@ -95,12 +95,14 @@ export function registerEval(program: Command): void {
     const name = basename(modelPath(o));
     const record = {
       command: 'eval', model: modelPath(o), format: ckpt.format, backend: be.description, activation: ckpt.activation ?? null,
+      adapter: ckpt.adapter ? { path: ckpt.adapter.path, form: ckpt.adapter.form, rank: ckpt.adapter.rank, scaling: ckpt.adapter.scaling } : null,
       seqlen, seqlenSource,
       limit: limit ?? null, results, ...(base ? { kldBase: base.path, kld } : {}), tasks,
     };
     if (o.out) writeJsonAtomic(o.out, record);
     if (o.json) { process.stdout.write(JSON.stringify(record, null, 2) + '\n'); return; }
-    console.log(`model ${name} (${ckpt.format}), ${be.description}; ${describeActivation(ckpt.activation)}`);
+    const ad = ckpt.adapter ? `; with its LoRA adapter (${ckpt.adapter.form}, r ${ckpt.adapter.rank}, scaling ${ckpt.adapter.scaling})` : '';
+    console.log(`model ${name} (${ckpt.format}), ${be.description}; ${describeActivation(ckpt.activation)}${ad}`);
     if (results.length) printPpl(name, results, seqlen, record.seqlenSource, limit);
     if (kld.length) printKld(name, kld, seqlen, record.seqlenSource, limit);
     if (tasks.length) printTasks(name, tasks, limit);
