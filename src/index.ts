@@ -21,6 +21,8 @@ export { ModelScorer } from './eval/modelScorer.js';
 export { benchModel, type BenchResult } from './eval/bench.js';
 export { measureSpeed, type SpeedResult, type SpeedSettings } from './eval/speed.js';
 export { bitsPerWeight, checkpointFiles, type BitsPerWeight, type CheckpointFiles } from './io/storage.js';
+export { mergeZeroShift } from './tensor/gptqZeroShift.js';
+export { writeGptqFloatZeros } from './io/quantized/floatZeros.js';
 export { quantizeModel, type QuantizeModelOptions, type QuantizeReport } from './quant/quantizeModel.js';
 export { quantizeBlocks } from './quant/pipeline.js';
 export { METHODS, getMethod } from './quant/registry.js';

@@ -6,7 +6,7 @@
  * openModel wraps a checkpoint's weights in FiniteSource.
  */
 import { FormatError } from '../errors.js';
-import { packedParameters, type PackedWeight } from '../tensor/packed.js';
+import { isGptqPacked, packedParameters, type PackedWeight } from '../tensor/packed.js';
 import { Tensor } from '../tensor/tensor.js';
 import { readRows } from './rows.js';
 import { fileOf, type TensorInfo, type TensorSource } from './source.js';
@@ -54,6 +54,7 @@ function checkFinite(path: string, name: string, t: Tensor): Tensor {
 function checkScales(path: string, name: string, q: PackedWeight): PackedWeight {
   const p = packedParameters(q);
   checkFinite(path, `${name} (scales)`, new Tensor('f32', [p.length], p));
+  if (isGptqPacked(q) && q.zerosF) checkFinite(path, `${name} (qzeros_float)`, new Tensor('f32', [q.zerosF.length], q.zerosF));
   return q;
 }
 

@@ -102,16 +102,21 @@ function packedCost(path: string, t: TensorInfo, format: FormatName, bits: numbe
   const base = t.name.slice(0, -'.weight'.length);
   const fmt = FORMATS[format];
   if (!fmt) throw new FormatError(path, `${base}: unknown packed format ${format}`);
-  let bytes = 0;
+  let bytes = 0, optionalBits = 0;
   for (const part of fmt.parts) {
     const p = raw.get(`${base}.${part}`);
     if (!p) throw new FormatError(path, `${base} has no ${part}`);
     bytes += numel(p.shape) * DTYPE_BYTES[p.dtype];
   }
+  // parts only some checkpoints hold (GPTQ's qzeros_float) count when they are there
+  for (const part of fmt.optionalParts ?? []) {
+    const p = raw.get(`${base}.${part}`);
+    if (p) { bytes += numel(p.shape) * DTYPE_BYTES[p.dtype]; optionalBits += 8 * numel(p.shape) * DTYPE_BYTES[p.dtype]; }
+  }
   const n = numel(t.shape), scales = raw.get(`${base}.scales`);
-  // a uniform grid: its codes plus each group's scale and packed zero; a method-specific kind: everything it stores
+  // a uniform grid: its codes plus each group's scale and packed zero (and float zero); a method-specific kind: everything it stores
   const groupBits = format === 'gptq' || format === 'awq'
-    ? n * bits + numel(scales!.shape) * (8 * DTYPE_BYTES[scales!.dtype] + bits) : 8 * bytes;
+    ? n * bits + numel(scales!.shape) * (8 * DTYPE_BYTES[scales!.dtype] + bits) + optionalBits : 8 * bytes;
   return { bytes, nominalBits: n * bits, groupBits };
 }
 

@@ -18,7 +18,7 @@
  * `zeroWraps` counts them so a caller can warn.
  */
 import { UsageError } from '../errors.js';
-import { dequantizeMatrix, type GptqPacked, type QuantizedMatrix } from './packed.js';
+import { dequantCode, dequantizeMatrix, type GptqPacked, type QuantizedMatrix } from './packed.js';
 
 export interface PackReport {
   tensors: GptqPacked;
@@ -75,8 +75,17 @@ export function packGptq(m: QuantizedMatrix, rows: number, cols: number, bits: n
   return { tensors: { kind: 'gptq', bits, rows, cols, groups, qweight, qzeros, scales, gIdx: m.gIdx.slice() }, zeroWraps };
 }
 
-/** The inverse of packGptq: codes [rows, cols], scales and zeros [rows, groups], g_idx. */
+/**
+ * The inverse of packGptq: codes [rows, cols], scales and zeros [rows, groups], g_idx. A layer with
+ * float zero points (zerosF) has no integer grid: a UsageError (dequantizeGptq decodes it).
+ */
 export function unpackGptq(t: GptqPacked): QuantizedMatrix {
+  if (t.zerosF) throw new UsageError(`GPTQ unpack: the ${t.rows}x${t.cols} layer has float zero points (zerosF), which integer zeros cannot hold; use dequantizeGptq`);
+  return unpackInteger(t);
+}
+
+/** unpackGptq without the zerosF check: the packed (integer) zeros as stored. */
+function unpackInteger(t: GptqPacked): QuantizedMatrix {
   const { bits, rows, cols, groups } = t;
   checkBits(bits);
   const maxq = 2 ** bits - 1, zw = packedWords(rows, bits);
@@ -103,7 +112,31 @@ export function unpackGptq(t: GptqPacked): QuantizedMatrix {
   return { codes, scales, zeros, gIdx: t.gIdx.slice() };
 }
 
-/** W'[r, c] = scale[g_idx[c], r] · (q[r, c] − zero[g_idx[c], r]) in float32, straight from the packed tensors. */
+/**
+ * W'[r, c] = scale[g_idx[c], r] · (q[r, c] − zero[g_idx[c], r]) in float32, straight from the packed
+ * tensors; zero is zerosF[g_idx[c], r] when the layer has float zero points (one float32 rounding of
+ * scale · (q − zF), as dequantCode), else the packed integer zero.
+ */
 export function dequantizeGptq(t: GptqPacked): Float32Array {
-  return dequantizeMatrix(unpackGptq(t), t.rows, t.cols);
+  const m = unpackInteger(t);
+  if (!t.zerosF) return dequantizeMatrix(m, t.rows, t.cols);
+  const { rows, cols, groups, zerosF } = t;
+  if (zerosF.length !== groups * rows) throw new UsageError(`GPTQ dequantize: zerosF has ${zerosF.length} elements, expected ${groups}x${rows}`);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const g = m.gIdx[c]!;
+      out[r * cols + c] = dequantCode(m.codes[r * cols + c]!, m.scales[r * groups + g]!, zerosF[g * rows + r]!);
+    }
+  }
+  return out;
+}
+
+/** The zero point of every (group, output), [groups, rows]: zerosF when the layer has float zeros, else the packed integer zeros. */
+export function gptqZeroPoints(t: GptqPacked): Float32Array {
+  if (t.zerosF) return t.zerosF.slice();
+  const { bits, rows, groups } = t;
+  const maxq = 2 ** bits - 1, zw = packedWords(rows, bits), z = new Float32Array(groups * rows);
+  for (let g = 0; g < groups; g++) for (let r = 0; r < rows; r++) z[g * rows + r] = (getBits(t.qzeros, g * zw, 1, r * bits, bits, maxq) + 1) & maxq;
+  return z;
 }

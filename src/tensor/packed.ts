@@ -38,6 +38,9 @@ export function dequantizeMatrix(m: QuantizedMatrix, rows: number, cols: number)
  * GPTQ / AutoGPTQ "v1" tensors of one linear layer (see gptqPack.ts): qweight int32
  * [ceil(in·bits/32), out] packed along the input, qzeros int32 [groups, ceil(out·bits/32)] holding
  * zero − 1, scales [groups, out] (float32 in memory whatever their stored dtype), g_idx int32 [in].
+ * zerosF [groups, out], when present, are float zero points that replace the packed qzeros in every
+ * decoder: W[o, j] = fround(scale · (q − zF)). QA-LoRA's merge (tensor/gptqZeroShift.ts) makes them;
+ * qzeros then hold the rounded zeros, for readers that do not know zerosF.
  */
 export interface GptqPacked {
   readonly kind: 'gptq';
@@ -49,6 +52,7 @@ export interface GptqPacked {
   readonly qzeros: Int32Array;
   readonly scales: Float32Array;
   readonly gIdx: Int32Array;
+  readonly zerosF?: Float32Array;
 }
 
 /**

@@ -18,6 +18,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { encodeHalf } from '../../src/tensor/codecs.js';
 import { packGptq } from '../../src/tensor/gptqPack.js';
 import { packAwq } from '../../src/tensor/awqPack.js';
+import { mergeZeroShift } from '../../src/tensor/gptqZeroShift.js';
 import type { KindLayer, PackedWeight } from '../../src/tensor/packed.js';
 import { assertClose, randF32, rng } from './kernelCases.js';
 
@@ -28,7 +29,7 @@ import { assertClose, randF32, rng } from './kernelCases.js';
  */
 const TOLERANCE = Object.freeze({
   upload: 0, weight: 0, embedding: 0, rows: 0, concatRows: 0, add: 0, quantizeRows: 0,
-  'linear f32': 1e-10, 'linear f16': 1e-10, 'linear bf16': 1e-10, 'linear gptq': 1e-10, 'linear awq': 1e-10, 'linear kind': 1e-10,
+  'linear f32': 1e-10, 'linear f16': 1e-10, 'linear bf16': 1e-10, 'linear gptq': 1e-10, 'linear gptq float zeros': 1e-10, 'linear awq': 1e-10, 'linear kind': 1e-10,
   rmsnorm: 1e-12, rope: 1e-13, attention: 1e-10, siluMul: 1e-12, nll: 1e-14, logSoftmaxParts: 1e-14,
 });
 type Op = keyof typeof TOLERANCE;
@@ -131,6 +132,14 @@ describe('backend parity: WebGPU vs CPU', { skip }, () => {
       const q = packAwq(g, N, K, group);
       await same('linear awq', `W4 g${group} ${N}x${K}`, (be) => linearBy(be, q, 5, K, 12));
     }
+  });
+
+  it('linear and read with GPTQ float zero points (QA-LoRA merge; uploaded dequantized, weights.ts)', async () => {
+    const N = 33, K = 64, group = 32, q0 = packGptq(randomGrid(N, K, 4, group, 31), N, K, 4).tensors;
+    const q = mergeZeroShift(q0, randF32(N * (K / group), 32, 0.01), group);
+    assert.ok(q.zerosF!.some((z) => !Number.isInteger(z)), 'the merge made non-integer zeros');
+    await same('linear gptq float zeros', `W4 g${group} ${N}x${K}`, (be) => linearBy(be, q, 5, K, 14));
+    await same('linear gptq float zeros', 'read', async (be) => { const w = be.uploadQuantized(q); const r = await be.read(w); be.free(w); return r; });
   });
 
   it('linear with a method-specific kind (decoded on the host), with and without an input transform', async () => {

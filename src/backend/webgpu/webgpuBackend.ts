@@ -152,7 +152,7 @@ export class WebGpuBackend implements Backend {
     return this.made(new GpuTensor(w.shape, dtype, parts));
   }
 
-  /** GPTQ and AWQ codes as stored (decoded in the shader); other kinds decoded on the host (weights.ts). */
+  /** GPTQ and AWQ codes as stored (decoded in the shader); other kinds, and GPTQ with float zeros, decoded on the host (weights.ts). */
   uploadQuantized(q: PackedWeight): BTensor {
     const dq = isKindLayer(q) ? uploadKind(this.gpu, q) : isAwqPacked(q) ? uploadAwq(this.gpu, q) : uploadGptq(this.gpu, q);
     return this.made(new GpuTensor([q.rows, q.cols], 'q', [], dq));

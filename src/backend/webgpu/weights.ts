@@ -7,13 +7,15 @@
  * (KindLayer: QuIP, PB-LLM, BiLLM) are decoded on the host when uploaded, panel by panel with
  * decodeRows (or through materializeKind when the kind has input/output transforms, which run on
  * the host), and held as float32 on the device: their multiply is then the dense one. Fast
- * in-shader decoders for those kinds are future work.
+ * in-shader decoders for those kinds are future work. A GPTQ layer with float zero points (zerosF,
+ * QA-LoRA's merge) takes the same dense path: decoded on the host by decodeQuantRows, the CPU
+ * backend's reference, so the shader never sees (and can never ignore) the float zeros.
  */
 import type { GpuDevice } from './device.js';
 import type { GptqBuffers, AwqBuffers } from './kernels/linear.js';
 import { packedWords } from '../../tensor/gptqPack.js';
 import { materializeKind, type AwqPacked, type GptqPacked, type KindLayer } from '../../tensor/packed.js';
-import { checkQuantWeight } from '../cpu/kernels/qgemm.js';
+import { checkQuantWeight, decodeQuantRows } from '../cpu/kernels/qgemm.js';
 
 /** Rows start..start+rows of a dense tensor, in one buffer. */
 export interface Part { readonly buffer: GPUBuffer; readonly start: number; readonly rows: number }
@@ -57,6 +59,7 @@ export function denseParts(gpu: GpuDevice, what: string, shape: readonly number[
 
 export function uploadGptq(gpu: GpuDevice, q: GptqPacked): DeviceQuant {
   checkQuantWeight(q, 'uploadQuantized');
+  if (q.zerosF) return uploadKind(gpu, gptqAsKind(q));
   const what = `GPTQ weight [${q.rows}, ${q.cols}]`;
   for (const [part, a] of [['qweight', q.qweight], ['qzeros', q.qzeros], ['scales', q.scales], ['g_idx', q.gIdx]] as const) {
     gpu.fits(`${what} ${part}`, a.byteLength);
@@ -88,6 +91,14 @@ export function uploadAwq(gpu: GpuDevice, q: AwqPacked): DeviceQuant {
     scales: gpu.upload(`${what} scales`, q.scales), groupSize,
   };
   return { kind: 'awq', host: q, bufs };
+}
+
+/** A GPTQ layer with float zero points seen as a kind layer: rows decoded by the CPU reference (zerosF honoured). */
+function gptqAsKind(q: GptqPacked): KindLayer {
+  return {
+    kind: 'gptq-float-zeros', rows: q.rows, cols: q.cols, coreRows: q.rows, coreCols: q.cols, parameters: q.scales,
+    decodeRows: (r0, nr, out) => decodeQuantRows(q, r0, nr, out),
+  };
 }
 
 /** Output rows decoded per panel when a kind layer is uploaded. */

@@ -1,6 +1,7 @@
 /**
  * The layouts a quantized linear layer is stored in, each a writer/reader pair:
  *   gptq  AutoGPTQ v1: `<layer>.qweight/.qzeros/.scales/.g_idx` (tensor/gptqPack.ts), uniform-grid codes, 1–8 bits, act-order
+ *         (+ `<layer>.qzeros_float`, float32 zero points, under lowbit_float_zeros: QA-LoRA's merge)
  *   awq   AutoAWQ GEMM: `<layer>.qweight/.qzeros/.scales` (tensor/awqPack.ts), uniform-grid codes, 4 bits, sequential groups
  *   <kind> a method-specific stored kind of tensor/kinds.ts (QuIP, PB-LLM, BiLLM): `<layer>.<part>` for each of its parts
  * `shape` checks a layer's parts against each other from the file's header alone (no data read);
@@ -11,7 +12,7 @@ import { packAwq } from '../../tensor/awqPack.js';
 import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
 import { packGptq } from '../../tensor/gptqPack.js';
 import { PACKED_KINDS, type PackedKind, type PartInfo } from '../../tensor/kinds.js';
-import type { PackedWeight, QuantizedMatrix, ScaleDtype, StoredLayer } from '../../tensor/packed.js';
+import type { GptqPacked, PackedWeight, QuantizedMatrix, ScaleDtype, StoredLayer } from '../../tensor/packed.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { fileOf, type TensorInfo, type TensorSource } from '../source.js';
 
@@ -22,10 +23,12 @@ export interface PackedFormat {
   readonly name: FormatName;
   /** suffixes of a layer's stored parts; `qweight` marks a packed layer */
   readonly parts: readonly string[];
+  /** suffixes of parts a layer holds only under a configuration flag (GPTQ: `qzeros_float` with lowbit_float_zeros) */
+  readonly optionalParts?: readonly string[];
   /** [rows, cols] of `<base>.weight`, from the parts' headers, checked (a FormatError naming the file) */
-  shape(inner: TensorSource, infos: ReadonlyMap<string, TensorInfo>, base: string, bits: number, groupSize: number): [number, number];
+  shape(inner: TensorSource, infos: ReadonlyMap<string, TensorInfo>, base: string, bits: number, groupSize: number, floatZeros?: boolean): [number, number];
   /** the packed weight of `<base>`, checked against its shape */
-  read(inner: TensorSource, base: string, bits: number, groupSize: number): PackedWeight;
+  read(inner: TensorSource, base: string, bits: number, groupSize: number, floatZeros?: boolean): PackedWeight;
   /** the tensors of one quantized layer, scales stored in `scaleDtype` */
   pack(base: string, stored: StoredLayer, rows: number, cols: number, bits: number, groupSize: number, scaleDtype: ScaleDtype): { name: string; tensor: Tensor }[];
 }
@@ -69,10 +72,30 @@ function bad(inner: TensorSource, t: TensorInfo, what: string, want: string): ne
   throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has shape [${t.shape.join(', ')}]; for ${what} it must be ${want}`);
 }
 
+/** The part holding a GPTQ layer's float zero points (QA-LoRA's merge, tensor/gptqZeroShift.ts): float32 [groups, out]. */
+export const FLOAT_ZEROS_PART = 'qzeros_float';
+
+/**
+ * `<base>.qzeros_float` checked against the flag: required, float32 [groups, rows], when the
+ * configuration says lowbit_float_zeros; a FormatError when it is there without the flag (a reader
+ * that follows the flag would otherwise ignore it).
+ */
+function floatZerosShape(inner: TensorSource, infos: ReadonlyMap<string, TensorInfo>, base: string, groups: number, rows: number, floatZeros: boolean): void {
+  const name = `${base}.${FLOAT_ZEROS_PART}`, t = infos.get(name);
+  if (!floatZeros) {
+    if (t) throw new FormatError(fileOf(inner, name), `tensor "${name}" holds float zero points, but the quantization config does not say lowbit_float_zeros: true`);
+    return;
+  }
+  if (!t) throw new FormatError(fileOf(inner, `${base}.qweight`), `${base} has no ${name}: the quantization config says lowbit_float_zeros, so every GPTQ layer stores its float zero points`);
+  if (t.dtype !== 'f32') throw new FormatError(fileOf(inner, name), `tensor "${name}" is ${t.storedAs}; float zero points are F32`);
+  if (t.shape.length !== 2 || t.shape[0] !== groups || t.shape[1] !== rows) bad(inner, t, 'float zero points', `[${groups}, ${rows}] (as ${base}.scales)`);
+}
+
 const GPTQ_FORMAT: PackedFormat = {
   name: 'gptq',
   parts: ['qweight', 'qzeros', 'scales', 'g_idx'],
-  shape(inner, infos, base, bits) {
+  optionalParts: [FLOAT_ZEROS_PART],
+  shape(inner, infos, base, bits, _groupSize, floatZeros = false) {
     const [qweight, qzeros, scales, gIdx] = parts(inner, infos, base, 'gptq', this.parts) as [TensorInfo, TensorInfo, TensorInfo, TensorInfo];
     const what = `${bits}-bit GPTQ`;
     if (qweight.shape.length !== 2 || qweight.shape[1] === 0) bad(inner, qweight, what, '[ceil(in·bits/32), out]');
@@ -82,9 +105,10 @@ const GPTQ_FORMAT: PackedFormat = {
     if (scales.shape.length !== 2 || scales.shape[1] !== rows || scales.shape[0] === 0) bad(inner, scales, what, `[groups, ${rows}]`);
     const groups = scales.shape[0]!;
     if (qzeros.shape.length !== 2 || qzeros.shape[0] !== groups || qzeros.shape[1] !== words(rows, bits)) bad(inner, qzeros, what, `[${groups}, ${words(rows, bits)}]`);
+    floatZerosShape(inner, infos, base, groups, rows, floatZeros);
     return [rows, cols];
   },
-  read(inner, base, bits) {
+  read(inner, base, bits, _groupSize, floatZeros = false) {
     const qweight = inner.read(`${base}.qweight`), qzeros = inner.read(`${base}.qzeros`);
     const scales = inner.read(`${base}.scales`), gIdx = inner.read(`${base}.g_idx`);
     const rows = qweight.shape[1]!, cols = gIdx.shape[0]!, groups = scales.shape[0]!;
@@ -92,18 +116,30 @@ const GPTQ_FORMAT: PackedFormat = {
     for (let i = 0; i < cols; i++) {
       if (!(g[i]! >= 0 && g[i]! < groups)) throw new FormatError(fileOf(inner, `${base}.g_idx`), `${base}.g_idx[${i}] = ${g[i]} is outside the ${groups} groups`);
     }
-    return { kind: 'gptq', bits, rows, cols, groups, qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32(), gIdx: g };
+    const q = { kind: 'gptq' as const, bits, rows, cols, groups, qweight: qweight.data as Int32Array, qzeros: qzeros.data as Int32Array, scales: scales.toF32(), gIdx: g };
+    if (!floatZeros) return q;
+    const name = `${base}.${FLOAT_ZEROS_PART}`, zerosF = inner.read(name).data as Float32Array;
+    for (let i = 0; i < zerosF.length; i++) {
+      if (!Number.isFinite(zerosF[i]!)) throw new FormatError(fileOf(inner, name), `tensor "${name}" element ${i} (group ${Math.floor(i / rows)}, output ${i % rows}) is ${zerosF[i]}; float zero points must be finite`);
+    }
+    return { ...q, zerosF };
   },
   pack(base, stored, rows, cols, bits, _groupSize, scaleDtype) {
-    const { tensors: t } = packGptq(uniform(base, stored), rows, cols, bits);
-    return [
-      { name: `${base}.qweight`, tensor: new Tensor('i32', [t.qweight.length / rows, rows], t.qweight) },
-      { name: `${base}.qzeros`, tensor: new Tensor('i32', [t.groups, t.qzeros.length / t.groups], t.qzeros) },
-      { name: `${base}.scales`, tensor: scalesTensor(t.scales, t.groups, rows, scaleDtype) },
-      { name: `${base}.g_idx`, tensor: new Tensor('i32', [cols], t.gIdx) },
-    ];
+    return gptqTensors(base, packGptq(uniform(base, stored), rows, cols, bits).tensors, scaleDtype);
   },
 };
+
+/** The stored tensors of a GPTQ layer: qweight, qzeros, scales (in `scaleDtype`), g_idx, and qzeros_float when it has float zeros. */
+export function gptqTensors(base: string, t: GptqPacked, scaleDtype: ScaleDtype): { name: string; tensor: Tensor }[] {
+  const { rows, cols } = t;
+  return [
+    { name: `${base}.qweight`, tensor: new Tensor('i32', [t.qweight.length / rows, rows], t.qweight) },
+    { name: `${base}.qzeros`, tensor: new Tensor('i32', [t.groups, t.qzeros.length / t.groups], t.qzeros) },
+    { name: `${base}.scales`, tensor: scalesTensor(t.scales, t.groups, rows, scaleDtype) },
+    { name: `${base}.g_idx`, tensor: new Tensor('i32', [cols], t.gIdx) },
+    ...(t.zerosF ? [{ name: `${base}.${FLOAT_ZEROS_PART}`, tensor: new Tensor('f32', [t.groups, rows], t.zerosF) }] : []),
+  ];
+}
 
 const AWQ_FORMAT: PackedFormat = {
   name: 'awq',

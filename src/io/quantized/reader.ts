@@ -27,6 +27,8 @@ export interface StoredQuantConfig {
   /** the lowbit method that made it (quant_method for checkpoints from other tools) */
   readonly method: string;
   readonly activation: ActivationQuant | undefined;
+  /** lowbit_float_zeros: every GPTQ layer stores float zero points as `<layer>.qzeros_float` (QA-LoRA's merge) */
+  readonly floatZeros: boolean;
 }
 
 export function readJsonObject(file: string): Record<string, unknown> {
@@ -78,8 +80,11 @@ export function readQuantConfig(dir: string): StoredQuantConfig {
     if (bits !== 4) fail(`AWQ's GEMM layout holds 4-bit weights, not ${bits}`);
     if (groupSize === -1) fail('AWQ\'s GEMM layout needs a group size');
   }
+  const floatZeros = q.lowbit_float_zeros ?? false;
+  if (typeof floatZeros !== 'boolean') fail(`lowbit_float_zeros must be true or false, got ${JSON.stringify(floatZeros)}`);
+  if (floatZeros && format !== 'gptq') fail(`lowbit_float_zeros is a GPTQ layout's flag; this checkpoint is ${String(format)}`);
   return {
-    file, format: format as FormatName, bits: bits as number, groupSize: groupSize as number,
+    file, format: format as FormatName, bits: bits as number, groupSize: groupSize as number, floatZeros: floatZeros as boolean,
     method: typeof q.lowbit_method === 'string' ? q.lowbit_method : method as string,
     activation: activationOf(file, q.activation),
   };
@@ -109,7 +114,7 @@ class PackedSource implements TensorSource {
   private readonly parts: RegExp;
   private readonly marker: string;
   constructor(private readonly inner: TensorSource, private readonly fmt: PackedFormat, private readonly q: StoredQuantConfig) {
-    this.parts = new RegExp(`^(.*)\\.(${fmt.parts.join('|')})$`);
+    this.parts = new RegExp(`^(.*)\\.(${[...fmt.parts, ...fmt.optionalParts ?? []].join('|')})$`);
     this.marker = fmt.parts[0]!;
     const all = new Map(inner.list().map((t) => [t.name, t]));
     const out: TensorInfo[] = [];
@@ -120,7 +125,7 @@ class PackedSource implements TensorSource {
       if (!all.has(`${base}.${this.marker}`)) throw new FormatError(fileOf(inner, t.name), `tensor "${t.name}" has no ${base}.${this.marker} beside it`);
       if (m[2] !== this.marker) continue;
       if (all.has(`${base}.weight`)) throw new FormatError(fileOf(inner, t.name), `${base} is stored both packed (${this.marker}) and as ${base}.weight`);
-      const [rows, cols] = fmt.shape(inner, all, base, q.bits, q.groupSize);
+      const [rows, cols] = fmt.shape(inner, all, base, q.bits, q.groupSize, q.floatZeros);
       this.packed.add(`${base}.weight`);
       out.push({ name: `${base}.weight`, dtype: 'f32', shape: [rows, cols], storedAs: `${fmt.name.toUpperCase()}-INT${q.bits}` });
     }
@@ -147,7 +152,7 @@ class PackedSource implements TensorSource {
   /** The packed parts of `<layer>.weight` in their stored kind; undefined for a tensor stored as floats. */
   readQuantized(name: string): PackedWeight | undefined {
     if (!this.packed.has(name)) return undefined;
-    return this.fmt.read(this.inner, name.slice(0, -'.weight'.length), this.q.bits, this.q.groupSize);
+    return this.fmt.read(this.inner, name.slice(0, -'.weight'.length), this.q.bits, this.q.groupSize, this.q.floatZeros);
   }
 }
 

@@ -17,8 +17,9 @@ export interface CpuKernels {
   /**
    * y[M, q.rows] = x[M, q.cols] · W'ᵀ with W' the GPTQ-packed weight q decoded on the fly (tiles of
    * rows to float32, exactly as dequantizeGptq, then this provider's f32 gemm): equal bit for bit to
-   * gemm(x, dequantizeGptq(q)) on the same provider. Optional: CpuBackend decodes row panels with the
-   * js reference (qgemm.ts) for a provider without it.
+   * gemm(x, dequantizeGptq(q)) on the same provider, float zero points (q.zerosF) included: a
+   * kernel that decodes only the packed qzeros must hand such a layer to gemmQPanels (native does).
+   * Optional: CpuBackend decodes row panels with the js reference (qgemm.ts) for a provider without it.
    */
   gemmQ?(x: Float32Array, q: GptqPacked, y: Float32Array, M: number): void;
   /** y[m,:] = x[m,:] / sqrt(mean(x[m,:]²) + eps) · gamma, m < M, rows of D. */

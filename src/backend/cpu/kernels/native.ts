@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CpuKernels } from './kernels.js';
 import { buildStatusReason, checked } from './provider.js';
+import { gemmQPanels } from './qgemm.js';
 import { PACKAGE_ROOT } from '../../../paths.js';
 
 /** The functions the addon exports (native/addon.cc). */
@@ -33,6 +34,9 @@ interface Addon {
   qr(A: Float64Array, m: number, n: number, Q: Float64Array, R: Float64Array): boolean;
   setThreads(n: number): number;
 }
+
+/** Rows of w per gemm tile in the addon (native/kernels.cc and qgemm.cc GEMM_NC). */
+const NATIVE_GEMM_NC = 256;
 
 export type Loaded = { ok: true; kernels: CpuKernels } | { ok: false; reason: string };
 
@@ -90,8 +94,12 @@ export function loadNativeKernels(threads = 1): Loaded {
   };
   // an addon built before gemmQ existed lacks it: CpuBackend then decodes row panels in js
   if (typeof a.gramF32 === 'function') kernels.gramF32 = (x, S, rows, K) => use().gramF32!(x, S, rows, K);
+  // the addon decodes the packed integer zeros only: a layer with float zero points (zerosF) is decoded in js
+  // row panels of the addon's gemm tile height, so each panel is one of gemm's own tiles: bit for bit gemm(x, W')
   if (typeof a.gemmQ === 'function') {
-    kernels.gemmQ = (x, q, y, M) => use().gemmQ(x, q.qweight, q.qzeros, q.scales, q.gIdx, y, M, q.rows, q.cols, q.groups, q.bits);
+    kernels.gemmQ = (x, q, y, M) => q.zerosF
+      ? gemmQPanels(kernels.gemm, x, q, y, M, NATIVE_GEMM_NC)
+      : use().gemmQ(x, q.qweight, q.qzeros, q.scales, q.gIdx, y, M, q.rows, q.cols, q.groups, q.bits);
   }
   return { ok: true, kernels: checked(kernels) };
 }

@@ -20,7 +20,7 @@ export function checkQuantWeight(q: GptqPacked, op = 'gemmQ'): void {
   if (groups < 1 && cols > 0) throw new RangeError(`${op}: ${groups} groups for ${cols} columns`);
   const want: [string, ArrayLike<number>, number][] = [
     ['qweight', q.qweight, packedWords(cols, bits) * rows], ['qzeros', q.qzeros, groups * packedWords(rows, bits)],
-    ['scales', q.scales, groups * rows], ['g_idx', q.gIdx, cols],
+    ['scales', q.scales, groups * rows], ['g_idx', q.gIdx, cols], ...(q.zerosF ? [['zerosF', q.zerosF, groups * rows] as [string, ArrayLike<number>, number]] : []),
   ];
   for (const [what, a, n] of want) if (a.length !== n) throw new RangeError(`${op}: ${what} has ${a.length} elements, expected ${n}`);
   const g = q.gIdx;
@@ -32,19 +32,22 @@ export function checkQuantWeight(q: GptqPacked, op = 'gemmQ'): void {
 
 /**
  * Weight rows [r0, r0 + nr) of q as float32 into out[nr, cols] (row-major), the same values as the
- * corresponding rows of dequantizeGptq(q). Assumes checkQuantWeight(q) passed.
+ * corresponding rows of dequantizeGptq(q) (float zero points zerosF included). Assumes checkQuantWeight(q) passed.
  */
 export function decodeQuantRows(q: GptqPacked, r0: number, nr: number, out: Float32Array): void {
   const { bits, rows: N, cols: K, groups, qweight, qzeros } = q;
   const mask = (1 << bits) - 1, zw = packedWords(N, bits);
-  // per (row, group): scale in f32 and zero = (stored + 1) mod 2^bits
-  const sc = new Float32Array(nr * groups), ze = new Int32Array(nr * groups);
+  // per (row, group): scale in f32 and zero = the float zero point zerosF when the layer has one, else (stored + 1) mod 2^bits
+  const sc = new Float32Array(nr * groups), ze = new Float32Array(nr * groups), zerosF = q.zerosF;
   for (let g = 0; g < groups; g++) {
     for (let i = 0; i < nr; i++) {
       const r = r0 + i, pos = r * bits, w = pos >>> 5, off = pos & 31;
-      let v = qzeros[g * zw + w]! >>> off;
-      if (off + bits > 32) v |= qzeros[g * zw + w + 1]! << (32 - off);
-      ze[i * groups + g] = ((v & mask) + 1) & mask;
+      if (zerosF) ze[i * groups + g] = zerosF[g * N + r]!;
+      else {
+        let v = qzeros[g * zw + w]! >>> off;
+        if (off + bits > 32) v |= qzeros[g * zw + w + 1]! << (32 - off);
+        ze[i * groups + g] = ((v & mask) + 1) & mask;
+      }
       sc[i * groups + g] = q.scales[g * N + r]!;
     }
   }
