@@ -24,7 +24,7 @@ export function registerFinetune(program: Command): void {
   const q = RECIPES.qlora;
   const cmd = modelOptions(program.command('finetune'))
     .description('quantize the base and train LoRA adapters on instruction data (QLoRA, IR-QLoRA), as their authors\' code does; OUT holds the quantized base and the PEFT adapter')
-    .option('--method <name>', `${FINETUNE_METHODS.filter((m) => m !== 'qalora').join(', ')}`, 'qlora')
+    .option('--method <name>', FINETUNE_METHODS.join(', '), 'qlora')
     .option('--data <file>', 'Alpaca-format records (JSON array or JSONL of {instruction, input, output}; default: the bundled first 200 Alpaca records)')
     .option('--steps <n>', 'optimizer steps', '10')
     .option('--seed <n>', 'seed of the adapter init, the data order and dropout', '0')
@@ -44,7 +44,7 @@ export function registerFinetune(program: Command): void {
   dataDirOption(cmd);
   backendOptions(cmd, 'training: the forward and backward passes run on it (cpu only for now)');
   cmd.action(async (o: FinetuneCliOptions) => {
-    if (!FINETUNE_METHODS.includes(o.method as FinetuneMethod) || o.method === 'qalora') throw new UsageError(`--method must be qlora or irqlora (got '${o.method}')`);
+    if (!FINETUNE_METHODS.includes(o.method as FinetuneMethod)) throw new UsageError(`--method must be one of ${FINETUNE_METHODS.join(', ')} (got '${o.method}')`);
     const ckpt = loadCheckpoint(o);
     const be = await createBackend(o);
     const logEvery = parseIntOption('--log-every', o.logEvery)!;

@@ -72,9 +72,8 @@ function readReport(out: string): FinetuneReport | undefined {
 
 export async function finetuneModel(src: ModelCheckpoint, be: Backend, o: FinetuneModelOptions): Promise<FinetuneReport> {
   const recipe = RECIPES[o.method];
-  if (!recipe) throw new UsageError(`unknown fine-tuning method '${String(o.method)}' (qlora, irqlora, qalora)`);
+  if (!recipe) throw new UsageError(`unknown fine-tuning method '${String(o.method)}' (${Object.keys(RECIPES).join(', ')})`);
   if (!isTrainable(be)) throw new UsageError(`the ${be.name} backend has no backward ops yet: fine-tune with --backend cpu`);
-  if (o.method === 'qalora') throw new UsageError('qalora: not in this build (its merge into GPTQ zeros is not written yet); use qlora or irqlora');
   const lora: LoraSpec = { ...recipe.lora, ...(o.rank !== undefined ? { rank: o.rank } : {}), ...(o.alpha !== undefined ? { alpha: o.alpha } : {}), ...(o.dropout !== undefined ? { dropout: o.dropout } : {}) };
   const train = { ...recipe.train, ...(o.lr !== undefined ? { lr: o.lr } : {}), ...(o.gradAccum !== undefined ? { gradAccum: o.gradAccum } : {}) };
   const tokenize: AlpacaTokenizeOptions = { sourceMaxLen: 1024, targetMaxLen: 256, trainOnSource: false, ...o.tokenize };
