@@ -65,16 +65,25 @@ export function exportGptqFp16Scales(src: string, out: string, force: boolean): 
       : `${changed.toLocaleString('en-US')} of ${scales.toLocaleString('en-US')} scales changed by rounding to fp16 (at most ${(100 * maxRel).toPrecision(3)}% relative); codes and zero points were ` +
         'chosen for the float32 scales, so the dequantized weights differ from the quantized model that was evaluated',
   };
+  rewriteGptqFolder(src, out, tensors, { ...quantConfig, scale_dtype: 'float16' }, { ...readJsonObject(join(src, QUANT_REPORT)), export: result });
+  return result;
+}
+
+/**
+ * Writes `out` as a copy of the lowbit/GPTQ checkpoint folder `src` with `tensors` as its weights,
+ * `quantConfig` as its quantization_config (quantize_config.json and config.json's) and `report` as its
+ * report; the tokenizer files are copied. Built in a temporary sibling and swapped in (`out` prepared
+ * by the caller with QuantizedCheckpointWriter.prepare).
+ */
+export function rewriteGptqFolder(src: string, out: string, tensors: readonly { name: string; tensor: Tensor }[], quantConfig: Record<string, unknown>, report: Record<string, unknown>): void {
   const tmp = tempPathFor(out);
   makeDirs(tmp, out);
   try {
     writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt', quantized_by: 'lowbit' });
-    const qc = { ...quantConfig, scale_dtype: 'float16' };
-    writeJsonAtomic(join(tmp, QUANT_CONFIG), qc);
+    writeJsonAtomic(join(tmp, QUANT_CONFIG), quantConfig);
     const config = readJsonObject(join(src, 'config.json'));
-    writeJsonAtomic(join(tmp, 'config.json'), { ...config, quantization_config: qc });
-    const report = readJsonObject(join(src, QUANT_REPORT));
-    writeJsonAtomic(join(tmp, QUANT_REPORT), { ...report, export: result });
+    writeJsonAtomic(join(tmp, 'config.json'), { ...config, quantization_config: quantConfig });
+    writeJsonAtomic(join(tmp, QUANT_REPORT), report);
     for (const f of readdirSync(src)) {
       // the tokenizer, as the writer put it there
       if (isCheckpointFile(f) && ![QUANT_CONFIG, QUANT_REPORT, 'config.json', 'model.safetensors'].includes(f)) copyFileSync(join(src, f), join(tmp, f));
@@ -84,5 +93,4 @@ export function exportGptqFp16Scales(src: string, out: string, force: boolean): 
     rmSync(tmp, { recursive: true, force: true });
     throw writeFailure(e, out);
   }
-  return result;
 }

@@ -6,19 +6,19 @@
  * config.json and quantize_config.json) gains `"lowbit_float_zeros": true`, which tells lowbit's
  * reader (reader.ts) to require and use the float zeros.
  */
-import { copyFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError, UsageError } from '../../errors.js';
 import { gptqZeroPoints } from '../../tensor/gptqPack.js';
 import { isGptqPacked, type GptqPacked } from '../../tensor/packed.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { makeDirs, replaceDir, tempPathFor, writeFailure, writeJsonAtomic } from '../atomic.js';
-import { openSafetensorsDir, writeSafetensors } from '../safetensors.js';
+import { openSafetensorsDir } from '../safetensors.js';
+import { rewriteGptqFolder } from './export.js';
 import { fileOf } from '../source.js';
 import { FLOAT_ZEROS_PART, FORMATS, gptqTensors } from './formats.js';
 import { QUANT_CONFIG, QUANT_REPORT } from './layout.js';
 import { openQuantized, readJsonObject, readQuantConfig } from './reader.js';
-import { isCheckpointFile, QuantizedCheckpointWriter } from './writer.js';
+import { QuantizedCheckpointWriter } from './writer.js';
 
 /**
  * Writes `out` from the GPTQ checkpoint folder `src` with `layers` (`<layer>.weight` → its merged
@@ -56,22 +56,8 @@ export function writeGptqFloatZeros(src: string, out: string, layers: ReadonlyMa
     tensors.push(...gptqTensors(base, { ...layer, zerosF: gptqZeroPoints(layer) }, scaleDtype));
   }
   QuantizedCheckpointWriter.prepare(out, force);
-  const tmp = tempPathFor(out);
-  makeDirs(tmp, out);
-  try {
-    writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt', quantized_by: 'lowbit' });
-    const from = readJsonObject(q.file), config = readJsonObject(join(src, 'config.json'));
-    const qc = { ...(q.file.endsWith(QUANT_CONFIG) ? from : from.quantization_config as Record<string, unknown>), lowbit_float_zeros: true };
-    writeJsonAtomic(join(tmp, QUANT_CONFIG), qc);
-    writeJsonAtomic(join(tmp, 'config.json'), { ...config, quantization_config: qc });
-    const report = existsSync(join(src, QUANT_REPORT)) ? readJsonObject(join(src, QUANT_REPORT)) : { tool: 'lowbit' };
-    writeJsonAtomic(join(tmp, QUANT_REPORT), { ...report, floatZeros: { from: src, layersMerged: layers.size, part: FLOAT_ZEROS_PART } });
-    for (const f of readdirSync(src)) {
-      if (isCheckpointFile(f) && ![QUANT_CONFIG, QUANT_REPORT, 'config.json', 'model.safetensors'].includes(f)) copyFileSync(join(src, f), join(tmp, f));
-    }
-    replaceDir(tmp, out);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw writeFailure(e, out);
-  }
+  const from = readJsonObject(q.file);
+  const qc = { ...(q.file.endsWith(QUANT_CONFIG) ? from : from.quantization_config as Record<string, unknown>), lowbit_float_zeros: true };
+  const report = existsSync(join(src, QUANT_REPORT)) ? readJsonObject(join(src, QUANT_REPORT)) : { tool: 'lowbit' };
+  rewriteGptqFolder(src, out, tensors, qc, { ...report, floatZeros: { from: src, layersMerged: layers.size, part: FLOAT_ZEROS_PART } });
 }
