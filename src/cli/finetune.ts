@@ -10,7 +10,7 @@ import { dataDirOption, dataDir, loadCheckpoint, modelOptions, parseIntOption, t
 interface FinetuneCliOptions extends CommonOptions, BackendCliOptions {
   method: string; data?: string; steps: string; seed: string; out: string; saveEvery: string; logEvery: string;
   rank?: string; alpha?: string; dropout?: string; lr?: string; gradAccum?: string;
-  sourceMaxLen: string; targetMaxLen: string; trainOnSource?: boolean; force?: boolean;
+  sourceMaxLen: string; targetMaxLen: string; trainOnSource?: boolean; force?: boolean; nsamples: string;
 }
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -23,7 +23,7 @@ function num(name: string, v: string | undefined): number | undefined {
 export function registerFinetune(program: Command): void {
   const q = RECIPES.qlora;
   const cmd = modelOptions(program.command('finetune'))
-    .description('quantize the base and train LoRA adapters on instruction data (QLoRA, IR-QLoRA), as their authors\' code does; OUT holds the quantized base and the PEFT adapter')
+    .description('quantize the base and train LoRA adapters on instruction data (QLoRA, IR-QLoRA, QA-LoRA), as their authors\' code does; OUT holds the quantized base and the PEFT adapter (QA-LoRA: the merged GPTQ checkpoint)')
     .option('--method <name>', FINETUNE_METHODS.join(', '), 'qlora')
     .option('--data <file>', 'Alpaca-format records (JSON array or JSONL of {instruction, input, output}; default: the bundled first 200 Alpaca records)')
     .option('--steps <n>', 'optimizer steps', '10')
@@ -39,6 +39,7 @@ export function registerFinetune(program: Command): void {
     .option('--source-max-len <n>', 'prompt tokens kept (qlora source_max_len)', '1024')
     .option('--target-max-len <n>', 'response tokens kept (qlora target_max_len)', '256')
     .option('--train-on-source', 'take the loss on the prompt too (qlora train_on_source)')
+    .option('--nsamples <n>', 'calibration windows of a base that calibrates (qalora: GPTQ on c4)', '128')
     .option('--force', 'replace a fine-tuning run already in --out')
     .option('--json', 'print the report as JSON');
   dataDirOption(cmd);
@@ -55,7 +56,7 @@ export function registerFinetune(program: Command): void {
       rank: parseIntOption('--rank', o.rank), alpha: num('--alpha', o.alpha), dropout: num('--dropout', o.dropout), lr: num('--lr', o.lr),
       gradAccum: parseIntOption('--grad-accum', o.gradAccum),
       tokenize: { sourceMaxLen: parseIntOption('--source-max-len', o.sourceMaxLen)!, targetMaxLen: parseIntOption('--target-max-len', o.targetMaxLen)!, trainOnSource: !!o.trainOnSource },
-      force: !!o.force, dataDir: dataDir(o),
+      force: !!o.force, dataDir: dataDir(o), nsamples: parseIntOption('--nsamples', o.nsamples)!,
       onPhase: say,
       onProgress: (p) => {
         if (p.step % logEvery !== 0 && p.step !== p.steps) return;
@@ -68,6 +69,7 @@ export function registerFinetune(program: Command): void {
     const l = report.losses ?? [];
     console.log(`${report.method}: ${report.steps} steps (${report.source}); loss ${l.length ? `${l[0]!.toFixed(4)} → ${l[l.length - 1]!.toFixed(4)}` : 'n/a'}` +
       `${report.resumedFrom ? `, resumed from step ${report.resumedFrom}` : ''}${report.seconds !== undefined ? ` in ${report.seconds.toFixed(1)} s` : ''}`);
-    console.log(`quantized base + PEFT adapter written to ${resolve(o.out)} (evaluate it with: lowbit eval --model ${o.out})`);
+    const what = RECIPES[report.method].merge ? 'GPTQ checkpoint with the adapters merged into its zeros' : 'quantized base + PEFT adapter';
+    console.log(`${what} written to ${resolve(o.out)} (evaluate it with: lowbit eval --model ${o.out})`);
   });
 }

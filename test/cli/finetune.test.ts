@@ -34,6 +34,22 @@ test('finetune --method qlora|irqlora, then eval: base + PEFT adapter, the adapt
   }
 });
 
+test('finetune --method qalora: OUT is the merged GPTQ checkpoint alone, and eval reads it', async () => {
+  const dir = scratch();
+  const f = await runCliAsync(['finetune', '--method', 'qalora', '--nsamples', '16', '--steps', '2', '--grad-accum', '2', '--rank', '8', '--lr', '1e-2', '--out', 'qa', '--json'], { cwd: dir, timeoutMs: 300_000 });
+  assertOk(f);
+  const r = JSON.parse(f.stdout) as { status: string; losses: number[]; lora: { form: string; groupSize: number } };
+  assert.deepEqual([r.status, r.losses.length, r.lora.form, r.lora.groupSize], ['done', 2, 'qa', 32]);
+  for (const gone of ['adapter_config.json', 'adapter_model.safetensors', 'base', 'train_state']) assert.equal(existsSync(join(dir, 'qa', gone)), false, gone);
+  const cfg = JSON.parse(readFileSync(join(dir, 'qa', 'config.json'), 'utf8')) as { quantization_config: { quant_method: string; bits: number; group_size: number; lowbit_float_zeros: boolean } };
+  const qc = cfg.quantization_config;
+  assert.deepEqual([qc.quant_method, qc.bits, qc.group_size, qc.lowbit_float_zeros], ['gptq', 4, 32, true]);
+  const e = await runCliAsync(['eval', '--model', 'qa', '--ppl', 'tinystories', '--limit', '2', '--json'], { cwd: dir });
+  assertOk(e);
+  const ppl = (JSON.parse(e.stdout) as { results: { ppl: number }[] }).results[0]!.ppl;
+  assert.ok(ppl > 20 && ppl < 80, `ppl ${ppl}`);
+});
+
 test('bad fine-tuning input: one line naming the file or option, exit 2', async () => {
   const dir = scratch();
   const badRecord = writeTemp('bad.json', JSON.stringify([{ instruction: 'a', output: 'b' }, { instruction: 3, output: 'c' }]));

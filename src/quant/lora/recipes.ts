@@ -8,14 +8,15 @@
  *   IR-QLoRA  htqin/IR-QLoRA e6fef4a irlora.py + utils.py: ICQ (tau_lambda 0.1, tau_n 100, blocks of 256
  *             for τ) + double quant; LoRA with the elastic connections (two trainable scalars per
  *             linear, 0 at init); the QLoRA trainer's defaults otherwise.
- * (QA-LoRA's adapter form is train/lora.ts 'qa' and its merge tensor/gptqZeroShift.ts; its recipe
- * — GPTQ W4 g32 base, qlora's trainer, the merged checkpoint — is not wired into finetune yet.)
+ *   QA-LoRA   yuhuixu1993/qa-lora 91604c7 qalora.py + peft_utils.py: GPTQ W4 g32 (act-order off) base;
+ *             A [r, in/32] on the group means (AvgPool1d(32)), xavier init; qlora's trainer defaults;
+ *             merged after training into the zeros (merge.py): the output is a GPTQ checkpoint.
  */
 import type { LoraSpec } from '../../train/lora.js';
 import type { FinetuneConfig } from '../../train/finetune.js';
 
-export type FinetuneMethod = 'qlora' | 'irqlora';
-export const FINETUNE_METHODS: readonly FinetuneMethod[] = Object.freeze(['qlora', 'irqlora']);
+export type FinetuneMethod = 'qlora' | 'irqlora' | 'qalora';
+export const FINETUNE_METHODS: readonly FinetuneMethod[] = Object.freeze(['qlora', 'irqlora', 'qalora']);
 
 export interface FinetuneRecipe {
   readonly method: FinetuneMethod;
@@ -25,6 +26,8 @@ export interface FinetuneRecipe {
   readonly train: Omit<FinetuneConfig, 'lora' | 'steps' | 'seed' | 'saveEvery'>;
   /** one line for the README and every result: where the defaults come from */
   readonly source: string;
+  /** the adapters merge into the base after training (QA-LoRA): OUT is then the merged checkpoint alone */
+  readonly merge?: boolean;
 }
 
 const QLORA_TRAIN = Object.freeze({
@@ -46,5 +49,13 @@ export const RECIPES: Readonly<Record<FinetuneMethod, FinetuneRecipe>> = Object.
     lora: { form: 'iec', rank: 64, alpha: 16, dropout: 0 },
     train: QLORA_TRAIN,
     source: 'htqin/IR-QLoRA e6fef4a irlora.py defaults (tau_lambda 0.1, tau_n 100, blocksize2 256)',
+  },
+  qalora: {
+    method: 'qalora',
+    base: { method: 'gptq', bits: 4, group: 32, options: {}, calib: 'c4' },
+    lora: { form: 'qa', rank: 64, alpha: 16, dropout: 0, groupSize: 32 },
+    train: QLORA_TRAIN,
+    source: 'yuhuixu1993/qa-lora 91604c7 qalora.py defaults, GPTQ W4 g32 base (c4 calibration), merged into the zeros',
+    merge: true,
   },
 });
