@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { BUILTIN_GRIDS, parseGrid } from '../study/grid.js';
+import { BUILTIN_GRIDS, GRID_EVAL, parseGrid } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
 import { QUANTIZE_BACKEND_NOTE, createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
@@ -18,14 +18,14 @@ import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
   grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; scaleDtype: string;
-  out: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean; speed?: boolean; kld?: boolean;
+  out: string; ftSteps: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean; speed?: boolean; kld?: boolean;
 }
 
 export function registerStudy(program: Command): void {
   const cmd = modelOptions(program.command('study'))
     .description('run a grid of methods × bits × group sizes and write the paper-shaped tables (resumable)')
     .option('--grid <name|file>', `built-in grid (${Object.keys(BUILTIN_GRIDS).join(', ')}) or a JSON grid file`, 'quick')
-    .option('--ppl <sets>', 'perplexity sets', 'wikitext2,ptb,c4,tinystories')
+    .option('--ppl <sets>', 'perplexity sets, or none (default: wikitext2,ptb,c4,tinystories; paper-loraft: none)', 'wikitext2,ptb,c4,tinystories')
     .option('--seqlen <n>', "window length for evaluation and calibration (default: min(2048, the model's context))")
     .option('--allow-long-context', '--seqlen may exceed the model\'s context')
     .option('--limit <n>', 'only the first N windows of each perplexity set')
@@ -35,7 +35,8 @@ export function registerStudy(program: Command): void {
     .option('--encoding <mode>', 'tasks: joint or separate context/continuation encoding', 'joint')
     .option('--calib <source>', 'calibration for quantized cells: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (needs a --data-dir that has it) or a text file', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
-    .option('--seed <n>', 'seed of the calibration sampler and of QuIP\'s random transforms', '0');
+    .option('--seed <n>', 'seed of the calibration sampler, of QuIP\'s random transforms and of fine-tuning cells', '0')
+    .option('--ft-steps <n>', 'optimizer steps of the fine-tuning cells (qlora, irqlora, qalora) that do not set their own', '10');
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
     .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
@@ -48,14 +49,19 @@ export function registerStudy(program: Command): void {
   cmd.action(async (o: StudyCliOptions, self: Command) => {
     const ckpt = loadCheckpoint(o);
     if (o.scaleDtype !== 'f32' && o.scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${o.scaleDtype}')`);
-    const grid = parseGrid(o.grid, { scaleDtype: o.scaleDtype, options: givenMethodOptions(self) });
+    const grid = parseGrid(o.grid, { scaleDtype: o.scaleDtype, options: givenMethodOptions(self), ftSteps: parseIntOption('--ft-steps', o.ftSteps)! });
+    // a built-in grid's own scoring (paper-loraft: MMLU and the zero-shot tasks, no perplexity) unless the command line says
+    const gridEval = Object.hasOwn(GRID_EVAL, o.grid) ? GRID_EVAL[o.grid] : undefined;
+    if (gridEval && self.getOptionValueSource('ppl') === 'default') o.ppl = gridEval.ppl.join(',');
+    if (gridEval && o.tasks === undefined) o.tasks = gridEval.tasks.join(',');
     const seqlen = resolveSeqlen(ckpt, o.seqlen, !!o.allowLongContext).value;
     const taskNames = o.tasks ? parseList('--tasks', o.tasks) : [];
     if (taskNames.length) parseTasks(taskNames.join(','));
     if (o.encoding !== 'joint' && o.encoding !== 'separate') throw new UsageError(`--encoding must be joint or separate (got '${o.encoding}')`);
     if (o.calib === 'none') throw new UsageError('--calib none: a study calibrates every quantized cell (its reconstruction errors, and the methods that need it)');
     const limit = parseIntOption('--limit', o.limit);
-    const ppl = parseList('--ppl', o.ppl);
+    const ppl = o.ppl === '' || o.ppl === 'none' ? [] : parseList('--ppl', o.ppl);
+    if (ppl.length === 0 && taskNames.length === 0) throw new UsageError('--ppl none needs --tasks: the study would score nothing');
     const nsamples = parseIntOption('--nsamples', o.nsamples)!, seed = parseIntOption('--seed', o.seed, 0)!;
     const be = await createBackend(o);
     const progress = new Progress(!!o.json);

@@ -4,6 +4,7 @@ import type { ScaleDtype } from '../quant/core/grid.js';
 import type { OptionValues } from '../quant/method.js';
 import { allOptions, optionKeyParts, resolveOptions } from '../quant/options.js';
 import { getMethod, METHODS } from '../quant/registry.js';
+import { RECIPES, type FinetuneMethod } from '../quant/lora/recipes.js';
 
 /** One cell of a study: a method at a bit width and group size with its options ('fp16' = the unquantized model). */
 export interface Cell {
@@ -16,6 +17,8 @@ export interface Cell {
   readonly scaleDtype: ScaleDtype;
   /** the method's own options (its schema in quant/method.ts), checked, defaults filled in */
   readonly options: OptionValues;
+  /** a LoRA-finetuning cell (method qlora, irqlora or qalora: quant/lora/recipes.ts): its training run */
+  readonly finetune?: { readonly steps: number; readonly data?: string };
 }
 
 export interface Grid { readonly name: string; readonly cells: readonly Cell[] }
@@ -23,6 +26,8 @@ export interface Grid { readonly name: string; readonly cells: readonly Cell[] }
 /** Settings for every cell that does not set them itself (`lowbit study --scale-dtype`, method flags). */
 export interface GridDefaults {
   readonly scaleDtype?: ScaleDtype;
+  /** optimizer steps of fine-tuning cells that do not set "steps" (`lowbit study --ft-steps`, default 10) */
+  readonly ftSteps?: number;
   /** method options by name; each applies to the cells whose method takes it */
   readonly options?: Readonly<Record<string, unknown>>;
 }
@@ -52,11 +57,27 @@ export const BUILTIN_GRIDS: Readonly<Record<string, () => RawCell[]>> = Object.f
   ],
   /** the README's default study on the bundled model: minutes on two cores */
   quick: () => product(['rtn', 'gptq'], [8, 4, 3], [32]),
+  /**
+   * Table 3 of Huang et al. (2024) and QA-LoRA beside it: NF4 and ICQ without fine-tuning (double-quantized,
+   * as QLoRA and IR-QLoRA run them), then QLoRA, IR-QLoRA and QA-LoRA fine-tuned on Alpaca
+   * (`--ft-steps`); scored on MMLU by category and the five zero-shot tasks (GRID_EVAL).
+   */
+  'paper-loraft': () => [
+    { method: 'nf4', wbits: 4, group: 64, doubleQuant: true },
+    { method: 'icq', wbits: 4, group: 64, doubleQuant: true },
+    { method: 'qlora' }, { method: 'irqlora' }, { method: 'qalora' },
+  ],
+});
+
+/** What a built-in grid is scored on when the command line does not say (`--ppl`, `--tasks`). */
+export const GRID_EVAL: Readonly<Record<string, { readonly ppl: readonly string[]; readonly tasks: readonly string[] }>> = Object.freeze({
+  'paper-loraft': { ppl: [], tasks: ['mmlu', 'piqa', 'arc_easy', 'arc_challenge', 'hellaswag', 'winogrande'] },
 });
 
 /** Stable file-name-safe key of a cell: method, bits, group, then what differs from the defaults. */
 export function cellKey(c: Cell): string {
   if (c.method === 'fp16') return 'fp16';
+  if (c.finetune) return `${c.method}-s${c.finetune.steps}`;
   const parts = [c.method, `w${c.wbits}`, c.group === -1 ? 'pc' : `g${c.group}`];
   if (c.sym) parts.push('sym');
   parts.push(...optionKeyParts(getMethod(c.method), c.options));
@@ -71,6 +92,7 @@ function checkCell(raw: unknown, where: string, defaults: GridDefaults): Cell {
   const c = raw as RawCell;
   if (typeof c.method !== 'string' || !c.method) throw new UsageError(`${where}: a cell needs a method name`);
   if (c.method === 'fp16') return FP16;
+  if (Object.hasOwn(RECIPES, c.method)) return finetuneCell(c, where, defaults);
   let method;
   try { method = getMethod(c.method); } catch (e) { throw new UsageError(`${where}: ${(e as Error).message}`); }
   const wbits = Number(c.wbits), group = Number(c.group ?? -1);
@@ -87,6 +109,18 @@ function checkCell(raw: unknown, where: string, defaults: GridDefaults): Cell {
     method.validate?.({ bits: wbits, groupSize: group, sym: c.sym === true, scaleDtype }, options);
   } catch (e) { throw new UsageError(`${where}: ${(e as Error).message}`); }
   return { method: method.name, wbits, group, sym: c.sym === true, scaleDtype, options };
+}
+
+/** A fine-tuning cell: {"method": "qlora" | "irqlora" | "qalora", "steps"?: N, "data"?: file}; bits and group are the recipe's base. */
+function finetuneCell(c: RawCell, where: string, defaults: GridDefaults): Cell {
+  const r = RECIPES[c.method as FinetuneMethod];
+  const extra = Object.keys(c).filter((k) => !['method', 'steps', 'data'].includes(k));
+  if (extra.length) throw new UsageError(`${where}: a ${r.method} cell takes "steps" and "data" only (the recipe fixes the rest), not ${extra.map((k) => JSON.stringify(k)).join(', ')}`);
+  const steps = Number(c.steps ?? defaults.ftSteps ?? 10);
+  if (!Number.isSafeInteger(steps) || steps < 1) throw new UsageError(`${where}: steps must be a positive integer (got ${JSON.stringify(c.steps ?? defaults.ftSteps)})`);
+  if (c.data !== undefined && typeof c.data !== 'string') throw new UsageError(`${where}: data must be a file path`);
+  const group = r.base.group ?? 64;
+  return { method: r.method, wbits: r.base.bits, group, sym: false, scaleDtype: 'f32', options: {}, finetune: { steps, ...(c.data ? { data: c.data } : {}) } };
 }
 
 /** Reads a grid file's cells (before checking): a list, or a product with shared settings. */
@@ -129,7 +163,7 @@ export function parseGrid(spec: string, defaults: GridDefaults = {}): Grid {
   cells = cells.filter((c) => !seen.has(cellKey(c)) && !!seen.add(cellKey(c)));
   if (cells.length === 0) throw new FormatError(spec, 'the grid has no cells');
   for (const [opt, v] of Object.entries(defaults.options ?? {})) {
-    if (v !== undefined && !cells.some((c) => c.method !== 'fp16' && opt in getMethod(c.method).options)) {
+    if (v !== undefined && !cells.some((c) => c.method !== 'fp16' && !c.finetune && opt in getMethod(c.method).options)) {
       throw new UsageError(`${allOptions(METHODS).get(opt)?.flag ?? opt} applies to no cell of the grid ${name}`);
     }
   }

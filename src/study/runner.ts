@@ -8,6 +8,10 @@ import { evaluateKld, type KldResult } from '../eval/kld.js';
 import { quantizeModel, SCALE_PROTOCOL, type QuantizeReport } from '../quant/quantizeModel.js';
 import { sweepStaleTemps } from '../io/atomic.js';
 import { getMethod } from '../quant/registry.js';
+import { finetuneModel, type FinetuneReport } from '../quant/lora/finetuneModel.js';
+import { RECIPES, type FinetuneMethod } from '../quant/lora/recipes.js';
+import { bundledAlpacaPath } from '../data/alpaca.js';
+import { UsageError } from '../errors.js';
 import { cellKey, type Cell, type Grid } from './grid.js';
 import { Journal, type CellRecord } from './journal.js';
 import { writeReports } from './report/writers.js';
@@ -46,7 +50,8 @@ function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOpti
   return {
     model: resolve(ckpt.path), format: ckpt.format, tokenizer: ckpt.tokenizer.description, ppl: [...o.ppl], seqlen: o.seqlen,
     limit: o.limit ?? null, protocol: 'gptq',
-    ...(cell.method === 'fp16' ? {} : {
+    ...(cell.finetune ? { finetune: { recipe: RECIPES[cell.method as FinetuneMethod].source, steps: cell.finetune.steps, data: cell.finetune.data ?? 'bundled Alpaca (first 200 records)', seed: o.seed, nsamples: o.nsamples } } : {}),
+    ...(cell.method === 'fp16' || cell.finetune ? {} : {
       calib: o.calib, nsamples: o.nsamples, seed: o.seed, trueSequential: getMethod(cell.method).sequential, options: cell.options,
       scaleDtype: cell.scaleDtype, scaleProtocol: SCALE_PROTOCOL[cell.scaleDtype],
     }),
@@ -58,7 +63,7 @@ function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOpti
 
 /** How the grid's quantized cells treat scales, for the table's header. */
 function scaleNote(grid: Grid): string {
-  const dtypes = new Set(grid.cells.filter((c) => c.method !== 'fp16').map((c) => c.scaleDtype));
+  const dtypes = new Set(grid.cells.filter((c) => c.method !== 'fp16' && !c.finetune).map((c) => c.scaleDtype));
   if (dtypes.size === 0) return 'no quantized cells';
   if (dtypes.size === 2) return 'scales float32 (the paper\'s protocol) unless the method is marked "fp16 scales"';
   return dtypes.has('f16') ? `${SCALE_PROTOCOL.f16}` : SCALE_PROTOCOL.f32;
@@ -96,7 +101,18 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
     let model = ckpt;
     let quant: QuantizeReport | null = null;
     const dir = join(o.out, 'checkpoints', key);
-    if (cell.method !== 'fp16') {
+    let ft: FinetuneReport | null = null;
+    if (cell.finetune) {
+      const run = (force: boolean) => finetuneModel(ckpt, be, {
+        method: cell.method as FinetuneMethod, data: cell.finetune!.data ?? bundledAlpacaPath(), steps: cell.finetune!.steps, seed: o.seed,
+        out: dir, force, nsamples: o.nsamples, dataDir: o.dataDir,
+        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `finetune step ${p.step}/${p.steps}, loss ${p.loss.toFixed(3)}` }),
+      });
+      // a killed cell resumes its training; a folder left by other settings is started over
+      ft = await run(false).catch((e: unknown) => { if (e instanceof UsageError && /other settings/.test(e.message)) return run(true); throw e; });
+      model = openModel(dir);
+      stepDone('fine-tuned');
+    } else if (cell.method !== 'fp16') {
       quant = await quantizeModel(ckpt, be, {
         method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, options: cell.options,
         scaleDtype: cell.scaleDtype, calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir, force: true,
@@ -129,6 +145,7 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
       key, cell, settings,
       results: {
         ppl, ...(Object.keys(kld).length ? { kld } : {}), ...extra, cost,
+        ...(ft ? { finetune: { method: ft.method, source: ft.source, steps: ft.steps, lora: ft.lora, train: ft.train, losses: ft.losses, seconds: ft.seconds, checkpoint: o.keepCheckpoints === false ? null : dir } } : {}),
         quant: quant && { nominalBits: quant.settings.nominalBits, totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
       },
       finishedAt: new Date().toISOString(), seconds: (performance.now() - t0) / 1000,

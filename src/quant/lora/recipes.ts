@@ -20,6 +20,8 @@ export const FINETUNE_METHODS: readonly FinetuneMethod[] = Object.freeze(['qlora
 
 export interface FinetuneRecipe {
   readonly method: FinetuneMethod;
+  /** the name tables print */
+  readonly label: string;
   /** the base quantization (a quantize method with its options) */
   readonly base: { readonly method: string; readonly bits: number; readonly group?: number; readonly options: Readonly<Record<string, number | boolean>>; readonly calib?: string };
   readonly lora: LoraSpec;
@@ -37,21 +39,21 @@ const QLORA_TRAIN = Object.freeze({
 
 export const RECIPES: Readonly<Record<FinetuneMethod, FinetuneRecipe>> = Object.freeze({
   qlora: {
-    method: 'qlora',
+    method: 'qlora', label: 'QLoRA',
     base: { method: 'nf4', bits: 4, options: { doubleQuant: true } },
     lora: { form: 'lora', rank: 64, alpha: 16, dropout: 0 },
     train: QLORA_TRAIN,
     source: 'artidoro/qlora 7f4e95a qlora.py defaults',
   },
   irqlora: {
-    method: 'irqlora',
+    method: 'irqlora', label: 'IR-QLoRA',
     base: { method: 'icq', bits: 4, options: { doubleQuant: true, tauLambda: 0.1, tauN: 100 } },
     lora: { form: 'iec', rank: 64, alpha: 16, dropout: 0 },
     train: QLORA_TRAIN,
     source: 'htqin/IR-QLoRA e6fef4a irlora.py defaults (tau_lambda 0.1, tau_n 100, blocksize2 256)',
   },
   qalora: {
-    method: 'qalora',
+    method: 'qalora', label: 'QA-LoRA',
     base: { method: 'gptq', bits: 4, group: 32, options: {}, calib: 'c4' },
     lora: { form: 'qa', rank: 64, alpha: 16, dropout: 0, groupSize: 32 },
     train: QLORA_TRAIN,

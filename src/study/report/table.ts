@@ -4,6 +4,7 @@ import type { CellCost } from '../cost.js';
 import { formatRate } from '../../eval/speed.js';
 import { METHODS } from '../../quant/registry.js';
 import { optionKeyParts } from '../../quant/options.js';
+import { RECIPES, type FinetuneMethod } from '../../quant/lora/recipes.js';
 
 /** The paper's column layout: Method, #W, #G, the PPL sets, then CommonSenseQA tasks and MMLU; then what the cell costs. */
 export interface Column { readonly key: string; readonly title: string; readonly value: (r: CellRecord) => number | string | null }
@@ -22,6 +23,7 @@ const res = (r: CellRecord) => r.results as Results;
 /** The method's name as the paper writes it, with what sets the cell apart: non-default options (#A has its own column), fp16 scales. */
 function methodLabel(r: CellRecord): string {
   if (r.cell.method === 'fp16') return 'FP16';
+  if (r.cell.finetune && Object.hasOwn(RECIPES, r.cell.method)) return `${RECIPES[r.cell.method as FinetuneMethod].label} (${r.cell.finetune.steps} steps)`;
   const m = Object.hasOwn(METHODS, r.cell.method) ? METHODS[r.cell.method] : undefined;
   if (!m) return r.cell.method;
   const parts = optionKeyParts(m, Object.fromEntries(Object.entries(r.cell.options ?? {}).filter(([k]) => k !== 'abits')));
