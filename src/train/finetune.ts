@@ -137,15 +137,20 @@ export async function finetune(
         targets.forEach((t, i) => { if (t !== IGNORE_INDEX) { weights[i] = 1 / (count * cfg.gradAccum); safe[i] = t; } });
         const memo = new Map<number, BlockAdapters>();
         const key = (layer: number) => (li: number) => maskKey(cfg.seed, 2, step, mi, layer, li);
-        loss += await sequenceGrad(be, frozen, { ids, targets: safe, weights }, {
-          rope: ropeOf(T),
-          adapters: (layer) => {
-            let a = memo.get(layer);
-            if (!a) memo.set(layer, (a = set.blockTensors(be, layer, T, key(layer))));
-            return a;
-          },
-          onGrads: (layer, g) => set.accumulate(be, layer, g),
-        });
+        try {
+          loss += await sequenceGrad(be, frozen, { ids, targets: safe, weights }, {
+            rope: ropeOf(T),
+            adapters: (layer) => {
+              let a = memo.get(layer);
+              if (!a) memo.set(layer, (a = set.blockTensors(be, layer, T, key(layer))));
+              return a;
+            },
+            onGrads: (layer, g) => set.accumulate(be, layer, g),
+          });
+        } finally {
+          // this sequence's A, B and masks (the pooling and elastic-connection constants belong to the set)
+          for (const a of memo.values()) for (const t of Object.values(a)) { be.free(t.A); be.free(t.B); if (t.mask) be.free(t.mask); }
+        }
         tokens += T;
       }
       const grads = params.map((p) => p.grad);

@@ -50,9 +50,12 @@ export async function sequenceGrad(be: TrainableBackend, m: FrozenModel, s: Sequ
   for (let i = 0; i < L; i++) {
     inputs.push(x);
     const xi = x;
-    x = be.scope(() => blockForwardTape(be, m.cfg, m.blocks[i]!, xi, o.rope, o.adapters(i)).out);
+    // the adapters are made outside the scope: the backward pass uses them again (a caller may memoize them)
+    const ads = o.adapters(i);
+    x = be.scope(() => blockForwardTape(be, m.cfg, m.blocks[i]!, xi, o.rope, ads).out);
   }
   const { loss, dx } = await headLossGrad(be, m, x, s, o.headRows ?? 256);
+  be.free(x); // the last block's output (the embedding when there are no blocks): the head's input only
   let dOut = dx;
   for (let i = L - 1; i >= 0; i--) {
     const ads = o.adapters(i);
@@ -61,7 +64,10 @@ export async function sequenceGrad(be: TrainableBackend, m: FrozenModel, s: Sequ
       return blockBackward(be, m.cfg, m.blocks[i]!, tape, o.rope, ads, dOut);
     });
     await o.onGrads(i, r.grads);
-    for (const g of Object.values(r.grads)) { be.free(g.dA); be.free(g.dB); }
+    const done = new Set<BTensor>();
+    for (const g of Object.values(r.grads)) done.add(g.dA).add(g.dB);
+    for (const g of Object.values(r.grads)) for (const p of [g.dBetaA, g.dBetaB]) if (p) done.add(p.x).add(p.y);
+    for (const t of done) be.free(t);
     be.free(dOut);
     if (i > 0) be.free(inputs[i]!);
     dOut = r.dx;
@@ -82,8 +88,10 @@ export async function headLossGrad(be: TrainableBackend, m: FrozenModel, x: BTen
   for (let r0 = 0; r0 < T; r0 += rows) {
     const n = Math.min(rows, T - r0);
     const tg = s.targets.subarray(r0, r0 + n), w = s.weights.subarray(r0, r0 + n);
-    if (w.every((v) => v === 0)) { parts.push(be.scale(be.rows(hn, r0, n), 0)); continue; }
-    const logits = be.linear(n === T ? hn : be.rows(hn, r0, n), m.head);
+    const chunk = n === T ? hn : be.rows(hn, r0, n);
+    if (w.every((v) => v === 0)) { parts.push(be.scale(chunk, 0)); if (chunk !== hn) be.free(chunk); continue; }
+    const logits = be.linear(chunk, m.head);
+    if (chunk !== hn) be.free(chunk);
     const safe = tg.map((t, i) => (w[i] === 0 ? 0 : t)); // a masked row's target may be anything
     const { lse, picked } = await be.logSoftmaxParts(logits, safe, 0);
     for (let i = 0; i < n; i++) if (w[i] !== 0) loss += w[i]! * (lse[i]! - picked[i]!);
@@ -93,7 +101,11 @@ export async function headLossGrad(be: TrainableBackend, m: FrozenModel, x: BTen
     be.free(dl);
   }
   let dhn = parts[0]!;
-  for (let i = 1; i < parts.length; i++) dhn = be.concatRows(dhn, parts[i]!);
+  for (let i = 1; i < parts.length; i++) {
+    const joined = be.concatRows(dhn, parts[i]!);
+    be.free(dhn); be.free(parts[i]!);
+    dhn = joined;
+  }
   const dx = be.rmsnormBackward(x, m.norm, dhn, eps);
   be.free(hn); be.free(dhn);
   return { loss, dx };

@@ -7,8 +7,10 @@
  * (weights.ts). Ops enqueue work and return at once; read, nll and logSoftmaxParts wait, and report
  * any device error recorded meanwhile. The reductions WGSL cannot do in float64 (nll,
  * logSoftmaxParts) accumulate two-float sums on the device and finish in float64 on the host.
+ * The backward ops of training (GradOps) are kernels too (gemmT, attentionBackward, rows,
+ * elementwise, logsoftmax), with the CPU backend's checks, so training runs on the device.
  */
-import { checkAttention, checkLinear, expectShape, type Backend, type BTensor, type GramAccumulator } from '../backend.js';
+import { checkAttention, checkLinear, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
@@ -21,10 +23,12 @@ import { acquireGpu, type GpuCapabilities } from './capabilities.js';
 import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
-import { quantizeRows, rmsnorm } from './kernels/rows.js';
-import { binary, embeddingPart, rope } from './kernels/elementwise.js';
+import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
+import { binary, embeddingPart, rope, scale, siluMulBackward } from './kernels/elementwise.js';
 import { attention } from './kernels/attention.js';
-import { logSoftmaxRows } from './kernels/logsoftmax.js';
+import { attentionBackward } from './kernels/attentionBackward.js';
+import { crossEntropyGrad, logSoftmaxRows } from './kernels/logsoftmax.js';
+import { linearTAwq, linearTDense, linearTGptq, matmulTN } from './kernels/gemmT.js';
 import { gram, gramBuffers, readGram, type GramBuffers } from './kernels/gram.js';
 
 type Dtype = 'f32' | 'f16' | 'bf16' | 'q';
@@ -92,7 +96,7 @@ export async function createWebGpuBackend(
 /** Guard words after every op output when asked (tests): a kernel writing past its output overwrites one. */
 const GUARD_WORDS = 16, GUARD = 0x5eedf00d; // a finite float: NaN payloads cannot echo it back
 
-export class WebGpuBackend implements Backend {
+export class WebGpuBackend implements TrainableBackend {
   readonly name = 'webgpu';
   private readonly scopes = new TensorScopes<GpuTensor>((x) => this.free(x));
   private live = 0;
@@ -350,5 +354,105 @@ export class WebGpuBackend implements Backend {
       picked[i] = k >= 0 && k < C ? v : NaN;
     });
     return { lse, picked };
+  }
+
+  // ---- GradOps (training's backward; the CPU backend's checks and messages) ----
+
+  /** dy·W for W in any stored dtype or kind: the forward's weight decoders read transposed (kernels/gemmT). */
+  linearT(dy: BTensor, w: BTensor): BTensor {
+    const g = t(dy), ws = t(w);
+    expectShape('linearT', 'weight', ws.shape, [undefined, undefined]);
+    const [N, K] = ws.shape as [number, number];
+    expectShape('linearT', 'output gradient', g.shape, [undefined, N]);
+    const M = g.shape[0]!;
+    const gb = f32buf(g);
+    const out = this.out('linearT', [M, K]), xb = out.parts[0]!.buffer;
+    if (M === 0 || K === 0) return out;
+    const s = { M, K, ldy: N };
+    const q = ws.quant;
+    if (q?.kind === 'gptq') linearTGptq(this.gpu, gb, q.bufs, xb, s, N);
+    else if (q?.kind === 'awq') linearTAwq(this.gpu, gb, q.bufs, xb, s, N);
+    else {
+      const parts = q?.kind === 'dense' ? q.parts : ws.parts;
+      const dtype = q ? 'f32' : ws.dtype as DenseDtype;
+      // N = 0 leaves one empty part: its kernel writes the zeros of an empty sum
+      parts.forEach((p, i) => linearTDense(this.gpu, dtype, gb, p.buffer, xb, s, p.rows, p.start, i > 0));
+    }
+    return out;
+  }
+
+  matmulTN(a: BTensor, b: BTensor): BTensor {
+    const as = t(a), bs = t(b);
+    expectShape('matmulTN', 'a', as.shape, [undefined, undefined]);
+    const [M, N] = as.shape as [number, number];
+    expectShape('matmulTN', 'b', bs.shape, [M, undefined]);
+    const K = bs.shape[1]!;
+    const ab = f32buf(as), bb = f32buf(bs);
+    const out = this.out('matmulTN', [N, K]);
+    matmulTN(this.gpu, ab, bb, out.parts[0]!.buffer, M, N, K);
+    return out;
+  }
+
+  rmsnormBackward(x: BTensor, gamma: BTensor, dy: BTensor, eps: number): BTensor {
+    const xs = t(x), g = t(gamma), d = t(dy);
+    const D = xs.shape[xs.shape.length - 1]!;
+    expectShape('rmsnormBackward', 'gamma', g.shape, [D]);
+    expectShape('rmsnormBackward', 'output gradient', d.shape, xs.shape);
+    const xb = f32buf(xs), gb = single(g), db = f32buf(d);
+    const out = this.out('rmsnormBackward', xs.shape);
+    if (D > 0) rmsnormBackward(this.gpu, xb, gb, g.dtype as DenseDtype, db, out.parts[0]!.buffer, xs.numel / D, D, eps);
+    return out;
+  }
+
+  attentionBackward(q: BTensor, k: BTensor, v: BTensor, dOut: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): { dq: BTensor; dk: BTensor; dv: BTensor } {
+    const qs = t(q), ks = t(k), vs = t(v), d = t(dOut);
+    const { T, S } = checkAttention(qs, ks, vs, o);
+    expectShape('attentionBackward', 'output gradient', d.shape, qs.shape);
+    const qb = f32buf(qs), kb = f32buf(ks), vb = f32buf(vs), db = f32buf(d);
+    const dq = this.out('attentionBackward', qs.shape), dk = this.out('attentionBackward', ks.shape), dv = this.out('attentionBackward', vs.shape);
+    attentionBackward(this.gpu, qb, kb, vb, db, dq.parts[0]!.buffer, dk.parts[0]!.buffer, dv.parts[0]!.buffer, { T, S, ...o });
+    return { dq, dk, dv };
+  }
+
+  siluMulBackward(gate: BTensor, up: BTensor, dy: BTensor): { dGate: BTensor; dUp: BTensor } {
+    const g = t(gate), u = t(up), d = t(dy);
+    expectShape('siluMulBackward', 'up', u.shape, g.shape);
+    expectShape('siluMulBackward', 'output gradient', d.shape, g.shape);
+    const gb = f32buf(g), ub = f32buf(u), db = f32buf(d);
+    const dGate = this.out('siluMulBackward', g.shape), dUp = this.out('siluMulBackward', g.shape);
+    siluMulBackward(this.gpu, gb, ub, db, dGate.parts[0]!.buffer, dUp.parts[0]!.buffer, g.numel);
+    return { dGate, dUp };
+  }
+
+  scale(x: BTensor, s: number): BTensor {
+    const xs = t(x);
+    const xb = f32buf(xs);
+    const out = this.out('scale', xs.shape);
+    scale(this.gpu, xb, out.parts[0]!.buffer, xs.numel, s);
+    return out;
+  }
+
+  mul(a: BTensor, b: BTensor): BTensor {
+    const x = t(a), y = t(b);
+    expectShape('mul', 'b', y.shape, x.shape);
+    const out = this.out('mul', x.shape);
+    binary(this.gpu, 'mul', f32buf(x), f32buf(y), out.parts[0]!.buffer, x.numel);
+    return out;
+  }
+
+  crossEntropyGrad(logits: BTensor, lse: Float64Array, targets: Int32Array, weights: Float32Array): BTensor {
+    const l = t(logits);
+    expectShape('crossEntropyGrad', 'logits', l.shape, [undefined, undefined]);
+    const [T, V] = l.shape as [number, number];
+    expectShape('crossEntropyGrad', 'lse', [lse.length], [T]);
+    expectShape('crossEntropyGrad', 'targets', [targets.length], [T]);
+    expectShape('crossEntropyGrad', 'weights', [weights.length], [T]);
+    for (let i = 0; i < T; i++) {
+      if (weights[i] !== 0 && !(targets[i]! >= 0 && targets[i]! < V)) throw new RangeError(`crossEntropyGrad: target ${targets[i]} of row ${i} outside the vocabulary of ${V}`);
+    }
+    const lb = f32buf(l);
+    const out = this.out('crossEntropyGrad', [T, V]);
+    crossEntropyGrad(this.gpu, lb, lse, targets, weights, out.parts[0]!.buffer, T, V);
+    return out;
   }
 }

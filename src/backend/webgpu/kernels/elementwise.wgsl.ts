@@ -1,6 +1,6 @@
 /**
- * Element-wise kernels, one invocation per element: add, siluMul, rope (per rotated pair) and the
- * embedding gather (per output element). Each is a few lines over a flat index.
+ * Element-wise kernels, one invocation per element: add, mul, siluMul, scale and siluMul's backward,
+ * rope (per rotated pair) and the embedding gather (per output element). Each is a few lines over a flat index.
  */
 import { FLAT_INDEX, weightAccess, type WeightDtype } from './common.wgsl.js';
 
@@ -11,9 +11,12 @@ const WG: u32 = ${ELEM_WG}u;
 ${FLAT_INDEX}
 `;
 
-/** y = a + b, or y = silu(a) · b = a / (1 + exp(−a)) · b. */
-export function binaryWgsl(op: 'add' | 'silu_mul'): string {
-  const expr = op === 'add' ? 'a[i] + b[i]' : '(a[i] / (1.0 + exp(-a[i]))) * b[i]';
+export type BinaryOp = 'add' | 'mul' | 'silu_mul';
+const BINARY: Record<BinaryOp, string> = { add: 'a[i] + b[i]', mul: 'a[i] * b[i]', silu_mul: '(a[i] / (1.0 + exp(-a[i]))) * b[i]' };
+
+/** y = a + b, y = a · b, or y = silu(a) · b = a / (1 + exp(−a)) · b. */
+export function binaryWgsl(op: BinaryOp): string {
+  const expr = BINARY[op];
   return `${HEAD}
 struct Params { n: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
@@ -75,3 +78,41 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   y[j] = load_table((id - p.r0) * p.D + j % p.D);
 }`;
 }
+
+/**
+ * y = x · s for a float64 s given as two floats (hi, lo), hi + lo = s to about 2⁻⁴⁸: fma(x, hi, x·lo),
+ * within one ulp of the host's Math.fround(x · s) (equal where the device fuses the fma and s is a
+ * float32; lavapipe may split it into a rounded product and a sum).
+ */
+export const SCALE_WGSL = `${HEAD}
+struct Params { n: u32, hi: f32, lo: f32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(${ELEM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat_index(gid, nwg);
+  if (i < p.n) { y[i] = fma(x[i], p.hi, x[i] * p.lo); }
+}`;
+
+/**
+ * The gradients of siluMul for output gradient dy, with σ = 1 / (1 + exp(−g)):
+ * dUp = dy · g · σ, dGate = dy · u · σ · (1 + g · (1 − σ)) (gradKernels.ts, in float32 here).
+ */
+export const SILU_MUL_BACKWARD_WGSL = `${HEAD}
+struct Params { n: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gate: array<f32>;
+@group(0) @binding(2) var<storage, read> up: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> d_gate: array<f32>;
+@group(0) @binding(5) var<storage, read_write> d_up: array<f32>;
+@compute @workgroup_size(${ELEM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat_index(gid, nwg);
+  if (i >= p.n) { return; }
+  let g = gate[i];
+  let sg = 1.0 / (1.0 + exp(-g));
+  d_up[i] = dy[i] * g * sg;
+  d_gate[i] = dy[i] * up[i] * sg * (1.0 + g * (1.0 - sg));
+}`;

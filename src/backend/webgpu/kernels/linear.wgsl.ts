@@ -69,18 +69,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 }
 `;
 
+/**
+ * The weight decoders, each `fn w_at(n, k) -> f32` = W[n, k] of a weight [p.N, p.K] with its
+ * buffers from binding 3; they read p.N, p.K and (quantized) p.bits, p.zw, p.gsize, so a kernel
+ * using one declares a `p` with those fields. The backward's transposed GEMM (gemmT.wgsl.ts)
+ * reuses them.
+ */
+export function denseWAt(dtype: WeightDtype): string {
+  return `${weightAccess('w', 3, dtype)}
+fn w_at(n: u32, k: u32) -> f32 { return load_w(n * p.K + k); }
+`;
+}
+
 /** Dense weight panel [N, K] in its stored dtype (binding 3). */
 export function linearDenseWgsl(dtype: WeightDtype): string {
-  return `${PARAMS}${weightAccess('w', 3, dtype)}
-fn w_at(n: u32, k: u32) -> f32 { return load_w(n * p.K + k); }
-${BODY}`;
+  return `${PARAMS}${denseWAt(dtype)}${BODY}`;
 }
 
 /**
  * GPTQ v1 layout (tensor/packed.ts GptqPacked): qweight [ceil(K·bits/32), N] packed along the input,
  * qzeros [groups, zw] holding zero − 1 packed along the output, scales [groups, N], g_idx [K].
  */
-export const LINEAR_GPTQ_WGSL = `${PARAMS}
+export const GPTQ_W_AT = `
 @group(0) @binding(3) var<storage, read> qweight: array<u32>;
 @group(0) @binding(4) var<storage, read> qzeros: array<u32>;
 @group(0) @binding(5) var<storage, read> scales: array<f32>;
@@ -101,14 +111,15 @@ fn w_at(n: u32, k: u32) -> f32 {
   let zero = ((z & mask) + 1u) & mask;
   return scales[g * p.N + n] * f32(i32(v & mask) - i32(zero));
 }
-${BODY}`;
+`;
+export const LINEAR_GPTQ_WGSL = `${PARAMS}${GPTQ_W_AT}${BODY}`;
 
 /**
  * AutoAWQ GEMM layout (tensor/packed.ts AwqPacked), 4 bits: qweight [K, N/8] packed along the
  * output, output column 8w + j in nibble [0, 4, 1, 5, 2, 6, 3, 7][j]; qzeros [K/g, N/8] the zero
  * points themselves, same order; scales [K/g, N].
  */
-export const LINEAR_AWQ_WGSL = `${PARAMS}
+export const AWQ_W_AT = `
 @group(0) @binding(3) var<storage, read> qweight: array<u32>;
 @group(0) @binding(4) var<storage, read> qzeros: array<u32>;
 @group(0) @binding(5) var<storage, read> scales: array<f32>;
@@ -121,4 +132,5 @@ fn w_at(n: u32, k: u32) -> f32 {
   let zero = (qzeros[g * words + (n >> 3u)] >> shift) & 15u;
   return scales[g * p.N + n] * f32(i32(code) - i32(zero));
 }
-${BODY}`;
+`;
+export const LINEAR_AWQ_WGSL = `${PARAMS}${AWQ_W_AT}${BODY}`;

@@ -63,3 +63,31 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     out[row * 4u + 3u] = x[o + pick[row]];
   }
 }`;
+
+/**
+ * crossEntropyGrad: d[t, j] = w[t] · (exp(x[t, j] − lse[t]) − [j = target[t]]), zero rows where
+ * w[t] = 0; one invocation per element. The float64 lse arrives as two floats (hi, lo) per row and
+ * is subtracted in two steps, (x − hi) − lo, so the exponent keeps what one float32 lse would lose.
+ */
+export const CROSS_ENTROPY_GRAD_WGSL = `
+const WG: u32 = 256u;
+${FLAT_INDEX}
+struct Params { T: u32, V: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> lse: array<vec2f>;
+@group(0) @binding(3) var<storage, read> tgt: array<u32>;
+@group(0) @binding(4) var<storage, read> w: array<f32>;
+@group(0) @binding(5) var<storage, read_write> d: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat_index(gid, nwg);
+  if (i >= p.T * p.V) { return; }
+  let t = i / p.V;
+  let wt = w[t];
+  if (wt == 0.0) { d[i] = 0.0; return; }
+  let l = lse[t];
+  var e = exp((x[i] - l.x) - l.y);
+  if (i % p.V == tgt[t]) { e = e - 1.0; }
+  d[i] = wt * e;
+}`;

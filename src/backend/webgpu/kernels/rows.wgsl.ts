@@ -1,6 +1,6 @@
 /**
- * Row-wise kernels, one workgroup of WG invocations per row: rmsnorm and the per-row symmetric
- * absmax fake quantization (SmoothQuant's per-token activations). Reductions go through workgroup
+ * Row-wise kernels, one workgroup of WG invocations per row: rmsnorm, its backward, and the per-row
+ * symmetric absmax fake quantization (SmoothQuant's per-token activations). Reductions go through workgroup
  * memory in a fixed tree, so results do not depend on scheduling.
  */
 import { DIV_CR, FLAT_INDEX, FLOAT_CONSTS, weightAccess, type WeightDtype } from './common.wgsl.js';
@@ -63,3 +63,34 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let sc = div_cr(max(part[0], 1e-5), bitcast<f32>(p.f));
   for (var i = lid.x; i < p.D; i += WG) { y[o + i] = round(div_cr(x[o + i], sc)) * sc; }
 }`;
+
+/**
+ * The input gradient of rmsnorm for output gradient dy (gamma frozen), per row:
+ * r = 1/sqrt(mean(x²) + eps), dx = r·gamma⊙dy − (r³/D)·x·Σ_j x_j·gamma_j·dy_j. Both row sums are
+ * float32 (per-invocation strided sums, then the fixed tree), the host's float64; the parity suite
+ * states the tolerance. p.f: eps as bits; dy at binding 4.
+ */
+export function rmsnormBackwardWgsl(gammaDtype: WeightDtype): string {
+  return `${HEAD}${weightAccess('gamma', 3, gammaDtype)}
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+var<workgroup> part_dot: array<f32, ${ROW_WG}>;
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let row = flat_group(wid, nwg);
+  if (row >= p.rows) { return; }
+  let o = row * p.D;
+  var ss = 0.0;
+  var dot = 0.0;
+  for (var i = lid.x; i < p.D; i += WG) { let v = x[o + i]; ss += v * v; dot += v * load_gamma(i) * dy[o + i]; }
+  part[lid.x] = ss;
+  part_dot[lid.x] = dot;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { part[lid.x] += part[lid.x + s]; part_dot[lid.x] += part_dot[lid.x + s]; }
+    workgroupBarrier();
+  }
+  let r = 1.0 / sqrt(part[0] / f32(p.D) + bitcast<f32>(p.f));
+  let c = (r * r * r * part_dot[0]) / f32(p.D);
+  for (var i = lid.x; i < p.D; i += WG) { y[o + i] = r * load_gamma(i) * dy[o + i] - c * x[o + i]; }
+}`;
+}
