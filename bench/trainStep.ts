@@ -8,7 +8,7 @@
  *
  *   node --expose-gc dist/bench/trainStep.js [--quick] [--threads N] [--no-torch] [--cases a,b]
  * (default: the bundled cases 3 steps × 4 × 256 tokens after 1 warm-up step, the 8B cases 1 step × 1 × 128
- * tokens, about 4 minutes on 2 cores; --quick: bundled 2 × 2 × 256, 8b-v32000 only at 1 × 1 × 64, about 1 minute)
+ * tokens, about 3 minutes on 2 cores; --quick: bundled 2 × 2 × 256, 8b-v32000 only at 1 × 1 × 64, about 70 s)
  * runs each case in its own process (so each peak RSS is its own), then bench/train_torch.py (PyTorch
  * CPU, float32, the same shapes, step and thread count; torch.utils.checkpoint per block) for it, and
  * prints one JSON line per case and a table with both tokens/s and their ratio. Cases:
