@@ -22,6 +22,7 @@ const runs: [string, string[]][] = [
   ['quantMemory.js', ['rtn', '4', quick ? '64' : '128']],
   ['awqBlock.js', quick ? ['1', '256'] : ['4', '512']],
   ['tasks.js', []],
+  ['trainStep.js', quick ? ['--quick'] : []],
   ...(quick ? [] : [['studyTime.js', ['quick']] as [string, string[]]]),
 ];
 for (const [file, args] of runs) {
