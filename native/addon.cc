@@ -115,6 +115,38 @@ napi_value GemmHalf(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+napi_value GemmNN(napi_env env, napi_callback_info info) {
+  Args a = args(env, info, 6);
+  const int M = dim(a, 3, "M"), N = dim(a, 4, "N"), K = dim(a, 5, "K");
+  float *dy, *w, *y;
+  if (typed(a, 0, F32, "dy", (int64_t)M * N, &dy) && typed(a, 1, F32, "w", (int64_t)N * K, &w) &&
+      typed(a, 2, F32, "y", (int64_t)M * K, &y))
+    lb_gemm_nn(dy, w, y, M, N, K);
+  return undefined(env);
+}
+
+napi_value GemmNNHalf(napi_env env, napi_callback_info info) {
+  Args a = args(env, info, 7);
+  const bool bf16 = num(a, 2) == 1;
+  const int M = dim(a, 4, "M"), N = dim(a, 5, "N"), K = dim(a, 6, "K");
+  float *dy, *y;
+  uint16_t* w;
+  if (typed(a, 0, F32, "dy", (int64_t)M * N, &dy) && typed(a, 1, napi_uint16_array, "w", (int64_t)N * K, &w) &&
+      typed(a, 3, F32, "y", (int64_t)M * K, &y))
+    lb_gemm_nn_half(dy, w, bf16, y, M, N, K);
+  return undefined(env);
+}
+
+napi_value GemmTN(napi_env env, napi_callback_info info) {
+  Args a = args(env, info, 6);
+  const int M = dim(a, 3, "M"), N = dim(a, 4, "N"), K = dim(a, 5, "K");
+  float *x, *b, *y;
+  if (typed(a, 0, F32, "a", (int64_t)M * N, &x) && typed(a, 1, F32, "b", (int64_t)M * K, &b) &&
+      typed(a, 2, F32, "y", (int64_t)N * K, &y))
+    lb_gemm_tn(x, b, y, M, N, K);
+  return undefined(env);
+}
+
 napi_value Rmsnorm(napi_env env, napi_callback_info info) {
   Args a = args(env, info, 6);
   const int M = dim(a, 3, "M"), D = dim(a, 4, "D");
@@ -247,6 +279,9 @@ napi_value Init(napi_env env, napi_value exports) {
   lb_set_threads(1);
   const napi_property_descriptor props[] = {
       {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gemmNN", nullptr, GemmNN, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gemmNNHalf", nullptr, GemmNNHalf, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gemmTN", nullptr, GemmTN, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gemmHalf", nullptr, GemmHalf, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gemmQ", nullptr, lb_napi_gemm_q, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -109,6 +109,44 @@ void lb_gemm_half(const float* x, const uint16_t* w, bool bf16, float* y, int M,
   });
 }
 
+void lb_gemm_nn(const float* dy, const float* w, float* y, int M, int N, int K) {
+  // tiles of GEMM_MC rows of dy × GEMM_NC columns of w: one single-threaded sgemm each, w read in place
+  const int mt = ceil_div(M, GEMM_MC), kt = ceil_div(K, GEMM_NC);
+  pool.run(mt * kt, [&](int task) {
+    const int m0 = (task / kt) * GEMM_MC, k0 = (task % kt) * GEMM_NC;
+    const int mr = std::min(GEMM_MC, M - m0), kr = std::min(GEMM_NC, K - k0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mr, kr, N, 1.0f, dy + (int64_t)m0 * N, N, w + k0, K, 0.0f,
+                y + (int64_t)m0 * K + k0, K);
+  });
+}
+
+void lb_gemm_nn_half(const float* dy, const uint16_t* w, bool bf16, float* y, int M, int N, int K) {
+  // a column panel w[:, k0:k0+kr] decoded once per task, then every row block of dy
+  const int mt = ceil_div(M, GEMM_MC), kt = ceil_div(K, GEMM_NC);
+  pool.run(kt, [&](int kb) {
+    const int k0 = kb * GEMM_NC, kr = std::min(GEMM_NC, K - k0);
+    thread_local std::vector<float> panel;
+    panel.resize((size_t)N * kr);
+    for (int n = 0; n < N; n++) decode_half(w + (int64_t)n * K + k0, bf16, panel.data() + (int64_t)n * kr, kr);
+    for (int mb = 0; mb < mt; mb++) {
+      const int m0 = mb * GEMM_MC, mr = std::min(GEMM_MC, M - m0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mr, kr, N, 1.0f, dy + (int64_t)m0 * N, N, panel.data(), kr, 0.0f,
+                  y + (int64_t)m0 * K + k0, K);
+    }
+  });
+}
+
+void lb_gemm_tn(const float* a, const float* b, float* y, int M, int N, int K) {
+  // tiles of GEMM_MC rows of y (columns of a) × GEMM_NC columns of b, each summing over all M rows
+  const int nt = ceil_div(N, GEMM_MC), kt = ceil_div(K, GEMM_NC);
+  pool.run(nt * kt, [&](int task) {
+    const int n0 = (task / kt) * GEMM_MC, k0 = (task % kt) * GEMM_NC;
+    const int nr = std::min(GEMM_MC, N - n0), kr = std::min(GEMM_NC, K - k0);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nr, kr, M, 1.0f, a + n0, N, b + k0, K, 0.0f,
+                y + (int64_t)n0 * K + k0, K);
+  });
+}
+
 void lb_rmsnorm(const float* x, const float* gamma, float* y, int M, int D, double eps) {
   pool.run(ceil_div(M, ROWS_PER_TASK), [&](int task) {
     const int m1 = std::min(M, (task + 1) * ROWS_PER_TASK);

@@ -96,3 +96,36 @@ describe('training backward ops vs float64 finite differences', () => {
     assert.throws(() => be.mul(be.upload(a, [2, 3]), be.upload(b, [3, 2])), /mul: b has shape \[3, 2\]/);
   });
 });
+
+describe('the native provider\'s gradient products (gemmNN, gemmNNHalf, gemmTN)', async () => {
+  const { loadNativeKernels } = await import('../../src/backend/cpu/kernels/native.js');
+  const one = loadNativeKernels(1), two = loadNativeKernels(2);
+  const skip = one.ok ? false : `native kernels unavailable: ${(one as { reason: string }).reason}`;
+  it('equal the transposing path within float32 rounding, and do not depend on the thread count', { skip }, async () => {
+    if (!one.ok || !two.ok) return;
+    assert.ok(one.kernels.gemmNN && one.kernels.gemmNNHalf && one.kernels.gemmTN, 'the built addon exports them');
+    // shapes crossing the addon's tiles (512 rows of dy, 256 columns of w)
+    const M = 530, N = 70, K = 300;
+    const dy = randF32(M * N, 31), w = randF32(N * K, 32), x = randF32(M * K, 33);
+    const ref = new CpuBackend(jsKernels, 'js');
+    const n1 = new CpuBackend(one.kernels, 'native 1'), n2 = new CpuBackend(two.kernels, 'native 2');
+    const want = await ref.read(ref.linearT(ref.upload(dy, [M, N]), ref.upload(w, [N, K])));
+    const got1 = await n1.read(n1.linearT(n1.upload(dy, [M, N]), n1.upload(w, [N, K])));
+    const got2 = await n2.read(n2.linearT(n2.upload(dy, [M, N]), n2.upload(w, [N, K])));
+    assertRelClose(got1, want, 1e-6, 'gemmNN');
+    assert.deepEqual(got2, got1, 'gemmNN: 1 and 2 threads');
+    for (const dt of ['bf16', 'f16'] as const) {
+      const wt = new Tensor(dt, [N, K], encodeHalf(dt, w));
+      const h = await ref.read(ref.linearT(ref.upload(dy, [M, N]), ref.uploadWeight(wt)));
+      const g1 = await n1.read(n1.linearT(n1.upload(dy, [M, N]), n1.uploadWeight(wt)));
+      const g2 = await n2.read(n2.linearT(n2.upload(dy, [M, N]), n2.uploadWeight(wt)));
+      assertRelClose(g1, h, 1e-6, `gemmNNHalf ${dt}`);
+      assert.deepEqual(g2, g1, `gemmNNHalf ${dt}: 1 and 2 threads`);
+    }
+    const tn = await ref.read(ref.matmulTN(ref.upload(dy, [M, N]), ref.upload(x, [M, K])));
+    const t1 = await n1.read(n1.matmulTN(n1.upload(dy, [M, N]), n1.upload(x, [M, K])));
+    const t2 = await n2.read(n2.matmulTN(n2.upload(dy, [M, N]), n2.upload(x, [M, K])));
+    assertRelClose(t1, tn, 1e-6, 'gemmTN');
+    assert.deepEqual(t2, t1, 'gemmTN: 1 and 2 threads');
+  });
+});

@@ -349,7 +349,10 @@ export class CpuBackend implements TrainableBackend {
 
   // ---- GradOps (training's backward; gradKernels.ts) ----
 
-  /** dy·W: the weight decoded (any kind) and transposed once per call, then the provider's gemm. */
+  /**
+   * dy·W: with the provider's gemmNN / gemmNNHalf the weight is read in place (a quantized one decoded
+   * once); without them it is decoded and transposed once per call for the provider's gemm.
+   */
   linearT(dy: BTensor, w: BTensor): BTensor {
     const g = t(dy), ws = t(w);
     expectShape('linearT', 'weight', ws.shape, [undefined, undefined]);
@@ -357,7 +360,10 @@ export class CpuBackend implements TrainableBackend {
     expectShape('linearT', 'output gradient', g.shape, [undefined, N]);
     const M = g.shape[0]!;
     const out = f32([M, K]);
-    this.kernels.gemm(g.f32, grad.transpose(dense(ws), N, K), out.f32, M, K, N);
+    const k = this.kernels;
+    if (!ws.quant && ws.dtype !== 'f32' && k.gemmNNHalf) k.gemmNNHalf(g.f32, ws.data as Uint16Array, ws.dtype as 'bf16' | 'f16', out.f32, M, N, K);
+    else if (k.gemmNN) k.gemmNN(g.f32, dense(ws), out.f32, M, N, K);
+    else k.gemm(g.f32, grad.transpose(dense(ws), N, K), out.f32, M, K, N);
     return out;
   }
 
@@ -368,7 +374,8 @@ export class CpuBackend implements TrainableBackend {
     expectShape('matmulTN', 'b', bs.shape, [M, undefined]);
     const K = bs.shape[1]!;
     const out = f32([N, K]);
-    this.kernels.gemm(grad.transpose(as.f32, M, N), grad.transpose(bs.f32, M, K), out.f32, N, K, M);
+    if (this.kernels.gemmTN) this.kernels.gemmTN(as.f32, bs.f32, out.f32, M, N, K);
+    else this.kernels.gemm(grad.transpose(as.f32, M, N), grad.transpose(bs.f32, M, K), out.f32, N, K, M);
     return out;
   }
 

@@ -22,6 +22,15 @@ export interface CpuKernels {
    * Optional: CpuBackend decodes row panels with the js reference (qgemm.ts) for a provider without it.
    */
   gemmQ?(x: Float32Array, q: GptqPacked, y: Float32Array, M: number): void;
+  /**
+   * Training's gradient products, optional (CpuBackend transposes and calls gemm without them):
+   * gemmNN: y[M,K] = dy[M,N] · w[N,K] (a linear's input gradient, w read in place);
+   * gemmNNHalf: the same with w as bf16/f16 bits; gemmTN: y[N,K] = a[M,N]ᵀ · b[M,K] (its weight gradient).
+   * Like gemm, results must not depend on the thread count.
+   */
+  gemmNN?(dy: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
+  gemmNNHalf?(dy: Float32Array, w: Uint16Array, dtype: 'bf16' | 'f16', y: Float32Array, M: number, N: number, K: number): void;
+  gemmTN?(a: Float32Array, b: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
   /** y[m,:] = x[m,:] / sqrt(mean(x[m,:]²) + eps) · gamma, m < M, rows of D. */
   rmsnorm(x: Float32Array, gamma: Float32Array, y: Float32Array, M: number, D: number, eps: number): void;
   /**

@@ -33,6 +33,9 @@ interface Addon {
   symmetricEigen(A: Float64Array, values: Float64Array, n: number): boolean;
   qr(A: Float64Array, m: number, n: number, Q: Float64Array, R: Float64Array): boolean;
   setThreads(n: number): number;
+  gemmNN?(dy: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
+  gemmNNHalf?(dy: Float32Array, w: Uint16Array, bf16: 0 | 1, y: Float32Array, M: number, N: number, K: number): void;
+  gemmTN?(a: Float32Array, b: Float32Array, y: Float32Array, M: number, N: number, K: number): void;
 }
 
 /** Rows of w per gemm tile in the addon (native/kernels.cc and qgemm.cc GEMM_NC). */
@@ -92,6 +95,10 @@ export function loadNativeKernels(threads = 1): Loaded {
       return { Q, R };
     },
   };
+  // training's gradient products without transposed copies (an older addon lacks them: CpuBackend transposes)
+  if (typeof a.gemmNN === 'function') kernels.gemmNN = (dy, w, y, M, N, K) => use().gemmNN!(dy, w, y, M, N, K);
+  if (typeof a.gemmNNHalf === 'function') kernels.gemmNNHalf = (dy, w, dt, y, M, N, K) => use().gemmNNHalf!(dy, w, dt === 'bf16' ? 1 : 0, y, M, N, K);
+  if (typeof a.gemmTN === 'function') kernels.gemmTN = (x, b, y, M, N, K) => use().gemmTN!(x, b, y, M, N, K);
   // an addon built before gemmQ existed lacks it: CpuBackend then decodes row panels in js
   if (typeof a.gramF32 === 'function') kernels.gramF32 = (x, S, rows, K) => use().gramF32!(x, S, rows, K);
   // the addon decodes the packed integer zeros only: a layer with float zero points (zerosF) is decoded in js

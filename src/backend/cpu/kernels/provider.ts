@@ -91,6 +91,26 @@ export function checked(k: CpuKernels): CpuKernels {
       gemmQ(x, q, y, M);
     };
   }
+  const { gemmNN, gemmNNHalf, gemmTN } = k;
+  const nn = (op: string, dy: Float32Array, w: ArrayLike<number>, y: Float32Array, M: number, N: number, K: number) => {
+    dims(op, { M, N, K });
+    len(op, 'dy', dy, M * N); len(op, 'w', w, N * K); len(op, 'y', y, M * K);
+  };
+  if (gemmNN) out.gemmNN = (dy, w, y, M, N, K) => { nn('gemmNN', dy, w, y, M, N, K); gemmNN(dy, w, y, M, N, K); };
+  if (gemmNNHalf) {
+    out.gemmNNHalf = (dy, w, dtype, y, M, N, K) => {
+      if (dtype !== 'bf16' && dtype !== 'f16') fail('gemmNNHalf', `dtype ${String(dtype)} is not bf16 or f16`);
+      nn('gemmNNHalf', dy, w, y, M, N, K);
+      gemmNNHalf(dy, w, dtype, y, M, N, K);
+    };
+  }
+  if (gemmTN) {
+    out.gemmTN = (a, b, y, M, N, K) => {
+      dims('gemmTN', { M, N, K });
+      len('gemmTN', 'a', a, M * N); len('gemmTN', 'b', b, M * K); len('gemmTN', 'y', y, N * K);
+      gemmTN(a, b, y, M, N, K);
+    };
+  }
   if (gram) out.gram = (x, S, n, K) => { checks.gram(x, S, n, K); gram(x, S, n, K); };
   const { gramF32 } = k;
   if (gramF32) out.gramF32 = (x, S, n, K) => { checks.gram(x, S, n, K, 'gramF32'); gramF32(x, S, n, K); };
