@@ -52,6 +52,12 @@ export function registerQuantize(program: Command): void {
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       seqlen: seqlen.value, dataDir: dataDir(o), out: resolve(o.out!), force: !!o.force,
       onProgress: (p) => progress.update(p.block, p.layer ?? `block ${p.block + 1}`),
+      onTrain: (p) => {
+        if (o.json) return;
+        progress.stop();
+        const eta = (p.seconds / Math.max(p.step - p.resumedFrom, 1)) * (p.steps - p.step);
+        process.stderr.write(`train step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.seconds.toFixed(1)} s  ETA ${eta.toFixed(0)} s${p.resumedFrom ? ` (resumed from step ${p.resumedFrom})` : ''}\n`);
+      },
     });
     progress.stop();
     if (o.json) { process.stdout.write(JSON.stringify(report, null, 2) + '\n'); return; }

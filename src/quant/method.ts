@@ -19,7 +19,8 @@ import type { QuantSpec } from './core/grid.js';
 import type { StoredLayer } from '../tensor/packed.js';
 import type { QuantLinalg } from './core/linalgProvider.js';
 import type { BlockJob } from './blockJob.js';
-import type { ActivationQuant } from '../io/checkpoint.js';
+import type { ActivationQuant, ModelCheckpoint } from '../io/checkpoint.js';
+import type { Backend } from '../backend/backend.js';
 import type { FormatName } from '../io/quantized/formats.js';
 
 /** Per-channel statistics of one linear input over the calibration tokens. */
@@ -114,4 +115,33 @@ export interface QuantMethod {
   /** changes the whole block in floating point before its layers are quantized (norms included) */
   transformBlock?(job: BlockJob, opts: MethodOptions): Promise<void>;
   quantizeLayer(layer: LayerInput, opts: MethodOptions): LayerOutput;
+  /**
+   * After every layer is quantized, trains the stored layers end to end (DB-LLM's distillation):
+   * returns them changed, in the same order. Runs before the checkpoint is written.
+   */
+  refine?(ctx: RefineContext): Promise<RefineResult>;
+}
+
+export interface RefineLayer { readonly name: string; readonly rows: number; readonly cols: number; readonly stored: StoredLayer }
+
+export interface TrainProgress { readonly step: number; readonly steps: number; readonly loss: number; readonly seconds: number; readonly resumedFrom: number }
+
+export interface RefineContext {
+  readonly ckpt: ModelCheckpoint;
+  readonly be: Backend;
+  readonly spec: QuantSpec;
+  readonly options: OptionValues;
+  readonly layers: readonly RefineLayer[];
+  /** the calibration windows (the training text), when a source was given */
+  readonly calibration: readonly Int32Array[] | undefined;
+  readonly seed: number;
+  /** where the training state is saved (resumable); the caller removes it once the checkpoint is written */
+  readonly stateDir: string;
+  readonly onTrain?: ((p: TrainProgress) => void) | undefined;
+}
+
+export interface RefineResult {
+  readonly layers: RefineLayer[];
+  /** what the report records (losses, settings) */
+  readonly record: Record<string, unknown>;
 }

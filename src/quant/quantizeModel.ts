@@ -9,6 +9,9 @@ import { allOptions, resolveOptions } from './options.js';
 import type { HessianPrecision } from './core/hessian.js';
 import type { StreamProgress } from '../model/stream.js';
 import { UsageError } from '../errors.js';
+import { rmSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { RefineLayer, TrainProgress } from './method.js';
 
 export interface QuantizeModelOptions {
   readonly method: string;
@@ -40,6 +43,8 @@ export interface QuantizeModelOptions {
   /** replace a lowbit checkpoint already at `out` */
   readonly force?: boolean;
   readonly onProgress?: ((p: StreamProgress & { layer?: string }) => void) | undefined;
+  /** training progress of a method that trains after quantizing (DB-LLM) */
+  readonly onTrain?: ((p: TrainProgress) => void) | undefined;
 }
 
 /** What each scale convention means, recorded in every report. */
@@ -62,6 +67,8 @@ export interface QuantizeReport {
   readonly backend: string;
   readonly seconds: number;
   readonly notes: readonly string[];
+  /** the end-to-end training of a method that trains after quantizing (DB-LLM): settings and losses */
+  readonly training?: Record<string, unknown>;
 }
 
 /**
@@ -101,21 +108,29 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
     ...(typeof options.percdamp === 'number' ? { percdamp: options.percdamp } : {}), ...(activation ? { activation } : {}),
   });
   const blocks: Record<string, unknown>[] = [];
+  const pending: RefineLayer[] = [];
   const layers = await quantizeBlocks(ckpt, be, {
     method, spec, options, seed: o.seed ?? 0, trueSequential: settings.trueSequential, hessianPrecision: settings.hessianPrecision, calibration: calib?.windows,
     reportErrors: o.reportErrors ?? true,
-    onLayer: (l) => writer.addLayer(l.name, l.rows, l.cols, l.out.stored),
+    onLayer: (l) => { if (method.refine) pending.push({ name: l.name, rows: l.rows, cols: l.cols, stored: l.out.stored }); else writer.addLayer(l.name, l.rows, l.cols, l.out.stored); },
     onBlock: (norms, record) => { writer.setNorms(norms); if (record) blocks[norms.index] = record; },
     onProgress: o.onProgress,
   });
+  // a method that trains after quantizing (DB-LLM): its state beside the output, removed once written
+  const stateDir = `${resolve(o.out)}.lowbit-train`;
+  const refined = method.refine
+    ? await method.refine({ ckpt, be, spec, options, layers: pending, calibration: calib?.windows, seed: o.seed ?? 0, stateDir, onTrain: o.onTrain })
+    : undefined;
+  for (const l of refined?.layers ?? []) writer.addLayer(l.name, l.rows, l.cols, l.stored);
   const notes = layers.flatMap((l) => l.notes.map((n) => `${l.name}: ${n}`));
   const errors = layers.map((l) => l.error);
   const report: QuantizeReport = {
     tool: 'lowbit', source: { path: ckpt.path, format: ckpt.format }, method: method.name, settings,
     calibration: calib ? { ...calib.info, starts: calib.info.starts } : null, layers, ...(blocks.length ? { blocks } : {}),
     totalError: errors.every((e) => e !== null) ? errors.reduce((a, b) => a + b, 0) : null,
-    backend: be.description, seconds: (performance.now() - t0) / 1000, notes,
+    backend: be.description, seconds: (performance.now() - t0) / 1000, notes, ...(refined ? { training: refined.record } : {}),
   };
   writer.write(o.out, report as unknown as Record<string, unknown>, o.force ?? false);
+  if (refined) rmSync(stateDir, { recursive: true, force: true });
   return report;
 }

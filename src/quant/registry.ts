@@ -10,8 +10,9 @@ import { QUIP } from './methods/quip.js';
 import { PBLLM } from './methods/pbllm.js';
 import { RTN } from './methods/rtn.js';
 import { SMOOTHQUANT } from './methods/smoothquant.js';
+import { DBLLM } from './methods/dbllm.js';
 
-export const METHODS: Readonly<Record<string, QuantMethod>> = Object.freeze({ rtn: RTN, gptq: GPTQ, awq: AWQ, smoothquant: SMOOTHQUANT, quip: QUIP, pbllm: PBLLM, billm: BILLM, nf4: NF4, icq: ICQ });
+export const METHODS: Readonly<Record<string, QuantMethod>> = Object.freeze({ rtn: RTN, gptq: GPTQ, awq: AWQ, smoothquant: SMOOTHQUANT, quip: QUIP, pbllm: PBLLM, billm: BILLM, nf4: NF4, icq: ICQ, dbllm: DBLLM });
 
 export function getMethod(name: string): QuantMethod {
   const m = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;

@@ -8,6 +8,7 @@ import type { KindLayer } from './packed.js';
 import type { Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
 import { BILLM_KIND } from './billmPack.js';
+import { DBLLM_KIND } from './dbllmPack.js';
 import { ICQ_KIND, ICQDQ_KIND, NF4_KIND, NF4DQ_KIND } from './nf4Pack.js';
 import { PBLLM_KIND } from './pbllmPack.js';
 import { QUIP_KIND } from './quipPack.js';
@@ -26,5 +27,5 @@ export interface PackedKind {
 
 /** Stored kind name → implementation. */
 export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({
-  quip: QUIP_KIND, pbllm: PBLLM_KIND, billm: BILLM_KIND, nf4: NF4_KIND, nf4dq: NF4DQ_KIND, icq: ICQ_KIND, icqdq: ICQDQ_KIND,
+  quip: QUIP_KIND, pbllm: PBLLM_KIND, billm: BILLM_KIND, nf4: NF4_KIND, nf4dq: NF4DQ_KIND, icq: ICQ_KIND, icqdq: ICQDQ_KIND, dbllm: DBLLM_KIND,
 });

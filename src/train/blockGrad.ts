@@ -100,11 +100,19 @@ export function blockForwardTape(be: TrainableBackend, cfg: LlamaConfig, w: Bloc
   return { out, tape: { x, h, q, k, v, gate, up, lin } };
 }
 
-/** The block's backward pass: dOut → dx and the adapters' gradients. */
-export function blockBackward(be: TrainableBackend, cfg: LlamaConfig, w: BlockWeights, tape: BlockTape, rope: RopeTables, ads: BlockAdapters, dOut: BTensor): { dx: BTensor; grads: BlockAdapterGrads } {
+/**
+ * The block's backward pass: dOut → dx and the adapters' gradients; with `weightGrads`, also each
+ * linear's weight gradient dW = dyᵀ·x (quantization-aware training of the weights themselves: DB-LLM).
+ */
+export function blockBackward(be: TrainableBackend, cfg: LlamaConfig, w: BlockWeights, tape: BlockTape, rope: RopeTables, ads: BlockAdapters, dOut: BTensor,
+  opts: { weightGrads?: boolean } = {}): { dx: BTensor; grads: BlockAdapterGrads; weightGrads: Partial<Record<LinearName, BTensor>> } {
   const { numHeads: H, numKvHeads: KVH, headDim: hd, rmsNormEps: eps } = cfg;
   const grads: BlockAdapterGrads = {};
-  const B = (name: LinearName, dy: BTensor, weight: BTensor) => adaptedLinearBackward(be, dy, weight, ads[name], tape.lin[name], grads, name);
+  const weightGrads: Partial<Record<LinearName, BTensor>> = {};
+  const B = (name: LinearName, dy: BTensor, weight: BTensor) => {
+    if (opts.weightGrads) weightGrads[name] = be.matmulTN(dy, tape.lin[name].x);
+    return adaptedLinearBackward(be, dy, weight, ads[name], tape.lin[name], grads, name);
+  };
   // MLP half: out = h + down(silu(gate)·up)
   const dm = B('down', dOut, w.down);
   const { dGate, dUp } = be.siluMulBackward(tape.gate, tape.up, dm);
@@ -117,5 +125,5 @@ export function blockBackward(be: TrainableBackend, cfg: LlamaConfig, w: BlockWe
   const dk0 = be.rope(dk, KVH, hd, rope.cos, rope.negSin);
   const dn1 = be.add(be.add(B('q', dq0, w.q), B('k', dk0, w.k)), B('v', dv, w.v));
   const dx = be.add(dh, be.rmsnormBackward(tape.x, w.inputNorm, dn1, eps));
-  return { dx, grads };
+  return { dx, grads, weightGrads };
 }

@@ -11,6 +11,7 @@
 import type { BTensor, TrainableBackend } from '../backend/backend.js';
 import type { LlamaConfig } from '../io/config.js';
 import type { BlockWeights } from '../model/weights.js';
+import type { LinearName } from '../model/block.js';
 import { blockBackward, blockForwardTape, type BlockAdapterGrads, type BlockAdapters, type RopeTables } from './blockGrad.js';
 
 /** The frozen model on the backend. */
@@ -38,7 +39,16 @@ export interface SequenceGradOptions {
   readonly rope: RopeTables;
   /** rows of logits per LM-head chunk (default 256) */
   readonly headRows?: number;
+  /** also each block's weight gradients, handed to onWeightGrads (quantization-aware training: DB-LLM) */
+  readonly onWeightGrads?: (layer: number, grads: Partial<Record<LinearName, BTensor>>) => Promise<void>;
+  /**
+   * A loss of the logits other than the weighted NLL of `targets` (distillation): for rows
+   * r0..r0+n−1 of the sequence and their logits [n, V], the loss and its gradient dloss/dlogits.
+   */
+  readonly headLoss?: HeadLoss;
 }
+
+export type HeadLoss = (logits: BTensor, r0: number, n: number) => Promise<{ loss: number; dLogits: BTensor }>;
 
 /** The loss Σ weight·NLL of the sequence (float64) after handing every block's gradients to onGrads. */
 export async function sequenceGrad(be: TrainableBackend, m: FrozenModel, s: SequenceBatch, o: SequenceGradOptions): Promise<number> {
@@ -54,16 +64,20 @@ export async function sequenceGrad(be: TrainableBackend, m: FrozenModel, s: Sequ
     const ads = o.adapters(i);
     x = be.scope(() => blockForwardTape(be, m.cfg, m.blocks[i]!, xi, o.rope, ads).out);
   }
-  const { loss, dx } = await headLossGrad(be, m, x, s, o.headRows ?? 256);
+  const { loss, dx } = await headLossGrad(be, m, x, s, o.headRows ?? 256, o.headLoss);
   be.free(x); // the last block's output (the embedding when there are no blocks): the head's input only
   let dOut = dx;
   for (let i = L - 1; i >= 0; i--) {
     const ads = o.adapters(i);
     const r = be.scope(() => {
       const { tape } = blockForwardTape(be, m.cfg, m.blocks[i]!, inputs[i]!, o.rope, ads);
-      return blockBackward(be, m.cfg, m.blocks[i]!, tape, o.rope, ads, dOut);
+      return blockBackward(be, m.cfg, m.blocks[i]!, tape, o.rope, ads, dOut, { weightGrads: !!o.onWeightGrads });
     });
     await o.onGrads(i, r.grads);
+    if (o.onWeightGrads) {
+      await o.onWeightGrads(i, r.weightGrads);
+      for (const g of Object.values(r.weightGrads)) be.free(g);
+    }
     const done = new Set<BTensor>();
     for (const g of Object.values(r.grads)) done.add(g.dA).add(g.dB);
     for (const g of Object.values(r.grads)) for (const p of [g.dBetaA, g.dBetaB]) if (p) done.add(p.x).add(p.y);
@@ -80,7 +94,7 @@ export async function sequenceGrad(be: TrainableBackend, m: FrozenModel, s: Sequ
  * Final norm, LM head and weighted NLL of hidden rows x[T, D], and the gradient with respect to x:
  * per chunk of rows, logits → (lse, picked) → dlogits = w·(softmax − onehot) → dhidden = dlogits·head.
  */
-export async function headLossGrad(be: TrainableBackend, m: FrozenModel, x: BTensor, s: SequenceBatch, rows: number): Promise<{ loss: number; dx: BTensor }> {
+export async function headLossGrad(be: TrainableBackend, m: FrozenModel, x: BTensor, s: SequenceBatch, rows: number, custom?: HeadLoss): Promise<{ loss: number; dx: BTensor }> {
   const T = x.shape[0]!, eps = m.cfg.rmsNormEps;
   const hn = be.rmsnorm(x, m.norm, eps);
   let loss = 0;
@@ -89,6 +103,16 @@ export async function headLossGrad(be: TrainableBackend, m: FrozenModel, x: BTen
     const n = Math.min(rows, T - r0);
     const tg = s.targets.subarray(r0, r0 + n), w = s.weights.subarray(r0, r0 + n);
     const chunk = n === T ? hn : be.rows(hn, r0, n);
+    if (custom) {
+      const logits = be.linear(chunk, m.head);
+      if (chunk !== hn) be.free(chunk);
+      const r = await custom(logits, r0, n);
+      be.free(logits);
+      loss += r.loss;
+      parts.push(be.linearT(r.dLogits, m.head));
+      be.free(r.dLogits);
+      continue;
+    }
     if (w.every((v) => v === 0)) { parts.push(be.scale(chunk, 0)); if (chunk !== hn) be.free(chunk); continue; }
     const logits = be.linear(chunk, m.head);
     if (chunk !== hn) be.free(chunk);
