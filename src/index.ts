@@ -34,6 +34,8 @@ export { calibrationSet } from './data/calibration.js';
 export { PyRandom } from './data/mt19937.js';
 export { runStudy } from './study/runner.js';
 export { parseGrid, BUILTIN_GRIDS } from './study/grid.js';
+export { htmlReport, writeHtmlReport } from './study/report/html.js';
+export { readStudy } from './study/report/writers.js';
 export { LowbitError, FormatError, UsageError } from './errors.js';
 export { finetuneModel, type FinetuneModelOptions, type FinetuneReport } from './quant/lora/finetuneModel.js';
 export { RECIPES, FINETUNE_METHODS, type FinetuneMethod } from './quant/lora/recipes.js';

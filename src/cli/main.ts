@@ -10,6 +10,7 @@ import { registerFinetune } from './finetune.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerQuantize } from './quantize.js';
+import { registerReport } from './report.js';
 import { registerStudy } from './study.js';
 import { resolveHubOptions } from './hub.js';
 
@@ -30,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
   registerGenerate(program);
   registerQuantize(program);
   registerStudy(program);
+  registerReport(program);
   registerExport(program);
   registerBench(program);
   registerFinetune(program);

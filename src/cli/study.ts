@@ -39,7 +39,7 @@ export function registerStudy(program: Command): void {
     .option('--ft-steps <n>', 'optimizer steps of the fine-tuning cells (qlora, irqlora, qalora) that do not set their own', '10');
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
-    .option('--out <dir>', 'study folder: tables, results.json, cells/ journal, checkpoints/', 'lowbit-study')
+    .option('--out <dir>', 'study folder: tables, report.html, results.json, cells/ journal, checkpoints/', 'lowbit-study')
     .option('--force', 'recompute cells that are already finished')
     .option('--no-keep-checkpoints', 'delete each quantized checkpoint after it is evaluated')
     .option('--no-speed', "skip each cell's decode-speed check (size and bits/weight are still recorded)")

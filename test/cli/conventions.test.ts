@@ -123,7 +123,7 @@ test('study: a null, null-cell or empty grid file is refused; killed runs\' temp
   writeFileSync(join(out, `table.md.lowbit-tmp-${DEAD_PID}`), '|');
   const r = await runCliAsync(['study', '--model', BIN260K, '--grid', grid, '--ppl', 'tinystories', '--limit', '1', '--out', out]);
   assertOk(r);
-  assert.deepEqual(readdirSync(out).sort(), ['cells', 'checkpoints', 'results.json', 'table.csv', 'table.md']);
+  assert.deepEqual(readdirSync(out).sort(), ['cells', 'checkpoints', 'report.html', 'results.json', 'table.csv', 'table.md']);
   assert.deepEqual(readdirSync(join(out, 'cells')), ['fp16.json']);
   assert.deepEqual(readdirSync(join(out, 'checkpoints')), []);
 });

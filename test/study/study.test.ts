@@ -85,6 +85,10 @@ test('study without the speed check: size and bits recorded, decode speed a dash
   const md = readFileSync(join(out, 'table.md'), 'utf8');
   assert.match(md, /\| FP16 \| 16 \| - \| [\d.]+ \| 1\.25 \| 16\.00 \| – \|/);
   assert.match(md, /Decode tok\/s: not measured \(--no-speed\)/);
+  // report.html is rewritten with the tables after every cell, and results.json keeps the header it is rebuilt with
+  const html = readFileSync(join(out, 'report.html'), 'utf8');
+  assert.match(html, /<tr data-cell="fp16"><td>FP16<\/td><td class="num">16<\/td>/);
+  assert.equal(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).header, md.split('\n\n| Method')[0]);
 });
 
 test('grid files: bad cells are rejected with the file and cell named', () => {
