@@ -1,6 +1,6 @@
 /**
  * A GGUF file as a TensorSource with canonical HF names and layouts: dims reversed to [out, in],
- * q/k rows un-permuted to rotate-half order, Q8_0/Q4_0 dequantized to float32.
+ * q/k rows un-permuted to rotate-half order, Q8_0/Q4_0/Q4_1 dequantized to float32.
  */
 import { FormatError, UsageError } from '../../errors.js';
 import { viewAs, type DType } from '../../tensor/dtype.js';
@@ -9,11 +9,11 @@ import { readAt } from '../fileBytes.js';
 import { pairsToHalves } from '../qkPermute.js';
 import { NAMES, type LayerPart, type TensorInfo, type TensorSource } from '../source.js';
 import { checkRowRange, rotateHalfRows, rowElements, sliceRows } from '../rows.js';
-import { dequantizeQ4_0, dequantizeQ8_0 } from './dequant.js';
+import { dequantizeQ4_0, dequantizeQ4_1, dequantizeQ8_0 } from './dequant.js';
 import { readGgufHeader, tensorBytes } from './parse.js';
 import { GGML_LAYOUT, GgmlType, ggmlTypeName, type GgufHeader, type GgufTensorInfo } from './types.js';
 
-const LAYER_MAP: Readonly<Record<string, LayerPart>> = Object.freeze({
+export const LAYER_MAP: Readonly<Record<string, LayerPart>> = Object.freeze({
   attn_norm: 'input_layernorm',
   attn_q: 'self_attn.q_proj',
   attn_k: 'self_attn.k_proj',
@@ -41,7 +41,7 @@ export function hfName(ggufName: string): string {
 }
 
 const READ_DTYPE: Readonly<Partial<Record<GgmlType, DType>>> = Object.freeze({
-  [GgmlType.F32]: 'f32', [GgmlType.F16]: 'f16', [GgmlType.BF16]: 'bf16', [GgmlType.Q8_0]: 'f32', [GgmlType.Q4_0]: 'f32',
+  [GgmlType.F32]: 'f32', [GgmlType.F16]: 'f16', [GgmlType.BF16]: 'bf16', [GgmlType.Q8_0]: 'f32', [GgmlType.Q4_0]: 'f32', [GgmlType.Q4_1]: 'f32',
 });
 
 interface Entry extends TensorInfo {
@@ -94,7 +94,7 @@ export class GgufSource implements TensorSource {
   private byteSize(e: Entry): number {
     const t = e.gguf;
     const bytes = tensorBytes(this.header, t);
-    if (bytes === undefined) throw new FormatError(this.path, `tensor "${t.name}" has type ${ggmlTypeName(t.type)}, which lowbit cannot decode (F32, F16, BF16, Q8_0, Q4_0)`);
+    if (bytes === undefined) throw new FormatError(this.path, `tensor "${t.name}" has type ${ggmlTypeName(t.type)}, which lowbit cannot decode (F32, F16, BF16, Q8_0, Q4_0, Q4_1)`);
     return bytes;
   }
 
@@ -103,6 +103,7 @@ export class GgufSource implements TensorSource {
     switch (e.gguf.type as GgmlType) {
       case GgmlType.Q8_0: return dequantizeQ8_0(raw, n);
       case GgmlType.Q4_0: return dequantizeQ4_0(raw, n);
+      case GgmlType.Q4_1: return dequantizeQ4_1(raw, n);
       default: return viewAs(e.dtype, raw);
     }
   }
@@ -124,7 +125,7 @@ export class GgufSource implements TensorSource {
 
   /**
    * Rows [start, start + count) along the first dimension (ggml's last), reading only their bytes:
-   * rows of F32/F16/BF16 and of Q8_0/Q4_0 are whole blocks, so only those blocks are dequantized.
+   * rows of F32/F16/BF16 and of Q8_0/Q4_0/Q4_1 are whole blocks, so only those blocks are dequantized.
    * q/k rows are read as the whole heads that hold them, then un-permuted.
    */
   readRows(name: string, start: number, count: number): Tensor {

@@ -19,6 +19,7 @@ export const GGML_LAYOUT: Readonly<Partial<Record<GgmlType, { readonly block: nu
   [GgmlType.BF16]: { block: 1, bytes: 2 },
   [GgmlType.Q8_0]: { block: 32, bytes: 2 + 32 },
   [GgmlType.Q4_0]: { block: 32, bytes: 2 + 16 },
+  [GgmlType.Q4_1]: { block: 32, bytes: 2 + 2 + 16 },
 });
 
 export function ggmlTypeName(t: number): string {
