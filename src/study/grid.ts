@@ -54,6 +54,7 @@ export const BUILTIN_GRIDS: Readonly<Record<string, () => RawCell[]>> = Object.f
     ...[4, 3, 2].map((b) => ({ method: 'quip', wbits: b, group: -1 })),
     ...[6 / 7, 0.9].map((f) => ({ method: 'pbllm', wbits: 1, group: 128, lowFrac: f })), // PB-LLM 2 and 1.7 bits g128 (low fraction 6/7, 0.9)
     { method: 'billm', wbits: 1, group: 128 }, // BiLLM, 1.1 bits as the paper counts them
+    { method: 'dbllm', wbits: 2, group: 128, steps: 200 }, // DB-LLM W2 g128: FDB + 200 distillation steps (lowbit's choice)
   ],
   /** the README's default study on the bundled model: minutes on two cores */
   quick: () => product(['rtn', 'gptq'], [8, 4, 3], [32]),

@@ -24,7 +24,7 @@ export interface DbllmParts {
 
 /** The value of bits (b1, b2) under scales α1, α2, in float32. */
 export function fdbValue(b1: number, b2: number, a1: number, a2: number): number {
-  return Math.fround(b1 * a1 + b2 * a2);
+  return b1 ? (b2 ? Math.fround(a1 + a2) : a1) : (b2 ? a2 : 0); // (0, 0) is +0 whatever the scales' signs
 }
 
 export function dbllmTensors(p: DbllmParts): Record<string, Tensor> {

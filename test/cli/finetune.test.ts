@@ -65,3 +65,18 @@ test('bad fine-tuning input: one line naming the file or option, exit 2', async 
   const results = await pool(cases, 3, ([args]) => runCliAsync(args, { cwd: dir }));
   cases.forEach(([, names], i) => assertBadInput(results[i]!, names));
 });
+
+test('bad DB-LLM settings: one line naming the cause, exit 2, nothing written', async () => {
+  const dir = scratch();
+  const q = (...a: string[]) => ['quantize', '--method', 'dbllm', '--out', 'x', ...a];
+  const cases: [string[], string[]][] = [
+    [q('--wbits', '3', '--group', '128', '--calib', 'none'), ['dbllm', '--wbits must be 2']],
+    [q('--wbits', '2', '--group', '100', '--calib', 'none'), ['dbllm', 'multiple of 8']],
+    [q('--wbits', '2', '--group', '256', '--calib', 'none'), ['group size 256 does not divide', 'model.layers.0']],
+    [q('--wbits', '2', '--group', '128', '--calib', 'none', '--steps', '2'), ['dbllm', '--calib']],
+    [q('--wbits', '2', '--group', '128', '--calib', 'c4', '--nsamples', '2', '--seqlen', '64', '--steps', '3', '--lr', '1e20', '--save-every', '1', '--json'), ['dbllm', 'diverged at step', 'last good state']],
+  ];
+  const results = await pool(cases, 2, ([args]) => runCliAsync(args, { cwd: dir }));
+  cases.forEach(([, names], i) => assertBadInput(results[i]!, names));
+  assert.equal(existsSync(join(dir, 'x')), false);
+});

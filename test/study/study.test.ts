@@ -7,16 +7,17 @@ import { openModel } from '../../src/io/open.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { runStudy, type StudyEvent } from '../../src/study/runner.js';
-import { FP16, cellKey, parseGrid } from '../../src/study/grid.js';
+import { FP16, GRID_EVAL, cellKey, parseGrid } from '../../src/study/grid.js';
 import type { CellCost } from '../../src/study/cost.js';
 import { TINY656K, DATA } from '../helpers/paths.js';
 
 const { kernels, note } = selectKernels('auto', 2);
 const be = new CpuBackend(kernels, note);
 
-test('paper-ptq grid: FP16, RTN/GPTQ/AWQ at W8/4/3/2 (g128 and per-channel), SmoothQuant W8A8/W6A6/W4A4, QuIP W4/3/2, PB-LLM 2/1.7, BiLLM 1.1', () => {
+test('paper-ptq grid: FP16, RTN/GPTQ/AWQ at W8/4/3/2 (g128 and per-channel), SmoothQuant W8A8/W6A6/W4A4, QuIP W4/3/2, PB-LLM 2/1.7, BiLLM 1.1, DB-LLM W2 g128', () => {
   const g = parseGrid('paper-ptq');
-  assert.equal(g.cells.length, 34);
+  assert.equal(g.cells.length, 35);
+  assert.deepEqual(g.cells.filter((c) => c.method === 'dbllm').map(cellKey), ['dbllm-w2-g128-s200']);
   assert.deepEqual(g.cells.filter((c) => c.method === 'smoothquant').map(cellKey), ['smoothquant-w8-pc', 'smoothquant-w6-pc-a6', 'smoothquant-w4-pc-a4']);
   assert.deepEqual(g.cells.filter((c) => c.method === 'pbllm').map(cellKey), ['pbllm-w1-g128-lf0.8571', 'pbllm-w1-g128']); // 2 and 1.7 bits
   assert.ok(g.cells.some((c) => cellKey(c) === 'billm-w1-g128'));
@@ -24,6 +25,20 @@ test('paper-ptq grid: FP16, RTN/GPTQ/AWQ at W8/4/3/2 (g128 and per-channel), Smo
   assert.ok(g.cells.some((c) => cellKey(c) === 'awq-w3-g128'));
   assert.deepEqual(g.cells.slice(0, 3).map(cellKey), ['fp16', 'rtn-w8-g128', 'rtn-w8-pc']);
   assert.ok(g.cells.some((c) => cellKey(c) === 'gptq-w2-pc'));
+});
+
+function writeGrid(cells: unknown[]): string {
+  const f = join(mkdtempSync(join(tmpdir(), 'lowbit-grid-')), 'grid.json');
+  writeFileSync(f, JSON.stringify({ cells }));
+  return f;
+}
+
+test('paper-loraft grid: FP16, NF4 and ICQ (double-quantized), QLoRA, IR-QLoRA, QA-LoRA with --ft-steps; scored on MMLU and the five tasks', () => {
+  const g = parseGrid('paper-loraft', { ftSteps: 7 });
+  assert.deepEqual(g.cells.map(cellKey), ['fp16', 'nf4-w4-g64-dq', 'icq-w4-g64-dq', 'qlora-s7', 'irqlora-s7', 'qalora-s7']);
+  assert.deepEqual(g.cells.filter((c) => c.finetune).map((c) => [c.wbits, c.group]), [[4, 64], [4, 64], [4, 32]]);
+  assert.deepEqual(GRID_EVAL['paper-loraft'], { ppl: [], tasks: ['mmlu', 'piqa', 'arc_easy', 'arc_challenge', 'hellaswag', 'winogrande'] });
+  assert.throws(() => parseGrid(writeGrid([{ method: 'qlora', wbits: 3 }])), /a qlora cell takes "steps" and "data" only/);
 });
 
 test('study: tables written, finished cells skipped on rerun, --force recomputes', async () => {

@@ -76,8 +76,9 @@ export const DBLLM: QuantMethod = {
   sequential: false,
   options: {
     steps: { kind: 'integer', default: 0, min: 0, max: 1e7, flag: '--steps', help: 'dbllm: distillation steps after the FDB initialisation (0: the 2-bit grid as two bit planes)', key: (v) => `s${v}` },
-    lr: { kind: 'number', default: 1e-4, min: 0, max: 1, flag: '--lr', help: 'dbllm: AdamW learning rate of the latent weights and the scales (lowbit\'s choice)', key: (v) => `lr${v}` },
+    lr: { kind: 'number', default: 1e-4, min: 0, max: 1e30, flag: '--lr', help: 'dbllm: AdamW learning rate of the latent weights and the scales (lowbit\'s choice)', key: (v) => `lr${v}` },
     gradAccum: { kind: 'integer', default: 1, min: 1, max: 4096, flag: '--grad-accum', help: 'dbllm: calibration windows per step', key: (v) => `ga${v}` },
+    saveEvery: { kind: 'integer', default: 10, min: 1, max: 1e7, flag: '--save-every', help: 'dbllm: save the training state every n steps (a rerun resumes from it)', key: (v) => `se${v}` },
     dadUniform: { kind: 'boolean', default: false, flag: '--dad-uniform', help: 'dbllm: plain KL distillation (every token weighted 1) instead of the entropy-weighted DAD', key: () => 'kl' },
   },
   format: () => 'dbllm',

@@ -10,7 +10,7 @@
  *     (ambiguous tokens count more), averaged with those weights over the sequence.
  *   Data: the calibration windows (`--calib`, `--nsamples`, `--seqlen`), a seeded order per epoch;
  *   AdamW (β 0.9/0.999, ε 1e-8, no weight decay), gradient norm clipped at 1, constant learning rate.
- * The state is saved atomically every 10 steps and at the end; a rerun resumes from it to the same result.
+ * The state is saved atomically every `--save-every` steps and at the end; a rerun resumes from it to the same result.
  */
 import type { BTensor, TrainableBackend } from '../../backend/backend.js';
 import { isTrainable } from '../../backend/backend.js';
@@ -27,7 +27,6 @@ import { sequenceGrad, type FrozenModel } from '../../train/sequenceGrad.js';
 import { hasTrainState, loadTrainState, saveTrainState, type JsonValue } from '../../train/state.js';
 import type { RefineContext, RefineLayer, RefineResult } from '../method.js';
 
-const SAVE_EVERY = 10;
 const MAX_GRAD_NORM = 1;
 const LINEAR_OF: Readonly<Record<string, LinearName>> = Object.freeze({
   'self_attn.q_proj': 'q', 'self_attn.k_proj': 'k', 'self_attn.v_proj': 'v', 'self_attn.o_proj': 'o',
@@ -136,7 +135,7 @@ function paramsOf(ctx: RefineContext): FdbParam[] {
 
 export async function trainFdb(ctx: RefineContext): Promise<RefineResult> {
   const steps = ctx.options.steps as number, lr = ctx.options.lr as number, gradAccum = ctx.options.gradAccum as number;
-  const uniform = ctx.options.dadUniform === true;
+  const uniform = ctx.options.dadUniform === true, saveEvery = ctx.options.saveEvery as number;
   const settings = { steps, lr, gradAccum, loss: uniform ? 'KL (uniform weights)' : 'DAD: KL weighted by the teacher\'s entropy / log V', maxGradNorm: MAX_GRAD_NORM, optimizer: 'AdamW 0.9/0.999/1e-8, no weight decay, constant lr' };
   if (steps === 0) return { layers: [...ctx.layers], record: { ...settings, note: 'no training: the FDB initialisation (the 2-bit grid as two bit planes)' } };
   const be = ctx.be;
@@ -224,7 +223,7 @@ export async function trainFdb(ctx: RefineContext): Promise<RefineResult> {
       opt.update(grads, lr);
       step++;
       losses.push(loss);
-      if (step % SAVE_EVERY === 0 || step === steps) save();
+      if (step % saveEvery === 0 || step === steps) save();
       ctx.onTrain?.({ step, steps, loss, seconds: (performance.now() - t0) / 1000, resumedFrom });
     }
   } finally {
