@@ -4,8 +4,6 @@ import { resolve } from 'node:path';
 import { BUILTIN_GRIDS, GRID_EVAL, parseGrid } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
 import { studyOptions, type StudySpec } from '../study/spec.js';
-import { queuedStudy } from '../study/queue/study.js';
-import { parseQueueUrl } from '../study/queue/connection.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
 import { QUANTIZE_BACKEND_NOTE, createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import {
@@ -78,6 +76,8 @@ export function registerStudy(program: Command): void {
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
     const study = { ...studyOptions(spec, be, threadCount(o)), out: resolve(o.out), force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false };
     if (o.queue !== undefined) {
+      // BullMQ and its Redis client load only when a queue is used
+      const [{ queuedStudy }, { parseQueueUrl }] = await Promise.all([import('../study/queue/study.js'), import('../study/queue/connection.js')]);
       const files = await queuedStudy(ckpt, be, grid, study, spec, { url: parseQueueUrl(o.queue), wait: o.wait !== false, collect: !!o.collect, log });
       if (files) printTables(files, !!o.json);
       return;

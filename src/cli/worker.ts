@@ -2,8 +2,6 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { QUANTIZE_BACKEND_NOTE, backendOptions, createBackend, threadCount, type BackendCliOptions } from './backendOptions.js';
 import { parseIntOption } from './common.js';
-import { checkRedis, parseQueueUrl } from '../study/queue/connection.js';
-import { startCellWorker } from '../study/queue/worker.js';
 import type { WorkerThreadData } from './workerThread.js';
 
 interface WorkerCliOptions extends BackendCliOptions { queue: string; concurrency: string; store?: string }
@@ -17,6 +15,8 @@ export function registerWorker(program: Command): void {
     .option('--store <dir>', "shared folder for the cells' checkpoints (default: none kept)");
   backendOptions(cmd, QUANTIZE_BACKEND_NOTE);
   cmd.action(async (o: WorkerCliOptions) => {
+    // BullMQ and its Redis client load only for this command
+    const [{ checkRedis, parseQueueUrl }, { startCellWorker }] = await Promise.all([import('../study/queue/connection.js'), import('../study/queue/worker.js')]);
     const url = parseQueueUrl(o.queue);
     const concurrency = parseIntOption('--concurrency', o.concurrency)!;
     await checkRedis(url);

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,8 +48,8 @@ async function waitForPort(p: number): Promise<void> {
 }
 
 /** A `lowbit worker` process; its stderr collects in `log`. */
-function startWorker(db: number, env: Record<string, string> = {}): { child: ChildProcess; log: () => string } {
-  const child = spawn(process.execPath, ['--expose-gc', BIN, 'worker', '--queue', url(db), '--threads', '1'], { env: { ...process.env, ...env }, cwd: dir });
+function startWorker(db: number, env: Record<string, string> = {}, args: string[] = []): { child: ChildProcess; log: () => string } {
+  const child = spawn(process.execPath, ['--expose-gc', BIN, 'worker', '--queue', url(db), '--threads', '1', ...args], { env: { ...process.env, ...env }, cwd: dir });
   let log = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => { log += d; });
   workers.push(child);
@@ -100,16 +100,20 @@ test('two worker processes give exactly the local runner\'s table', { skip: SKIP
   assert.match(again.stderr, /0 cells enqueued, 0 already there, 3 finished earlier/);
 });
 
-test('enqueuing the same grid twice runs each cell once; --collect builds the table', { skip: SKIP }, async () => {
+test('enqueuing the same grid twice runs each cell once; --collect builds the table; --store keeps the checkpoints', { skip: SKIP }, async () => {
   for (const n of [3, 0]) {
     const r = await runCliAsync([...STUDY, '--out', join(dir, `twice${n}`), '--queue', url(2), '--no-wait'], { timeoutMs: 60_000 });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`${n} cells enqueued, ${3 - n} already there`));
   }
-  const w = startWorker(2);
+  const store = join(dir, 'store');
+  const w = startWorker(2, {}, ['--store', store]);
   const r = await runCliAsync([...STUDY, '--out', join(dir, 'twice'), '--queue', url(2)], { timeoutMs: 180_000 });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(tables(join(dir, 'twice')), local);
+  const rtn4 = JSON.parse(readFileSync(join(dir, 'twice', 'results.json'), 'utf8')).cells[2];
+  assert.match(rtn4.results.quant.checkpoint, new RegExp(`^${store}/checkpoints/rtn-w4-g32\\.[0-9a-f]{16}$`));
+  assert.ok(existsSync(join(rtn4.results.quant.checkpoint, 'config.json')), 'the checkpoint is in the store');
   await stop(w.child);
   assert.deepEqual(doneLines(w.log()).sort(), ['fp16', 'rtn-w4-g32', 'rtn-w8-g32']);
   const c = await runCliAsync([...STUDY, '--out', join(dir, 'collected'), '--queue', url(2), '--collect'], { timeoutMs: 60_000 });
@@ -162,6 +166,24 @@ test('a job that fails validation, or whose model cannot be opened, fails for go
   } finally {
     await queue.close();
   }
+});
+
+test('cells that fail on the worker are rows of the table saying why; the others are the local numbers; exit 2', { skip: SKIP }, async () => {
+  // a data folder with TinyStories but no C4: the FP cell runs, the RTN cells cannot calibrate
+  const data = join(dir, 'data-no-c4');
+  mkdirSync(data);
+  cpSync(join(DATA, 'tinystories'), join(data, 'tinystories'), { recursive: true });
+  const w = startWorker(6);
+  const args = STUDY.map((a) => (a === DATA ? data : a));
+  const r = await runCliAsync([...args, '--out', join(dir, 'failed'), '--queue', url(6)], { timeoutMs: 180_000 });
+  await stop(w.child);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr.trimEnd().split('\n').at(-1)!, /^lowbit: 2 of 3 cells failed \(rtn-w8-g32, rtn-w4-g32\)/);
+  const md = readFileSync(join(dir, 'failed', 'table.md'), 'utf8').split('\n');
+  const fp = local.md.split('\n').find((l) => l.startsWith('| FP16 '))!;
+  assert.ok(md.some((l) => l.startsWith(fp.slice(0, fp.indexOf(' | – | – |')))), `the FP16 row has the local numbers:\n${md.join('\n')}`);
+  assert.equal(md.filter((l) => /^\| RTN \| [84] \| 32 \| .*c4.*file not found/.test(l)).length, 2, md.join('\n'));
+  assert.equal(doneLines(w.log()).join(), 'fp16');
 });
 
 test('bad --queue: malformed URL, unreachable Redis, wrong password: one line, exit 2', { skip: SKIP }, async () => {

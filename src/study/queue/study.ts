@@ -95,7 +95,7 @@ export async function queuedStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid
     if (q.collect && pending.size) q.log(`${pending.size} of ${total} cells not finished yet: the table has the others`);
     const files = write();
     const failed = rows.filter((r) => r && 'failed' in r.results);
-    if (failed.length) throw new UsageError(`${failed.length} of ${total} cells failed (the table says why; tables written to ${o.out}): ${failed.map((r) => `${r!.key}: ${r!.results.failed as string}`).join('; ')}`);
+    if (failed.length) throw new UsageError(`${failed.length} of ${total} cells failed (${failed.map((r) => r!.key).join(', ')}): the Failed column of ${o.out}/table.md says why`);
     return files;
   } finally {
     await queue.close();
