@@ -50,6 +50,9 @@ export function registerStudy(program: Command): void {
   dataDirOption(cmd);
   backendOptions(cmd, QUANTIZE_BACKEND_NOTE);
   cmd.action(async (o: StudyCliOptions, self: Command) => {
+    // BullMQ and its Redis client load only when a queue is used; a malformed URL is refused before any work
+    const queue = o.queue === undefined ? undefined : await import('../study/queue/study.js');
+    const queueUrl = o.queue === undefined ? undefined : (await import('../study/queue/connection.js')).parseQueueUrl(o.queue);
     const ckpt = loadCheckpoint(o);
     if (o.scaleDtype !== 'f32' && o.scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${o.scaleDtype}')`);
     const grid = parseGrid(o.grid, { scaleDtype: o.scaleDtype, options: givenMethodOptions(self), ftSteps: parseIntOption('--ft-steps', o.ftSteps)! });
@@ -75,10 +78,8 @@ export function registerStudy(program: Command): void {
     const progress = new Progress(!!o.json);
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
     const study = { ...studyOptions(spec, be, threadCount(o)), out: resolve(o.out), force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false };
-    if (o.queue !== undefined) {
-      // BullMQ and its Redis client load only when a queue is used
-      const [{ queuedStudy }, { parseQueueUrl }] = await Promise.all([import('../study/queue/study.js'), import('../study/queue/connection.js')]);
-      const files = await queuedStudy(ckpt, be, grid, study, spec, { url: parseQueueUrl(o.queue), wait: o.wait !== false, collect: !!o.collect, log });
+    if (queue && queueUrl) {
+      const files = await queue.queuedStudy(ckpt, be, grid, study, spec, { url: queueUrl, wait: o.wait !== false, collect: !!o.collect, log });
       if (files) printTables(files, !!o.json);
       return;
     }

@@ -186,6 +186,20 @@ test('cells that fail on the worker are rows of the table saying why; the others
   assert.equal(doneLines(w.log()).join(), 'fp16');
 });
 
+test('a fine-tuning cell (qlora, 1 step) runs on a worker as it does locally', { skip: SKIP }, async () => {
+  const ft = join(dir, 'ft.json');
+  writeFileSync(ft, JSON.stringify({ cells: [{ method: 'qlora', steps: 1 }] }));
+  const args = STUDY.map((a) => (a === gridFile ? ft : a));
+  const l = await runCliAsync([...args, '--out', join(dir, 'ft-local')], { timeoutMs: 120_000 });
+  assert.equal(l.status, 0, l.stderr);
+  const w = startWorker(7);
+  const r = await runCliAsync([...args, '--out', join(dir, 'ft-queue'), '--queue', url(7)], { timeoutMs: 120_000 });
+  await stop(w.child);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(tables(join(dir, 'ft-local')).md, /\| QLoRA \(1 steps\) \| 4 \| 64 \| [\d.]+ \|/);
+  assert.deepEqual(tables(join(dir, 'ft-queue')), tables(join(dir, 'ft-local')));
+});
+
 test('bad --queue: malformed URL, unreachable Redis, wrong password: one line, exit 2', { skip: SKIP }, async () => {
   const closed = await freePort();
   const cases: [string[], string[], RegExp][] = [

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, type Job } from 'bullmq';
 import type { Backend } from '../../backend/backend.js';
@@ -31,6 +32,11 @@ function failedRecord(base: Omit<CellRecord, 'results' | 'finishedAt' | 'seconds
   return { ...base, results: { failed: reason }, finishedAt: new Date(job.finishedOn ?? Date.now()).toISOString(), seconds: 0 };
 }
 
+/** A fine-tuning cell's data file as an absolute path: a worker's working folder is not the study's. */
+function withAbsolutePaths(grid: Grid): Grid {
+  return { ...grid, cells: grid.cells.map((c) => (c.finetune?.data ? { ...c, finetune: { ...c.finetune, data: resolve(c.finetune.data) } } : c)) };
+}
+
 /**
  * `lowbit study --queue`: every unfinished cell becomes a job whose id is the cell's (jobId), so enqueuing
  * twice adds nothing; a cell that failed for good earlier is retried. Then, unless `wait` is false, reads
@@ -38,8 +44,9 @@ function failedRecord(base: Omit<CellRecord, 'results' | 'finishedAt' | 'seconds
  * `--collect` reuses it) and writes the same tables as the local runner; failed cells are rows that
  * say why. Returns the written files, or null when it did not wait.
  */
-export async function queuedStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o: StudyOptions, spec: StudySpec, q: QueuedStudyOptions): Promise<string[] | null> {
+export async function queuedStudy(ckpt: ModelCheckpoint, be: Backend, given: Grid, o: StudyOptions, spec: StudySpec, q: QueuedStudyOptions): Promise<string[] | null> {
   await checkRedis(q.url);
+  const grid = withAbsolutePaths(given);
   const journal = new Journal(o.out);
   const queue = new Queue(QUEUE_NAME, { connection: { ...q.url.redis, maxRetriesPerRequest: null } });
   queue.on('error', (e) => q.log(`lowbit: queue: ${e.message}`));
