@@ -12,6 +12,7 @@ import { registerInfo } from './info.js';
 import { registerQuantize } from './quantize.js';
 import { registerReport } from './report.js';
 import { registerStudy } from './study.js';
+import { registerWorker } from './worker.js';
 import { resolveHubOptions } from './hub.js';
 
 /** Runs the lowbit CLI; returns the exit code (0 ok, 2 bad input, 1 internal error). */
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   registerExport(program);
   registerBench(program);
   registerFinetune(program);
+  registerWorker(program);
   program.hook('preAction', (_program, action) => resolveHubOptions(action));
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -3,22 +3,22 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BUILTIN_GRIDS, GRID_EVAL, parseGrid } from '../study/grid.js';
 import { runStudy } from '../study/runner.js';
+import { studyOptions, type StudySpec } from '../study/spec.js';
 import { DEFAULT_CALIBRATION } from '../data/calibration.js';
 import { QUANTIZE_BACKEND_NOTE, createBackend, backendOptions, threadCount, type BackendCliOptions } from './backendOptions.js';
 import {
   dataDir, dataDirOption, loadCheckpoint, modelOptions, parseIntOption, parseList, Progress, resolveSeqlen, scaleDtypeOption,
   type CommonOptions,
 } from './common.js';
-import { evaluateTasks } from '../eval/taskRun.js';
 import { givenMethodOptions, methodOptionFlags } from './methodOptions.js';
 import { parseTasks } from '../eval/tasks/registry.js';
-import { taskColumnsForStudy } from '../eval/studyTasks.js';
 import type { PairEncoding } from '../eval/tasks/score.js';
 import { UsageError } from '../errors.js';
 
 interface StudyCliOptions extends CommonOptions, BackendCliOptions {
   grid: string; ppl: string; seqlen?: string; limit?: string; calib: string; nsamples: string; seed: string; scaleDtype: string;
   out: string; ftSteps: string; force?: boolean; keepCheckpoints?: boolean; tasks?: string; bos?: boolean; encoding?: string; allowLongContext?: boolean; speed?: boolean; kld?: boolean;
+  queue?: string; wait?: boolean; collect?: boolean;
 }
 
 export function registerStudy(program: Command): void {
@@ -43,10 +43,16 @@ export function registerStudy(program: Command): void {
     .option('--force', 'recompute cells that are already finished')
     .option('--no-keep-checkpoints', 'delete each quantized checkpoint after it is evaluated')
     .option('--no-speed', "skip each cell's decode-speed check (size and bits/weight are still recorded)")
-    .option('--json', 'print results.json on stdout instead of the table');
+    .option('--json', 'print results.json on stdout instead of the table')
+    .option('--queue <url>', 'run the cells on `lowbit worker` processes through Redis: redis://[user:password@]host:port/db (rediss:// for TLS)')
+    .option('--no-wait', '--queue: enqueue the unfinished cells and exit (`--collect` builds the table later)')
+    .option('--collect', '--queue: build the table from the cells finished so far, enqueue nothing');
   dataDirOption(cmd);
   backendOptions(cmd, QUANTIZE_BACKEND_NOTE);
   cmd.action(async (o: StudyCliOptions, self: Command) => {
+    // BullMQ and its Redis client load only when a queue is used; a malformed URL is refused before any work
+    const queue = o.queue === undefined ? undefined : await import('../study/queue/study.js');
+    const queueUrl = o.queue === undefined ? undefined : (await import('../study/queue/connection.js')).parseQueueUrl(o.queue);
     const ckpt = loadCheckpoint(o);
     if (o.scaleDtype !== 'f32' && o.scaleDtype !== 'f16') throw new UsageError(`--scale-dtype must be f32 or f16 (got '${o.scaleDtype}')`);
     const grid = parseGrid(o.grid, { scaleDtype: o.scaleDtype, options: givenMethodOptions(self), ftSteps: parseIntOption('--ft-steps', o.ftSteps)! });
@@ -64,17 +70,22 @@ export function registerStudy(program: Command): void {
     if (ppl.length === 0 && taskNames.length === 0) throw new UsageError('--ppl none needs --tasks: the study would score nothing');
     const nsamples = parseIntOption('--nsamples', o.nsamples)!, seed = parseIntOption('--seed', o.seed, 0)!;
     const be = await createBackend(o);
+    const spec: StudySpec = {
+      model: resolve(ckpt.path), tokenizer: o.tokenizer ? resolve(o.tokenizer) : null, ppl, seqlen, limit: limit ?? null, calib: o.calib, nsamples, seed,
+      dataDir: o.dataDir ? dataDir(o) : null, kld: !!o.kld, speed: o.speed !== false,
+      tasks: taskNames.length ? { names: taskNames, bos: !!o.bos, encoding: o.encoding as PairEncoding } : null,
+    };
     const progress = new Progress(!!o.json);
-    const taskOpts = { ...(limit ? { limit } : {}), ...(o.bos ? { bos: true } : {}), encoding: o.encoding as PairEncoding, dataDir: dataDir(o) };
     const log = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
+    const study = { ...studyOptions(spec, be, threadCount(o)), out: resolve(o.out), force: !!o.force, keepCheckpoints: o.keepCheckpoints !== false };
+    if (queue && queueUrl) {
+      const files = await queue.queuedStudy(ckpt, be, grid, study, spec, { url: queueUrl, wait: o.wait !== false, collect: !!o.collect, log });
+      if (files) printTables(files, !!o.json);
+      return;
+    }
+    if (o.collect || o.wait === false) throw new UsageError(`${o.collect ? '--collect' : '--no-wait'} needs --queue`);
     const { files } = await runStudy(ckpt, be, grid, {
-      out: resolve(o.out), ppl, seqlen, limit, calib: o.calib, nsamples, seed,
-      dataDir: o.dataDir ? dataDir(o) : undefined, force: !!o.force, kld: !!o.kld, keepCheckpoints: o.keepCheckpoints !== false,
-      speed: o.speed === false ? false : { threads: threadCount(o) },
-      ...(taskNames.length ? {
-        extraSettings: { tasks: taskNames, taskLimit: limit ?? null, bos: !!o.bos, encoding: o.encoding },
-        extraEval: async (model) => taskColumnsForStudy(await evaluateTasks(model, be, taskNames, taskOpts)),
-      } : {}),
+      ...study,
       onEvent: (e) => {
         if (e.kind === 'cell-skip') log(`[${e.index + 1}/${e.total}] ${e.key}: finished earlier, skipped (--force recomputes)`);
         else if (e.kind === 'cell-start') progress.start(e.steps, `[${e.index + 1}/${e.total}] ${e.key}`);
@@ -82,8 +93,12 @@ export function registerStudy(program: Command): void {
         else { progress.stop(); log(`[${e.index + 1}/${e.total}] ${e.key}: done in ${e.seconds.toFixed(1)} s`); }
       },
     });
-    if (o.json) { process.stdout.write(readFileSync(files[2]!, 'utf8')); return; }
-    console.log(readFileSync(files[0]!, 'utf8'));
-    console.log(`written: ${files.join(', ')}`);
+    printTables(files, !!o.json);
   });
+}
+
+function printTables(files: readonly string[], json: boolean): void {
+  if (json) { process.stdout.write(readFileSync(files[2]!, 'utf8')); return; }
+  console.log(readFileSync(files[0]!, 'utf8'));
+  console.log(`written: ${files.join(', ')}`);
 }

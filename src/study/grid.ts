@@ -170,3 +170,15 @@ export function parseGrid(spec: string, defaults: GridDefaults = {}): Grid {
   }
   return { name, cells };
 }
+
+/** A cell as a grid file writes it (the inverse of the checks above): what a queue job carries. */
+export function rawCell(c: Cell): Record<string, unknown> {
+  if (c.method === 'fp16') return { method: 'fp16' };
+  if (c.finetune) return { method: c.method, steps: c.finetune.steps, ...(c.finetune.data ? { data: c.finetune.data } : {}) };
+  return { method: c.method, wbits: c.wbits, group: c.group, sym: c.sym, scaleDtype: c.scaleDtype, ...c.options };
+}
+
+/** One cell received as JSON (a queue job's), checked as a grid file's cell is; `where` names it in errors. */
+export function checkRawCell(raw: unknown, where: string): Cell {
+  return checkCell(raw, where, {});
+}

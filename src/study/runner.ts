@@ -46,7 +46,7 @@ export type StudyEvent =
   | { kind: 'cell-done'; index: number; total: number; key: string; seconds: number };
 
 /** Everything that changes a cell's numbers; a finished cell is reused only when these match. */
-function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: StudyOptions): Record<string, unknown> {
+export function settingsOf(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: Omit<StudyOptions, 'out'>): Record<string, unknown> {
   return {
     model: resolve(ckpt.path), format: ckpt.format, tokenizer: ckpt.tokenizer.description, ppl: [...o.ppl], seqlen: o.seqlen,
     limit: o.limit ?? null, protocol: 'gptq',
@@ -69,6 +69,88 @@ function scaleNote(grid: Grid): string {
   return dtypes.has('f16') ? `${SCALE_PROTOCOL.f16}` : SCALE_PROTOCOL.f32;
 }
 
+/** The study's tables (table.md, table.csv, results.json in `o.out`) for `records`, in the order given. */
+export function writeStudyReports(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o: Omit<StudyOptions, 'onEvent'>, records: readonly CellRecord[]): string[] {
+  const header = `# lowbit study: ${grid.name} on ${ckpt.path}\n\nPerplexity: GPTQ protocol, seqlen ${o.seqlen}${o.limit ? `, first ${o.limit} windows of each set (--limit)` : ''}; ` +
+    `quantized cells calibrated on ${o.calib} (${o.nsamples} × ${o.seqlen} tokens, seed ${o.seed}); weights asymmetric unless marked; ` +
+    `${scaleNote(grid)}; backend ${be.description}.`;
+  return writeReports(o.out, records, header, { grid, model: ckpt.path, backend: be.description });
+}
+
+/** What one cell needs: the study's settings, and the folder its quantized or fine-tuned checkpoint is written to. */
+export type CellOptions = Omit<StudyOptions, 'out' | 'force'> & { readonly checkpointDir: string };
+
+/** Progress steps of a cell (quantize, each perplexity set, each KLD set, tasks, cost), for a progress bar. */
+export function cellSteps(cell: Cell, o: Omit<StudyOptions, 'out'>): number {
+  return (cell.method === 'fp16' ? 0 : 1 + (o.kld ? o.ppl.length : 0)) + o.ppl.length + (o.extraEval ? 1 : 0) + 1;
+}
+
+/**
+ * Runs one cell: quantize or fine-tune (written as a real checkpoint in `o.checkpointDir` and read back),
+ * evaluate, measure its cost. Returns its record; journaling is the caller's (the local loop below, or a
+ * queue worker: src/study/queue/worker.ts). Emits only 'cell-step' events.
+ */
+export async function runCell(ckpt: ModelCheckpoint, be: Backend, cell: Cell, o: CellOptions): Promise<CellRecord> {
+  const key = cellKey(cell);
+  const settings = settingsOf(ckpt, be, cell, o);
+  const t0 = performance.now();
+  let step = 0;
+  const stepDone = (stage: string) => o.onEvent?.({ kind: 'cell-step', step: ++step, stage });
+  let model = ckpt;
+  let quant: QuantizeReport | null = null;
+  const dir = o.checkpointDir;
+  let ft: FinetuneReport | null = null;
+  if (cell.finetune) {
+    const run = (force: boolean) => finetuneModel(ckpt, be, {
+      method: cell.method as FinetuneMethod, data: cell.finetune!.data ?? bundledAlpacaPath(), steps: cell.finetune!.steps, seed: o.seed,
+      out: dir, force, nsamples: o.nsamples, dataDir: o.dataDir,
+      onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `finetune step ${p.step}/${p.steps}, loss ${p.loss.toFixed(3)}` }),
+    });
+    // a killed cell resumes its training; a folder left by other settings is started over
+    ft = await run(false).catch((e: unknown) => { if (e instanceof UsageError && /other settings/.test(e.message)) return run(true); throw e; });
+    model = openModel(dir);
+    stepDone('fine-tuned');
+  } else if (cell.method !== 'fp16') {
+    quant = await quantizeModel(ckpt, be, {
+      method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, options: cell.options,
+      scaleDtype: cell.scaleDtype, calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir, force: true,
+      onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `quantize block ${p.block + 1}/${p.numBlocks}` }),
+    });
+    model = openModel(dir);
+    stepDone('quantized');
+  }
+  const ppl: Record<string, PplResult> = {};
+  for (const set of o.ppl) {
+    ppl[set] = await evaluatePpl(model, be, set, {
+      seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir,
+      onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `ppl ${set} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}` }),
+    });
+    stepDone(`ppl ${set}`);
+  }
+  const kld: Record<string, KldResult> = {};
+  for (const set of o.kld && cell.method !== 'fp16' ? o.ppl : []) {
+    kld[set] = await evaluateKld(model, ckpt, be, set, {
+      seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir,
+      onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `kld ${set} ${p.model} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}` }),
+    });
+    stepDone(`kld ${set}`);
+  }
+  const extra = o.extraEval ? await o.extraEval(model, (s) => o.onEvent?.({ kind: 'cell-step', step, stage: s })) : {};
+  if (o.extraEval) stepDone('tasks');
+  const cost = await cellCost(model, be, o.speed ?? {});
+  stepDone(o.speed === false ? 'size' : 'speed');
+  const rec: CellRecord = {
+    key, cell, settings,
+    results: {
+      ppl, ...(Object.keys(kld).length ? { kld } : {}), ...extra, cost,
+      ...(ft ? { finetune: { method: ft.method, source: ft.source, steps: ft.steps, lora: ft.lora, train: ft.train, losses: ft.losses, seconds: ft.seconds, checkpoint: o.keepCheckpoints === false ? null : dir } } : {}),
+      quant: quant && { nominalBits: quant.settings.nominalBits, totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
+    },
+    finishedAt: new Date().toISOString(), seconds: (performance.now() - t0) / 1000,
+  };
+  return rec;
+}
+
 /**
  * Runs a grid of (method, bits, group) cells on one model: quantize (written as a real checkpoint
  * and read back), evaluate, record. Each finished cell is journaled atomically, so a killed study
@@ -80,78 +162,19 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
   for (const dir of [o.out, journal.dir, join(o.out, 'checkpoints')]) sweepStaleTemps(dir);
   const records: CellRecord[] = [];
   const total = grid.cells.length;
-  const header = `# lowbit study: ${grid.name} on ${ckpt.path}\n\nPerplexity: GPTQ protocol, seqlen ${o.seqlen}${o.limit ? `, first ${o.limit} windows of each set (--limit)` : ''}; ` +
-    `quantized cells calibrated on ${o.calib} (${o.nsamples} × ${o.seqlen} tokens, seed ${o.seed}); weights asymmetric unless marked; ` +
-    `${scaleNote(grid)}; backend ${be.description}.`;
-  const files = () => writeReports(o.out, records, header, { grid, model: ckpt.path, backend: be.description });
+  const files = () => writeStudyReports(ckpt, be, grid, o, records);
   for (const [index, cell] of grid.cells.entries()) {
     const key = cellKey(cell);
-    const settings = settingsOf(ckpt, be, cell, o);
-    const done = o.force ? undefined : journal.find(cell, settings);
+    const done = o.force ? undefined : journal.find(cell, settingsOf(ckpt, be, cell, o));
     if (done) {
       records.push(done);
       o.onEvent?.({ kind: 'cell-skip', index, total, key });
       continue;
     }
-    const t0 = performance.now();
-    const steps = (cell.method === 'fp16' ? 0 : 1 + (o.kld ? o.ppl.length : 0)) + o.ppl.length + (o.extraEval ? 1 : 0) + 1;
-    o.onEvent?.({ kind: 'cell-start', index, total, key, steps });
-    let step = 0;
-    const stepDone = (stage: string) => o.onEvent?.({ kind: 'cell-step', step: ++step, stage });
-    let model = ckpt;
-    let quant: QuantizeReport | null = null;
-    const dir = join(o.out, 'checkpoints', key);
-    let ft: FinetuneReport | null = null;
-    if (cell.finetune) {
-      const run = (force: boolean) => finetuneModel(ckpt, be, {
-        method: cell.method as FinetuneMethod, data: cell.finetune!.data ?? bundledAlpacaPath(), steps: cell.finetune!.steps, seed: o.seed,
-        out: dir, force, nsamples: o.nsamples, dataDir: o.dataDir,
-        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `finetune step ${p.step}/${p.steps}, loss ${p.loss.toFixed(3)}` }),
-      });
-      // a killed cell resumes its training; a folder left by other settings is started over
-      ft = await run(false).catch((e: unknown) => { if (e instanceof UsageError && /other settings/.test(e.message)) return run(true); throw e; });
-      model = openModel(dir);
-      stepDone('fine-tuned');
-    } else if (cell.method !== 'fp16') {
-      quant = await quantizeModel(ckpt, be, {
-        method: cell.method, bits: cell.wbits, group: cell.group, sym: cell.sym, options: cell.options,
-        scaleDtype: cell.scaleDtype, calib: o.calib, nsamples: o.nsamples, seed: o.seed, seqlen: o.seqlen, dataDir: o.dataDir, out: dir, force: true,
-        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `quantize block ${p.block + 1}/${p.numBlocks}` }),
-      });
-      model = openModel(dir);
-      stepDone('quantized');
-    }
-    const ppl: Record<string, PplResult> = {};
-    for (const set of o.ppl) {
-      ppl[set] = await evaluatePpl(model, be, set, {
-        seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir,
-        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `ppl ${set} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}` }),
-      });
-      stepDone(`ppl ${set}`);
-    }
-    const kld: Record<string, KldResult> = {};
-    for (const set of o.kld && cell.method !== 'fp16' ? o.ppl : []) {
-      kld[set] = await evaluateKld(model, ckpt, be, set, {
-        seqlen: o.seqlen, limit: o.limit, dataDir: o.dataDir,
-        onProgress: (p) => o.onEvent?.({ kind: 'cell-step', step, stage: `kld ${set} ${p.model} ${p.phase === 'block' ? `block ${p.block + 1}/${p.numBlocks}` : p.phase}` }),
-      });
-      stepDone(`kld ${set}`);
-    }
-    const extra = o.extraEval ? await o.extraEval(model, (s) => o.onEvent?.({ kind: 'cell-step', step, stage: s })) : {};
-    if (o.extraEval) stepDone('tasks');
-    const cost = await cellCost(model, be, o.speed ?? {});
-    stepDone(o.speed === false ? 'size' : 'speed');
-    const rec: CellRecord = {
-      key, cell, settings,
-      results: {
-        ppl, ...(Object.keys(kld).length ? { kld } : {}), ...extra, cost,
-        ...(ft ? { finetune: { method: ft.method, source: ft.source, steps: ft.steps, lora: ft.lora, train: ft.train, losses: ft.losses, seconds: ft.seconds, checkpoint: o.keepCheckpoints === false ? null : dir } } : {}),
-        quant: quant && { nominalBits: quant.settings.nominalBits, totalError: quant.totalError, seconds: quant.seconds, calibration: quant.calibration, layers: quant.layers, notes: quant.notes, checkpoint: o.keepCheckpoints === false ? null : dir },
-      },
-      finishedAt: new Date().toISOString(), seconds: (performance.now() - t0) / 1000,
-    };
+    o.onEvent?.({ kind: 'cell-start', index, total, key, steps: cellSteps(cell, o) });
+    const rec = await runCell(ckpt, be, cell, { ...o, checkpointDir: join(o.out, 'checkpoints', key) });
     journal.save(rec);
-    if (o.keepCheckpoints === false && cell.method !== 'fp16') rmSync(dir, { recursive: true, force: true });
+    if (o.keepCheckpoints === false && cell.method !== 'fp16') rmSync(join(o.out, 'checkpoints', key), { recursive: true, force: true });
     records.push(rec);
     files();
     o.onEvent?.({ kind: 'cell-done', index, total, key, seconds: rec.seconds });

@@ -82,6 +82,10 @@ export function columnsFor(records: readonly CellRecord[]): Column[] {
   if (records.some((r) => typeof res(r).quant?.totalError === 'number')) {
     cols.push({ key: 'quant.error', title: 'Σ layer error', value: (r) => res(r).quant?.totalError ?? null });
   }
+  // cells whose queue job failed for good (src/study/queue/study.ts): their one-line error, no results
+  if (records.some((r) => typeof (r.results as { failed?: unknown }).failed === 'string')) {
+    cols.push({ key: 'failed', title: 'Failed', value: (r) => { const f = (r.results as { failed?: string }).failed; return f === undefined ? null : f.replace(/\|/g, '/'); } });
+  }
   return cols;
 }
 
