@@ -140,6 +140,35 @@ export function checkLinear(x: BTensor, w: BTensor): { M: number; N: number; K: 
   return { M: x.shape[0]!, N, K };
 }
 
+/** linearT's argument checks, shared by every backend: dy[M, N] · w[N, K]. */
+export function checkLinearT(dy: BTensor, w: BTensor): { M: number; N: number; K: number } {
+  expectShape('linearT', 'weight', w.shape, [undefined, undefined]);
+  const [N, K] = w.shape as [number, number];
+  expectShape('linearT', 'output gradient', dy.shape, [undefined, N]);
+  return { M: dy.shape[0]!, N, K };
+}
+
+/** matmulTN's argument checks, shared by every backend: a[M, N]ᵀ · b[M, K]. */
+export function checkMatmulTN(a: BTensor, b: BTensor): { M: number; N: number; K: number } {
+  expectShape('matmulTN', 'a', a.shape, [undefined, undefined]);
+  const [M, N] = a.shape as [number, number];
+  expectShape('matmulTN', 'b', b.shape, [M, undefined]);
+  return { M, N, K: b.shape[1]! };
+}
+
+/** crossEntropyGrad's argument checks, shared by every backend: logits [T, V], one lse, target and weight per row. */
+export function checkCrossEntropyGrad(logits: BTensor, lse: Float64Array, targets: Int32Array, weights: Float32Array): { T: number; V: number } {
+  expectShape('crossEntropyGrad', 'logits', logits.shape, [undefined, undefined]);
+  const [T, V] = logits.shape as [number, number];
+  expectShape('crossEntropyGrad', 'lse', [lse.length], [T]);
+  expectShape('crossEntropyGrad', 'targets', [targets.length], [T]);
+  expectShape('crossEntropyGrad', 'weights', [weights.length], [T]);
+  for (let i = 0; i < T; i++) {
+    if (weights[i] !== 0 && !(targets[i]! >= 0 && targets[i]! < V)) throw new RangeError(`crossEntropyGrad: target ${targets[i]} of row ${i} outside the vocabulary of ${V}`);
+  }
+  return { T, V };
+}
+
 /** attention's argument checks, shared by every backend: [T queries, S keys] of q[T, H·hd], k/v[S, KVH·hd], S ≥ offset + T. */
 export function checkAttention(q: BTensor, k: BTensor, v: BTensor, o: { nHeads: number; nKvHeads: number; headDim: number; offset: number }): { T: number; S: number } {
   const T = q.shape[0]!, S = k.shape[0]!;

@@ -1,4 +1,4 @@
-import { checkAttention, checkLinear, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
+import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
 import { collectGarbage } from './gc.js';
 import { TensorScopes } from '../scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -355,10 +355,7 @@ export class CpuBackend implements TrainableBackend {
    */
   linearT(dy: BTensor, w: BTensor): BTensor {
     const g = t(dy), ws = t(w);
-    expectShape('linearT', 'weight', ws.shape, [undefined, undefined]);
-    const [N, K] = ws.shape as [number, number];
-    expectShape('linearT', 'output gradient', g.shape, [undefined, N]);
-    const M = g.shape[0]!;
+    const { M, N, K } = checkLinearT(g, ws);
     const out = f32([M, K]);
     const k = this.kernels;
     if (!ws.quant && ws.dtype !== 'f32' && k.gemmNNHalf) k.gemmNNHalf(g.f32, ws.data as Uint16Array, ws.dtype as 'bf16' | 'f16', out.f32, M, N, K);
@@ -369,10 +366,7 @@ export class CpuBackend implements TrainableBackend {
 
   matmulTN(a: BTensor, b: BTensor): BTensor {
     const as = t(a), bs = t(b);
-    expectShape('matmulTN', 'a', as.shape, [undefined, undefined]);
-    const [M, N] = as.shape as [number, number];
-    expectShape('matmulTN', 'b', bs.shape, [M, undefined]);
-    const K = bs.shape[1]!;
+    const { M, N, K } = checkMatmulTN(as, bs);
     const out = f32([N, K]);
     if (this.kernels.gemmTN) this.kernels.gemmTN(as.f32, bs.f32, out.f32, M, N, K);
     else this.kernels.gemm(grad.transpose(as.f32, M, N), grad.transpose(bs.f32, M, K), out.f32, N, K, M);
@@ -423,14 +417,7 @@ export class CpuBackend implements TrainableBackend {
 
   crossEntropyGrad(logits: BTensor, lse: Float64Array, targets: Int32Array, weights: Float32Array): BTensor {
     const l = t(logits);
-    expectShape('crossEntropyGrad', 'logits', l.shape, [undefined, undefined]);
-    const [T, V] = l.shape as [number, number];
-    expectShape('crossEntropyGrad', 'lse', [lse.length], [T]);
-    expectShape('crossEntropyGrad', 'targets', [targets.length], [T]);
-    expectShape('crossEntropyGrad', 'weights', [weights.length], [T]);
-    for (let i = 0; i < T; i++) {
-      if (weights[i] !== 0 && !(targets[i]! >= 0 && targets[i]! < V)) throw new RangeError(`crossEntropyGrad: target ${targets[i]} of row ${i} outside the vocabulary of ${V}`);
-    }
+    const { T, V } = checkCrossEntropyGrad(l, lse, targets, weights);
     const out = f32([T, V]);
     grad.crossEntropyGrad(l.f32, lse, targets, weights, out.f32, T, V);
     return out;

@@ -10,7 +10,7 @@
  * The backward ops of training (GradOps) are kernels too (gemmT, attentionBackward, rows,
  * elementwise, logsoftmax), with the CPU backend's checks, so training runs on the device.
  */
-import { checkAttention, checkLinear, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
+import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
@@ -361,10 +361,7 @@ export class WebGpuBackend implements TrainableBackend {
   /** dy·W for W in any stored dtype or kind: the forward's weight decoders read transposed (kernels/gemmT). */
   linearT(dy: BTensor, w: BTensor): BTensor {
     const g = t(dy), ws = t(w);
-    expectShape('linearT', 'weight', ws.shape, [undefined, undefined]);
-    const [N, K] = ws.shape as [number, number];
-    expectShape('linearT', 'output gradient', g.shape, [undefined, N]);
-    const M = g.shape[0]!;
+    const { M, N, K } = checkLinearT(g, ws);
     const gb = f32buf(g);
     const out = this.out('linearT', [M, K]), xb = out.parts[0]!.buffer;
     if (M === 0 || K === 0) return out;
@@ -383,10 +380,7 @@ export class WebGpuBackend implements TrainableBackend {
 
   matmulTN(a: BTensor, b: BTensor): BTensor {
     const as = t(a), bs = t(b);
-    expectShape('matmulTN', 'a', as.shape, [undefined, undefined]);
-    const [M, N] = as.shape as [number, number];
-    expectShape('matmulTN', 'b', bs.shape, [M, undefined]);
-    const K = bs.shape[1]!;
+    const { M, N, K } = checkMatmulTN(as, bs);
     const ab = f32buf(as), bb = f32buf(bs);
     const out = this.out('matmulTN', [N, K]);
     matmulTN(this.gpu, ab, bb, out.parts[0]!.buffer, M, N, K);
@@ -442,14 +436,7 @@ export class WebGpuBackend implements TrainableBackend {
 
   crossEntropyGrad(logits: BTensor, lse: Float64Array, targets: Int32Array, weights: Float32Array): BTensor {
     const l = t(logits);
-    expectShape('crossEntropyGrad', 'logits', l.shape, [undefined, undefined]);
-    const [T, V] = l.shape as [number, number];
-    expectShape('crossEntropyGrad', 'lse', [lse.length], [T]);
-    expectShape('crossEntropyGrad', 'targets', [targets.length], [T]);
-    expectShape('crossEntropyGrad', 'weights', [weights.length], [T]);
-    for (let i = 0; i < T; i++) {
-      if (weights[i] !== 0 && !(targets[i]! >= 0 && targets[i]! < V)) throw new RangeError(`crossEntropyGrad: target ${targets[i]} of row ${i} outside the vocabulary of ${V}`);
-    }
+    const { T, V } = checkCrossEntropyGrad(l, lse, targets, weights);
     const lb = f32buf(l);
     const out = this.out('crossEntropyGrad', [T, V]);
     crossEntropyGrad(this.gpu, lb, lse, targets, weights, out.parts[0]!.buffer, T, V);
