@@ -18,7 +18,7 @@ import { isTrainable } from '../../backend/backend.js';
 import type { LoraWeights, ModelCheckpoint } from '../../io/checkpoint.js';
 import { openModel } from '../../io/open.js';
 import { replaceDir, tempPathFor, writeJsonAtomic } from '../../io/atomic.js';
-import { LORA_TARGETS, PEFT_CONFIG, PEFT_WEIGHTS, writePeftAdapter, type LoraFactors, type LoraTarget } from '../../io/peft.js';
+import { LORA_TARGETS, PEFT_CONFIG, writePeftAdapter, type LoraFactors, type LoraTarget } from '../../io/peft.js';
 import { readAlpaca, tokenizeAlpaca, type AlpacaTokenizeOptions } from '../../data/alpaca.js';
 import { UsageError } from '../../errors.js';
 import { checkConfig, finetune, type FinetuneProgress } from '../../train/finetune.js';
@@ -103,7 +103,7 @@ export async function finetuneModel(src: ModelCheckpoint, be: Backend, o: Finetu
   }
   const baseDir = recipe.merge ? join(o.out, 'base') : o.out;
   if (o.force && existsSync(o.out)) {
-    if (!readReport(o.out) && existsSync(o.out)) throw new UsageError(`${o.out} holds no lowbit fine-tuning run: lowbit will not replace it (choose another --out)`);
+    if (!readReport(o.out)) throw new UsageError(`${o.out} holds no lowbit fine-tuning run: lowbit will not replace it (choose another --out)`);
     rmSync(o.out, { recursive: true, force: true });
   }
   if (!prior || o.force) {
@@ -125,7 +125,7 @@ export async function finetuneModel(src: ModelCheckpoint, be: Backend, o: Finetu
   };
   if (recipe.merge) {
     // OUT is replaced whole by the merged checkpoint (with its report): a kill leaves the old OUT or the new
-    const merged = `${o.out}-merged${tempPathFor('').slice(0)}`;
+    const merged = tempPathFor(`${o.out}-merged`);
     rmSync(merged, { recursive: true, force: true });
     const { layersMerged } = writeQaLoraMerged(baseDir, loraWeightsOf(r.adapters, o.out), merged);
     writeJsonAtomic(join(merged, FINETUNE_REPORT), { ...report, merged: { layers: layersMerged, into: 'GPTQ zeros (float zero points, <layer>.qzeros_float)' } });
@@ -163,4 +163,3 @@ export function peftLayers(set: AdapterSet): Partial<Record<LoraTarget, LoraFact
   }])));
 }
 
-export { PEFT_WEIGHTS };
