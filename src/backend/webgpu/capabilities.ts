@@ -78,7 +78,12 @@ async function requestDevice(): Promise<GpuAcquired> {
   const adapter = await found.gpu.requestAdapter();
   keepAlive.push(found.gpu, adapter);
   if (!adapter) {
-    return { ok: false, reason: 'no WebGPU adapter (Node: a Vulkan driver is needed; without a GPU, Mesa lavapipe from bookworm-backports, see the README)' };
+    return {
+      ok: false,
+      reason: found.runtime.startsWith('browser')
+        ? 'no WebGPU adapter (navigator.gpu.requestAdapter() returned null; Chromium on Linux needs --enable-unsafe-webgpu)'
+        : 'no WebGPU adapter (Node: a Vulkan driver is needed; without a GPU, Mesa lavapipe from bookworm-backports, see the README)',
+    };
   }
   const features = [...adapter.features].sort();
   const limits: Record<string, number> = {};
