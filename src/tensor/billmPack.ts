@@ -23,7 +23,7 @@
  * per zero sign.
  */
 import type { PackedKind, PartInfo } from './kinds.js';
-import type { KindLayer } from './packed.js';
+import { partInfos, type KindLayer } from './packed.js';
 import { Tensor } from './tensor.js';
 import { encodeHalf } from './codecs.js';
 
@@ -164,7 +164,7 @@ export const BILLM_KIND: PackedKind = {
     return [rows, cols];
   },
   open(parts) {
-    const info = Object.fromEntries(PARTS.map((p) => [p, { dtype: parts[p]!.dtype, shape: parts[p]!.shape }]));
+    const info = partInfos(parts, PARTS);
     const { rows, cols, g } = shapeOf(info);
     const salient = parts.salient!.data as Uint8Array;
     for (let c = 0; c < cols; c++) if (salient[c]! > 1) throw new Error(`salient[${c}] is ${salient[c]}, not 0 or 1`);

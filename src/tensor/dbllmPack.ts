@@ -9,7 +9,7 @@
  * The group size is cols / (alphas' second dimension); cols must be a multiple of 8.
  */
 import type { PackedKind, PartInfo } from './kinds.js';
-import type { KindLayer } from './packed.js';
+import { partInfos, type KindLayer } from './packed.js';
 import { Tensor } from './tensor.js';
 
 export interface DbllmParts {
@@ -90,7 +90,7 @@ export const DBLLM_KIND: PackedKind = {
     return [rows, cols];
   },
   open(parts) {
-    const info = Object.fromEntries(PARTS.map((p) => [p, { dtype: parts[p]!.dtype, shape: parts[p]!.shape }]));
+    const info = partInfos(parts, PARTS);
     const { rows, cols, groups } = shapeOf(info);
     return new DbllmLayer(rows, cols, cols / groups, parts.planes!.data as Uint8Array, parts.alphas!.toF32());
   },

@@ -142,3 +142,8 @@ export function materializeKind(k: KindLayer): Float32Array {
   for (let m = 0; m < k.cols; m++) for (let r = 0; r < k.rows; r++) w[r * k.cols + m] = yt[m * k.rows + r]!;
   return w;
 }
+
+/** The dtype and shape of each named part of a stored kind's tensors (what a kind's `shape` check reads). */
+export function partInfos(parts: Readonly<Record<string, import('./tensor.js').Tensor>>, names: readonly string[]): Record<string, { readonly dtype: import('./dtype.js').DType; readonly shape: readonly number[] }> {
+  return Object.fromEntries(names.map((p) => [p, { dtype: parts[p]!.dtype, shape: parts[p]!.shape }]));
+}

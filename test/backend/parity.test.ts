@@ -14,13 +14,12 @@ import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { WebGpuBackend, createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { REQUIRED_LIMITS, adapterShortfall } from '../../src/backend/webgpu/capabilities.js';
-import { Tensor } from '../../src/tensor/tensor.js';
-import { encodeHalf } from '../../src/tensor/codecs.js';
 import { packGptq } from '../../src/tensor/gptqPack.js';
 import { packAwq } from '../../src/tensor/awqPack.js';
 import { mergeZeroShift } from '../../src/tensor/gptqZeroShift.js';
-import type { KindLayer, PackedWeight } from '../../src/tensor/packed.js';
-import { assertClose, randF32, rng } from './kernelCases.js';
+import type { PackedWeight } from '../../src/tensor/packed.js';
+import { assertClose, randF32 } from './kernelCases.js';
+import { fakeKind, randomGrid, weight } from './weightCases.js';
 
 /**
  * NMSE allowed against the CPU backend, per op and weight dtype. The WebGPU kernels accumulate in
@@ -59,32 +58,8 @@ async function op(be: Backend, inputs: BTensor[], f: () => BTensor): Promise<Flo
 }
 const up = (be: Backend, n: number, seed: number, shape: number[], scale = 1) => be.upload(randF32(n, seed, scale), shape);
 
-function weight(be: Backend, dtype: 'f32' | 'f16' | 'bf16', shape: number[], seed: number, scale = 1): BTensor {
-  const v = randF32(shape.reduce((a, b) => a * b, 1), seed, scale);
-  return be.uploadWeight(dtype === 'f32' ? new Tensor('f32', shape, v) : new Tensor(dtype, shape, encodeHalf(dtype, v)));
-}
 
-/** Random codes on a `bits` grid with sequential or shuffled (act-order) groups, for GPTQ and AWQ packing. */
-function randomGrid(N: number, K: number, bits: number, group: number, seed: number, actOrder = false) {
-  const r = rng(seed), maxq = 2 ** bits - 1, groups = Math.ceil(K / group);
-  const gIdx = Int32Array.from({ length: K }, (_, c) => Math.floor(c / group));
-  if (actOrder) for (let c = K - 1; c > 0; c--) { const j = Math.floor(r() * (c + 1)); [gIdx[c], gIdx[j]] = [gIdx[j]!, gIdx[c]!]; }
-  return {
-    codes: new Uint8Array(N * K).map(() => Math.floor(r() * (maxq + 1))), gIdx,
-    zeros: new Uint8Array(N * groups).map(() => Math.floor(r() * (maxq + 1))),
-    scales: new Float32Array(N * groups).map(() => (r() - 0.3) * 0.05),
-  };
-}
 
-/** A kind layer over a dense matrix, optionally with an input transform (x · 2) as QuIP-like kinds have. */
-function fakeKind(N: number, K: number, seed: number, transform: boolean): KindLayer {
-  const core = randF32(N * K, seed);
-  return {
-    kind: 'test', rows: N, cols: K, coreRows: N, coreCols: K, parameters: new Float32Array(0),
-    decodeRows: (r0, nr, out) => out.set(core.subarray(r0 * K, (r0 + nr) * K)),
-    ...(transform ? { transformInput: (x: Float32Array) => x.map((v) => v * 2) } : {}),
-  };
-}
 
 const LINEAR_SHAPES: [number, number, number][] = [[1, 1, 1], [3, 17, 33], [17, 31, 65], [5, 64, 300], [33, 9, 16]];
 
