@@ -26,7 +26,7 @@ export function registerQuantize(program: Command): void {
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
     .option('--hessian <precision>', 'Hessian sums: f64 (exact; on --backend webgpu two-float sums on the device, about 1e-9 relative) or f32 (float32 GEMM per sequence, summed in float64; faster; always on the host)', 'f64')
-    .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), a text file, or none (methods that need none: rtn, nf4, icq; with a source they only report each layer\'s error on it)', DEFAULT_CALIBRATION)
+    .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), generated (data-free: text the model writes itself, LLM-QAT\'s generator), a text file, or none (methods that need none: rtn, nf4, icq; with a source they only report each layer\'s error on it)', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'seed of the calibration sampler (CPython random.seed) and of QuIP\'s random transforms', '0')
     .option('--seqlen <n>', "calibration window length (default: min(2048, the model's context))")
@@ -52,6 +52,9 @@ export function registerQuantize(program: Command): void {
       calib: o.calib, nsamples: parseIntOption('--nsamples', o.nsamples)!, seed: parseIntOption('--seed', o.seed, 0)!,
       seqlen: seqlen.value, dataDir: dataDir(o), out: resolve(o.out!), force: !!o.force,
       onProgress: (p) => progress.update(p.block, p.layer ?? `block ${p.block + 1}`),
+      onGenerate: (done, total) => {
+        if (!o.json) process.stderr.write(`generated calibration: ${done}/${total} windows\n`);
+      },
       onTrain: (p) => {
         if (o.json) return;
         progress.stop();

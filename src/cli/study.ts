@@ -33,7 +33,7 @@ export function registerStudy(program: Command): void {
     .option('--tasks <tasks>', 'also evaluate each cell on piqa, arc_easy, arc_challenge, hellaswag, winogrande, mmlu')
     .option('--bos', 'tasks: prepend BOS to every context (the paper: off)')
     .option('--encoding <mode>', 'tasks: joint or separate context/continuation encoding', 'joint')
-    .option('--calib <source>', 'calibration for quantized cells: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (needs a --data-dir that has it) or a text file', DEFAULT_CALIBRATION)
+    .option('--calib <source>', 'calibration for quantized cells: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (needs a --data-dir that has it), generated (data-free: text the model writes itself) or a text file', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'seed of the calibration sampler, of QuIP\'s random transforms and of fine-tuning cells', '0')
     .option('--ft-steps <n>', 'optimizer steps of the fine-tuning cells (qlora, irqlora, qalora) that do not set their own', '10');

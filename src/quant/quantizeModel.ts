@@ -1,6 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { calibrationSet, DEFAULT_CALIBRATION, type CalibrationInfo } from '../data/calibration.js';
+import { GENERATED_CALIBRATION, generatedCalibration } from './generatedCalibration.js';
 import { QuantizedCheckpointWriter } from '../io/quantized/writer.js';
 import { checkBits, type ScaleDtype } from './core/grid.js';
 import { quantizeBlocks, type LayerReport } from './pipeline.js';
@@ -45,6 +46,8 @@ export interface QuantizeModelOptions {
   readonly onProgress?: ((p: StreamProgress & { layer?: string }) => void) | undefined;
   /** training progress of a method that trains after quantizing (DB-LLM) */
   readonly onTrain?: ((p: TrainProgress) => void) | undefined;
+  /** `--calib generated`: windows written so far */
+  readonly onGenerate?: ((done: number, total: number) => void) | undefined;
 }
 
 /** What each scale convention means, recorded in every report. */
@@ -99,9 +102,10 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
     ...(activation ? { activation } : {}),
   };
   const seqlen = o.seqlen ?? Math.min(2048, ckpt.config.maxPositionEmbeddings);
-  const calib = calibSource !== 'none'
-    ? calibrationSet(calibSource, ckpt.tokenizer, { nsamples: o.nsamples ?? 128, seqlen, seed: o.seed ?? 0, ...(o.dataDir ? { dataDir: o.dataDir } : {}) })
-    : undefined;
+  const calibOpts = { nsamples: o.nsamples ?? 128, seqlen, seed: o.seed ?? 0 };
+  const calib = calibSource === 'none' ? undefined
+    : calibSource === GENERATED_CALIBRATION ? await generatedCalibration(ckpt, be, { ...calibOpts, ...(o.onGenerate ? { onProgress: o.onGenerate } : {}) })
+      : calibrationSet(calibSource, ckpt.tokenizer, { ...calibOpts, ...(o.dataDir ? { dataDir: o.dataDir } : {}) });
   const writer = new QuantizedCheckpointWriter(ckpt, {
     method: method.name, format, bits: format === 'gptq' || format === 'awq' ? o.bits : nominalBits, groupSize: group, sym: spec.sym, scaleDtype, trueSequential: settings.trueSequential,
     actOrder: options.actOrder === true, staticGroups: options.staticGroups === true,
