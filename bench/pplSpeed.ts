@@ -1,5 +1,7 @@
 // Block-streamed perplexity speed and peak resident memory.
 // Usage: node --expose-gc dist/bench/pplSpeed.js bundled|llama3-8b [windows] [seqlen] [--threads N] [--no-torch]
+//          [--backend cpu|webgpu]
+// With --backend webgpu the PyTorch anchor runs on CUDA (float32, TF32 off) when torch sees a GPU, else on the CPU.
 // llama3-8b also runs bench/ppl_torch.py (PyTorch, same shapes, windows, seqlen, threads, same block
 // streaming, float32 compute over bf16 weights) when a python3 can import torch, and prints a JSON
 // line with both tokens/s and their ratio. Both sides' weights are random (and differ): compare
@@ -27,11 +29,13 @@ import { torchPython } from './python.js';
 const argv = process.argv.slice(2);
 const ti = argv.indexOf('--threads');
 const threads = ti >= 0 ? Number(argv[ti + 1]) : availableParallelism();
+const bi = argv.indexOf('--backend');
+const backend = bi >= 0 ? argv[bi + 1]! : 'cpu';
 const noTorch = argv.includes('--no-torch');
-const positional = argv.filter((a, i) => !a.startsWith('--') && !(ti >= 0 && i === ti + 1));
+const positional = argv.filter((a, i) => !a.startsWith('--') && !(ti >= 0 && i === ti + 1) && !(bi >= 0 && i === bi + 1));
 const [which = 'bundled', winArg, seqArg] = positional;
 const startRss = process.memoryUsage().rss;
-const be = await createBackend({ backend: 'cpu', threads });
+const be = await createBackend({ backend, threads });
 const baselineRss = process.memoryUsage().rss;
 const t0 = performance.now();
 let tokens = 0, label = '', genMs = 0, windows = 0, seqlen = 0;
@@ -66,7 +70,7 @@ const lowbit = {
 };
 console.log(JSON.stringify(lowbit));
 
-if (which !== 'bundled') {
+if (which !== 'bundled' && backend === 'cpu') { // the host-memory target is the CPU backend's
   const cfg = LLAMA3_8B_2BLOCKS, MiB = 1024 * 1024;
   const blockBytes = randomLlama3Blocks().weights.list()
     .filter((t) => t.name.startsWith('model.layers.0.'))
@@ -96,9 +100,10 @@ if (which !== 'bundled' && !noTorch) {
   if (!py) {
     console.log(JSON.stringify({ bench: 'ppl-vs-torch', torch: "absent (python3 -c 'import torch' fails)" }));
   } else {
-    const r = spawnSync(py, [join(PACKAGE_ROOT, 'bench', 'ppl_torch.py'), String(threads), String(windows), String(seqlen)], { encoding: 'utf8' });
+    const cuda = backend !== 'cpu' && spawnSync(py, ['-c', 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)']).status === 0;
+    const r = spawnSync(py, [join(PACKAGE_ROOT, 'bench', 'ppl_torch.py'), String(threads), String(windows), String(seqlen), cuda ? 'cuda' : 'cpu'], { encoding: 'utf8' });
     const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
-    let torch: Record<string, number> | undefined;
+    let torch: Record<string, number> & { device?: string } | undefined;
     try { torch = JSON.parse(line); } catch { /* reported below */ }
     if (!torch) {
       console.log(JSON.stringify({ bench: 'ppl-vs-torch', error: (r.stderr || r.stdout || `exit ${r.status}`).trim().split('\n').slice(-3).join(' | ') }));
@@ -106,7 +111,7 @@ if (which !== 'bundled' && !noTorch) {
       console.log(JSON.stringify(torch));
       const ratio = (a: number, b: number) => +(a / b).toFixed(2);
       console.log(JSON.stringify({
-        bench: 'ppl-vs-torch', windows, seqlen, threads, note: 'random weights on both sides (they differ): speed/memory only',
+        bench: 'ppl-vs-torch', windows, seqlen, threads, lowbitBackend: be.description, torchDevice: torch.device, note: 'random weights on both sides (they differ): speed/memory only',
         lowbitTokensPerSecond: lowbit.tokensPerSecond, torchTokensPerSecond: torch.tokensPerSecond,
         ratio: ratio(lowbit.tokensPerSecond, torch.tokensPerSecond!),
         lowbitComputeTokensPerSecond: lowbit.computeTokensPerSecond, torchComputeTokensPerSecond: torch.computeTokensPerSecond,

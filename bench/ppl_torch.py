@@ -10,9 +10,12 @@ logits [256 rows, chunk] at a time, cross-entropy through an online logsumexp.
 Weights are bf16 (torch's RNG, uniform ±1.7/sqrt(in_features) like bench/randomSource.ts, norms 1). The weights are random and differ from lowbit's: only speed and
 memory are comparable, not the NLL.
 
-Usage: python3 bench/ppl_torch.py THREADS WINDOWS SEQLEN
+Usage: python3 bench/ppl_torch.py THREADS WINDOWS SEQLEN [cpu|cuda]
 Prints one JSON line: tokens, seconds (all, weight generation included), computeSeconds (weight
 generation excluded), tokensPerSecond, computeTokensPerSecond, peakRssMiB (getrusage ru_maxrss).
+With cuda (the anchor of `pplSpeed.js llama3-8b ... --backend webgpu`): everything on the GPU in float32 with
+TF32 off (WGSL has no TF32), the same streaming; times after torch.cuda.synchronize(); also peakDeviceMiB
+(torch.cuda.max_memory_allocated).
 """
 import json
 import math
@@ -29,14 +32,22 @@ SCALING = dict(factor=8.0, low=1.0, high=4.0, original=8192)
 HEAD_ROWS, VOCAB_CHUNK = 256, 16384
 
 gen_seconds = 0.0
+DEVICE = "cpu"
+
+
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def weight(rows, cols):
     """bf16 random matrix [rows, cols] (timed as weight generation)."""
     global gen_seconds
+    sync()
     t0 = time.perf_counter()
     a = 1.7 / math.sqrt(cols)
     w = torch.empty(rows, cols, dtype=torch.bfloat16).uniform_(-a, a)
+    sync()
     gen_seconds += time.perf_counter() - t0
     return w
 
@@ -122,11 +133,18 @@ def load_block():
 
 @torch.no_grad()
 def main():
+    global DEVICE
     threads, windows, seqlen = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    DEVICE = sys.argv[4] if len(sys.argv) > 4 else "cpu"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(12345)
     seqs = [torch.randint(0, V, (seqlen,), generator=g) for _ in range(windows)]
+    if DEVICE == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_default_device("cuda")
+        seqs = [s.cuda() for s in seqs]
     t0 = time.perf_counter()
     embed = weight(V, D)
     hidden = [F.embedding(ids, embed).float() for ids in seqs]
@@ -153,6 +171,7 @@ def main():
             picked[r:r + HEAD_ROWS][inside] = logits[inside, t[inside]]
         del hf
     total_nll = (lse - picked).sum().item()
+    sync()
     seconds = time.perf_counter() - t0
     tokens = windows * seqlen
     compute = seconds - gen_seconds
@@ -161,7 +180,9 @@ def main():
         tokens=tokens, seconds=round(seconds, 2), computeSeconds=round(compute, 2),
         tokensPerSecond=round(tokens / seconds, 1), computeTokensPerSecond=round(tokens / compute, 1),
         meanNll=round(total_nll / (windows * (seqlen - 1)), 4),
-        peakRssMiB=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        peakRssMiB=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), device=DEVICE,
+        **(dict(gpu=torch.cuda.get_device_name(), peakDeviceMiB=round(torch.cuda.max_memory_allocated() / 2**20))
+           if DEVICE == "cuda" else {}),
     )))
 
 
