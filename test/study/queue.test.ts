@@ -215,3 +215,30 @@ test('bad --queue: malformed URL, unreachable Redis, wrong password: one line, e
     assert.ok(!line.includes('wrong@') && !line.includes(PASSWORD), `the password is printed: ${line}`);
   }
 });
+
+test('a Redis that goes away while the study waits: one line naming it, exit 2, within LOWBIT_QUEUE_TIMEOUT_MS', { skip: SKIP, timeout: 90_000 }, async () => {
+  const own = await freePort(); // a server of this test's own, so the others keep theirs
+  const server = spawn('redis-server', ['--port', String(own), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  try {
+    await waitForPort(own);
+    const out = join(dir, 'gone');
+    const child = spawn(process.execPath, ['--expose-gc', BIN, ...STUDY, '--out', out, '--queue', `redis://127.0.0.1:${own}/0`],
+      { cwd: dir, env: { ...process.env, LOWBIT_QUEUE_TIMEOUT_MS: '3000' } });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const closed = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    for (let i = 0; i < 300 && !/cells? enqueued/.test(stderr); i++) await sleep(100); // no worker: the study waits
+    assert.match(stderr, /3 cells enqueued/);
+    const t0 = performance.now();
+    server.kill('SIGKILL');
+    const code = await Promise.race([closed, sleep(30_000).then(() => 'hung' as const)]);
+    if (code === 'hung') child.kill('SIGKILL');
+    assert.equal(code, 2, `expected exit 2 after Redis went away\n${stderr}`);
+    assert.ok(performance.now() - t0 < 20_000, 'it took too long to give up');
+    const last = stderr.trimEnd().split('\n').at(-1)!;
+    assert.match(last, new RegExp(`^lowbit: redis://127\\.0\\.0\\.1:${own}/0: Redis gave no answer for 3 s.*0 of 3 cells finished.*rerun the same command`));
+    assert.ok(!stderr.includes('    at '), `stack frames on stderr:\n${stderr}`);
+  } finally {
+    server.kill('SIGKILL');
+  }
+});

@@ -65,3 +65,14 @@ export function queueTiming(): { lockDuration: number; stalledInterval: number }
   if (!Number.isSafeInteger(lockDuration) || lockDuration < 200) throw new UsageError(`LOWBIT_QUEUE_LOCK_MS must be an integer ≥ 200 (milliseconds; got '${v}')`);
   return { lockDuration, stalledInterval: Math.max(100, Math.floor(lockDuration / 2)) };
 }
+
+/**
+ * How long a waiting study lets Redis go unanswered before it stops (LOWBIT_QUEUE_TIMEOUT_MS; default 60 s): a
+ * server that went away mid-study is then one line and exit 2, not a wait without end.
+ */
+export function queueAnswerTimeout(): number {
+  const v = process.env.LOWBIT_QUEUE_TIMEOUT_MS;
+  const ms = v === undefined ? 60_000 : Number(v);
+  if (!Number.isSafeInteger(ms) || ms < 100) throw new UsageError(`LOWBIT_QUEUE_TIMEOUT_MS must be an integer ≥ 100 (milliseconds; got '${v}')`);
+  return ms;
+}

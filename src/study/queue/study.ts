@@ -8,7 +8,7 @@ import { cellKey, type Grid } from '../grid.js';
 import { Journal, type CellRecord } from '../journal.js';
 import { settingsOf, writeStudyReports, type StudyOptions } from '../runner.js';
 import type { StudySpec } from '../spec.js';
-import { QUEUE_NAME, checkRedis, type QueueUrl } from './connection.js';
+import { QUEUE_NAME, checkRedis, queueAnswerTimeout, type QueueUrl } from './connection.js';
 import { cellJob, checkReturnedRecord, jobId } from './job.js';
 
 export interface QueuedStudyOptions {
@@ -46,10 +46,27 @@ function withAbsolutePaths(grid: Grid): Grid {
  */
 export async function queuedStudy(ckpt: ModelCheckpoint, be: Backend, given: Grid, o: StudyOptions, spec: StudySpec, q: QueuedStudyOptions): Promise<string[] | null> {
   await checkRedis(q.url);
+  const timeoutMs = queueAnswerTimeout();
   const grid = withAbsolutePaths(given);
   const journal = new Journal(o.out);
   const queue = new Queue(QUEUE_NAME, { connection: { ...q.url.redis, maxRetriesPerRequest: null } });
-  queue.on('error', (e) => q.log(`lowbit: queue: ${e.message}`));
+  let lastError = '';
+  queue.on('error', (e) => { if (e.message !== lastError) q.log(`lowbit: queue: ${e.message}`); lastError = e.message; });
+  let write: () => string[] = () => [];
+  let finished = 0;
+  /** `p`, or a UsageError when Redis gives no answer within timeoutMs (the finished cells' table written first). */
+  const answered = async <T>(p: Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const files = write();
+        reject(new UsageError(`${q.url.shown}: Redis gave no answer for ${(timeoutMs / 1000).toFixed(0)} s${lastError ? ` (${lastError})` : ''}; ` +
+          `${finished} of ${grid.cells.length} cells finished${files.length ? ` (their rows are in ${o.out}/table.md)` : ''}: start Redis again and rerun the same command to go on`));
+      }, timeoutMs);
+    });
+    try { return await Promise.race([p, late]); } finally { clearTimeout(timer); }
+  };
+  let gaveUp = false;
   try {
     const total = grid.cells.length;
     const rows: (CellRecord | undefined)[] = [];
@@ -60,28 +77,28 @@ export async function queuedStudy(ckpt: ModelCheckpoint, be: Backend, given: Gri
       if (done) rows[i] = done;
       else pending.set(i, jobId(cellKey(cell), settings));
     }
+    finished = total - pending.size;
     if (!q.collect) {
       let added = 0;
       for (const [i, id] of pending) {
-        const old = await queue.getJob(id);
-        const state = old ? await old.getState() : 'missing';
-        if (old && (state === 'failed' || (o.force && state === 'completed'))) await old.remove();
+        const old = await answered(queue.getJob(id));
+        const state = old ? await answered(old.getState()) : 'missing';
+        if (old && (state === 'failed' || (o.force && state === 'completed'))) await answered(old.remove());
         else if (old && state !== 'unknown') continue; // waiting, running or finished: the same cell of the same study
-        await queue.add(cellKey(grid.cells[i]!), cellJob(grid.cells[i]!, spec), {
+        await answered(queue.add(cellKey(grid.cells[i]!), cellJob(grid.cells[i]!, spec), {
           jobId: id, attempts: ATTEMPTS, backoff: { type: 'exponential', delay: BACKOFF_MS }, removeOnComplete: false, removeOnFail: false,
-        });
+        }));
         added++;
       }
       q.log(`${q.url.shown}: ${added} cell${added === 1 ? '' : 's'} enqueued, ${pending.size - added} already there, ${total - pending.size} finished earlier`);
       if (!q.wait) return null;
     }
-    const write = () => writeStudyReports(ckpt, be, grid, o, rows.filter((r): r is CellRecord => !!r));
-    let finished = total - pending.size;
+    write = () => writeStudyReports(ckpt, be, grid, o, rows.filter((r): r is CellRecord => !!r));
     while (pending.size) {
       for (const [i, id] of pending) {
         const cell = grid.cells[i]!;
-        const job = await queue.getJob(id);
-        const state = job ? await job.getState() : 'missing';
+        const job = await answered(queue.getJob(id));
+        const state = job ? await answered(job.getState()) : 'missing';
         if (job && state === 'completed') {
           const rec = checkReturnedRecord(job.returnvalue, cellKey(cell), id);
           journal.save(rec);
@@ -104,7 +121,12 @@ export async function queuedStudy(ckpt: ModelCheckpoint, be: Backend, given: Gri
     const failed = rows.filter((r) => r && 'failed' in r.results);
     if (failed.length) throw new UsageError(`${failed.length} of ${total} cells failed (${failed.map((r) => r!.key).join(', ')}): the Failed column of ${o.out}/table.md says why`);
     return files;
+  } catch (e) {
+    gaveUp = e instanceof UsageError && /gave no answer/.test(e.message);
+    throw e;
   } finally {
-    await queue.close();
+    // a Redis that stopped answering would hold close() (and the process) forever: drop the connection instead
+    if (gaveUp) void queue.disconnect().catch(() => undefined); // its promise never settles without a server
+    else await queue.close();
   }
 }
