@@ -1,0 +1,133 @@
+// web/eval.html in headless Chromium (Debian's /usr/bin/chromium, playwright-core): the bundled model's folder
+// goes in through the page's folder input, the page evaluates tinystories (2 windows) in its Web Worker, and the
+// perplexity it shows must equal the Node CPU backend's for the same windows, computed here: (a) backend auto,
+// WebGPU when the tab has an adapter (1e-4 relative, the WebGPU suites' bound), else the page must say it fell
+// back and why; (b) the wasm path, forced by the page's backend option (bit-identical: the same wasm kernels on
+// one thread). Plus a folder without a checkpoint: the page shows the CLI's one-line error. A node:http server on
+// 127.0.0.1 serves only the page, its bundle (built here by scripts/build-web.mjs) and the data files; the test
+// fails on any request outside it and on any console error. Skips only without Chromium.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize, sep } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Page } from 'playwright-core';
+import { PACKAGE_ROOT, TINY656K, DATA } from '../helpers/paths.js';
+import { openModel } from '../../src/io/open.js';
+import { evaluatePpl } from '../../src/eval/ppl.js';
+import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
+import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
+import { LowbitError } from '../../src/errors.js';
+import type { PplRow } from '../../src/web/protocol.js';
+
+const CHROMIUM = process.env.LOWBIT_CHROMIUM ?? '/usr/bin/chromium';
+const NO_CHROMIUM = existsSync(CHROMIUM) ? false : `needs Chromium at ${CHROMIUM} (Debian: apt-get install chromium; or set LOWBIT_CHROMIUM)`;
+// --no-sandbox: CI runs as root; --enable-unsafe-webgpu: the only way Chromium offers an adapter on Linux headless
+const FLAGS = ['--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu'];
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.map': 'application/json' };
+const SET = 'tinystories', LIMIT = 2;
+
+interface PageState { state: string; backend?: { name: string; text: string }; rows: PplRow[]; error?: string }
+
+/** web/eval.html, the bundle in `bundleDir` as /dist/web/, assets/data/ — cross-origin isolated (the wasm memory is shared). */
+async function serve(bundleDir: string): Promise<{ origin: string; close: () => Promise<void> }> {
+  const roots: [string, string][] = [['web/', join(PACKAGE_ROOT, 'web')], ['dist/web/', bundleDir], ['assets/data/', DATA]];
+  const server = createServer((req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^[/\\]+/, '');
+    const root = roots.find(([p]) => path.startsWith(p));
+    const file = root ? join(root[1], path.slice(root[0].length)) : '';
+    if (!root || !file.startsWith(root[1] + sep) || !existsSync(file) || !statSync(file).isFile()) { res.writeHead(404).end(); return; }
+    res.writeHead(200, {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp',
+    }).end(readFileSync(file));
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const { port } = server.address() as AddressInfo;
+  return { origin: `http://127.0.0.1:${port}`, close: () => new Promise((ok) => server.close(() => ok())) };
+}
+
+/** Picks `folder` in the page, sets the options, runs, and returns the page's final state. */
+async function evaluateInPage(tab: Page, origin: string, folder: string, backend: 'auto' | 'webgpu' | 'wasm'): Promise<PageState> {
+  await tab.goto(`${origin}/web/eval.html`);
+  await tab.setInputFiles('#folder', folder);
+  await tab.fill('#limit', String(LIMIT));
+  await tab.selectOption('#backend-choice', backend);
+  await tab.click('#run');
+  await tab.waitForFunction(() => ['done', 'error'].includes((window as unknown as { lowbitEval: PageState }).lowbitEval.state), null, { timeout: 50_000 });
+  return tab.evaluate(() => (window as unknown as { lowbitEval: PageState }).lowbitEval);
+}
+
+/** The displayed row of `set`: its perplexity cell and the full value the row carries. */
+async function shownPpl(tab: Page, set: string): Promise<{ cell: string; value: number }> {
+  const row = tab.locator(`#results tbody tr[data-set="${set}"]`);
+  return { cell: (await row.locator('td').nth(1).textContent()) ?? '', value: Number(await row.getAttribute('data-ppl')) };
+}
+
+test('web/eval.html in headless Chromium: the picked model\'s perplexity equals the CPU backend\'s (WebGPU or its fallback, and the wasm worker)', { skip: NO_CHROMIUM, timeout: 120_000 }, async (t) => {
+  const bundle = mkdtempSync(join(tmpdir(), 'lowbit-web-'));
+  const built = spawnSync(process.execPath, [join(PACKAGE_ROOT, 'scripts', 'build-web.mjs'), '--outdir', bundle], { encoding: 'utf8' });
+  assert.equal(built.status, 0, `scripts/build-web.mjs failed: ${built.stderr}`);
+  // the reference: lowbit's CPU backend in this process, wasm kernels on one thread (as in the tab's worker)
+  const ckpt = openModel(TINY656K);
+  const kernels = selectKernels('wasm', 1);
+  assert.equal(kernels.kernels.name, 'wasm', kernels.note);
+  const seqlen = Math.min(2048, ckpt.config.maxPositionEmbeddings);
+  const want = await evaluatePpl(ckpt, new CpuBackend(kernels.kernels, kernels.note), SET, { seqlen, limit: LIMIT });
+  const broken = join(bundle, 'broken');
+  mkdirSync(broken);
+  writeFileSync(join(broken, 'notes.txt'), 'no checkpoint here\n');
+  let cliLine = '';
+  try { openModel(broken); } catch (e) { assert.ok(e instanceof LowbitError); cliLine = `lowbit: ${e.message.replaceAll(bundle + sep, '')}`; }
+
+  const { origin, close } = await serve(bundle);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  try {
+    const tab = await browser.newPage();
+    const problems: string[] = [];
+    tab.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+    tab.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    tab.on('request', (r) => { if (!r.url().startsWith(origin + '/')) problems.push(`request outside the local server: ${r.url()}`); });
+    console.log(`# browserEval: Chromium ${browser.version()}; Node CPU (${kernels.note}): ${SET} ${want.ppl} over ${want.windowsEvaluated} windows of ${seqlen}`);
+
+    // (a) auto: WebGPU when the tab has an adapter, else the page must say why it fell back
+    const auto = await evaluateInPage(tab, origin, TINY656K, 'auto');
+    assert.equal(auto.state, 'done', `the page failed: ${auto.error}`);
+    const a = await shownPpl(tab, SET);
+    console.log(`# browserEval: auto ran ${auto.backend?.text}: ${a.value} (${auto.rows[0]?.seconds.toFixed(1)} s), relative difference ${(Math.abs(a.value - want.ppl) / want.ppl).toExponential(2)}`);
+    assert.match(await tab.textContent('#backend') ?? '', /^(webgpu|wasm|js)/);
+    if (auto.backend?.name === 'webgpu') {
+      assert.ok(Math.abs(a.value - want.ppl) <= 1e-4 * want.ppl, `WebGPU in the tab: ${a.value} vs the CPU's ${want.ppl}`);
+    } else {
+      console.log(`# browserEval: no WebGPU adapter in headless Chromium (${FLAGS.join(' ')}): ${auto.backend?.text}`);
+      assert.match(auto.backend?.text ?? '', /navigator\.gpu gave no adapter: /);
+      assert.equal(a.value, want.ppl);
+    }
+    assert.equal(a.cell, a.value.toFixed(6));
+    assert.equal(auto.rows[0]?.windows, LIMIT);
+
+    // (b) the wasm kernels in the worker, forced by the backend option: the same kernels, the same bits
+    const wasm = await evaluateInPage(tab, origin, TINY656K, 'wasm');
+    assert.equal(wasm.state, 'done', `the page failed: ${wasm.error}`);
+    const w = await shownPpl(tab, SET);
+    console.log(`# browserEval: wasm ran ${wasm.backend?.text}: ${w.value} (${wasm.rows[0]?.seconds.toFixed(1)} s)`);
+    assert.equal(wasm.backend?.name, 'wasm', wasm.backend?.text);
+    assert.match(wasm.backend?.text ?? '', /^wasm in a Web Worker \(wasm SIMD, 1 thread\): the backend option asked for the CPU$/);
+    assert.equal(w.value, want.ppl);
+    assert.equal(w.cell, want.ppl.toFixed(6));
+
+    // bad input: a folder with no checkpoint gives the CLI's one line, no stack trace
+    const bad = await evaluateInPage(tab, origin, broken, 'wasm');
+    assert.equal(bad.state, 'error');
+    assert.equal(await tab.textContent('#error'), cliLine);
+    assert.deepEqual(problems, []);
+    t.diagnostic(`auto: ${auto.backend?.text}`);
+  } finally {
+    await browser.close();
+    await close();
+    rmSync(bundle, { recursive: true, force: true });
+  }
+});
