@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { extname, join, normalize, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Page } from 'playwright-core';
-import { PACKAGE_ROOT, TINY656K, DATA } from '../helpers/paths.js';
+import { DATA, PACKAGE_ROOT, STORIES260K, TINY656K } from '../helpers/paths.js';
 import { openModel } from '../../src/io/open.js';
 import { evaluatePpl } from '../../src/eval/ppl.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
@@ -50,10 +50,11 @@ async function serve(bundleDir: string): Promise<{ origin: string; close: () => 
   return { origin: `http://127.0.0.1:${port}`, close: () => new Promise((ok) => server.close(() => ok())) };
 }
 
-/** Picks `folder` in the page, sets the options, runs, and returns the page's final state. */
-async function evaluateInPage(tab: Page, origin: string, folder: string, backend: 'auto' | 'webgpu' | 'wasm'): Promise<PageState> {
+/** Picks a folder (#folder) or files (#files) in the page, sets the options, runs, and returns the page's final state. */
+async function evaluateInPage(tab: Page, origin: string, pick: { folder: string } | { files: string[] }, backend: 'auto' | 'webgpu' | 'wasm'): Promise<PageState> {
   await tab.goto(`${origin}/web/eval.html`);
-  await tab.setInputFiles('#folder', folder);
+  if ('folder' in pick) await tab.setInputFiles('#folder', pick.folder);
+  else await tab.setInputFiles('#files', pick.files);
   await tab.fill('#limit', String(LIMIT));
   await tab.selectOption('#backend-choice', backend);
   await tab.click('#run');
@@ -77,6 +78,8 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
   assert.equal(kernels.kernels.name, 'wasm', kernels.note);
   const seqlen = Math.min(2048, ckpt.config.maxPositionEmbeddings);
   const want = await evaluatePpl(ckpt, new CpuBackend(kernels.kernels, kernels.note), SET, { seqlen, limit: LIMIT });
+  const l2cCkpt = openModel(join(STORIES260K, 'stories260K.bin'));
+  const want260k = await evaluatePpl(l2cCkpt, new CpuBackend(kernels.kernels, kernels.note), SET, { seqlen: Math.min(2048, l2cCkpt.config.maxPositionEmbeddings), limit: LIMIT });
   const broken = join(bundle, 'broken');
   mkdirSync(broken);
   writeFileSync(join(broken, 'notes.txt'), 'no checkpoint here\n');
@@ -84,49 +87,71 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
   try { openModel(broken); } catch (e) { assert.ok(e instanceof LowbitError); cliLine = `lowbit: ${e.message.replaceAll(bundle + sep, '')}`; }
 
   const { origin, close } = await serve(bundle);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
-  try {
-    const tab = await browser.newPage();
-    const problems: string[] = [];
-    tab.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
-    tab.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    tab.on('request', (r) => { if (!r.url().startsWith(origin + '/')) problems.push(`request outside the local server: ${r.url()}`); });
-    console.log(`# browserEval: Chromium ${browser.version()}; Node CPU (${kernels.note}): ${SET} ${want.ppl} over ${want.windowsEvaluated} windows of ${seqlen}`);
-
-    // (a) auto: WebGPU when the tab has an adapter, else the page must say why it fell back
-    const auto = await evaluateInPage(tab, origin, TINY656K, 'auto');
-    assert.equal(auto.state, 'done', `the page failed: ${auto.error}`);
-    const a = await shownPpl(tab, SET);
-    console.log(`# browserEval: auto ran ${auto.backend?.text}: ${a.value} (${auto.rows[0]?.seconds.toFixed(1)} s), relative difference ${(Math.abs(a.value - want.ppl) / want.ppl).toExponential(2)}`);
-    assert.match(await tab.textContent('#backend') ?? '', /^(webgpu|wasm|js)/);
-    if (auto.backend?.name === 'webgpu') {
-      assert.ok(Math.abs(a.value - want.ppl) <= 1e-4 * want.ppl, `WebGPU in the tab: ${a.value} vs the CPU's ${want.ppl}`);
-    } else {
-      console.log(`# browserEval: no WebGPU adapter in headless Chromium (${FLAGS.join(' ')}): ${auto.backend?.text}`);
-      assert.match(auto.backend?.text ?? '', /navigator\.gpu gave no adapter: /);
-      assert.equal(a.value, want.ppl);
+  /** A fresh Chromium with `args`: fn gets a tab; no console error, page error or outside request is allowed. */
+  const inChromium = async (args: string[], fn: (tab: Page, version: string) => Promise<void>): Promise<void> => {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args });
+    try {
+      const tab = await browser.newPage();
+      const problems: string[] = [];
+      tab.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+      tab.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      tab.on('request', (r) => { if (!r.url().startsWith(origin + '/')) problems.push(`request outside the local server: ${r.url()}`); });
+      await fn(tab, browser.version());
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
     }
-    assert.equal(a.cell, a.value.toFixed(6));
-    assert.equal(auto.rows[0]?.windows, LIMIT);
+  };
+  try {
+    await inChromium(FLAGS, async (tab, version) => {
+      console.log(`# browserEval: Chromium ${version}; Node CPU (${kernels.note}): ${SET} ${want.ppl} over ${want.windowsEvaluated} windows of ${seqlen}`);
+      // (a) auto: WebGPU when the tab has an adapter, else the page must say why it fell back
+      const auto = await evaluateInPage(tab, origin, { folder: TINY656K }, 'auto');
+      assert.equal(auto.state, 'done', `the page failed: ${auto.error}`);
+      const a = await shownPpl(tab, SET);
+      console.log(`# browserEval: auto ran ${auto.backend?.text}: ${a.value} (${auto.rows[0]?.seconds.toFixed(1)} s), relative difference ${(Math.abs(a.value - want.ppl) / want.ppl).toExponential(2)}`);
+      assert.match(await tab.textContent('#backend') ?? '', /^(webgpu|wasm|js)/);
+      if (auto.backend?.name === 'webgpu') {
+        assert.ok(Math.abs(a.value - want.ppl) <= 1e-4 * want.ppl, `WebGPU in the tab: ${a.value} vs the CPU's ${want.ppl}`);
+      } else {
+        console.log(`# browserEval: no WebGPU adapter in headless Chromium (${FLAGS.join(' ')}): ${auto.backend?.text}`);
+        assert.match(auto.backend?.text ?? '', /navigator\.gpu gave no adapter: /);
+        assert.equal(a.value, want.ppl);
+      }
+      assert.equal(a.cell, a.value.toFixed(6));
+      assert.equal(auto.rows[0]?.windows, LIMIT);
+      t.diagnostic(`auto: ${auto.backend?.text}`);
 
-    // (b) the wasm kernels in the worker, forced by the backend option: the same kernels, the same bits
-    const wasm = await evaluateInPage(tab, origin, TINY656K, 'wasm');
-    assert.equal(wasm.state, 'done', `the page failed: ${wasm.error}`);
-    const w = await shownPpl(tab, SET);
-    console.log(`# browserEval: wasm ran ${wasm.backend?.text}: ${w.value} (${wasm.rows[0]?.seconds.toFixed(1)} s)`);
-    assert.equal(wasm.backend?.name, 'wasm', wasm.backend?.text);
-    assert.match(wasm.backend?.text ?? '', /^wasm in a Web Worker \(wasm SIMD, 1 thread\): the backend option asked for the CPU$/);
-    assert.equal(w.value, want.ppl);
-    assert.equal(w.cell, want.ppl.toFixed(6));
+      // (b) the wasm kernels in the worker, forced by the backend option: the same kernels, the same bits
+      const wasm = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm');
+      assert.equal(wasm.state, 'done', `the page failed: ${wasm.error}`);
+      const w = await shownPpl(tab, SET);
+      console.log(`# browserEval: wasm ran ${wasm.backend?.text}: ${w.value} (${wasm.rows[0]?.seconds.toFixed(1)} s)`);
+      assert.equal(wasm.backend?.name, 'wasm', wasm.backend?.text);
+      assert.match(wasm.backend?.text ?? '', /^wasm in a Web Worker \(wasm SIMD, 1 thread\): the backend option asked for the CPU$/);
+      assert.equal(w.value, want.ppl);
+      assert.equal(w.cell, want.ppl.toFixed(6));
 
-    // bad input: a folder with no checkpoint gives the CLI's one line, no stack trace
-    const bad = await evaluateInPage(tab, origin, broken, 'wasm');
-    assert.equal(bad.state, 'error');
-    assert.equal(await tab.textContent('#error'), cliLine);
-    assert.deepEqual(problems, []);
-    t.diagnostic(`auto: ${auto.backend?.text}`);
+      // loose files: a llama2.c checkpoint and its tok*.bin through the multiple-file input, on the wasm worker
+      const l2c = await evaluateInPage(tab, origin, { files: [join(STORIES260K, 'stories260K.bin'), join(STORIES260K, 'tok512.bin')] }, 'wasm');
+      assert.equal(l2c.state, 'done', `the page failed: ${l2c.error}`);
+      console.log(`# browserEval: stories260K.bin + tok512.bin, wasm: ${l2c.rows[0]?.ppl} (${l2c.rows[0]?.seconds.toFixed(1)} s)`);
+      assert.equal((await shownPpl(tab, SET)).value, want260k.ppl);
+
+      // bad input: a folder with no checkpoint gives the CLI's one line, no stack trace
+      const bad = await evaluateInPage(tab, origin, { folder: broken }, 'wasm');
+      assert.equal(bad.state, 'error');
+      assert.equal(await tab.textContent('#error'), cliLine);
+    });
+    // (c) a Chromium that offers no adapter (no --enable-unsafe-webgpu): auto still runs, on the wasm worker, and says why
+    await inChromium(['--no-sandbox'], async (tab) => {
+      const fallback = await evaluateInPage(tab, origin, { folder: TINY656K }, 'auto');
+      assert.equal(fallback.state, 'done', `the page failed: ${fallback.error}`);
+      console.log(`# browserEval: Chromium without --enable-unsafe-webgpu, auto ran ${fallback.backend?.text}`);
+      assert.match(fallback.backend?.text ?? '', /^wasm in a Web Worker \(wasm SIMD, 1 thread\): navigator\.gpu gave no adapter: /);
+      assert.equal((await shownPpl(tab, SET)).value, want.ppl);
+    });
   } finally {
-    await browser.close();
     await close();
     rmSync(bundle, { recursive: true, force: true });
   }

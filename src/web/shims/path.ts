@@ -19,7 +19,7 @@ export function normalize(p: string): string {
   let s = out.join('/');
   if (s === '' && !abs) s = '.';
   if (trailing && s !== '' && s !== '.') s += '/';
-  else if (trailing && s === '.' ) s = './';
+  else if (trailing && s === '.') s = './';
   return abs ? '/' + s : s;
 }
 
@@ -48,10 +48,7 @@ export function dirname(p: string): string {
   while (end > 1 && p[end - 1] === '/') end--;
   const i = p.lastIndexOf('/', end - 1);
   if (i < 0) return '.';
-  if (i === 0) return '/';
-  let j = i;
-  while (j > 1 && p[j - 1] === '/') j--;
-  return p.slice(0, j);
+  return i === 0 ? '/' : p.slice(0, i);
 }
 
 export function basename(p: string, ext?: string): string {
@@ -64,7 +61,7 @@ export function basename(p: string, ext?: string): string {
 export function extname(p: string): string {
   const b = basename(p);
   const i = b.lastIndexOf('.');
-  return i <= 0 ? '' : b.slice(i);
+  return i <= 0 || b === '..' ? '' : b.slice(i);
 }
 
 export function relative(from: string, to: string): string {
