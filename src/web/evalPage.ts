@@ -11,6 +11,8 @@ interface PageState {
   state: 'idle' | 'running' | 'done' | 'error';
   backend?: { name: string; text: string };
   rows: PplRow[];
+  /** the last progress message of the run */
+  progress?: Extract<EvalMessage, { kind: 'progress' }>;
   error?: string;
 }
 
@@ -109,6 +111,7 @@ function run(): void {
       case 'status': status.textContent = m.text; break;
       case 'backend': state.backend = { name: m.name, text: m.text }; backendLine.textContent = m.text; break;
       case 'progress':
+        state.progress = m;
         progress.max = Math.max(1, m.windows * (m.blocks + 1));
         progress.value = m.windowsDone * (m.blocks + 1) + m.block;
         status.textContent = `${m.set}: window ${Math.min(m.windowsDone + 1, m.windows)}/${m.windows}, block ${m.block}/${m.blocks}, ` +
@@ -125,7 +128,8 @@ function run(): void {
       }
       case 'done':
         state.state = 'done';
-        status.textContent = `done in ${m.seconds.toFixed(1)} s`;
+        status.textContent = `done in ${m.seconds.toFixed(1)} s` + (state.progress
+          ? ` (${state.progress.set}: ${state.progress.windows} windows, ${state.progress.tokensPerSecond.toFixed(0)} tokens/s)` : '');
         $<HTMLButtonElement>('run').disabled = false;
         worker.terminate();
         break;

@@ -3,9 +3,12 @@
 // perplexity it shows must equal the Node CPU backend's for the same windows, computed here: (a) backend auto,
 // WebGPU when the tab has an adapter (1e-4 relative, the WebGPU suites' bound), else the page must say it fell
 // back and why; (b) the wasm path, forced by the page's backend option (bit-identical: the same wasm kernels on
-// one thread). Plus a folder without a checkpoint: the page shows the CLI's one-line error. A node:http server on
+// one thread), also for a llama2.c .bin + tok*.bin and a Q8_0 .gguf (the files input) and a GPTQ W4 checkpoint
+// quantized here (a folder); (c) a Chromium with no adapter: auto runs on wasm and says why. Plus a folder
+// without a checkpoint: the page shows the CLI's one-line error. A node:http server on
 // 127.0.0.1 serves only the page, its bundle (built here by scripts/build-web.mjs) and the data files; the test
-// fails on any request outside it and on any console error. Skips only without Chromium.
+// fails on any request outside it and on any console error. Skips only without Chromium. The page after (a) is
+// saved to test-artifacts/web-eval.png.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -21,6 +24,7 @@ import { evaluatePpl } from '../../src/eval/ppl.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { LowbitError } from '../../src/errors.js';
+import { quantizeModel } from '../../src/quant/quantizeModel.js';
 import type { PplRow } from '../../src/web/protocol.js';
 
 const CHROMIUM = process.env.LOWBIT_CHROMIUM ?? '/usr/bin/chromium';
@@ -29,8 +33,13 @@ const NO_CHROMIUM = existsSync(CHROMIUM) ? false : `needs Chromium at ${CHROMIUM
 const FLAGS = ['--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu'];
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.map': 'application/json' };
 const SET = 'tinystories', LIMIT = 2;
+const SCREENSHOT = join(PACKAGE_ROOT, 'test-artifacts', 'web-eval.png');
+const Q8_GGUF = join(TINY656K, 'gguf', 'TinyStories-656K-Q8_0-GGUF', 'tinystories-656k-q8_0.gguf');
 
-interface PageState { state: string; backend?: { name: string; text: string }; rows: PplRow[]; error?: string }
+interface PageState {
+  state: string; backend?: { name: string; text: string }; rows: PplRow[]; error?: string;
+  progress?: { windowsDone: number; windows: number; tokensPerSecond: number };
+}
 
 /** web/eval.html, the bundle in `bundleDir` as /dist/web/, assets/data/ — cross-origin isolated (the wasm memory is shared). */
 async function serve(bundleDir: string): Promise<{ origin: string; close: () => Promise<void> }> {
@@ -77,9 +86,14 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
   const kernels = selectKernels('wasm', 1);
   assert.equal(kernels.kernels.name, 'wasm', kernels.note);
   const seqlen = Math.min(2048, ckpt.config.maxPositionEmbeddings);
-  const want = await evaluatePpl(ckpt, new CpuBackend(kernels.kernels, kernels.note), SET, { seqlen, limit: LIMIT });
+  const cpu = new CpuBackend(kernels.kernels, kernels.note);
+  const want = await evaluatePpl(ckpt, cpu, SET, { seqlen, limit: LIMIT });
   const l2cCkpt = openModel(join(STORIES260K, 'stories260K.bin'));
-  const want260k = await evaluatePpl(l2cCkpt, new CpuBackend(kernels.kernels, kernels.note), SET, { seqlen: Math.min(2048, l2cCkpt.config.maxPositionEmbeddings), limit: LIMIT });
+  const want260k = await evaluatePpl(l2cCkpt, cpu, SET, { seqlen: Math.min(2048, l2cCkpt.config.maxPositionEmbeddings), limit: LIMIT });
+  const gptqDir = join(bundle, 'gptq-w4g128');
+  await quantizeModel(ckpt, cpu, { method: 'gptq', bits: 4, group: 128, calib: 'c4', nsamples: 4, seqlen: 512, out: gptqDir });
+  const wantGptq = await evaluatePpl(openModel(gptqDir), cpu, SET, { seqlen, limit: LIMIT });
+  const wantGguf = await evaluatePpl(openModel(Q8_GGUF), cpu, SET, { seqlen, limit: LIMIT });
   const broken = join(bundle, 'broken');
   mkdirSync(broken);
   writeFileSync(join(broken, 'notes.txt'), 'no checkpoint here\n');
@@ -120,7 +134,13 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
       }
       assert.equal(a.cell, a.value.toFixed(6));
       assert.equal(auto.rows[0]?.windows, LIMIT);
+      assert.equal(auto.progress?.windowsDone, LIMIT);
+      assert.equal(auto.progress?.windows, LIMIT);
+      assert.ok((auto.progress?.tokensPerSecond ?? 0) > 0);
       t.diagnostic(`auto: ${auto.backend?.text}`);
+      mkdirSync(join(PACKAGE_ROOT, 'test-artifacts'), { recursive: true });
+      await tab.screenshot({ path: SCREENSHOT, fullPage: true });
+      t.diagnostic(`screenshot: ${SCREENSHOT}`);
 
       // (b) the wasm kernels in the worker, forced by the backend option: the same kernels, the same bits
       const wasm = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm');
@@ -137,6 +157,16 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
       assert.equal(l2c.state, 'done', `the page failed: ${l2c.error}`);
       console.log(`# browserEval: stories260K.bin + tok512.bin, wasm: ${l2c.rows[0]?.ppl} (${l2c.rows[0]?.seconds.toFixed(1)} s)`);
       assert.equal((await shownPpl(tab, SET)).value, want260k.ppl);
+
+      // a GPTQ W4 g128 checkpoint quantized here (lowbit's folder layout), and a Q8_0 .gguf through the files input
+      const q = await evaluateInPage(tab, origin, { folder: gptqDir }, 'wasm');
+      assert.equal(q.state, 'done', `the page failed: ${q.error}`);
+      console.log(`# browserEval: GPTQ W4 g128 folder, wasm: ${q.rows[0]?.ppl} (${q.rows[0]?.seconds.toFixed(1)} s)`);
+      assert.equal((await shownPpl(tab, SET)).value, wantGptq.ppl);
+      const g = await evaluateInPage(tab, origin, { files: [Q8_GGUF] }, 'wasm');
+      assert.equal(g.state, 'done', `the page failed: ${g.error}`);
+      console.log(`# browserEval: Q8_0 .gguf, wasm: ${g.rows[0]?.ppl} (${g.rows[0]?.seconds.toFixed(1)} s)`);
+      assert.equal((await shownPpl(tab, SET)).value, wantGguf.ppl);
 
       // bad input: a folder with no checkpoint gives the CLI's one line, no stack trace
       const bad = await evaluateInPage(tab, origin, { folder: broken }, 'wasm');
