@@ -1,6 +1,6 @@
 // Serves what web/eval.html needs (web/, dist/web/ from npm run build:web, assets/data/) on 127.0.0.1, with the
-// cross-origin isolation headers (COOP/COEP) that let the tab use shared memory: the wasm kernels' memory
-// is shared, so without them the page falls back to the js kernels (and says so).
+// cross-origin isolation headers (COOP/COEP): the wasm kernels' memory is shared, which some browsers allow only
+// to an isolated page (Chromium allows it anyway); where the wasm kernels cannot start, the page runs the js kernels and says why.
 // Usage: node scripts/serve-web.mjs [port]   (default 8000), then open http://127.0.0.1:PORT/web/eval.html
 import { createServer } from 'node:http';
 import { existsSync, readFileSync, statSync } from 'node:fs';

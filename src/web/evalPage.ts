@@ -146,5 +146,4 @@ const dirButton = $<HTMLButtonElement>('pick-dir');
 if ('showDirectoryPicker' in window) dirButton.addEventListener('click', () => { fromDirectoryPicker().catch((e: Error) => { if (e.name !== 'AbortError') $('error').textContent = e.message; }); });
 else dirButton.hidden = true;
 $<HTMLButtonElement>('run').addEventListener('click', run);
-$('iso').textContent = crossOriginIsolated ? '' : 'This page is not cross-origin isolated (serve it with npm run serve:web): the wasm kernels need shared memory, so the CPU path will use the slower js kernels.';
 show({ state: 'idle', rows: [] });

@@ -41,7 +41,7 @@ interface PageState {
   progress?: { windowsDone: number; windows: number; tokensPerSecond: number };
 }
 
-/** web/eval.html, the bundle in `bundleDir` as /dist/web/, assets/data/ — cross-origin isolated (the wasm memory is shared). */
+/** web/eval.html, the bundle in `bundleDir` as /dist/web/, assets/data/, with npm run serve:web's COOP/COEP headers. */
 async function serve(bundleDir: string): Promise<{ origin: string; close: () => Promise<void> }> {
   const roots: [string, string][] = [['web/', join(PACKAGE_ROOT, 'web')], ['dist/web/', bundleDir], ['assets/data/', DATA]];
   const server = createServer((req, res) => {
