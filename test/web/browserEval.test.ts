@@ -4,7 +4,7 @@
 // WebGPU when the tab has an adapter (1e-4 relative, the WebGPU suites' bound), else the page must say it fell
 // back and why; (b) the wasm path, forced by the page's backend option (bit-identical: the same wasm kernels on
 // one thread), also for a llama2.c .bin + tok*.bin and a Q8_0 .gguf (the files input) and a GPTQ W4 checkpoint
-// quantized here (a folder); (c) a Chromium with no adapter: auto runs on wasm and says why. Plus a folder
+// quantized here (a folder), and a picked .gz text file as the set; (c) a Chromium with no adapter: auto runs on wasm and says why. Plus a folder
 // without a checkpoint: the page shows the CLI's one-line error. A node:http server on
 // 127.0.0.1 serves only the page, its bundle (built here by scripts/build-web.mjs) and the data files; the test
 // fails on any request outside it and on any console error. Skips only without Chromium. The page after (a) is
@@ -15,6 +15,7 @@ import { createServer } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { extname, join, normalize, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Page } from 'playwright-core';
@@ -60,8 +61,11 @@ async function serve(bundleDir: string): Promise<{ origin: string; close: () => 
 }
 
 /** Picks a folder (#folder) or files (#files) in the page, sets the options, runs, and returns the page's final state. */
-async function evaluateInPage(tab: Page, origin: string, pick: { folder: string } | { files: string[] }, backend: 'auto' | 'webgpu' | 'wasm'): Promise<PageState> {
+async function evaluateInPage(
+  tab: Page, origin: string, pick: { folder: string } | { files: string[] }, backend: 'auto' | 'webgpu' | 'wasm', setup?: () => Promise<void>,
+): Promise<PageState> {
   await tab.goto(`${origin}/web/eval.html`);
+  await setup?.();
   if ('folder' in pick) await tab.setInputFiles('#folder', pick.folder);
   else await tab.setInputFiles('#files', pick.files);
   await tab.fill('#limit', String(LIMIT));
@@ -94,6 +98,10 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
   await quantizeModel(ckpt, cpu, { method: 'gptq', bits: 4, group: 128, calib: 'c4', nsamples: 4, seqlen: 512, out: gptqDir });
   const wantGptq = await evaluatePpl(openModel(gptqDir), cpu, SET, { seqlen, limit: LIMIT });
   const wantGguf = await evaluatePpl(openModel(Q8_GGUF), cpu, SET, { seqlen, limit: LIMIT });
+  const sample = readFileSync(join(DATA, 'wikitext2', 'wikitext-2-raw', 'wiki.valid.raw'), 'utf8').slice(0, 20_000);
+  writeFileSync(join(bundle, 'sample.txt'), sample);
+  writeFileSync(join(bundle, 'sample.txt.gz'), gzipSync(sample));
+  const wantText = await evaluatePpl(ckpt, cpu, `file:${join(bundle, 'sample.txt')}`, { seqlen, limit: LIMIT });
   const broken = join(bundle, 'broken');
   mkdirSync(broken);
   writeFileSync(join(broken, 'notes.txt'), 'no checkpoint here\n');
@@ -167,6 +175,16 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
       assert.equal(g.state, 'done', `the page failed: ${g.error}`);
       console.log(`# browserEval: Q8_0 .gguf, wasm: ${g.rows[0]?.ppl} (${g.rows[0]?.seconds.toFixed(1)} s)`);
       assert.equal((await shownPpl(tab, SET)).value, wantGguf.ppl);
+
+      // a picked text file as the set, gzip-compressed (decompressed in the tab), instead of tinystories
+      const txt = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm', async () => {
+        await tab.uncheck('input[name=set][value=tinystories]');
+        await tab.setInputFiles('#textfile', join(bundle, 'sample.txt.gz'));
+      });
+      assert.equal(txt.state, 'done', `the page failed: ${txt.error}`);
+      console.log(`# browserEval: a picked sample.txt.gz, wasm: ${txt.rows[0]?.ppl} (${txt.rows[0]?.seconds.toFixed(1)} s)`);
+      assert.deepEqual(txt.rows.map((r) => r.set), ['file:text/sample.txt']);
+      assert.equal((await shownPpl(tab, 'file:text/sample.txt')).value, wantText.ppl);
 
       // bad input: a folder with no checkpoint gives the CLI's one line, no stack trace
       const bad = await evaluateInPage(tab, origin, { folder: broken }, 'wasm');
