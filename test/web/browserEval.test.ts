@@ -3,12 +3,12 @@
 // perplexity it shows must equal the Node CPU backend's for the same windows, computed here: (a) backend auto,
 // WebGPU when the tab has an adapter (1e-4 relative, the WebGPU suites' bound), else the page must say it fell
 // back and why; (b) the wasm path, forced by the page's backend option (bit-identical: the same wasm kernels on
-// one thread), also for a llama2.c .bin + tok*.bin and a Q8_0 .gguf (the files input) and a GPTQ W4 checkpoint
-// quantized here (a folder), and a picked .gz text file as the set; (c) a Chromium with no adapter: auto runs on wasm and says why. Plus a folder
-// without a checkpoint: the page shows the CLI's one-line error. A node:http server on
-// 127.0.0.1 serves only the page, its bundle (built here by scripts/build-web.mjs) and the data files; the test
-// fails on any request outside it and on any console error. Skips only without Chromium. The page after (a) is
-// saved to test-artifacts/web-eval.png.
+// one thread), also for a llama2.c .bin + tok*.bin and a Q8_0 .gguf (the files input), a GPTQ W4 checkpoint
+// quantized here (a folder) and a picked .gz text file as the set; (c) a Chromium with no adapter: auto runs on
+// wasm and says why. Plus a folder without a checkpoint: the page shows the CLI's one-line error. A node:http
+// server on 127.0.0.1 serves only the page, its bundle (built here by scripts/build-web.mjs) and the data files;
+// the test fails on any request outside it and on any console error. Skips only without Chromium. The page
+// after (a) is saved to test-artifacts/web-eval.png.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
