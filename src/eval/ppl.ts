@@ -35,7 +35,8 @@ export interface PplOptions {
    * resident at once, at the cost of reading the weights once per pass. Results do not depend on it.
    */
   windowsPerPass?: number | undefined;
-  onProgress?: ((p: StreamProgress & { dataset: string }) => void) | undefined;
+  /** each pass's block-streaming steps, with the windows scored before that pass and the windows to score */
+  onProgress?: ((p: StreamProgress & { dataset: string; windowsDone: number; windows: number }) => void) | undefined;
 }
 
 /** The windows in passes of `perPass` (all at once when undefined); a bad value is a UsageError. */
@@ -75,8 +76,9 @@ export async function evaluatePpl(ckpt: ModelCheckpoint, be: Backend, dataset: s
   const windows = gptqWindows(stream.ids, opts.seqlen, opts.limit);
   const nlls: Float64Array[] = [];
   for (const pass of windowPasses(windows, opts.windowsPerPass)) {
+    const windowsDone = nlls.length;
     nlls.push(...await streamedNll(ckpt, be, pass, {
-      onProgress: opts.onProgress && ((p) => opts.onProgress!({ ...p, dataset })),
+      onProgress: opts.onProgress && ((p) => opts.onProgress!({ ...p, dataset, windowsDone, windows: windows.length })),
     }));
   }
   return {

@@ -16,8 +16,8 @@ import { OP, WA, WasmPool, align, type WasmModule } from '../wasm/pool.js';
 
 export type Loaded = { ok: true; kernels: CpuKernels; pool: WasmPool } | { ok: false; reason: string };
 
-/** The committed build of kernels.c. */
-const WASM_FILE = join(PACKAGE_ROOT, 'src', 'backend', 'cpu', 'wasm', 'lowbit_kernels.wasm');
+/** The committed build of kernels.c (in a browser tab, the web bundle puts its bytes at this path of the tab's file system). */
+export const WASM_FILE = join(PACKAGE_ROOT, 'src', 'backend', 'cpu', 'wasm', 'lowbit_kernels.wasm');
 let compiled: WasmModule | undefined;
 let compileError: string | undefined;
 const pools = new Map<number, WasmPool>();

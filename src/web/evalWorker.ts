@@ -1,0 +1,123 @@
+/**
+ * The Web Worker that runs a browser evaluation (web/eval.html): it puts the picked files and the
+ * fetched dataset files into the tab's file system (vfs.ts), opens the checkpoint with openModel and
+ * runs evaluatePpl, the same code and protocol as `lowbit eval --ppl SETS --limit N`, posting progress.
+ * The backend: lowbit's WebGPU backend on the worker's navigator.gpu (auto, webgpu), else the CPU
+ * backend with the wasm SIMD kernels (one thread: the tab's worker), else the js kernels; the
+ * `backend` message says which ran and why. Bundled by scripts/build-web.mjs, which maps node:*
+ * imports to ./shims and src/paths.ts to ./browserPaths.ts.
+ */
+import wasmKernels from '../backend/cpu/wasm/lowbit_kernels.wasm';
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import { CpuBackend } from '../backend/cpu/cpuBackend.js';
+import { selectKernels } from '../backend/cpu/kernels/select.js';
+import { WASM_FILE } from '../backend/cpu/kernels/wasm.js';
+import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
+import { PPL_DATASET_INFO } from '../data/pplData.js';
+import { evaluatePpl } from '../eval/ppl.js';
+import { LowbitError, UsageError } from '../errors.js';
+import { openModel } from '../io/open.js';
+import { defaultDataDir } from '../paths.js';
+import { fmtInt } from '../numbers.js';
+import { addBlob, addBytes, vfsFile } from './vfs.js';
+import type { BackendChoice, EvalMessage, EvalRequest } from './protocol.js';
+
+const post = (m: EvalMessage): void => (globalThis as unknown as { postMessage(m: EvalMessage): void }).postMessage(m);
+
+async function gunzip(bytes: Blob): Promise<Uint8Array> {
+  const stream = bytes.stream().pipeThrough(new DecompressionStream('gzip'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** A named set's data file, fetched from the served assets/data/ (or its .gz) into the tab's data folder. */
+async function fetchDataFile(dataUrl: string, rel: string): Promise<void> {
+  const path = join(defaultDataDir(), rel);
+  if (vfsFile(path)) return;
+  const plain = await fetch(new URL(rel, dataUrl));
+  if (plain.ok) { addBytes(path, new Uint8Array(await plain.arrayBuffer())); return; }
+  const gz = await fetch(new URL(`${rel}.gz`, dataUrl));
+  if (!gz.ok) throw new LowbitError(`cannot fetch ${new URL(rel, dataUrl).href} (HTTP ${plain.status}) nor its .gz (HTTP ${gz.status}): serve the package root (assets/data/)`);
+  addBytes(path, await gunzip(await gz.blob()));
+}
+
+/** The window length: --seqlen, else min(2048, the model's context); longer than the context is refused (as cli/common.ts resolveSeqlen). */
+function seqlenFor(context: number, given: number | undefined, model: string): number {
+  if (given === undefined) return Math.min(2048, context);
+  if (!Number.isInteger(given) || given < 2) throw new UsageError(`--seqlen must be an integer ≥ 2 (got '${given}')`);
+  if (given > context) {
+    throw new UsageError(`--seqlen ${fmtInt(given)} is longer than the model's context of ${fmtInt(context)} tokens (${model}): positions beyond it were never trained ` +
+      'and give meaningless numbers');
+  }
+  return given;
+}
+
+/** The backend this run uses, and the line that says which and why. */
+async function chooseBackend(choice: BackendChoice): Promise<{ be: Backend; name: 'webgpu' | 'wasm' | 'js'; text: string }> {
+  const host = selectKernels('wasm', 1);
+  let why = 'the backend option asked for the CPU';
+  if (choice !== 'wasm') {
+    const gpu = await createWebGpuBackend(host.kernels, host.note);
+    if (gpu.ok) return { be: gpu.backend, name: 'webgpu', text: `webgpu: ${gpu.backend.caps.adapterName} (${gpu.backend.caps.runtime}, in a Web Worker)` };
+    if (choice === 'webgpu') throw new UsageError(`--backend webgpu: ${gpu.reason}`);
+    why = `navigator.gpu gave no adapter: ${gpu.reason}`;
+  }
+  const name = host.kernels.name === 'wasm' ? 'wasm' : 'js';
+  return { be: new CpuBackend(host.kernels, host.note), name, text: `${name} in a Web Worker (${host.note}): ${why}` };
+}
+
+async function run(req: EvalRequest): Promise<void> {
+  const t0 = performance.now();
+  addBytes(WASM_FILE, wasmKernels);
+  for (const f of req.files) {
+    if (f.path.endsWith('.gz') && req.sets.includes(`file:${f.path.slice(0, -3)}`)) addBytes(f.path.slice(0, -3), await gunzip(f.file));
+    else addBlob(f.path, f.file);
+  }
+  if (req.sets.length === 0) throw new UsageError('--ppl needs at least one name');
+  if (req.limit !== undefined && (!Number.isInteger(req.limit) || req.limit < 1)) throw new UsageError(`--limit must be an integer ≥ 1 (got '${req.limit}')`);
+  post({ kind: 'status', text: `opening ${req.model}` });
+  const ckpt = openModel(req.model);
+  const seqlen = seqlenFor(ckpt.config.maxPositionEmbeddings, req.seqlen, ckpt.path);
+  const { be, name, text } = await chooseBackend(req.backend);
+  post({ kind: 'backend', name, text });
+  for (const set of req.sets) {
+    const info = (PPL_DATASET_INFO as Record<string, { file: string } | undefined>)[set];
+    if (info) {
+      post({ kind: 'status', text: `fetching ${info.file}` });
+      await fetchDataFile(req.dataUrl, info.file);
+    }
+    post({ kind: 'status', text: `tokenizing ${set}` });
+    let started = 0;
+    const r = await evaluatePpl(ckpt, be, set, {
+      seqlen, limit: req.limit, windowsPerPass: 1,
+      onProgress: (p) => {
+        if (p.phase === 'embed' && p.windowsDone === 0) started = performance.now();
+        const s = (performance.now() - started) / 1000;
+        post({
+          kind: 'progress', set, windowsDone: p.windowsDone, windows: p.windows, block: p.phase === 'head' ? p.numBlocks : p.block, blocks: p.numBlocks,
+          tokensPerSecond: s > 0 ? (p.windowsDone * seqlen) / s : 0,
+        });
+      },
+    });
+    const s = (performance.now() - started) / 1000;
+    post({ kind: 'progress', set, windowsDone: r.windowsEvaluated, windows: r.windowsEvaluated, block: ckpt.config.numLayers, blocks: ckpt.config.numLayers, tokensPerSecond: s > 0 ? (r.windowsEvaluated * seqlen) / s : 0 });
+    post({
+      kind: 'result',
+      row: { set, ppl: r.ppl, windows: r.windowsEvaluated, windowsTotal: r.windows, seqlen: r.seqlen, tokens: r.tokens, backend: r.backend, seconds: r.seconds, notes: r.notes },
+    });
+  }
+  post({ kind: 'done', seconds: (performance.now() - t0) / 1000 });
+}
+
+globalThis.addEventListener('message', (e: Event) => {
+  const req = (e as MessageEvent<EvalRequest>).data;
+  if (req?.kind !== 'eval') return;
+  run(req).catch((err: unknown) => {
+    // as bin/lowbit: a LowbitError is one line; anything else is an internal error, its stack on the console
+    if (err instanceof LowbitError) post({ kind: 'error', text: `lowbit: ${err.message}` });
+    else {
+      console.error(err);
+      post({ kind: 'error', text: `lowbit: internal error: ${(err as Error)?.message ?? String(err)}` });
+    }
+  });
+});
