@@ -21,8 +21,9 @@ import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { decodeQuantRows } from '../cpu/kernels/qgemm.js';
 import { acquireGpu, type GpuCapabilities } from './capabilities.js';
 import { GpuDevice } from './device.js';
-import { denseParts, destroyQuant, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
+import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
+import { linearKind, linearTKind } from './kernels/kindDecoders.js';
 import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
 import { binary, embeddingPart, rope, scale, siluMulBackward } from './kernels/elementwise.js';
 import { attention } from './kernels/attention.js';
@@ -156,16 +157,22 @@ export class WebGpuBackend implements TrainableBackend {
     return this.made(new GpuTensor(w.shape, dtype, parts));
   }
 
-  /** GPTQ and AWQ codes as stored (decoded in the shader); other kinds, and GPTQ with float zeros, decoded on the host (weights.ts). */
+  /** GPTQ, AWQ and the stored kinds' codes as stored, decoded in the shader; QuIP decoded on the host (weights.ts). */
   uploadQuantized(q: PackedWeight): BTensor {
     const dq = isKindLayer(q) ? uploadKind(this.gpu, q) : isAwqPacked(q) ? uploadAwq(this.gpu, q) : uploadGptq(this.gpu, q);
     return this.made(new GpuTensor([q.rows, q.cols], 'q', [], dq));
   }
 
+  /** Bytes a tensor holds on the device (a quantized weight: its codes and parameters as stored). */
+  deviceBytes(x: BTensor): number {
+    const g = t(x);
+    return g.quant ? quantBytes(g.quant) : g.parts.reduce((a, p) => a + p.buffer.size, 0);
+  }
+
   async read(x: BTensor): Promise<Float32Array> {
     const g = t(x);
     if (g.quant) {
-      if (g.quant.kind === 'dense') return materializeKind(g.quant.host);
+      if (g.quant.kind === 'dense' || g.quant.kind === 'packed') return materializeKind(g.quant.host);
       if (g.quant.kind === 'awq') return dequantizeAwq(g.quant.host);
       const out = new Float32Array(g.quant.host.rows * g.quant.host.cols);
       decodeQuantRows(g.quant.host, 0, g.quant.host.rows, out);
@@ -225,6 +232,7 @@ export class WebGpuBackend implements TrainableBackend {
     const q = ws.quant;
     if (q?.kind === 'gptq') linearGptq(this.gpu, xb, q.bufs, yb, s, N);
     else if (q?.kind === 'awq') linearAwq(this.gpu, xb, q.bufs, yb, s, N);
+    else if (q?.kind === 'packed') linearKind(this.gpu, xb, q.bufs, yb, s, N);
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;
@@ -369,6 +377,7 @@ export class WebGpuBackend implements TrainableBackend {
     const q = ws.quant;
     if (q?.kind === 'gptq') linearTGptq(this.gpu, gb, q.bufs, xb, s, N);
     else if (q?.kind === 'awq') linearTAwq(this.gpu, gb, q.bufs, xb, s, N);
+    else if (q?.kind === 'packed') linearTKind(this.gpu, gb, q.bufs, xb, s, N);
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;
