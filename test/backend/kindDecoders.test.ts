@@ -181,4 +181,22 @@ describe('WebGPU in-shader kind decoders vs CPU', { skip }, () => {
     gpu!.free(w);
     assert.deepEqual(got, materializeKind(c.w as KindLayer));
   });
+
+  it('a layer whose parts exceed one binding falls back to float32 row parts (lowered binding limit)', async () => {
+    const small = await createWebGpuBackend(jsKernels, 'js, 1 thread', { maxBinding: 4096, guardWords: true });
+    assert.ok(small.ok);
+    const be = small.backend;
+    const big = all.filter((k) => k.stored > 4096);
+    assert.ok(big.length >= 4);
+    for (const c of big) {
+      const w = be.uploadQuantized(c.w);
+      assert.equal(be.deviceBytes(w), 4 * c.rows * c.cols, c.name);
+      const xs = randF32(3 * c.cols, c.cols);
+      const x = be.upload(xs, [3, c.cols]);
+      const got = await run(be, [x], () => be.linear(x, w));
+      be.free(w);
+      const wc = cpu.uploadQuantized(c.w), xc = cpu.upload(xs, [3, c.cols]);
+      assertClose(got, await run(cpu, [xc, wc], () => cpu.linear(xc, wc)), NMSE, `${c.name} in row parts`);
+    }
+  });
 });
