@@ -17,10 +17,10 @@ if (!made.ok) {
   console.log(`webgpuKindBytes: no WebGPU adapter (${made.reason})`);
 } else {
   const be = made.backend;
-  console.log('| checkpoint | kind | weights | device bytes | bytes/weight |\n| --- | --- | --- | --- | --- |');
+  console.log('| checkpoint | kind | weights | device bytes | bytes/weight | stored bytes/weight |\n| --- | --- | --- | --- | --- | --- |');
   for (const dir of process.argv.slice(2)) {
     const ckpt = openModel(dir);
-    let weights = 0, bytes = 0;
+    let weights = 0, bytes = 0, stored = 0;
     const kinds = new Set<string>();
     for (let i = 0; i < ckpt.config.numLayers; i++) {
       for (const part of PROJECTIONS) {
@@ -30,9 +30,10 @@ if (!made.ok) {
         const w = be.uploadQuantized(q);
         weights += q.rows * q.cols;
         bytes += be.deviceBytes(w);
+        if ('parts' in q && q.parts) stored += Object.values(q.parts).reduce((a, t) => a + t.data.byteLength, 0);
         be.free(w);
       }
     }
-    console.log(`| ${dir} | ${[...kinds].join(', ')} | ${weights} | ${bytes} | ${(bytes / Math.max(weights, 1)).toFixed(3)} |`);
+    console.log(`| ${dir} | ${[...kinds].join(', ')} | ${weights} | ${bytes} | ${(bytes / Math.max(weights, 1)).toFixed(3)} | ${(stored / Math.max(weights, 1)).toFixed(3)} |`);
   }
 }
