@@ -24,6 +24,7 @@ import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
 import { linearKind, linearTKind } from './kernels/kindDecoders.js';
+import { columnAbsMax } from './kernels/stats.js';
 import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
 import { binary, embeddingPart, rope, scale, siluMulBackward } from './kernels/elementwise.js';
 import { attention } from './kernels/attention.js';
@@ -318,6 +319,14 @@ export class WebGpuBackend implements TrainableBackend {
     const g = gramOf(acc), xs = t(x);
     expectShape('gram', 'input', xs.shape, [undefined, g.cols]);
     gram(this.gpu, f32buf(xs), xs.shape[0]!, g.bufs);
+  }
+
+  /** SmoothQuant's per-channel max |x| on the device (kernels/stats): nothing is read back until acc is. */
+  columnAbsMax(x: BTensor, acc: BTensor): void {
+    const xs = t(x), a = t(acc), C = a.shape[0]!;
+    expectShape('columnAbsMax', 'accumulator', a.shape, [C]);
+    expectShape('columnAbsMax', 'input', xs.shape, [undefined, C]);
+    columnAbsMax(this.gpu, f32buf(xs), f32buf(a), xs.shape[0]!, C);
   }
 
   async readGram(acc: GramAccumulator): Promise<Float64Array> {
