@@ -233,7 +233,7 @@ export class WebGpuBackend implements TrainableBackend {
     const q = ws.quant;
     if (q?.kind === 'gptq') linearGptq(this.gpu, xb, q.bufs, yb, s, N);
     else if (q?.kind === 'awq') linearAwq(this.gpu, xb, q.bufs, yb, s, N);
-    else if (q?.kind === 'packed') linearKind(this.gpu, xb, q.bufs, yb, s, N);
+    else if (q?.kind === 'packed') for (const p of q.parts) linearKind(this.gpu, xb, p.bufs, yb, s, p.rows, p.start);
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;
@@ -386,7 +386,7 @@ export class WebGpuBackend implements TrainableBackend {
     const q = ws.quant;
     if (q?.kind === 'gptq') linearTGptq(this.gpu, gb, q.bufs, xb, s, N);
     else if (q?.kind === 'awq') linearTAwq(this.gpu, gb, q.bufs, xb, s, N);
-    else if (q?.kind === 'packed') linearTKind(this.gpu, gb, q.bufs, xb, s, N);
+    else if (q?.kind === 'packed') q.parts.forEach((p, i) => linearTKind(this.gpu, gb, p.bufs, xb, s, p.rows, p.start, i > 0));
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;

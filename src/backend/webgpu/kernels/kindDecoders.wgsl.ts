@@ -31,23 +31,26 @@ const param = (dtype: ParamDtype) => `fn kd_par(off: u32, i: u32) -> f32 { retur
 
 /**
  * NF4 / ICQ (tensor/nf4Pack.ts), weight i = n·K + k in blocks of 64. kmeta: [zero, codes, absmax,
- * absmax2, offset, tau_quant, tau_absmax, levels (16 f32), map (256 f32)].
- *   absmax_b = absmax[b] | fround(fround(map[q_b] · absmax2[b/256]) + offset)
- *   w = fround(level · absmax_b) (+ τ_b = fround(map[tq_b] · tau_absmax[b/256]), one more rounding)
+ * absmax2, offset, tau_quant, tau_absmax, b0]; b0 = the layer's block of this part's block 0 (a part of
+ * rows starts on a block; absmax2 and tau_absmax are whole). The constant tables at binding 5, one
+ * buffer per device (kindDecoders.ts): the 16 NF4 levels, then the 256 values of the dynamic map.
+ *   absmax_b = absmax[b] | fround(fround(map[q_b] · absmax2[(b0 + b)/256]) + offset)
+ *   w = fround(level · absmax_b) (+ τ_b = fround(map[tq_b] · tau_absmax[(b0 + b)/256]), one more rounding)
  */
 export function nf4WAt(doubleQuant: boolean, icq: boolean): string {
   const absmax = doubleQuant
-    ? 'kd_keep(kd_f32(kmeta[8], kd_byte(kmeta[2], b)) * kd_f32(kmeta[3], b >> 8u)) + kd_f32(kmeta[4], 0u)'
+    ? 'kd_keep(ktab[16u + kd_byte(kmeta[2], b)] * kd_f32(kmeta[3], (kmeta[7] + b) >> 8u)) + kd_f32(kmeta[4], 0u)'
     : 'kd_f32(kmeta[2], b)';
-  const tau = icq ? ' + kd_keep(kd_f32(kmeta[8], kd_byte(kmeta[5], b)) * kd_f32(kmeta[6], b >> 8u))' : '';
+  const tau = icq ? ' + kd_keep(ktab[16u + kd_byte(kmeta[5], b)] * kd_f32(kmeta[6], (kmeta[7] + b) >> 8u))' : '';
   return `${HELPERS}
+@group(0) @binding(5) var<storage, read> ktab: array<f32>;
 fn w_at(n: u32, k: u32) -> f32 {
   let i = n * p.K + k;
   let b = i >> 6u;
   let byte = kd_byte(kmeta[1], i >> 1u);
   let code = select(byte & 15u, byte >> 4u, (i & 1u) == 0u);
   let am = kd_keep(${absmax});
-  return kd_keep(kd_f32(kmeta[7], code) * am)${tau};
+  return kd_keep(ktab[code] * am)${tau};
 }
 `;
 }
