@@ -96,10 +96,12 @@ export function planParts(kind: string, t: Parts, rows: number, cols: number, r0
   if (kind === 'billm') {
     const dt = paramDtype(t.params!), [nb, g] = t.salient!.shape as [number, number];
     if (t.params!.shape[2] !== BILLM_PARAMS) return undefined;
+    const z = t.zero_signs!.data as Int32Array, zrow = new Uint32Array(rows + 1);
+    for (let r = 0, i = 0; r <= rows; r++) { while (i < z.length && z[i]! < 2 * r * cols) i++; zrow[r] = i; }
     return {
       key: `billm_${dt}`, wAt: billmWAt(dt),
-      meta: [part(0), part(1), part(2), part(3), t.zero_signs!.data.length, rows, Math.ceil(cols / 8), g, nb],
-      parts: [t.planes!.data, t.salient!.data, t.params!.data, t.zero_signs!.data],
+      meta: [part(0), part(1), part(2), part(3), part(4), rows, Math.ceil(cols / 8), g, nb],
+      parts: [t.planes!.data, t.salient!.data, t.params!.data, z, zrow],
     };
   }
   if (kind === GPTQ_FLOAT_ZEROS) {

@@ -105,21 +105,22 @@ fn w_at(n: u32, k: u32) -> f32 {
 }
 
 /**
- * BiLLM (tensor/billmPack.ts). kmeta: [zero, planes, salient, params, zero_signs, count, rows, B, g,
+ * BiLLM (tensor/billmPack.ts). kmeta: [zero, planes, salient, params, zero_signs, zrow, rows, B, g,
  * blocks]. Plane bytes per row B = ceil(K/8); params [rows, blocks, 8]: μ, α of group 1, group 2,
  * salient order 1, order 2. Non-salient w = fround(s·α + μ); salient w = fround(b1 + b2), each bᵢ
- * one rounding; a sign listed in zero_signs (ascending 2·(n·K + k) + plane) is 0.
+ * one rounding; a sign listed in zero_signs (ascending 2·(n·K + k) + plane) is 0, searched among row
+ * n's entries zrow[n]..zrow[n + 1] (an index made at upload, one word per row; most rows have none).
  */
 export function billmWAt(dtype: ParamDtype): string {
   return `${HELPERS}${param(dtype)}
-fn zero_sign(v: u32) -> bool {
-  var lo = 0u;
-  var hi = kmeta[5];
+fn zero_sign(v: u32, first: u32, end: u32) -> bool {
+  var lo = first;
+  var hi = end;
   while (lo < hi) {
     let mid = (lo + hi) >> 1u;
     if (kw[kmeta[4] + mid] < v) { lo = mid + 1u; } else { hi = mid; }
   }
-  return lo < kmeta[5] && kw[kmeta[4] + lo] == v;
+  return lo < end && kw[kmeta[4] + lo] == v;
 }
 fn w_at(n: u32, k: u32) -> f32 {
   let byte = n * kmeta[7] + (k >> 3u);
@@ -128,14 +129,16 @@ fn w_at(n: u32, k: u32) -> f32 {
   let bit1 = (kd_byte(kmeta[1], kmeta[6] * kmeta[7] + byte) >> bit) & 1u;
   let pb = (n * kmeta[9] + k / kmeta[8]) * 8u;
   let z = 2u * (n * p.K + k);
+  let zfirst = kw[kmeta[5] + n];
+  let zend = kw[kmeta[5] + n + 1u];
   var s1 = f32(i32(2u * bit0) - 1);
-  if (kmeta[5] > 0u && zero_sign(z)) { s1 = 0.0; }
+  if (zfirst < zend && zero_sign(z, zfirst, zend)) { s1 = 0.0; }
   if (kd_byte(kmeta[2], k) == 0u) {
     let q = pb + select(0u, 2u, bit1 == 1u);
     return s1 * kd_par(kmeta[3], q + 1u) + kd_par(kmeta[3], q);
   }
   var s2 = f32(i32(2u * bit1) - 1);
-  if (kmeta[5] > 0u && zero_sign(z + 1u)) { s2 = 0.0; }
+  if (zfirst < zend && zero_sign(z + 1u, zfirst, zend)) { s2 = 0.0; }
   let b1 = kd_keep(s1 * kd_par(kmeta[3], pb + 5u) + kd_par(kmeta[3], pb + 4u));
   let b2 = kd_keep(s2 * kd_par(kmeta[3], pb + 7u) + kd_par(kmeta[3], pb + 6u));
   return b1 + b2;
