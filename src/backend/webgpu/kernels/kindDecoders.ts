@@ -24,7 +24,7 @@ import type { LinearTShape } from './gemmT.js';
 export interface KindPlan {
   readonly key: string;
   readonly wAt: string;
-  /** kmeta[1..]: part offsets are filled by `pack` from the part indices, integers as they are */
+  /** kmeta[1..]: part offsets are filled in by packPlan from the part indices, integers as they are */
   readonly meta: readonly (number | { part: number })[];
   readonly parts: readonly ArrayBufferView[];
   /** the decoder reads the device's constant tables (NF4's levels and dynamic map) at binding 5 */
