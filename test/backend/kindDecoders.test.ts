@@ -82,7 +82,8 @@ function cases(): Case[] {
     kind('dbllm', dbllmTensors(parts), 2);
   }
   // GPTQ with float zero points (QA-LoRA's merge)
-  for (const [N, K, bits, group] of [[33, 64, 4, 32], [17, 40, 3, 8], [64, 128, 4, 32]] as const) {
+  // (QA-LoRA merges contiguous groups only: no act-order)
+  for (const [N, K, bits, group] of [[33, 64, 4, 32], [17, 40, 3, 8], [64, 128, 4, 32], [9, 48, 8, 16], [7, 48, 2, 16]] as const) {
     const q0 = packGptq(randomGrid(N, K, bits, group, N + bits), N, K, bits).tensors;
     const q = mergeZeroShift(q0, randF32(N * (K / group), N, 0.01), group);
     const stored = q.qweight.byteLength + q.scales.byteLength + q.gIdx.byteLength + q.zerosF!.byteLength;
