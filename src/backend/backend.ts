@@ -81,6 +81,12 @@ export interface Backend {
   gram?(x: BTensor, acc: GramAccumulator): void;
   /** S as a full symmetric float64 [cols, cols] matrix (row-major), after all enqueued grams; releases `acc`. */
   readGram?(acc: GramAccumulator): Promise<Float64Array>;
+  /**
+   * acc[c] = max(acc[c], max_t |x[t, c]|) for x[T, C] and a float32 acc [C] (made by `upload`), in
+   * place and enqueued like any op (optional: without it a method reads the activations back).
+   * SmoothQuant's per-channel activation scales; a maximum is exact, so every backend gives the same bits.
+   */
+  columnAbsMax?(x: BTensor, acc: BTensor): void;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
   /**

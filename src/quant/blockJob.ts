@@ -116,6 +116,42 @@ export class BlockJob {
     return out;
   }
 
+  /**
+   * Per-channel max |x| of each requested input over every calibration sequence, the block run with
+   * the current `weights`: on the backend (columnAbsMax, read back once per input) when it has the
+   * op, else from the captured rows on the host (the same comparison, so the same bits).
+   */
+  async captureAbsMax(names: readonly InputName[]): Promise<Map<InputName, Float32Array>> {
+    const be = this.be;
+    const width = (n: InputName) => this.weights[(Object.keys(LINEAR_INPUT) as LinearName[]).find((l) => LINEAR_INPUT[l] === n)!].cols;
+    if (!be.columnAbsMax) {
+      const rows = await this.capture(names);
+      return new Map([...rows].map(([n, xs]) => [n, hostAbsMax(xs, width(n))]));
+    }
+    // made outside the sequences' scopes, which free everything else they make
+    const acc = new Map<InputName, BTensor>([...new Set(names)].map((n) => [n, be.upload(new Float32Array(width(n)), [width(n)])]));
+    const w = uploadHostBlock(be, this.weights);
+    try {
+      for (const x of this.inputs) {
+        const seen = new Set<InputName>();
+        const linear: LinearFn = (name, input, weight) => {
+          const key = LINEAR_INPUT[name];
+          if (acc.has(key) && !seen.has(key)) {
+            seen.add(key);
+            be.columnAbsMax!(input, acc.get(key)!);
+          }
+          return be.linear(input, weight);
+        };
+        be.scope(() => be.free(blockForward(be, this.cfg, w, x, this.rope, { linear }).out));
+      }
+      const out = new Map<InputName, Float32Array>();
+      for (const [n, a] of acc) out.set(n, await be.read(a));
+      return out;
+    } finally {
+      freeAll(be, [...Object.values(w), ...acc.values()]);
+    }
+  }
+
   /** attentionPart (o-projection output, no residual) of each sequence's normed rows `n`, with linears q/k/v/o from `w`. */
   async attention(w: Pick<HostBlock, 'q' | 'k' | 'v' | 'o'>, n: readonly Float32Array[]): Promise<Float32Array[]> {
     const up = { q: uploadMatrix(this.be, w.q), k: uploadMatrix(this.be, w.k), v: uploadMatrix(this.be, w.v), o: uploadMatrix(this.be, w.o) };
@@ -151,6 +187,13 @@ export class BlockJob {
     }
     return out;
   }
+}
+
+/** Per-channel max |x| over the rows of every [T, C] array (`a > m`, so NaN is skipped, as columnAbsMax). */
+function hostAbsMax(xs: readonly Float32Array[], C: number): Float32Array {
+  const m = new Float32Array(C);
+  for (const x of xs) for (let i = 0; i < x.length; i++) { const a = Math.abs(x[i]!); if (a > m[i % C]!) m[i % C] = a; }
+  return m;
 }
 
 function freeAll(be: Backend, ts: readonly BTensor[]): void {

@@ -25,7 +25,12 @@ export interface PackedKind {
   open(parts: Readonly<Record<string, Tensor>>, bits: number): KindLayer;
 }
 
+/** The kind with `open` keeping the stored parts on the layer (KindLayer.parts), for backends that decode them in place. */
+function keepingParts(k: PackedKind): PackedKind {
+  return { ...k, open: (parts, bits) => Object.assign(k.open(parts, bits), { parts }) };
+}
+
 /** Stored kind name → implementation. */
-export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze({
+export const PACKED_KINDS: Readonly<Record<string, PackedKind>> = Object.freeze(Object.fromEntries(Object.entries({
   quip: QUIP_KIND, pbllm: PBLLM_KIND, billm: BILLM_KIND, nf4: NF4_KIND, nf4dq: NF4DQ_KIND, icq: ICQ_KIND, icqdq: ICQDQ_KIND, dbllm: DBLLM_KIND,
-});
+}).map(([name, k]) => [name, keepingParts(k)])));

@@ -91,6 +91,8 @@ export interface KindLayer {
   transformOutput?(y: Float32Array, M: number): Float32Array;
   /** the stored scale-like values a NaN check should cover */
   readonly parameters: Float32Array;
+  /** the stored parts the layer was opened from (tensor/kinds.ts sets them): what a backend may decode itself */
+  readonly parts?: Readonly<Record<string, import('./tensor.js').Tensor>>;
   /** the dense weight [rows, cols], when the kind has a faster way than materializeKind's */
   materialize?(): Float32Array;
 }

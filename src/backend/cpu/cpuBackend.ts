@@ -191,6 +191,14 @@ export class CpuBackend implements TrainableBackend {
     (this.kernels.gram ?? jsLinalg.gram)(xs.f32, g.S, xs.shape[0]!, g.cols);
   }
 
+  columnAbsMax(x: BTensor, acc: BTensor): void {
+    const xs = t(x), a = t(acc), C = a.shape[0]!;
+    expectShape('columnAbsMax', 'accumulator', a.shape, [C]);
+    expectShape('columnAbsMax', 'input', xs.shape, [undefined, C]);
+    const v = xs.f32, m = a.f32;
+    for (let i = 0; i < v.length; i++) { const s = Math.abs(v[i]!), c = i % C; if (s > m[c]!) m[c] = s; }
+  }
+
   async readGram(acc: GramAccumulator): Promise<Float64Array> {
     const g = gramOf(acc), { S, cols } = g;
     g.released = true;

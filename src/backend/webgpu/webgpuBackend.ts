@@ -21,8 +21,10 @@ import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { decodeQuantRows } from '../cpu/kernels/qgemm.js';
 import { acquireGpu, type GpuCapabilities } from './capabilities.js';
 import { GpuDevice } from './device.js';
-import { denseParts, destroyQuant, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
+import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
+import { linearKind, linearTKind } from './kernels/kindDecoders.js';
+import { columnAbsMax } from './kernels/stats.js';
 import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
 import { binary, embeddingPart, rope, scale, siluMulBackward } from './kernels/elementwise.js';
 import { attention } from './kernels/attention.js';
@@ -156,16 +158,22 @@ export class WebGpuBackend implements TrainableBackend {
     return this.made(new GpuTensor(w.shape, dtype, parts));
   }
 
-  /** GPTQ and AWQ codes as stored (decoded in the shader); other kinds, and GPTQ with float zeros, decoded on the host (weights.ts). */
+  /** GPTQ, AWQ and the stored kinds' codes as stored, decoded in the shader; QuIP decoded on the host (weights.ts). */
   uploadQuantized(q: PackedWeight): BTensor {
     const dq = isKindLayer(q) ? uploadKind(this.gpu, q) : isAwqPacked(q) ? uploadAwq(this.gpu, q) : uploadGptq(this.gpu, q);
     return this.made(new GpuTensor([q.rows, q.cols], 'q', [], dq));
   }
 
+  /** Bytes a tensor holds on the device (a quantized weight: its codes and parameters as stored). */
+  deviceBytes(x: BTensor): number {
+    const g = t(x);
+    return g.quant ? quantBytes(g.quant) : g.parts.reduce((a, p) => a + p.buffer.size, 0);
+  }
+
   async read(x: BTensor): Promise<Float32Array> {
     const g = t(x);
     if (g.quant) {
-      if (g.quant.kind === 'dense') return materializeKind(g.quant.host);
+      if (g.quant.kind === 'dense' || g.quant.kind === 'packed') return materializeKind(g.quant.host);
       if (g.quant.kind === 'awq') return dequantizeAwq(g.quant.host);
       const out = new Float32Array(g.quant.host.rows * g.quant.host.cols);
       decodeQuantRows(g.quant.host, 0, g.quant.host.rows, out);
@@ -225,6 +233,7 @@ export class WebGpuBackend implements TrainableBackend {
     const q = ws.quant;
     if (q?.kind === 'gptq') linearGptq(this.gpu, xb, q.bufs, yb, s, N);
     else if (q?.kind === 'awq') linearAwq(this.gpu, xb, q.bufs, yb, s, N);
+    else if (q?.kind === 'packed') for (const p of q.parts) linearKind(this.gpu, xb, p.bufs, yb, s, p.rows, p.start);
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;
@@ -312,6 +321,14 @@ export class WebGpuBackend implements TrainableBackend {
     gram(this.gpu, f32buf(xs), xs.shape[0]!, g.bufs);
   }
 
+  /** SmoothQuant's per-channel max |x| on the device (kernels/stats): nothing is read back until acc is. */
+  columnAbsMax(x: BTensor, acc: BTensor): void {
+    const xs = t(x), a = t(acc), C = a.shape[0]!;
+    expectShape('columnAbsMax', 'accumulator', a.shape, [C]);
+    expectShape('columnAbsMax', 'input', xs.shape, [undefined, C]);
+    columnAbsMax(this.gpu, f32buf(xs), f32buf(a), xs.shape[0]!, C);
+  }
+
   async readGram(acc: GramAccumulator): Promise<Float64Array> {
     const g = gramOf(acc);
     g.released = true;
@@ -369,6 +386,7 @@ export class WebGpuBackend implements TrainableBackend {
     const q = ws.quant;
     if (q?.kind === 'gptq') linearTGptq(this.gpu, gb, q.bufs, xb, s, N);
     else if (q?.kind === 'awq') linearTAwq(this.gpu, gb, q.bufs, xb, s, N);
+    else if (q?.kind === 'packed') q.parts.forEach((p, i) => linearTKind(this.gpu, gb, p.bufs, xb, s, p.rows, p.start, i > 0));
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;

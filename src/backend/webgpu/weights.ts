@@ -3,19 +3,21 @@
  * Weights on the device. A dense weight larger than one storage binding is split into parts of
  * whole rows (the embedding table and the LM head of a large vocabulary), each its own buffer; the
  * kernels that take weights (linear, embedding) run once per part. Quantized weights keep their
- * codes: GPTQ's and AWQ's layouts as they are stored, decoded in the shader. Other stored kinds
- * (KindLayer: QuIP, PB-LLM, BiLLM) are decoded on the host when uploaded, panel by panel with
- * decodeRows (or through materializeKind when the kind has input/output transforms, which run on
- * the host), and held as float32 on the device: their multiply is then the dense one. Fast
- * in-shader decoders for those kinds are future work. A GPTQ layer with float zero points (zerosF,
- * QA-LoRA's merge) takes the same dense path: decoded on the host by decodeQuantRows, the CPU
- * backend's reference, so the shader never sees (and can never ignore) the float zeros.
+ * codes: GPTQ's and AWQ's layouts as they are stored, decoded in the shader. The stored kinds NF4,
+ * ICQ (plain and double-quantized), PB-LLM, BiLLM, DB-LLM, and GPTQ with float zero points (zerosF,
+ * QA-LoRA's merge), keep their stored parts too, in one buffer with a small index (`packed`,
+ * kernels/kindDecoders.ts), decoded in the shader; in parts of whole rows when they exceed one binding
+ * (kernels/kindRows.ts). Anything else (QuIP, whose rebuild mixes every row in float64; a kind layer
+ * opened without its parts; rows that cannot be cut to fit) is decoded on the host when uploaded,
+ * panel by panel with decodeRows (or through materializeKind when the kind has input/output
+ * transforms), and held as float32 row parts: its multiply is then the dense one.
  */
 import type { GpuDevice } from './device.js';
 import type { GptqBuffers, AwqBuffers } from './kernels/linear.js';
 import { packedWords } from '../../tensor/gptqPack.js';
 import { materializeKind, type AwqPacked, type GptqPacked, type KindLayer } from '../../tensor/packed.js';
 import { checkQuantWeight, decodeQuantRows } from '../cpu/kernels/qgemm.js';
+import { destroyKind, gptqFloatZerosSource, kindSource, uploadKindParts, type KindSource, type PackedPart } from './kernels/kindDecoders.js';
 
 /** Rows start..start+rows of a dense tensor, in one buffer. */
 export interface Part { readonly buffer: GPUBuffer; readonly start: number; readonly rows: number }
@@ -26,6 +28,7 @@ export type DenseDtype = 'f32' | 'f16' | 'bf16';
 export type DeviceQuant =
   | { readonly kind: 'gptq'; readonly host: GptqPacked; readonly bufs: GptqBuffers }
   | { readonly kind: 'awq'; readonly host: AwqPacked; readonly bufs: AwqBuffers }
+  | { readonly kind: 'packed'; readonly host: KindLayer; readonly parts: readonly PackedPart[] }
   | { readonly kind: 'dense'; readonly host: KindLayer; readonly parts: readonly Part[] };
 
 const BYTES: Record<DenseDtype, number> = { f32: 4, f16: 2, bf16: 2 };
@@ -59,7 +62,7 @@ export function denseParts(gpu: GpuDevice, what: string, shape: readonly number[
 
 export function uploadGptq(gpu: GpuDevice, q: GptqPacked): DeviceQuant {
   checkQuantWeight(q, 'uploadQuantized');
-  if (q.zerosF) return uploadKind(gpu, gptqAsKind(q));
+  if (q.zerosF) return uploadKind(gpu, gptqAsKind(q), gptqFloatZerosSource(q));
   const what = `GPTQ weight [${q.rows}, ${q.cols}]`;
   for (const [part, a] of [['qweight', q.qweight], ['qzeros', q.qzeros], ['scales', q.scales], ['g_idx', q.gIdx]] as const) {
     gpu.fits(`${what} ${part}`, a.byteLength);
@@ -104,8 +107,11 @@ function gptqAsKind(q: GptqPacked): KindLayer {
 /** Output rows decoded per panel when a kind layer is uploaded. */
 const KIND_PANEL = 64;
 
-export function uploadKind(gpu: GpuDevice, k: KindLayer): DeviceQuant {
+/** A kind layer: its stored parts decoded in the shader when there is a decoder for them (in row parts when they exceed one binding), else dense float32. */
+export function uploadKind(gpu: GpuDevice, k: KindLayer, src: KindSource | undefined = kindSource(k)): DeviceQuant {
   const what = `${k.kind} weight [${k.rows}, ${k.cols}]`;
+  const packed = src && uploadKindParts(gpu, what, src);
+  if (packed) return { kind: 'packed', host: k, parts: packed };
   const shape = [k.rows, k.cols];
   const transformed = !!(k.transformInput || k.transformOutput) || k.coreRows !== k.rows || k.coreCols !== k.cols;
   const dense = transformed ? materializeKind(k) : undefined;
@@ -122,7 +128,15 @@ export function uploadKind(gpu: GpuDevice, k: KindLayer): DeviceQuant {
   return { kind: 'dense', host: k, parts };
 }
 
+/** Bytes the weight holds on the device. */
+export function quantBytes(q: DeviceQuant): number {
+  if (q.kind === 'packed') return q.parts.reduce((a, p) => a + p.bufs.bytes, 0);
+  if (q.kind === 'dense') return q.parts.reduce((a, p) => a + p.buffer.size, 0);
+  return [q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : [])].reduce((a, b) => a + b.size, 0);
+}
+
 export function destroyQuant(q: DeviceQuant): void {
-  if (q.kind === 'dense') for (const p of q.parts) p.buffer.destroy();
+  if (q.kind === 'packed') for (const p of q.parts) destroyKind(p.bufs);
+  else if (q.kind === 'dense') for (const p of q.parts) p.buffer.destroy();
   else for (const b of [q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : [])]) b.destroy();
 }

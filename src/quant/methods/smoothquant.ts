@@ -27,13 +27,6 @@ import { foldScale } from '../core/fold.js';
 
 const CLAMP = Math.fround(1e-5);
 
-/** Per-channel max |x| over every row of every sequence. */
-function maxAbs(xs: readonly Float32Array[], cols: number): Float32Array {
-  const m = new Float32Array(cols);
-  for (const x of xs) for (let i = 0; i < x.length; i++) { const a = Math.abs(x[i]!); if (a > m[i % cols]!) m[i % cols] = a; }
-  return m;
-}
-
 /** The smoothing scales of smooth_ln_fcs_llama_like: (act^α / w^(1−α)) clamped ≥ 1e-5, w the column max |W| over `weights`, clamped ≥ 1e-5. */
 function smoothingScales(act: Float32Array, weights: readonly { data: Float32Array; rows: number; cols: number }[], alpha: number): Float32Array {
   const cols = act.length;
@@ -87,11 +80,12 @@ export const SMOOTHQUANT: QuantMethod = {
   async transformBlock(job, o) {
     if (!o.options.smooth) return;
     const folds = SCALE_FOLDS.filter((f) => 'norm' in f.producer);
-    const captured = await job.capture(folds.map((f) => f.input));
+    // per-channel max |x| of the un-smoothed block's inputs (on the device when the backend can: BlockJob.captureAbsMax)
+    const act = await job.captureAbsMax(folds.map((f) => f.input));
     const record: Record<string, { minScale: number; maxScale: number }> = {};
     for (const f of folds) {
       const W = f.consumers.map((l) => job.weights[l]);
-      const s = smoothingScales(maxAbs(captured.get(f.input)!, W[0]!.cols), W, o.options.alpha as number);
+      const s = smoothingScales(act.get(f.input)!, W, o.options.alpha as number);
       foldScale(job.weights, f, s);
       record[f.input] = { minScale: Math.min(...s), maxScale: Math.max(...s) };
     }

@@ -108,4 +108,9 @@ export function linearTWgsl(v: LinearTVariant): string {
   return `${PARAMS}${dec}${LINEAR_T_ACCESS}${BODY}`;
 }
 
+/** linearT with a weight decoder `fn w_at(n, k) -> f32` given by the caller (its buffers from binding 3). */
+export function linearTWithDecoder(wAt: string): string {
+  return `${PARAMS}${wAt}${LINEAR_T_ACCESS}${BODY}`;
+}
+
 export const MATMUL_TN_WGSL = `${PARAMS}${MATMUL_TN_ACCESS}${BODY}`;

@@ -81,6 +81,11 @@ fn w_at(n: u32, k: u32) -> f32 { return load_w(n * p.K + k); }
 `;
 }
 
+/** The GEMM with a weight decoder `fn w_at(n, k) -> f32` given by the caller (its buffers from binding 3). */
+export function linearWgsl(wAt: string): string {
+  return `${PARAMS}${wAt}${BODY}`;
+}
+
 /** Dense weight panel [N, K] in its stored dtype (binding 3). */
 export function linearDenseWgsl(dtype: WeightDtype): string {
   return `${PARAMS}${denseWAt(dtype)}${BODY}`;
