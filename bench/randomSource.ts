@@ -82,6 +82,7 @@ const rawTokenizer: Tokenizer = {
   decode: (ids) => ids.join(' '),
 };
 
-export function randomLlama3Blocks(): ModelCheckpoint {
-  return { path: 'random LLaMA-3-8B block shapes, 2 blocks, bf16', format: 'hf', config: LLAMA3_8B_2BLOCKS, tokenizer: rawTokenizer, weights: new LazyRandomSource(LLAMA3_8B_2BLOCKS) };
+export function randomLlama3Blocks(blocks = 2): ModelCheckpoint {
+  const config = blocks === 2 ? LLAMA3_8B_2BLOCKS : Object.freeze({ ...LLAMA3_8B_2BLOCKS, numLayers: blocks });
+  return { path: `random LLaMA-3-8B block shapes, ${blocks} block${blocks === 1 ? '' : 's'}, bf16`, format: 'hf', config, tokenizer: rawTokenizer, weights: new LazyRandomSource(config) };
 }
