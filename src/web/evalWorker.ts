@@ -1,7 +1,8 @@
 /**
  * The Web Worker that runs a browser evaluation (web/eval.html): it puts the picked files and the
  * fetched dataset files into the tab's file system (vfs.ts), opens the checkpoint with openModel and
- * runs evaluatePpl, the same code and protocol as `lowbit eval --ppl SETS --limit N`, posting progress.
+ * runs evaluatePpl and evaluateTasks, the same code and protocols as `lowbit eval --ppl SETS --tasks T
+ * --limit N`, posting progress.
  * The backend: lowbit's WebGPU backend on the worker's navigator.gpu (auto, webgpu), else the CPU
  * backend with the wasm SIMD kernels (one thread: the tab's worker), else the js kernels; the
  * `backend` message says which ran and why. Bundled by scripts/build-web.mjs, which maps node:*
@@ -16,11 +17,15 @@ import { WASM_FILE } from '../backend/cpu/kernels/wasm.js';
 import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
 import { PPL_DATASET_INFO } from '../data/pplData.js';
 import { evaluatePpl } from '../eval/ppl.js';
+import { evaluateTasks } from '../eval/taskRun.js';
+import { parseTasks } from '../eval/tasks/registry.js';
 import { LowbitError, UsageError } from '../errors.js';
 import { openModel } from '../io/open.js';
+import type { ModelCheckpoint } from '../io/checkpoint.js';
 import { defaultDataDir } from '../paths.js';
 import { fmtInt } from '../numbers.js';
 import { addBlob, addBytes, vfsFile } from './vfs.js';
+import { TASK_FILES } from './taskFiles.js';
 import type { BackendChoice, EvalMessage, EvalRequest } from './protocol.js';
 
 const post = (m: EvalMessage): void => (globalThis as unknown as { postMessage(m: EvalMessage): void }).postMessage(m);
@@ -30,15 +35,35 @@ async function gunzip(bytes: Blob): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-/** A named set's data file, fetched from the served assets/data/ (or its .gz) into the tab's data folder. */
-async function fetchDataFile(dataUrl: string, rel: string): Promise<void> {
+/** A data file fetched from the served assets/data/ (or its .gz) into the tab's data folder; false when the server has neither. */
+async function tryFetchDataFile(dataUrl: string, rel: string): Promise<{ ok: true } | { ok: false; why: string }> {
   const path = join(defaultDataDir(), rel);
-  if (vfsFile(path)) return;
+  if (vfsFile(path)) return { ok: true };
   const plain = await fetch(new URL(rel, dataUrl));
-  if (plain.ok) { addBytes(path, new Uint8Array(await plain.arrayBuffer())); return; }
+  if (plain.ok) { addBytes(path, new Uint8Array(await plain.arrayBuffer())); return { ok: true }; }
   const gz = await fetch(new URL(`${rel}.gz`, dataUrl));
-  if (!gz.ok) throw new LowbitError(`cannot fetch ${new URL(rel, dataUrl).href} (HTTP ${plain.status}) nor its .gz (HTTP ${gz.status}): serve the package root (assets/data/)`);
+  if (!gz.ok) return { ok: false, why: `cannot fetch ${new URL(rel, dataUrl).href} (HTTP ${plain.status}) nor its .gz (HTTP ${gz.status}): serve the package root (assets/data/)` };
   addBytes(path, await gunzip(await gz.blob()));
+  return { ok: true };
+}
+
+async function fetchDataFile(dataUrl: string, rel: string): Promise<void> {
+  const r = await tryFetchDataFile(dataUrl, rel);
+  if (!r.ok) throw new LowbitError(r.why);
+}
+
+/** The files `task` reads (taskFiles.ts), fetched in parallel; of a list of alternatives, the first the server has. */
+async function fetchTaskFiles(dataUrl: string, task: string): Promise<void> {
+  await Promise.all((TASK_FILES[task] ?? []).map(async (f) => {
+    if (typeof f === 'string') { await fetchDataFile(dataUrl, f); return; }
+    const whys: string[] = [];
+    for (const alt of f) {
+      const r = await tryFetchDataFile(dataUrl, alt);
+      if (r.ok) return;
+      whys.push(r.why);
+    }
+    throw new LowbitError(whys.join('; '));
+  }));
 }
 
 /** The window length: --seqlen, else min(2048, the model's context); longer than the context is refused (as cli/common.ts resolveSeqlen). */
@@ -73,7 +98,8 @@ async function run(req: EvalRequest): Promise<void> {
     if (f.path.endsWith('.gz') && req.sets.includes(`file:${f.path.slice(0, -3)}`)) addBytes(f.path.slice(0, -3), await gunzip(f.file));
     else addBlob(f.path, f.file);
   }
-  if (req.sets.length === 0) throw new UsageError('--ppl needs at least one name');
+  if (req.sets.length === 0 && req.tasks.length === 0) throw new UsageError('nothing to evaluate: pick a set (--ppl) or a task (--tasks)');
+  if (req.tasks.length) parseTasks(req.tasks.join(',')); // unknown names fail before the model loads, as the CLI
   if (req.limit !== undefined && (!Number.isInteger(req.limit) || req.limit < 1)) throw new UsageError(`--limit must be an integer ≥ 1 (got '${req.limit}')`);
   post({ kind: 'status', text: `opening ${req.model}` });
   const ckpt = openModel(req.model);
@@ -106,7 +132,32 @@ async function run(req: EvalRequest): Promise<void> {
       row: { set, ppl: r.ppl, windows: r.windowsEvaluated, windowsTotal: r.windows, seqlen: r.seqlen, tokens: r.tokens, backend: r.backend, seconds: r.seconds, notes: r.notes },
     });
   }
+  if (req.tasks.length) await runTasks(req, ckpt, be);
   post({ kind: 'done', seconds: (performance.now() - t0) / 1000 });
+}
+
+/** `lowbit eval --tasks T --limit N`: the task files fetched, then evaluateTasks unchanged, one row per task as it finishes. */
+async function runTasks(req: EvalRequest, ckpt: ModelCheckpoint, be: Backend): Promise<void> {
+  for (const task of req.tasks) {
+    post({ kind: 'status', text: `fetching the ${task} data` });
+    await fetchTaskFiles(req.dataUrl, task);
+  }
+  let started = performance.now();
+  await evaluateTasks(ckpt, be, req.tasks, {
+    ...(req.taskLimit !== undefined ? { limit: req.taskLimit } : {}),
+    onProgress: (task, done, total) => {
+      const s = (performance.now() - started) / 1000;
+      post({ kind: 'taskProgress', task, done, total, examplesPerSecond: s > 0 ? done / s : 0 });
+    },
+    onResult: (r) => {
+      const seconds = (performance.now() - started) / 1000;
+      post({
+        kind: 'taskResult',
+        row: { task: r.task, acc: r.acc, ...(r.acc_norm === undefined ? {} : { acc_norm: r.acc_norm }), n: r.n, protocol: r.protocol, shots: r.shots, bos: r.bos, backend: be.description, seconds },
+      });
+      started = performance.now();
+    },
+  });
 }
 
 globalThis.addEventListener('message', (e: Event) => {

@@ -2,8 +2,10 @@
 // goes in through the page's folder input, the page evaluates tinystories (2 windows) in its Web Worker, and the
 // perplexity it shows must equal the Node CPU backend's for the same windows, computed here: (a) backend auto,
 // WebGPU when the tab has an adapter (1e-4 relative, the WebGPU suites' bound), else the page must say it fell
-// back and why; (b) the wasm path, forced by the page's backend option (bit-identical: the same wasm kernels on
-// one thread), also for a llama2.c .bin + tok*.bin and a Q8_0 .gguf (the files input), a GPTQ W4 checkpoint
+// back and why; with it piqa and winogrande (8 examples), whose accuracies must equal Node's; (b) the wasm path,
+// forced by the page's backend option (bit-identical: the same wasm kernels on one thread), then the five zero-shot
+// tasks (8 examples each) and MMLU 5-shot (1 question per subject) on it, each acc / acc_norm equal to Node's
+// evaluateTasks; also for a llama2.c .bin + tok*.bin and a Q8_0 .gguf (the files input), a GPTQ W4 checkpoint
 // quantized here (a folder) and a picked .gz text file as the set; (c) a Chromium with no adapter: auto runs on
 // wasm and says why. Plus a folder without a checkpoint: the page shows the CLI's one-line error. A node:http
 // server on 127.0.0.1 serves only the page, its bundle (built here by scripts/build-web.mjs) and the data files;
@@ -26,7 +28,9 @@ import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { LowbitError } from '../../src/errors.js';
 import { quantizeModel } from '../../src/quant/quantizeModel.js';
-import type { PplRow } from '../../src/web/protocol.js';
+import { evaluateTasks } from '../../src/eval/taskRun.js';
+import type { TaskResult } from '../../src/eval/tasks/registry.js';
+import type { PplRow, TaskRow } from '../../src/web/protocol.js';
 
 const CHROMIUM = process.env.LOWBIT_CHROMIUM ?? '/usr/bin/chromium';
 const NO_CHROMIUM = existsSync(CHROMIUM) ? false : `needs Chromium at ${CHROMIUM} (Debian: apt-get install chromium; or set LOWBIT_CHROMIUM)`;
@@ -34,11 +38,15 @@ const NO_CHROMIUM = existsSync(CHROMIUM) ? false : `needs Chromium at ${CHROMIUM
 const FLAGS = ['--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu'];
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.map': 'application/json' };
 const SET = 'tinystories', LIMIT = 2;
+/** every bundled zero-shot task, 8 examples each; MMLU apart, 1 question of each of the 57 subjects (5-shot) */
+const TASKS = ['piqa', 'arc_easy', 'arc_challenge', 'hellaswag', 'winogrande'], TASK_LIMIT = 8, MMLU_LIMIT = 1;
+/** the tasks also run on WebGPU in (a) (SwiftShader is slow) */
+const GPU_TASKS = ['piqa', 'winogrande'];
 const SCREENSHOT = join(PACKAGE_ROOT, 'test-artifacts', 'web-eval.png');
 const Q8_GGUF = join(TINY656K, 'gguf', 'TinyStories-656K-Q8_0-GGUF', 'tinystories-656k-q8_0.gguf');
 
 interface PageState {
-  state: string; backend?: { name: string; text: string }; rows: PplRow[]; error?: string;
+  state: string; backend?: { name: string; text: string }; rows: PplRow[]; taskRows: TaskRow[]; error?: string;
   progress?: { windowsDone: number; windows: number; tokensPerSecond: number };
 }
 
@@ -71,8 +79,31 @@ async function evaluateInPage(
   await tab.fill('#limit', String(LIMIT));
   await tab.selectOption('#backend-choice', backend);
   await tab.click('#run');
-  await tab.waitForFunction(() => ['done', 'error'].includes((window as unknown as { lowbitEval: PageState }).lowbitEval.state), null, { timeout: 50_000 });
+  await tab.waitForFunction(() => ['done', 'error'].includes((window as unknown as { lowbitEval: PageState }).lowbitEval.state), null, { timeout: 150_000 });
   return tab.evaluate(() => (window as unknown as { lowbitEval: PageState }).lowbitEval);
+}
+
+/** Ticks `tasks` in the page and sets the task limit (a setup for evaluateInPage). */
+async function pickTasks(tab: Page, tasks: readonly string[], limit = TASK_LIMIT): Promise<void> {
+  for (const task of tasks) await tab.check(`input[name=task][value=${task}]`);
+  await tab.fill('#task-limit', String(limit));
+}
+
+/** The page's task rows must carry Node's accuracies exactly, and show them as the table cells. */
+async function assertTasks(tab: Page, state: PageState, want: readonly TaskResult[], where: string): Promise<void> {
+  assert.deepEqual(state.taskRows.map((r) => r.task), want.map((r) => r.task));
+  for (const w of want) {
+    const got = state.taskRows.find((r) => r.task === w.task)!;
+    console.log(`# browserEval: ${where}: ${w.task} acc ${got.acc} acc_norm ${got.acc_norm ?? '-'} over ${got.n} examples (${got.seconds.toFixed(1)} s); Node: ${w.acc} ${w.acc_norm ?? '-'}`);
+    assert.equal(got.acc, w.acc, `${where}: ${w.task} acc`);
+    assert.equal(got.acc_norm, w.acc_norm, `${where}: ${w.task} acc_norm`);
+    assert.equal(got.n, w.n, `${where}: ${w.task} examples`);
+    assert.equal(got.protocol, w.protocol);
+    const cells = await tab.locator(`#task-results tbody tr[data-task="${w.task}"] td`).allTextContents();
+    assert.equal(cells[1], `${(100 * w.acc).toFixed(2)} %`);
+    assert.equal(cells[2], w.acc_norm === undefined ? '-' : `${(100 * w.acc_norm).toFixed(2)} %`);
+    assert.equal(cells[3], String(w.n));
+  }
 }
 
 /** The displayed row of `set`: its perplexity cell and the full value the row carries. */
@@ -81,7 +112,7 @@ async function shownPpl(tab: Page, set: string): Promise<{ cell: string; value: 
   return { cell: (await row.locator('td').nth(1).textContent()) ?? '', value: Number(await row.getAttribute('data-ppl')) };
 }
 
-test('web/eval.html in headless Chromium: the picked model\'s perplexity equals the CPU backend\'s (WebGPU or its fallback, and the wasm worker)', { skip: NO_CHROMIUM, timeout: 120_000 }, async (t) => {
+test('web/eval.html in headless Chromium: the picked model\'s perplexity equals the CPU backend\'s (WebGPU or its fallback, and the wasm worker)', { skip: NO_CHROMIUM, timeout: 300_000 }, async (t) => {
   const bundle = mkdtempSync(join(tmpdir(), 'lowbit-web-'));
   const built = spawnSync(process.execPath, [join(PACKAGE_ROOT, 'scripts', 'build-web.mjs'), '--outdir', bundle], { encoding: 'utf8' });
   assert.equal(built.status, 0, `scripts/build-web.mjs failed: ${built.stderr}`);
@@ -92,6 +123,8 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
   const seqlen = Math.min(2048, ckpt.config.maxPositionEmbeddings);
   const cpu = new CpuBackend(kernels.kernels, kernels.note);
   const want = await evaluatePpl(ckpt, cpu, SET, { seqlen, limit: LIMIT });
+  const wantTasks = await evaluateTasks(ckpt, cpu, TASKS, { limit: TASK_LIMIT });
+  const wantMmlu = await evaluateTasks(ckpt, cpu, ['mmlu'], { limit: MMLU_LIMIT });
   const l2cCkpt = openModel(join(STORIES260K, 'stories260K.bin'));
   const want260k = await evaluatePpl(l2cCkpt, cpu, SET, { seqlen: Math.min(2048, l2cCkpt.config.maxPositionEmbeddings), limit: LIMIT });
   const gptqDir = join(bundle, 'gptq-w4g128');
@@ -128,17 +161,20 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
     await inChromium(FLAGS, async (tab, version) => {
       console.log(`# browserEval: Chromium ${version}; Node CPU (${kernels.note}): ${SET} ${want.ppl} over ${want.windowsEvaluated} windows of ${seqlen}`);
       // (a) auto: WebGPU when the tab has an adapter, else the page must say why it fell back
-      const auto = await evaluateInPage(tab, origin, { folder: TINY656K }, 'auto');
+      const auto = await evaluateInPage(tab, origin, { folder: TINY656K }, 'auto', () => pickTasks(tab, GPU_TASKS));
       assert.equal(auto.state, 'done', `the page failed: ${auto.error}`);
       const a = await shownPpl(tab, SET);
       console.log(`# browserEval: auto ran ${auto.backend?.text}: ${a.value} (${auto.rows[0]?.seconds.toFixed(1)} s), relative difference ${(Math.abs(a.value - want.ppl) / want.ppl).toExponential(2)}`);
       assert.match(await tab.textContent('#backend') ?? '', /^(webgpu|wasm|js)/);
       if (auto.backend?.name === 'webgpu') {
         assert.ok(Math.abs(a.value - want.ppl) <= 1e-4 * want.ppl, `WebGPU in the tab: ${a.value} vs the CPU's ${want.ppl}`);
+        // the same accuracies as the CPU (as test/eval/webgpuEval.test.ts holds WebGPU's in Node)
+        await assertTasks(tab, auto, wantTasks.filter((r) => GPU_TASKS.includes(r.task)), 'auto (webgpu)');
       } else {
         console.log(`# browserEval: no WebGPU adapter in headless Chromium (${FLAGS.join(' ')}): ${auto.backend?.text}`);
         assert.match(auto.backend?.text ?? '', /navigator\.gpu gave no adapter: /);
         assert.equal(a.value, want.ppl);
+        await assertTasks(tab, auto, wantTasks.filter((r) => GPU_TASKS.includes(r.task)), 'auto (wasm)');
       }
       assert.equal(a.cell, a.value.toFixed(6));
       assert.equal(auto.rows[0]?.windows, LIMIT);
@@ -159,6 +195,21 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
       assert.match(wasm.backend?.text ?? '', /^wasm in a Web Worker \(wasm SIMD, 1 thread\): the backend option asked for the CPU$/);
       assert.equal(w.value, want.ppl);
       assert.equal(w.cell, want.ppl.toFixed(6));
+
+      // every bundled task on the wasm worker: Node's accuracies exactly (the same kernels, the same bits)
+      const tasks = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm', async () => {
+        await tab.uncheck('input[name=set][value=tinystories]');
+        await pickTasks(tab, TASKS);
+      });
+      assert.equal(tasks.state, 'done', `the page failed: ${tasks.error}`);
+      assert.deepEqual(tasks.rows, []);
+      await assertTasks(tab, tasks, wantTasks, 'wasm');
+      const mmlu = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm', async () => {
+        await tab.uncheck('input[name=set][value=tinystories]');
+        await pickTasks(tab, ['mmlu'], MMLU_LIMIT);
+      });
+      assert.equal(mmlu.state, 'done', `the page failed: ${mmlu.error}`);
+      await assertTasks(tab, mmlu, wantMmlu, 'wasm');
 
       // loose files: a llama2.c checkpoint and its tok*.bin through the multiple-file input, on the wasm worker
       const l2c = await evaluateInPage(tab, origin, { files: [join(STORIES260K, 'stories260K.bin'), join(STORIES260K, 'tok512.bin')] }, 'wasm');
