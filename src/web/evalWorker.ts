@@ -4,15 +4,15 @@
  * runs evaluatePpl and evaluateTasks, the same code and protocols as `lowbit eval --ppl SETS --tasks T
  * --limit N`, posting progress.
  * The backend: lowbit's WebGPU backend on the worker's navigator.gpu (auto, webgpu), else the CPU
- * backend with the wasm SIMD kernels (one thread: the tab's worker), else the js kernels; the
- * `backend` message says which ran and why. Bundled by scripts/build-web.mjs, which maps node:*
+ * backend with the wasm SIMD kernels (this worker, and more threads as Web Workers: wasmThreads.ts),
+ * else the js kernels; the `backend` message says which ran, on how many threads, and why. Bundled by scripts/build-web.mjs, which maps node:*
  * imports to ./shims and src/paths.ts to ./browserPaths.ts.
  */
 import wasmKernels from '../backend/cpu/wasm/lowbit_kernels.wasm';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpuBackend.js';
-import { selectKernels } from '../backend/cpu/kernels/select.js';
+import { selectKernels, type Selected } from '../backend/cpu/kernels/select.js';
 import { WASM_FILE } from '../backend/cpu/kernels/wasm.js';
 import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
 import { PPL_DATASET_INFO } from '../data/pplData.js';
@@ -26,6 +26,7 @@ import { defaultDataDir } from '../paths.js';
 import { fmtInt } from '../numbers.js';
 import { addBlob, addBytes, vfsFile } from './vfs.js';
 import { TASK_FILES } from './taskFiles.js';
+import { threadsUnavailable, webThreads } from './wasmThreads.js';
 import type { BackendChoice, EvalMessage, EvalRequest } from './protocol.js';
 
 const post = (m: EvalMessage): void => (globalThis as unknown as { postMessage(m: EvalMessage): void }).postMessage(m);
@@ -77,18 +78,45 @@ function seqlenFor(context: number, given: number | undefined, model: string): n
   return given;
 }
 
-/** The backend this run uses, and the line that says which and why. */
-async function chooseBackend(choice: BackendChoice): Promise<{ be: Backend; name: 'webgpu' | 'wasm' | 'js'; text: string }> {
-  const host = selectKernels('wasm', 1);
+/** The backend this run uses, and the line that says which and why (and how many wasm threads ran). */
+async function chooseBackend(choice: BackendChoice, threads: number): Promise<{ be: Backend; name: 'webgpu' | 'wasm' | 'js'; text: string }> {
   let why = 'the backend option asked for the CPU';
   if (choice !== 'wasm') {
+    const host = selectKernels('wasm', 1);
     const gpu = await createWebGpuBackend(host.kernels, host.note);
     if (gpu.ok) return { be: gpu.backend, name: 'webgpu', text: `webgpu: ${gpu.backend.caps.adapterName} (${gpu.backend.caps.runtime}, in a Web Worker)` };
     if (choice === 'webgpu') throw new UsageError(`--backend webgpu: ${gpu.reason}`);
     why = `navigator.gpu gave no adapter: ${gpu.reason}`;
   }
-  const name = host.kernels.name === 'wasm' ? 'wasm' : 'js';
-  return { be: new CpuBackend(host.kernels, host.note), name, text: `${name} in a Web Worker (${host.note}): ${why}` };
+  const cpu = await cpuKernels(threads);
+  const name = cpu.kernels.name === 'wasm' ? 'wasm' : 'js';
+  const where = cpu.threads > 1 ? `${cpu.threads} Web Workers` : 'a Web Worker';
+  return { be: new CpuBackend(cpu.kernels, cpu.note), name, text: `${name} in ${where} (${cpu.note}): ${why}` };
+}
+
+/**
+ * The wasm kernels on `threads` threads: this worker and threads − 1 Web Workers over one shared memory
+ * (wasmThreads.ts); one thread, with the reason in the note, when the page is not cross-origin isolated
+ * or the threads do not start.
+ */
+async function cpuKernels(threads: number): Promise<Selected & { threads: number }> {
+  if (threads === 1) return { ...selectKernels('wasm', 1), threads: 1 };
+  const unavailable = threadsUnavailable();
+  if (!unavailable) {
+    const web = webThreads(new URL('./wasmThread.js', import.meta.url));
+    const sel = selectKernels('wasm', threads, web.start);
+    if (sel.kernels.name !== 'wasm') return { ...sel, threads: 1 };
+    try {
+      await web.ready();
+      return { ...sel, threads };
+    } catch (e) {
+      web.terminate();
+      const one = selectKernels('wasm', 1);
+      return { ...one, note: `${one.note}; ${threads} threads asked, 1 ran: ${(e as Error).message}`, threads: 1 };
+    }
+  }
+  const one = selectKernels('wasm', 1);
+  return { ...one, note: `${one.note}; ${threads} threads asked, 1 ran: ${unavailable}`, threads: 1 };
 }
 
 async function run(req: EvalRequest): Promise<void> {
@@ -104,7 +132,9 @@ async function run(req: EvalRequest): Promise<void> {
   post({ kind: 'status', text: `opening ${req.model}` });
   const ckpt = openModel(req.model);
   const seqlen = seqlenFor(ckpt.config.maxPositionEmbeddings, req.seqlen, ckpt.path);
-  const { be, name, text } = await chooseBackend(req.backend);
+  const threads = req.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`--threads: ${threads} is not a positive integer`);
+  const { be, name, text } = await chooseBackend(req.backend, threads);
   post({ kind: 'backend', name, text });
   for (const set of req.sets) {
     const info = (PPL_DATASET_INFO as Record<string, { file: string } | undefined>)[set];

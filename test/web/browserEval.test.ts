@@ -50,8 +50,11 @@ interface PageState {
   progress?: { windowsDone: number; windows: number; tokensPerSecond: number };
 }
 
-/** web/eval.html, the bundle in `bundleDir` as /dist/web/, assets/data/, with npm run serve:web's COOP/COEP headers. */
-async function serve(bundleDir: string): Promise<{ origin: string; close: () => Promise<void> }> {
+/**
+ * web/eval.html, the bundle in `bundleDir` as /dist/web/, assets/data/, with npm run serve:web's COOP/COEP headers
+ * (without them when `isolated` is false: a page that is not cross-origin isolated).
+ */
+async function serve(bundleDir: string, isolated = true): Promise<{ origin: string; close: () => Promise<void> }> {
   const roots: [string, string][] = [['web/', join(PACKAGE_ROOT, 'web')], ['dist/web/', bundleDir], ['assets/data/', DATA]];
   const server = createServer((req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^[/\\]+/, '');
@@ -60,7 +63,7 @@ async function serve(bundleDir: string): Promise<{ origin: string; close: () => 
     if (!root || !file.startsWith(root[1] + sep) || !existsSync(file) || !statSync(file).isFile()) { res.writeHead(404).end(); return; }
     res.writeHead(200, {
       'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
-      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp',
+      ...(isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {}),
     }).end(readFileSync(file));
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
@@ -70,9 +73,10 @@ async function serve(bundleDir: string): Promise<{ origin: string; close: () => 
 
 /** Picks a folder (#folder) or files (#files) in the page, sets the options, runs, and returns the page's final state. */
 async function evaluateInPage(
-  tab: Page, origin: string, pick: { folder: string } | { files: string[] }, backend: 'auto' | 'webgpu' | 'wasm', setup?: () => Promise<void>,
+  tab: Page, origin: string, pick: { folder: string } | { files: string[] }, backend: 'auto' | 'webgpu' | 'wasm', setup?: () => Promise<void>, threads = 1,
 ): Promise<PageState> {
   await tab.goto(`${origin}/web/eval.html`);
+  await tab.fill('#threads', String(threads));
   await setup?.();
   if ('folder' in pick) await tab.setInputFiles('#folder', pick.folder);
   else await tab.setInputFiles('#files', pick.files);
@@ -123,6 +127,11 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
   const seqlen = Math.min(2048, ckpt.config.maxPositionEmbeddings);
   const cpu = new CpuBackend(kernels.kernels, kernels.note);
   const want = await evaluatePpl(ckpt, cpu, SET, { seqlen, limit: LIMIT });
+  // the pool's kernels cut work by shape only: Node's value on 2 worker_threads is the same bits (checked here)
+  const kernels2 = selectKernels('wasm', 2);
+  assert.equal(kernels2.note, 'wasm SIMD, 2 threads');
+  const want2 = await evaluatePpl(ckpt, new CpuBackend(kernels2.kernels, kernels2.note), SET, { seqlen, limit: LIMIT });
+  assert.equal(want2.ppl, want.ppl);
   const wantTasks = await evaluateTasks(ckpt, cpu, TASKS, { limit: TASK_LIMIT });
   const wantMmlu = await evaluateTasks(ckpt, cpu, ['mmlu'], { limit: MMLU_LIMIT });
   const l2cCkpt = openModel(join(STORIES260K, 'stories260K.bin'));
@@ -143,14 +152,14 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
 
   const { origin, close } = await serve(bundle);
   /** A fresh Chromium with `args`: fn gets a tab; no console error, page error or outside request is allowed. */
-  const inChromium = async (args: string[], fn: (tab: Page, version: string) => Promise<void>): Promise<void> => {
+  const inChromium = async (args: string[], fn: (tab: Page, version: string) => Promise<void>, served = origin): Promise<void> => {
     const browser = await chromium.launch({ executablePath: CHROMIUM, args });
     try {
       const tab = await browser.newPage();
       const problems: string[] = [];
       tab.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
       tab.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-      tab.on('request', (r) => { if (!r.url().startsWith(origin + '/')) problems.push(`request outside the local server: ${r.url()}`); });
+      tab.on('request', (r) => { if (!r.url().startsWith(served + '/')) problems.push(`request outside the local server: ${r.url()}`); });
       await fn(tab, browser.version());
       assert.deepEqual(problems, []);
     } finally {
@@ -196,14 +205,24 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
       assert.equal(w.value, want.ppl);
       assert.equal(w.cell, want.ppl.toFixed(6));
 
-      // every bundled task on the wasm worker: Node's accuracies exactly (the same kernels, the same bits)
+      // 2 wasm threads: the eval worker and one more Web Worker over the shared memory; Node's bits
+      const two = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm', undefined, 2);
+      assert.equal(two.state, 'done', `the page failed: ${two.error}`);
+      const w2 = await shownPpl(tab, SET);
+      console.log(`# browserEval: wasm, 2 threads, ran ${two.backend?.text}: ${w2.value} (${two.rows[0]?.seconds.toFixed(1)} s)`);
+      assert.match(two.backend?.text ?? '', /^wasm in 2 Web Workers \(wasm SIMD, 2 threads\): the backend option asked for the CPU$/);
+      assert.equal(two.rows[0]?.backend, want2.backend);
+      assert.equal(w2.value, want.ppl);
+
+      // every bundled task on 2 wasm threads: Node's accuracies exactly (the same kernels, the same bits)
       const tasks = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm', async () => {
         await tab.uncheck('input[name=set][value=tinystories]');
         await pickTasks(tab, TASKS);
-      });
+      }, 2);
       assert.equal(tasks.state, 'done', `the page failed: ${tasks.error}`);
+      assert.match(tasks.backend?.text ?? '', /^wasm in 2 Web Workers \(wasm SIMD, 2 threads\)/);
       assert.deepEqual(tasks.rows, []);
-      await assertTasks(tab, tasks, wantTasks, 'wasm');
+      await assertTasks(tab, tasks, wantTasks, 'wasm, 2 threads');
       const mmlu = await evaluateInPage(tab, origin, { folder: TINY656K }, 'wasm', async () => {
         await tab.uncheck('input[name=set][value=tinystories]');
         await pickTasks(tab, ['mmlu'], MMLU_LIMIT);
@@ -242,14 +261,21 @@ test('web/eval.html in headless Chromium: the picked model\'s perplexity equals 
       assert.equal(bad.state, 'error');
       assert.equal(await tab.textContent('#error'), cliLine);
     });
-    // (c) a Chromium that offers no adapter (no --enable-unsafe-webgpu): auto still runs, on the wasm worker, and says why
-    await inChromium(['--no-sandbox'], async (tab) => {
-      const fallback = await evaluateInPage(tab, origin, { folder: TINY656K }, 'auto');
-      assert.equal(fallback.state, 'done', `the page failed: ${fallback.error}`);
-      console.log(`# browserEval: Chromium without --enable-unsafe-webgpu, auto ran ${fallback.backend?.text}`);
-      assert.match(fallback.backend?.text ?? '', /^wasm in a Web Worker \(wasm SIMD, 1 thread\): navigator\.gpu gave no adapter: /);
-      assert.equal((await shownPpl(tab, SET)).value, want.ppl);
-    });
+    // (c) a Chromium that offers no adapter (no --enable-unsafe-webgpu), on a page served without COOP/COEP: auto
+    // still runs, on the wasm worker, says why; 2 threads asked, 1 ran (no cross-origin isolation), same bits
+    const plain = await serve(bundle, false);
+    try {
+      await inChromium(['--no-sandbox'], async (tab) => {
+        const fallback = await evaluateInPage(tab, plain.origin, { folder: TINY656K }, 'auto', undefined, 2);
+        assert.equal(fallback.state, 'done', `the page failed: ${fallback.error}`);
+        console.log(`# browserEval: Chromium without --enable-unsafe-webgpu, not isolated, auto with 2 threads ran ${fallback.backend?.text}`);
+        assert.match(fallback.backend?.text ?? '', new RegExp('^wasm in a Web Worker \\(wasm SIMD, 1 thread; 2 threads asked, 1 ran: the page is not cross-origin ' +
+          'isolated \\(self\\.crossOriginIsolated is false\\).*\\): navigator\\.gpu gave no adapter: '));
+        assert.equal((await shownPpl(tab, SET)).value, want.ppl);
+      }, plain.origin);
+    } finally {
+      await plain.close();
+    }
   } finally {
     await close();
     rmSync(bundle, { recursive: true, force: true });
