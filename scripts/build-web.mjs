@@ -1,5 +1,6 @@
-// Bundles the browser evaluation page (web/eval.html) with esbuild: src/web/evalPage.ts → eval.js and
-// src/web/evalWorker.ts → evalWorker.js, into dist/web/ (or --outdir DIR).
+// Bundles the browser evaluation page (web/eval.html) with esbuild: src/web/evalPage.ts → eval.js,
+// src/web/evalWorker.ts → evalWorker.js and src/web/wasmThread.ts → wasmThread.js (each extra wasm
+// thread), into dist/web/ (or --outdir DIR).
 // The io/ and data/ readers import node:fs, node:path, node:crypto...; here those imports resolve to
 // src/web/shims/ (the tab's in-memory file system of the picked files, src/web/vfs.ts), and src/paths.ts
 // to src/web/browserPaths.ts. A node: module without a shim stops the build, naming it. The wasm kernels
@@ -32,7 +33,7 @@ const browserNode = {
 /** Builds the page and its worker into `outdir`; returns esbuild's result (metafile included). */
 export async function buildWeb(outdir = join(ROOT, 'dist', 'web')) {
   return build({
-    entryPoints: { eval: join(WEB, 'evalPage.ts'), evalWorker: join(WEB, 'evalWorker.ts') },
+    entryPoints: { eval: join(WEB, 'evalPage.ts'), evalWorker: join(WEB, 'evalWorker.ts'), wasmThread: join(WEB, 'wasmThread.ts') },
     outdir, bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
     // the optional Dawn package: imported by capabilities.ts only in Node (a tab has navigator.gpu or none)
     external: ['webgpu'],

@@ -25,6 +25,8 @@ export interface TaskRunOptions {
   /** multiple-choice examples per scorer call, run as varlen batches (default 16; 1 = unbatched) */
   readonly batchSize?: number;
   readonly onProgress?: (task: string, done: number, total: number) => void;
+  /** called with each task's result as soon as it is scored (the browser page shows rows as they come) */
+  readonly onResult?: (result: TaskResult) => void;
 }
 
 /** Evaluates `tasks` (names, checked before the model loads) in the order given; one result per task. */
@@ -38,7 +40,9 @@ export async function evaluateTasks(ckpt: ModelCheckpoint, backend: Backend, tas
       limit: opts.limit, bos: opts.bos, encoding: opts.encoding, dataDir: opts.dataDir, batchSize: opts.batchSize,
       onProgress: onProgress && ((done, total) => onProgress(spec.name, done, total)),
     });
-    results.push({ ...r, activation: ckpt.activation ?? null });
+    const result = { ...r, activation: ckpt.activation ?? null };
+    results.push(result);
+    opts.onResult?.(result);
   }
   return results;
 }

@@ -1,18 +1,24 @@
 /**
  * web/eval.html: the user picks a checkpoint (a folder: HF, lowbit/GPTQ/AWQ checkpoint; or loose
  * files: a .gguf, a llama2.c .bin with its tok*.bin), sets and options; one Web Worker per run
- * (evalWorker.ts) evaluates, and this page shows its progress, the backend line and the result table.
+ * (evalWorker.ts) evaluates, and this page shows its progress, the backend line and the result tables
+ * (perplexity per set, accuracy per task).
  * Only DOM code here: everything lowbit runs, runs in the worker. The last run's state is also in
  * `window.lowbitEval` (test/web/browserEval.test.ts reads it).
  */
-import { BACKEND_CHOICES, type BackendChoice, type EvalMessage, type EvalRequest, type PickedFile, type PplRow } from './protocol.js';
+import { BACKEND_CHOICES, type BackendChoice, type EvalMessage, type EvalRequest, type PickedFile, type PplRow, type TaskRow } from './protocol.js';
+
+/** Default wasm threads: the cores the browser reports, at most this many (more rarely pays on one model's kernels). */
+const MAX_DEFAULT_THREADS = 8;
 
 interface PageState {
   state: 'idle' | 'running' | 'done' | 'error';
   backend?: { name: string; text: string };
   rows: PplRow[];
+  taskRows: TaskRow[];
   /** the last progress message of the run */
   progress?: Extract<EvalMessage, { kind: 'progress' }>;
+  taskProgress?: Extract<EvalMessage, { kind: 'taskProgress' }>;
   error?: string;
 }
 
@@ -67,11 +73,12 @@ function show(state: PageState): void {
 }
 
 function run(): void {
-  const state: PageState = { state: 'running', rows: [] };
+  const state: PageState = { state: 'running', rows: [], taskRows: [] };
   show(state);
   const status = $('status'), backendLine = $('backend'), errorLine = $('error'), progress = $<HTMLProgressElement>('progress');
-  const body = $<HTMLTableElement>('results').tBodies[0]!;
+  const body = $<HTMLTableElement>('results').tBodies[0]!, taskBody = $<HTMLTableElement>('task-results').tBodies[0]!;
   body.replaceChildren();
+  taskBody.replaceChildren();
   errorLine.textContent = '';
   backendLine.textContent = '';
   const fail = (text: string): void => {
@@ -93,12 +100,15 @@ function run(): void {
     const v = $<HTMLInputElement>(id).value.trim();
     return v === '' ? undefined : Number(v);
   };
+  const tasks = Array.from(document.querySelectorAll<HTMLInputElement>('input[name=task]:checked'), (c) => c.value);
   const backend = $<HTMLSelectElement>('backend-choice').value as BackendChoice;
   if (!BACKEND_CHOICES.includes(backend)) { fail(`unknown backend ${backend}`); return; }
   const req: EvalRequest = {
-    kind: 'eval', model: picked.model, files, sets, backend,
+    kind: 'eval', model: picked.model, files, sets, tasks, backend,
     dataUrl: new URL('../assets/data/', location.href).href,
     ...(num('limit') !== undefined ? { limit: num('limit')! } : {}),
+    ...(num('task-limit') !== undefined ? { taskLimit: num('task-limit')! } : {}),
+    ...(num('threads') !== undefined ? { threads: num('threads')! } : {}),
     ...(num('seqlen') !== undefined ? { seqlen: num('seqlen')! } : {}),
   };
   $<HTMLButtonElement>('run').disabled = true;
@@ -126,6 +136,22 @@ function run(): void {
           m.row.backend, m.row.seconds.toFixed(1)]) tr.insertCell().textContent = v;
         break;
       }
+      case 'taskProgress':
+        state.taskProgress = m;
+        progress.max = Math.max(1, m.total);
+        progress.value = m.done;
+        status.textContent = `${m.task}: ${m.done}/${m.total} examples, ${m.examplesPerSecond.toFixed(1)} examples/s`;
+        break;
+      case 'taskResult': {
+        state.taskRows.push(m.row);
+        const tr = taskBody.insertRow();
+        tr.dataset.task = m.row.task;
+        tr.dataset.acc = String(m.row.acc);
+        if (m.row.acc_norm !== undefined) tr.dataset.accNorm = String(m.row.acc_norm);
+        const pct = (x: number | undefined): string => (x === undefined ? '-' : `${(100 * x).toFixed(2)} %`);
+        for (const v of [m.row.task, pct(m.row.acc), pct(m.row.acc_norm), String(m.row.n), m.row.backend, m.row.seconds.toFixed(1)]) tr.insertCell().textContent = v;
+        break;
+      }
       case 'done':
         state.state = 'done';
         status.textContent = `done in ${m.seconds.toFixed(1)} s` + (state.progress
@@ -146,4 +172,5 @@ const dirButton = $<HTMLButtonElement>('pick-dir');
 if ('showDirectoryPicker' in window) dirButton.addEventListener('click', () => { fromDirectoryPicker().catch((e: Error) => { if (e.name !== 'AbortError') $('error').textContent = e.message; }); });
 else dirButton.hidden = true;
 $<HTMLButtonElement>('run').addEventListener('click', run);
-show({ state: 'idle', rows: [] });
+$<HTMLInputElement>('threads').value = String(Math.max(1, Math.min(MAX_DEFAULT_THREADS, navigator.hardwareConcurrency || 1)));
+show({ state: 'idle', rows: [], taskRows: [] });

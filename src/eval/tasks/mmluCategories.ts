@@ -75,6 +75,9 @@ const MMLU_SUBCATEGORIES: Readonly<Record<string, string>> = Object.freeze({
   world_religions: 'philosophy',
 });
 
+/** The standard 57 subjects, sorted (the CSV file names: `<subject>_dev.csv`, `<subject>_test.csv`). */
+export const MMLU_SUBJECTS: readonly string[] = Object.freeze(Object.keys(MMLU_SUBCATEGORIES).sort());
+
 /** The category of a subject, or undefined for a name not in the standard 57. */
 export function mmluCategory(subject: string): MmluCategory | undefined {
   const sub = MMLU_SUBCATEGORIES[subject];

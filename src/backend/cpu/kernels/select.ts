@@ -7,6 +7,7 @@ import type { CpuKernels } from './kernels.js';
 import { jsKernels } from './js.js';
 import { loadNativeKernels } from './native.js';
 import { loadWasmKernels } from './wasm.js';
+import type { StartThreads } from '../wasm/pool.js';
 import { checked } from './provider.js';
 import { withLinalg } from './jsLinalg.js';
 
@@ -24,7 +25,8 @@ function js(why: string[]): Selected {
   return { kernels: withLinalg(checked(jsKernels)), note: ['js, 1 thread', ...why].join('; ') };
 }
 
-export function selectKernels(pref: KernelPreference, threads = 1): Selected {
+/** `startThreads`: how the wasm pool starts its workers where Node's worker_threads are not (a browser tab). */
+export function selectKernels(pref: KernelPreference, threads = 1, startThreads?: StartThreads): Selected {
   if (!KERNEL_PREFERENCES.includes(pref)) throw new RangeError(`--cpu-kernels: ${String(pref)} is not one of ${KERNEL_PREFERENCES.join(', ')}`);
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`--threads: ${threads} is not a positive integer`);
   const plural = `${threads} thread${threads === 1 ? '' : 's'}`;
@@ -36,7 +38,7 @@ export function selectKernels(pref: KernelPreference, threads = 1): Selected {
     why.push(`native unavailable: ${n.reason}`);
   }
   if (pref === 'auto' || pref === 'native' || pref === 'wasm') {
-    const w = loadWasmKernels(threads);
+    const w = loadWasmKernels(threads, startThreads);
     if (w.ok) return { kernels: withLinalg(w.kernels), note: [`wasm SIMD, ${plural}`, ...why].join('; ') };
     why.push(`wasm unavailable: ${w.reason}`);
   }

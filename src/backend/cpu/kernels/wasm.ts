@@ -12,7 +12,7 @@ import type { CpuKernels, ResidentArray, ResidentArrayTypes, ResidentMemory } fr
 import { checked } from './provider.js';
 import { PACKAGE_ROOT } from '../../../paths.js';
 import { jsLinalg } from './jsLinalg.js';
-import { OP, WA, WasmPool, align, type WasmModule } from '../wasm/pool.js';
+import { OP, WA, WasmPool, align, type StartThreads, type WasmModule } from '../wasm/pool.js';
 
 export type Loaded = { ok: true; kernels: CpuKernels; pool: WasmPool } | { ok: false; reason: string };
 
@@ -164,14 +164,17 @@ function makeKernels(pool: WasmPool): CpuKernels {
   };
 }
 
-/** The wasm provider with `threads` threads (the main thread and threads − 1 workers), or why not. */
-export function loadWasmKernels(threads = 1): Loaded {
+/**
+ * The wasm provider with `threads` threads (the main thread and threads − 1 workers), or why not.
+ * `startThreads` starts the workers where Node's worker_threads are not (a browser tab: Web Workers).
+ */
+export function loadWasmKernels(threads = 1, startThreads?: StartThreads): Loaded {
   const module = compile();
   if (!module) return { ok: false, reason: compileError ?? 'unknown' };
   const n = Math.max(1, Math.floor(threads));
   let pool = pools.get(n);
   if (!pool || pool.brokenReason) {
-    try { pool = new WasmPool(module, n); } catch (e) { return { ok: false, reason: `cannot start the wasm pool: ${(e as Error).message}` }; }
+    try { pool = new WasmPool(module, n, startThreads); } catch (e) { return { ok: false, reason: `cannot start the wasm pool: ${(e as Error).message}` }; }
     pools.set(n, pool);
   }
   return { ok: true, kernels: checked(makeKernels(pool)), pool };

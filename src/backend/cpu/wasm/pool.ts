@@ -17,6 +17,10 @@
  * owns the compute workers. When one dies it posts the reason on a MessagePort, sets ERROR and
  * poisons LEFT/READY, which wakes the main thread; it reads the reason synchronously
  * (receiveMessageOnPort) and throws. The pool is unusable afterwards.
+ *
+ * Elsewhere than Node (the web bundle, src/web/wasmThreads.ts) the caller passes `startThreads`, which
+ * starts the threads − 1 workers its own way (Web Workers); each runs `runWasmThread` on the same
+ * module and memory, with the same protocol, so the bits are the same as in Node.
  */
 import { MessageChannel, Worker, isMainThread, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 
@@ -58,9 +62,14 @@ interface Exports {
   __heap_base: WasmGlobal;
 }
 
+/** What a worker needs: the compiled kernels, the shared memory and the job block's address. */
+export interface ThreadInit { readonly module: WasmModule; readonly memory: WasmMemory; readonly job: number }
+/** Starts `workers` workers, worker i (1-based) running `runWasmThread({ ...init, id: i })`; instead of Node's worker_threads. */
+export type StartThreads = (init: ThreadInit & { readonly workers: number }) => void;
+
 type Data =
-  | { lowbitWasm: 'supervisor'; module: WasmModule; memory: WasmMemory; job: number; workers: number; port: MessagePort }
-  | { lowbitWasm: 'worker'; module: WasmModule; memory: WasmMemory; job: number; id: number };
+  | ({ lowbitWasm: 'supervisor'; workers: number; port: MessagePort } & ThreadInit)
+  | ({ lowbitWasm: 'worker'; id: number } & ThreadInit);
 
 function instantiate(module: WasmModule, memory: WasmMemory): Exports {
   return new WA.Instance(module, { env: { memory } }).exports as unknown as Exports;
@@ -84,7 +93,8 @@ export class WasmPool {
   /** Long-lived arrays (weights) in [dataBase, RESIDENT_LIMIT); per-call data goes above `resident.top`. */
   readonly resident: ResidentHeap;
 
-  constructor(readonly module: WasmModule, readonly threads: number) {
+  /** `startThreads`: how to start the threads − 1 workers; default Node's worker_threads (a supervisor and its workers). */
+  constructor(readonly module: WasmModule, readonly threads: number, startThreads?: StartThreads) {
     const memory = new WA.Memory({ initial: 32, maximum: 65536, shared: true });
     this.memory = memory;
     this.exports = instantiate(module, memory);
@@ -92,7 +102,8 @@ export class WasmPool {
     this.dataBase = this.job + JOB.BYTES;
     this.resident = new ResidentHeap(this.dataBase, RESIDENT_LIMIT, (bytes) => this.ensure(bytes));
     this.ctrl = new Int32Array(memory.buffer, this.job, JOB.BYTES / 4);
-    if (threads > 1) {
+    if (threads > 1 && startThreads) startThreads({ module, memory, job: this.job, workers: threads - 1 });
+    else if (threads > 1) {
       const { port1, port2 } = new MessageChannel();
       this.port = port1;
       const data: Data = { lowbitWasm: 'supervisor', module, memory, job: this.job, workers: threads - 1, port: port2 };
@@ -136,7 +147,7 @@ export class WasmPool {
     c[JOB.ARGS + ARG_SCRATCH_BASE] = scratchBase;
     c[JOB.NTASKS] = n;
     Atomics.store(c, JOB.NEXT, 0);
-    if (!this.supervisor || n <= 1) { runTasks(this.exports, c, this.job, 0); return; }
+    if (this.threads === 1 || n <= 1) { runTasks(this.exports, c, this.job, 0); return; }
     this.start();
     Atomics.store(c, JOB.LEFT, 0);
     Atomics.add(c, JOB.GEN, 1);
@@ -147,7 +158,7 @@ export class WasmPool {
 
   /** Ends the workers; the pool then runs on the main thread only. */
   close(): void {
-    if (!this.supervisor || this.broken) return;
+    if (this.threads === 1 || this.broken) return;
     this.broken = 'wasm kernels: pool closed';
     Atomics.store(this.ctrl, JOB.OP, OP.STOP);
     Atomics.add(this.ctrl, JOB.GEN, 1);
@@ -265,16 +276,27 @@ export class ResidentHeap {
 
 // ---- the two worker roles (this same file, started with workerData) -------------------------------------
 
+/**
+ * Marks worker `id` dead in the job block: sets ERROR and poisons LEFT/READY, which wakes the main
+ * thread (it then throws). False when the pool was stopping anyway (nothing to report).
+ */
+export function poisonPool(init: ThreadInit, id: number): boolean {
+  const ctrl = new Int32Array(init.memory.buffer, init.job, JOB.BYTES / 4);
+  if (Atomics.load(ctrl, JOB.OP) === OP.STOP) return false;
+  Atomics.store(ctrl, JOB.ERROR, id);
+  Atomics.add(ctrl, JOB.LEFT, POISON);
+  Atomics.add(ctrl, JOB.READY, POISON);
+  Atomics.notify(ctrl, JOB.LEFT);
+  Atomics.notify(ctrl, JOB.READY);
+  return true;
+}
+
 function supervisorMain(d: Extract<Data, { lowbitWasm: 'supervisor' }>): void {
-  const ctrl = new Int32Array(d.memory.buffer, d.job, JOB.BYTES / 4);
   const fail = (id: number, why: string): void => {
+    const ctrl = new Int32Array(d.memory.buffer, d.job, JOB.BYTES / 4);
     if (Atomics.load(ctrl, JOB.OP) === OP.STOP) return;
     d.port.postMessage(`worker ${id} of ${d.workers} ${why}`);
-    Atomics.store(ctrl, JOB.ERROR, id);
-    Atomics.add(ctrl, JOB.LEFT, POISON);
-    Atomics.add(ctrl, JOB.READY, POISON);
-    Atomics.notify(ctrl, JOB.LEFT);
-    Atomics.notify(ctrl, JOB.READY);
+    poisonPool(d, id);
   };
   for (let id = 1; id <= d.workers; id++) {
     const data: Data = { lowbitWasm: 'worker', module: d.module, memory: d.memory, job: d.job, id };
@@ -284,7 +306,8 @@ function supervisorMain(d: Extract<Data, { lowbitWasm: 'supervisor' }>): void {
   }
 }
 
-function workerMain(d: Extract<Data, { lowbitWasm: 'worker' }>): void {
+/** Worker `id`'s life: instantiate, say READY, then run each job's tasks until STOP (blocks in Atomics.wait). */
+export function runWasmThread(d: ThreadInit & { readonly id: number }): void {
   const ex = instantiate(d.module, d.memory);
   const ctrl = new Int32Array(d.memory.buffer, d.job, JOB.BYTES / 4);
   let seen = Atomics.load(ctrl, JOB.GEN);
@@ -304,5 +327,5 @@ function workerMain(d: Extract<Data, { lowbitWasm: 'worker' }>): void {
 if (!isMainThread) {
   const d = workerData as Data | null;
   if (d?.lowbitWasm === 'supervisor') supervisorMain(d);
-  else if (d?.lowbitWasm === 'worker') workerMain(d);
+  else if (d?.lowbitWasm === 'worker') runWasmThread(d);
 }
