@@ -187,8 +187,8 @@ export class WebGpuBackend implements TrainableBackend {
     if (!(x instanceof GpuTensor) || x.freed) return;
     x.freed = true;
     this.live--;
-    for (const p of x.parts) p.buffer.destroy();
-    if (x.quant) destroyQuant(x.quant);
+    this.gpu.destroy(...x.parts.map((p) => p.buffer));
+    if (x.quant) destroyQuant(this.gpu, x.quant);
   }
 
   embedding(table: BTensor, ids: Int32Array): BTensor {
@@ -201,7 +201,7 @@ export class WebGpuBackend implements TrainableBackend {
     if (ids.length === 0 || D === 0) return out;
     const idBuf = this.gpu.upload('embedding ids', new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
     for (const p of tb.parts) embeddingPart(this.gpu, tb.dtype as DenseDtype, idBuf, p.buffer, out.parts[0]!.buffer, ids.length, D, p.start, p.rows);
-    idBuf.destroy();
+    this.gpu.destroy(idBuf);
     return out;
   }
 

@@ -122,7 +122,7 @@ export function uploadKind(gpu: GpuDevice, k: KindLayer): DeviceQuant {
   return { kind: 'dense', host: k, parts };
 }
 
-export function destroyQuant(q: DeviceQuant): void {
-  if (q.kind === 'dense') for (const p of q.parts) p.buffer.destroy();
-  else for (const b of [q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : [])]) b.destroy();
+export function destroyQuant(gpu: GpuDevice, q: DeviceQuant): void {
+  if (q.kind === 'dense') gpu.destroy(...q.parts.map((p) => p.buffer));
+  else gpu.destroy(q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : []));
 }
