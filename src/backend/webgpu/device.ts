@@ -25,6 +25,8 @@ export const MAX_GROUPS_X = 65535;
 export const BATCH_CAP = 256;
 /** Bytes of the uniform buffer per dispatch: WebGPU's minUniformBufferOffsetAlignment at most (64 u32 parameters). */
 const PARAM_SLOT = 256;
+/** Compute passes one timePasses() session can time. */
+const TIMED_PASSES = 1024;
 
 function fmtBytes(n: number): string {
   return n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${n} bytes`;
@@ -44,6 +46,8 @@ export class GpuDevice {
   /** One uniform buffer for every batch (rewritten after the previous batch's submit, so the queue orders them), and its host copy. */
   private readonly uniform: GPUBuffer;
   private readonly params = new Uint32Array((BATCH_CAP * PARAM_SLOT) / 4);
+  /** Timestamp queries of the passes being timed (timePasses). */
+  private timing: { set: GPUQuerySet; resolve: GPUBuffer; passes: number } | undefined;
   /** Batches submitted and dispatches recorded since the device was made (benchmarks print them). */
   submits = 0;
   dispatches = 0;
@@ -174,13 +178,61 @@ export class GpuDevice {
         ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } })),
       ],
     });
-    this.pass ??= enc.beginComputePass();
+    this.pass ??= enc.beginComputePass(this.timestampWrites());
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bind);
     this.pass.dispatchWorkgroups(gx, gy);
     this.dispatches++;
     for (const b of buffers) this.used.add(b);
     if (this.recorded === BATCH_CAP) this.flush();
+  }
+
+  /**
+   * Benchmarks: from now on every compute pass (at most TIMED_PASSES) writes its begin and end
+   * timestamps; gpuSeconds() then returns the device time of those passes and stops. Needs the
+   * 'timestamp-query' feature (requested when the adapter has it); false without it.
+   */
+  timePasses(): boolean {
+    if (!this.device.features.has('timestamp-query')) return false;
+    this.flush();
+    this.timing ??= {
+      set: this.device.createQuerySet({ type: 'timestamp', count: 2 * TIMED_PASSES }),
+      resolve: this.device.createBuffer({ size: 16 * TIMED_PASSES, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+      passes: 0,
+    };
+    this.timing.passes = 0;
+    return true;
+  }
+
+  /** Seconds the timed passes ran on the device (sum of end − begin), after the work recorded so far. */
+  async gpuSeconds(): Promise<number> {
+    const t = this.timing;
+    if (!t) throw new Error('gpuSeconds: timePasses() was not called');
+    const enc = this.batch();
+    this.endPass();
+    if (t.passes > 0) enc.resolveQuerySet(t.set, 0, 2 * t.passes, t.resolve, 0);
+    const n = t.passes;
+    const staging = this.device.createBuffer({ size: 16 * TIMED_PASSES, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    enc.copyBufferToBuffer(t.resolve, 0, staging, 0, 16 * TIMED_PASSES);
+    this.timing = undefined;
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const ns = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    t.set.destroy();
+    t.resolve.destroy();
+    this.check();
+    let total = 0;
+    for (let i = 0; i < n; i++) total += Number(ns[2 * i + 1]! - ns[2 * i]!);
+    return total / 1e9;
+  }
+
+  private timestampWrites(): GPUComputePassDescriptor | undefined {
+    const t = this.timing;
+    if (!t || t.passes >= TIMED_PASSES) return undefined;
+    const i = t.passes++;
+    return { timestampWrites: { querySet: t.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } };
   }
 
   /** The first `bytes` of `buf`, after all work recorded before (the batch is submitted with the read's copy). */

@@ -7,6 +7,7 @@
  * one float32 rounding, as dequantizeGptq on the host).
  */
 import { weightAccess, type WeightDtype } from './common.wgsl.js';
+import { GEMV_BODY, fastParams, tiledBody, type TileShape } from './linearFast.wgsl.js';
 
 /** Output tile per workgroup (LINEAR_TILE × LINEAR_TILE), K step through workgroup memory, outputs per invocation per side. */
 export const LINEAR_TILE = 64;
@@ -81,9 +82,36 @@ fn w_at(n: u32, k: u32) -> f32 { return load_w(n * p.K + k); }
 `;
 }
 
+/**
+ * Which body a linear kernel runs: the reference tile above, the fast tiled kernel (linearFast.wgsl.ts)
+ * with its output tile and x read as vec4 or scalars, or the small-M GEMV.
+ */
+export type LinearVariant =
+  | { readonly body: 'reference' }
+  | { readonly body: 'tiled'; readonly tile: TileShape; readonly x4: boolean }
+  | { readonly body: 'gemv' };
+
+export const REFERENCE_VARIANT: LinearVariant = Object.freeze({ body: 'reference' });
+
+/** A short name of the variant for pipeline keys: `ref`, `t128x128v4`, `gemv`. */
+export function variantKey(v: LinearVariant): string {
+  return v.body === 'tiled' ? `t${v.tile.bm}x${v.tile.bn}${v.x4 ? 'v4' : ''}` : v.body === 'gemv' ? 'gemv' : 'ref';
+}
+
+/**
+ * The WGSL of a linear kernel: `wAt` (a weight decoder, `fn w_at(n: u32, k: u32) -> f32` reading
+ * the uniform `p` and its buffers from binding 3) composed as PARAMS + W_AT + BODY with the
+ * variant's body. Every stored kind's decoder composes with every body.
+ */
+export function linearWithDecoder(wAt: string, variant: LinearVariant = REFERENCE_VARIANT): string {
+  if (variant.body === 'reference') return `${PARAMS}${wAt}${BODY}`;
+  if (variant.body === 'gemv') return `${fastParams(false)}${wAt}${GEMV_BODY}`;
+  return `${fastParams(variant.x4)}${wAt}${tiledBody(variant.tile, variant.x4)}`;
+}
+
 /** Dense weight panel [N, K] in its stored dtype (binding 3). */
-export function linearDenseWgsl(dtype: WeightDtype): string {
-  return `${PARAMS}${denseWAt(dtype)}${BODY}`;
+export function linearDenseWgsl(dtype: WeightDtype, variant: LinearVariant = REFERENCE_VARIANT): string {
+  return linearWithDecoder(denseWAt(dtype), variant);
 }
 
 /**

@@ -1,0 +1,143 @@
+/**
+ * The fast bodies of `linear` (y[M, ldy] columns n0..n0+N = x[M, K] · W[N, K]ᵀ), composed with any
+ * weight decoder `fn w_at(n, k) -> f32` exactly as the reference body is (linear.wgsl.ts:
+ * linearWithDecoder). Two kernels:
+ *
+ * tiled: a BM×BN output tile per workgroup of 16×16 invocations, (BM/16)×(BN/16) outputs per
+ *   invocation held in vec4 registers, K stepped by BK = 16 through workgroup memory stored
+ *   k-major (xs[k][m], ws[k][n]) so the inner loop reads whole vec4s of both operands and does
+ *   BM·BN/256 multiply-adds per pair of loads. Invocation (ty, tx) owns rows 4·ty + 64·i + 0..3
+ *   and columns 4·tx + 64·j + 0..3 (neighbouring invocations read neighbouring vec4s: no bank
+ *   conflicts). x is read as vec4 when K is a multiple of 4 (variant `x4`), else as scalars.
+ *   Workgroup memory: (BM + BN)·BK·4 bytes, 16 KiB at 128×128 (lavapipe has 32 KiB).
+ * gemv: for M ≤ GEMV_MAX_M rows (token-by-token decoding): one workgroup of 256 invocations per
+ *   GEMV_ROWS output columns n, each a K-split: invocation i sums k ≡ i (mod 64) for its row,
+ *   the 64 partial sums reduced in workgroup memory by a fixed tree (the order is the same every
+ *   run, not the reference's k order).
+ * Each output is a float32 sum; the tiled kernel sums in k order like the reference, the GEMV in a
+ * different order, so the two agree to rounding (test/backend/fastKernels.test.ts).
+ */
+
+/** K step of the tiled kernel through workgroup memory. */
+export const FAST_BK = 16;
+/** Largest M the GEMV path takes, and output columns per GEMV workgroup. */
+export const GEMV_MAX_M = 8;
+export const GEMV_ROWS = 4;
+const GEMV_SPLIT = 64; // invocations per output column: 256 / GEMV_ROWS
+
+export interface TileShape { readonly bm: 64 | 128; readonly bn: 64 | 128 }
+
+/** Params and x for the fast bodies: the reference's fields (the decoders read p.N, p.K, p.bits, p.zw, p.gsize). */
+export function fastParams(x4: boolean): string {
+  return /* wgsl */ `
+struct Params { M: u32, N: u32, K: u32, ldy: u32, n0: u32, bits: u32, groups: u32, zw: u32, gsize: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<${x4 ? 'vec4f' : 'f32'}>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+`;
+}
+
+export function tiledBody(t: TileShape, x4: boolean): string {
+  const BK = FAST_BK, VM = t.bm / 64, VN = t.bn / 64; // vec4s per invocation along m and n
+  const xLoads = (t.bm * BK) / 4 / 256; // vec4 loads of the x tile per invocation
+  const wLoads = (t.bn * BK) / 256;
+  const loadX = x4
+    ? `for (var e = 0u; e < ${xLoads}u; e++) {
+      let idx = li + e * 256u;
+      let r = idx / ${BK / 4}u;
+      let c = (idx % ${BK / 4}u) * 4u;
+      var v = vec4f(0.0);
+      if (m0 + r < p.M && k0 + c < p.K) { v = x[((m0 + r) * p.K + k0 + c) / 4u]; }
+      xs[(c + 0u) * BM + r] = v.x; xs[(c + 1u) * BM + r] = v.y; xs[(c + 2u) * BM + r] = v.z; xs[(c + 3u) * BM + r] = v.w;
+    }`
+    : `for (var e = 0u; e < ${xLoads * 4}u; e++) {
+      let idx = li + e * 256u;
+      let r = idx / BK;
+      let c = idx % BK;
+      var v = 0.0;
+      if (m0 + r < p.M && k0 + c < p.K) { v = x[(m0 + r) * p.K + k0 + c]; }
+      xs[c * BM + r] = v;
+    }`;
+  return /* wgsl */ `
+const BM: u32 = ${t.bm}u;
+const BN: u32 = ${t.bn}u;
+const BK: u32 = ${BK}u;
+var<workgroup> xs: array<f32, ${t.bm * BK}>;
+var<workgroup> ws: array<f32, ${t.bn * BK}>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  var acc: array<vec4f, ${4 * VM * VN}>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    ${loadX}
+    for (var e = 0u; e < ${wLoads}u; e++) {
+      let idx = li + e * 256u;
+      let r = idx / BK;
+      let c = idx % BK;
+      var v = 0.0;
+      if (n0 + r < p.N && k0 + c < p.K) { v = w_at(n0 + r, k0 + c); }
+      ws[c * BN + r] = v;
+    }
+    workgroupBarrier();
+    let kn = min(BK, p.K - k0);
+    for (var kk = 0u; kk < kn; kk++) {
+${[...Array(VM).keys()].map((i) => `      let a${i} = vec4f(xs[kk * BM + 4u * lid.y + ${64 * i}u], xs[kk * BM + 4u * lid.y + ${64 * i + 1}u], xs[kk * BM + 4u * lid.y + ${64 * i + 2}u], xs[kk * BM + 4u * lid.y + ${64 * i + 3}u]);`).join('\n')}
+${[...Array(VN).keys()].map((j) => `      let b${j} = vec4f(ws[kk * BN + 4u * lid.x + ${64 * j}u], ws[kk * BN + 4u * lid.x + ${64 * j + 1}u], ws[kk * BN + 4u * lid.x + ${64 * j + 2}u], ws[kk * BN + 4u * lid.x + ${64 * j + 3}u]);`).join('\n')}
+${[...Array(VM).keys()].flatMap((i) => [0, 1, 2, 3].flatMap((q) => [...Array(VN).keys()].map((j) =>
+    `      acc[${(i * 4 + q) * VN + j}] += a${i}.${'xyzw'[q]} * b${j};`))).join('\n')}
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < ${4 * VM}u; i++) {
+    let m = m0 + 4u * lid.y + 64u * (i / 4u) + i % 4u;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < ${VN}u; j++) {
+      let v = acc[i * ${VN}u + j];
+      let n = n0 + 4u * lid.x + 64u * j;
+      let row = m * p.ldy + p.n0;
+      if (n < p.N) { y[row + n] = v.x; }
+      if (n + 1u < p.N) { y[row + n + 1u] = v.y; }
+      if (n + 2u < p.N) { y[row + n + 2u] = v.z; }
+      if (n + 3u < p.N) { y[row + n + 3u] = v.w; }
+    }
+  }
+}
+`;
+}
+
+/** The GEMV body (M ≤ GEMV_MAX_M); x read as scalars. Dispatch: ceil(N / GEMV_ROWS) workgroups. */
+export const GEMV_BODY = /* wgsl */ `
+const ROWS: u32 = ${GEMV_ROWS}u;
+const SPLIT: u32 = ${GEMV_SPLIT}u;
+const MAXM: u32 = ${GEMV_MAX_M}u;
+var<workgroup> part: array<f32, ${256 * GEMV_MAX_M}>;
+
+fn flat_group(wid: vec3u, nwg: vec3u) -> u32 { return wid.x + wid.y * nwg.x; }
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let r = li / SPLIT;
+  let s = li % SPLIT;
+  let n = flat_group(wid, nwg) * ROWS + r;
+  var acc: array<f32, ${GEMV_MAX_M}>;
+  if (n < p.N) {
+    for (var k = s; k < p.K; k += SPLIT) {
+      let w = w_at(n, k);
+      for (var m = 0u; m < p.M; m++) { acc[m] += x[m * p.K + k] * w; }
+    }
+  }
+  for (var m = 0u; m < MAXM; m++) { part[m * 256u + li] = acc[m]; }
+  workgroupBarrier();
+  for (var width = SPLIT / 2u; width > 0u; width /= 2u) {
+    if (s < width) {
+      for (var m = 0u; m < p.M; m++) { part[m * 256u + li] += part[m * 256u + li + width]; }
+    }
+    workgroupBarrier();
+  }
+  if (s == 0u && n < p.N) {
+    for (var m = 0u; m < p.M; m++) { y[m * p.ldy + p.n0 + n] = part[m * 256u + li]; }
+  }
+}
+`;
