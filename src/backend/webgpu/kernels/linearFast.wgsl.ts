@@ -48,7 +48,9 @@ export function tiledBody(t: TileShape, x4: boolean): string {
       let c = (idx % ${BK / 4}u) * 4u;
       var v = vec4f(0.0);
       if (m0 + r < p.M && k0 + c < p.K) { v = x[((m0 + r) * p.K + k0 + c) / 4u]; }
-      xs[(c + 0u) * BM + r] = v.x; xs[(c + 1u) * BM + r] = v.y; xs[(c + 2u) * BM + r] = v.z; xs[(c + 3u) * BM + r] = v.w;
+      let q = r % 4u;
+      let i = (c * BM + r) / 4u;
+      xs[i][q] = v.x; xs[i + BM / 4u][q] = v.y; xs[i + BM / 2u][q] = v.z; xs[i + 3u * BM / 4u][q] = v.w;
     }`
     : `for (var e = 0u; e < ${xLoads * 4}u; e++) {
       let idx = li + e * 256u;
@@ -56,14 +58,14 @@ export function tiledBody(t: TileShape, x4: boolean): string {
       let c = idx % BK;
       var v = 0.0;
       if (m0 + r < p.M && k0 + c < p.K) { v = x[(m0 + r) * p.K + k0 + c]; }
-      xs[c * BM + r] = v;
+      xs[(c * BM + r) / 4u][r % 4u] = v;
     }`;
   return /* wgsl */ `
 const BM: u32 = ${t.bm}u;
 const BN: u32 = ${t.bn}u;
 const BK: u32 = ${BK}u;
-var<workgroup> xs: array<f32, ${t.bm * BK}>;
-var<workgroup> ws: array<f32, ${t.bn * BK}>;
+var<workgroup> xs: array<vec4f, ${(t.bm * BK) / 4}>;
+var<workgroup> ws: array<vec4f, ${(t.bn * BK) / 4}>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -78,13 +80,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let c = idx % BK;
       var v = 0.0;
       if (n0 + r < p.N && k0 + c < p.K) { v = w_at(n0 + r, k0 + c); }
-      ws[c * BN + r] = v;
+      ws[(c * BN + r) / 4u][r % 4u] = v;
     }
     workgroupBarrier();
     let kn = min(BK, p.K - k0);
     for (var kk = 0u; kk < kn; kk++) {
-${[...Array(VM).keys()].map((i) => `      let a${i} = vec4f(xs[kk * BM + 4u * lid.y + ${64 * i}u], xs[kk * BM + 4u * lid.y + ${64 * i + 1}u], xs[kk * BM + 4u * lid.y + ${64 * i + 2}u], xs[kk * BM + 4u * lid.y + ${64 * i + 3}u]);`).join('\n')}
-${[...Array(VN).keys()].map((j) => `      let b${j} = vec4f(ws[kk * BN + 4u * lid.x + ${64 * j}u], ws[kk * BN + 4u * lid.x + ${64 * j + 1}u], ws[kk * BN + 4u * lid.x + ${64 * j + 2}u], ws[kk * BN + 4u * lid.x + ${64 * j + 3}u]);`).join('\n')}
+${[...Array(VM).keys()].map((i) => `      let a${i} = xs[kk * (BM / 4u) + lid.y + ${16 * i}u];`).join('\n')}
+${[...Array(VN).keys()].map((j) => `      let b${j} = ws[kk * (BN / 4u) + lid.x + ${16 * j}u];`).join('\n')}
 ${[...Array(VM).keys()].flatMap((i) => [0, 1, 2, 3].flatMap((q) => [...Array(VN).keys()].map((j) =>
     `      acc[${(i * 4 + q) * VN + j}] += a${i}.${'xyzw'[q]} * b${j};`))).join('\n')}
     }
