@@ -4,7 +4,7 @@
 #   device run: command "bash bench/gpu/device-run.sh", carry [".gpu", "dist"], timeout_s 540
 # Prints (and writes to $OUT/device-run.log): the adapter, PyTorch's fp32 GEMM (TF32 off) at
 # n = 1024..8192, lowbit's WebGPU linear, reference / fast kernels, at the same square sizes
-# (bench/webgpuGemm.ts, timestamp-query), the fast-kernel parity tests, and the time of
+# (bench/webgpuGemm.ts, timestamp-query), attention reference / tiled (bench/webgpuAttention.ts), the fast-kernel parity tests, and the time of
 # `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice.
 # Every step runs under what is left of BUDGET_S (default 480 s); a step that fails or runs out is
 # reported and the script goes on.
@@ -27,6 +27,7 @@ step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
+step 'WebGPU attention' node dist/bench/webgpuAttention.js --shapes 512:8:4:16,2048:32:8:128,4096:32:8:128
 step 'fast-kernel parity tests' node --expose-gc --test dist/test/backend/fastKernels.test.js dist/test/backend/parity.test.js
 for k in reference fast; do
   step "eval ppl, $k kernels" env LOWBIT_WEBGPU_KERNELS=$k bash -c 'time node --expose-gc bin/lowbit.js eval --backend webgpu --ppl tinystories --limit 4'

@@ -1,5 +1,9 @@
 /**
- * The fast linear kernels (kernels/linearFast.wgsl.ts: the tiled GEMM and the small-M GEMV) against
+ * The fast kernels against the reference kernels and the CPU backend. Attention (the tiled,
+ * flash-style kernel of attention.wgsl.ts) does the reference's arithmetic in the same order, so
+ * the two must give the same bits; it is checked across query blocks and key tiles, with GQA,
+ * offsets (a KV cache) and several head sizes. The fast linear kernels
+ * (kernels/linearFast.wgsl.ts: the tiled GEMM and the small-M GEMV) are checked against
  * the reference kernel and the CPU backend, on the same seeded cases: shapes that are not multiples
  * of any tile (M = 1, M ≤ 8 for the GEMV, K below the K step, K not a multiple of 4 for the scalar
  * x loads, 64- and 128-row tiles), every dense weight dtype, GPTQ at 2/3/4/8 bits with act-order,
@@ -80,7 +84,30 @@ async function agree(op: Op, what: string, M: number, N: number, K: number, seed
   assertSameBits(await linearOn(fast!, M, K, seed, makeW), f, `fast ${op} ${what} run to run`);
 }
 
-describe('fast linear kernels vs the reference and the CPU', { skip }, () => {
+describe('fast kernels vs the reference and the CPU', { skip }, () => {
+  it('attention: tiled = reference bit for bit, both within the CPU tolerance', async () => {
+    // [T, S, offset, heads, KV heads, head size]: blocks of 64 query rows, tiles of 2048 / HD keys (at most 64)
+    const cases: [number, number, number, number, number, number][] = [
+      [150, 150, 0, 4, 2, 16], [70, 100, 30, 2, 1, 64], [1, 100, 99, 4, 4, 8], [65, 65, 0, 2, 2, 128], [3, 9, 6, 4, 2, 8],
+    ];
+    for (const [T, S, offset, H, KVH, hd] of cases) {
+      const what = `T${T} S${S} offset ${offset} H${H}/${KVH} hd${hd}`;
+      const run = async (be: Backend) => {
+        const q = be.upload(randF32(T * H * hd, T + hd, 2), [T, H * hd]);
+        const k = be.upload(randF32(S * KVH * hd, S + hd, 2), [S, KVH * hd]), v = be.upload(randF32(S * KVH * hd, S + 1), [S, KVH * hd]);
+        const y = be.attention(q, k, v, { nHeads: H, nKvHeads: KVH, headDim: hd, offset });
+        const out = await be.read(y);
+        if (be !== cpu) await (be as WebGpuBackend).checkGuards(y);
+        for (const tsr of [q, k, v, y]) be.free(tsr);
+        return out;
+      };
+      const want = await run(cpu), r = await run(ref!), f = await run(fast!);
+      assertClose(r, want, TOLERANCE.attention, `reference attention ${what}`);
+      assertClose(f, want, TOLERANCE.attention, `fast attention ${what}`);
+      assertSameBits(f, r, `attention ${what}: tiled vs reference`);
+    }
+  });
+
   it('dense f32, f16 and bf16 weights on ragged shapes (GEMV and tiled)', async () => {
     for (const dt of ['f32', 'f16', 'bf16'] as const) {
       for (const [M, N, K] of SHAPES) {
