@@ -52,6 +52,9 @@ function makeWeight(be: WebGpuBackend, dtype: string, n: number): BTensor {
   }
 }
 
+/** Three significant digits, whole numbers from 100 on. */
+const fmt = (g: number): string => (g >= 100 ? g.toFixed(0) : g.toPrecision(3));
+
 /** Seconds per linear: best of three runs of `reps`, reps chosen from the first run. */
 async function time(be: WebGpuBackend, x: BTensor, w: BTensor, device: boolean): Promise<number> {
   const warm = be.linear(x, w);
@@ -89,7 +92,7 @@ if (!ref.ok || !fast.ok) {
       for (const b of [ref.backend, fast.backend]) {
         const x = b.upload(values(M * n, 1), [M, n]);
         const w = makeWeight(b, dtype, n);
-        pair.push((2 * M * n * n / (await time(b, x, w, device)) / 1e9).toFixed(n >= 4096 ? 0 : 2));
+        pair.push(fmt(2 * M * n * n / (await time(b, x, w, device)) / 1e9));
         b.free(w);
         b.free(x);
       }
