@@ -38,29 +38,50 @@ struct Params { M: u32, N: u32, K: u32, ldy: u32, n0: u32, bits: u32, groups: u3
 `;
 }
 
-export function tiledBody(t: TileShape, x4: boolean): string {
+/**
+ * How the generic tiled GEMM out[R, C] = Σ_j A(r, j)·B(c, j) reads its operands and writes: `rows`,
+ * `cols`, `red` are WGSL expressions for R, C and the reduction length J; `a(r, j)` / `b(c, j)` are
+ * called only in bounds; `store` is a WGSL statement writing `v` at output (r, c), both in bounds.
+ * `aRowFast` / `bRowFast`: neighbouring invocations load neighbouring rows (r) of the tile rather than
+ * neighbouring j (pick the one that is contiguous in storage); `x4`: A is the vec4 `x` of a linear.
+ */
+export interface TiledOperands {
+  readonly rows: string; readonly cols: string; readonly red: string;
+  readonly a: (r: string, j: string) => string; readonly b: (c: string, j: string) => string;
+  readonly store: string; readonly aRowFast?: boolean; readonly bRowFast?: boolean; readonly x4?: boolean;
+}
+
+/** Loads of one BK-slice of a BM- (or BN-) row tile into k-major vec4 workgroup memory `dst`. */
+function tileLoad(dst: string, rows: number, base: string, limit: string, at: (r: string, j: string) => string, rowFast: boolean): string {
+  const BK = FAST_BK;
+  return `for (var e = 0u; e < ${(rows * BK) / 256}u; e++) {
+      let idx = li + e * 256u;
+      let r = ${rowFast ? `idx % ${rows}u` : `idx / ${BK}u`};
+      let c = ${rowFast ? `idx / ${rows}u` : `idx % ${BK}u`};
+      var v = 0.0;
+      if (${base} + r < ${limit} && k0 + c < J) { v = ${at(`${base} + r`, 'k0 + c')}; }
+      ${dst}[(c * ${rows}u + r) / 4u][r % 4u] = v;
+    }`;
+}
+
+/**
+ * out[R, C] = Σ_j A(r, j)·B(c, j) over BM×BN output tiles (see the header), float32 sums in j order.
+ * Dispatch: [ceil(C / BN), ceil(R / BM)].
+ */
+export function tiledGemm(t: TileShape, o: TiledOperands): string {
   const BK = FAST_BK, VM = t.bm / 64, VN = t.bn / 64; // vec4s per invocation along m and n
-  const xLoads = (t.bm * BK) / 4 / 256; // vec4 loads of the x tile per invocation
-  const wLoads = (t.bn * BK) / 256;
-  const loadX = x4
-    ? `for (var e = 0u; e < ${xLoads}u; e++) {
+  const loadX = o.x4
+    ? `for (var e = 0u; e < ${(t.bm * BK) / 4 / 256}u; e++) {
       let idx = li + e * 256u;
       let r = idx / ${BK / 4}u;
       let c = (idx % ${BK / 4}u) * 4u;
       var v = vec4f(0.0);
-      if (m0 + r < p.M && k0 + c < p.K) { v = x[((m0 + r) * p.K + k0 + c) / 4u]; }
+      if (m0 + r < R && k0 + c < J) { v = x[((m0 + r) * J + k0 + c) / 4u]; }
       let q = r % 4u;
       let i = (c * BM + r) / 4u;
       xs[i][q] = v.x; xs[i + BM / 4u][q] = v.y; xs[i + BM / 2u][q] = v.z; xs[i + 3u * BM / 4u][q] = v.w;
     }`
-    : `for (var e = 0u; e < ${xLoads * 4}u; e++) {
-      let idx = li + e * 256u;
-      let r = idx / BK;
-      let c = idx % BK;
-      var v = 0.0;
-      if (m0 + r < p.M && k0 + c < p.K) { v = x[(m0 + r) * p.K + k0 + c]; }
-      xs[(c * BM + r) / 4u][r % 4u] = v;
-    }`;
+    : tileLoad('xs', t.bm, 'm0', 'R', o.a, !!o.aRowFast);
   return /* wgsl */ `
 const BM: u32 = ${t.bm}u;
 const BN: u32 = ${t.bn}u;
@@ -70,21 +91,17 @@ var<workgroup> ws: array<vec4f, ${(t.bn * BK) / 4}>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let R = ${o.rows};
+  let C = ${o.cols};
+  let J = ${o.red};
   let m0 = wid.y * BM;
   let n0 = wid.x * BN;
   var acc: array<vec4f, ${4 * VM * VN}>;
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  for (var k0 = 0u; k0 < J; k0 += BK) {
     ${loadX}
-    for (var e = 0u; e < ${wLoads}u; e++) {
-      let idx = li + e * 256u;
-      let r = idx / BK;
-      let c = idx % BK;
-      var v = 0.0;
-      if (n0 + r < p.N && k0 + c < p.K) { v = w_at(n0 + r, k0 + c); }
-      ws[(c * BN + r) / 4u][r % 4u] = v;
-    }
+    ${tileLoad('ws', t.bn, 'n0', 'C', o.b, !!o.bRowFast)}
     workgroupBarrier();
-    let kn = min(BK, p.K - k0);
+    let kn = min(BK, J - k0);
     for (var kk = 0u; kk < kn; kk++) {
 ${[...Array(VM).keys()].map((i) => `      let a${i} = xs[kk * (BM / 4u) + lid.y + ${16 * i}u];`).join('\n')}
 ${[...Array(VN).keys()].map((j) => `      let b${j} = ws[kk * (BN / 4u) + lid.x + ${16 * j}u];`).join('\n')}
@@ -94,20 +111,27 @@ ${[...Array(VM).keys()].flatMap((i) => [0, 1, 2, 3].flatMap((q) => [...Array(VN)
     workgroupBarrier();
   }
   for (var i = 0u; i < ${4 * VM}u; i++) {
-    let m = m0 + 4u * lid.y + 64u * (i / 4u) + i % 4u;
-    if (m >= p.M) { continue; }
+    let r = m0 + 4u * lid.y + 64u * (i / 4u) + i % 4u;
+    if (r >= R) { continue; }
     for (var j = 0u; j < ${VN}u; j++) {
-      let v = acc[i * ${VN}u + j];
-      let n = n0 + 4u * lid.x + 64u * j;
-      let row = m * p.ldy + p.n0;
-      if (n < p.N) { y[row + n] = v.x; }
-      if (n + 1u < p.N) { y[row + n + 1u] = v.y; }
-      if (n + 2u < p.N) { y[row + n + 2u] = v.z; }
-      if (n + 3u < p.N) { y[row + n + 3u] = v.w; }
+      let v4 = acc[i * ${VN}u + j];
+      for (var q = 0u; q < 4u; q++) {
+        let c = n0 + 4u * lid.x + 64u * j + q;
+        if (c < C) { let v = v4[q]; ${o.store} }
+      }
     }
   }
 }
 `;
+}
+
+/** The linear body: A = x [M, K] (vec4 loads when x4), B = w_at, y[m, n0 + n] with row stride ldy. */
+export function tiledBody(t: TileShape, x4: boolean): string {
+  return tiledGemm(t, {
+    rows: 'p.M', cols: 'p.N', red: 'p.K', x4,
+    a: (r, j) => `x[(${r}) * p.K + ${j}]`, b: (c, j) => `w_at(${c}, ${j})`,
+    store: 'y[r * p.ldy + p.n0 + c] = v;',
+  });
 }
 
 /** The GEMV body (M ≤ GEMV_MAX_M); x read as scalars. Dispatch: ceil(N / GEMV_ROWS) workgroups. */
