@@ -71,17 +71,42 @@ async function absDot(M: number, N: number, K: number, seed: number, makeW: Make
 
 /** One case: fast and reference against the CPU, against each other, and fast run to run. */
 async function agree(op: Op, what: string, M: number, N: number, K: number, seed: number, makeW: Make): Promise<void> {
-  const want = await linearOn(cpu, M, K, seed, makeW);
-  const r = await linearOn(ref!, M, K, seed, makeW);
-  const f = await linearOn(fast!, M, K, seed, makeW);
-  assertClose(r, want, TOLERANCE[op], `reference ${op} ${what}`);
-  assertClose(f, want, TOLERANCE[op], `fast ${op} ${what}`);
-  const scale = await absDot(M, N, K, seed, makeW), u = 2 ** -24;
+  await agreeOn(op, what, (be) => linearOn(be, M, K, seed, makeW), K, await absDot(M, N, K, seed, makeW));
+}
+
+/**
+ * `run` on the CPU, the reference and the fast kernels: both within `nmse` (default: the table's) of
+ * the CPU, within 2·(J + 2)·2⁻²⁴·scale[i] of each other (J: the reduction length), fast the same bits twice.
+ */
+async function agreeOn(op: Op | 'gemmT', what: string, run: (be: Backend) => Promise<Float32Array>, J: number, scale: Float64Array): Promise<void> {
+  const nmse = op === 'gemmT' ? 1e-10 : TOLERANCE[op]; // gradParity.test.ts's tolerance for linearT and matmulTN
+  const want = await run(cpu), r = await run(ref!), f = await run(fast!);
+  assertClose(r, want, nmse, `reference ${op} ${what}`);
+  assertClose(f, want, nmse, `fast ${op} ${what}`);
+  const u = 2 ** -24;
   for (let i = 0; i < f.length; i++) {
-    const bound = 2 * (K + 2) * u * scale[i]!;
+    const bound = 2 * (J + 2) * u * scale[i]!;
     assert.ok(Math.abs(f[i]! - r[i]!) <= bound, `${op} ${what}: element ${i}: fast ${f[i]} vs reference ${r[i]}, beyond the float32 bound ${bound.toExponential(2)}`);
   }
-  assertSameBits(await linearOn(fast!, M, K, seed, makeW), f, `fast ${op} ${what} run to run`);
+  assertSameBits(await run(fast!), f, `fast ${op} ${what} run to run`);
+}
+
+/** out[R, C] scale Σ_j |A[r, j]·B[c, j]| for row-major A [R, J] and B [C, J], float64. */
+function absProducts(A: Float32Array, B: Float32Array, R: number, C: number, J: number): Float64Array {
+  const out = new Float64Array(R * C);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
+    let s = 0;
+    for (let j = 0; j < J; j++) s += Math.abs(A[r * J + j]! * B[c * J + j]!);
+    out[r * C + c] = s;
+  }
+  return out;
+}
+
+/** [R, C] → [C, R]. */
+function transpose(a: Float32Array, R: number, C: number): Float32Array {
+  const t = new Float32Array(R * C);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) t[c * R + r] = a[r * C + c]!;
+  return t;
 }
 
 describe('fast kernels vs the reference and the CPU', { skip }, () => {
@@ -127,6 +152,39 @@ describe('fast kernels vs the reference and the CPU', { skip }, () => {
     for (const [N, K, group, M] of [[16, 64, 32, 3], [136, 96, 16, 70]] as const) {
       const q = packAwq(randomGrid(N, K, 4, group, N + K), N, K, group);
       await agree('linear awq', `W4 g${group} ${M}x${N}x${K}`, M, N, K, 12 + M, (be) => be.uploadQuantized(q));
+    }
+  });
+
+  it('backward GEMMs (linearT = dy·W for every weight kind, matmulTN = aᵀ·b) on ragged shapes', async () => {
+    type Grad = Backend & { linearT(dy: BTensor, w: BTensor): BTensor; matmulTN(a: BTensor, b: BTensor): BTensor };
+    const read = async (be: Backend, y: BTensor, inputs: BTensor[]) => {
+      const out = await be.read(y);
+      if (be !== cpu) await (be as WebGpuBackend).checkGuards(y);
+      for (const tsr of [...inputs, y]) be.free(tsr);
+      return out;
+    };
+    const weights: [string, (N: number, K: number) => Make][] = [
+      ['f32', (N, K) => (be) => weight(be, 'f32', [N, K], N + K)],
+      ['bf16', (N, K) => (be) => weight(be, 'bf16', [N, K], N + K)],
+      ['gptq W3 act-order', (N, K) => { const q = packGptq(randomGrid(N, K, 3, 32, N, true), N, K, 3).tensors; return (be) => be.uploadQuantized(q); }],
+      ['awq', (N, K) => { const q = packAwq(randomGrid(N, K, 4, 16, N + K), N, K, 16); return (be) => be.uploadQuantized(q); }],
+    ];
+    // [M, N, K]: dy [M, N], W [N, K], dx [M, K]
+    for (const [M, N, K] of [[1, 16, 33], [70, 136, 48], [130, 40, 200], [9, 200, 5]] as const) {
+      for (const [name, make] of weights) {
+        if (name === 'awq' && (N % 8 !== 0 || K % 16 !== 0)) continue;
+        const makeW = make(N, K), dy = randF32(M * N, M + N);
+        const wT = transpose(await (async () => { const w = makeW(cpu); const v = await cpu.read(w); cpu.free(w); return v; })(), N, K);
+        await agreeOn('gemmT', `linearT ${name} ${M}x${N}x${K}`, (be) => {
+          const d = be.upload(dy, [M, N]), w = makeW(be);
+          return read(be, (be as Grad).linearT(d, w), [d, w]);
+        }, N, absProducts(dy, wT, M, K, N));
+      }
+      const a = randF32(M * N, 3 * M), b = randF32(M * K, 5 * K);
+      await agreeOn('gemmT', `matmulTN ${M}x${N}x${K}`, (be) => {
+        const ta = be.upload(a, [M, N]), tb = be.upload(b, [M, K]);
+        return read(be, (be as Grad).matmulTN(ta, tb), [ta, tb]);
+      }, M, absProducts(transpose(a, M, N), transpose(b, M, K), N, K, M));
     }
   });
 

@@ -8,7 +8,7 @@
 import type { GpuDevice } from '../device.js';
 import type { WeightDtype } from './common.wgsl.js';
 import { AWQ_W_AT, GPTQ_W_AT, LINEAR_TILE, REFERENCE_VARIANT, denseWAt, linearWithDecoder, variantKey, type LinearVariant } from './linear.wgsl.js';
-import { FAST_BK, GEMV_MAX_M, GEMV_ROWS } from './linearFast.wgsl.js';
+import { FAST_BK, GEMV_MAX_M, GEMV_ROWS, type TileShape } from './linearFast.wgsl.js';
 
 export interface LinearShape { M: number; K: number; ldy: number }
 
@@ -16,9 +16,14 @@ export interface LinearShape { M: number; K: number; ldy: number }
 export function linearVariant(gpu: GpuDevice, M: number, N: number, K: number): LinearVariant {
   if (gpu.caps.kernels === 'reference') return REFERENCE_VARIANT;
   if (M <= GEMV_MAX_M) return { body: 'gemv' };
+  return { body: 'tiled', tile: tileFor(gpu, M, N), x4: K % 4 === 0 };
+}
+
+/** The fast tiled GEMM's output tile for R×C outputs: 128 along a side longer than 64 where workgroup memory allows. */
+export function tileFor(gpu: GpuDevice, R: number, C: number): TileShape {
   const wgBytes = gpu.caps.limits.maxComputeWorkgroupStorageSize ?? 16384;
   const big = (d: number) => d > 64 && (128 + 128) * FAST_BK * 4 <= wgBytes ? 128 : 64;
-  return { body: 'tiled', tile: { bm: big(M), bn: big(N) }, x4: K % 4 === 0 };
+  return { bm: big(R), bn: big(C) };
 }
 
 /** y[:, n0..n0+N) = x · panelᵀ for a dense weight panel of N rows. */
