@@ -1,5 +1,7 @@
 /**
- * y[M, ldy] (columns n0..n0+N) = x[M, K] · W[N, K]ᵀ: a plain tiled kernel. A 16×16 workgroup
+ * y[M, ldy] (columns n0..n0+N) = x[M, K] · W[N, K]ᵀ: the reference kernel, the weight decoders and
+ * their composition with any body (linearWithDecoder; the fast bodies are in linearFast.wgsl.ts).
+ * The reference is a plain tiled kernel. A 16×16 workgroup
  * computes a 64×64 output tile, 4×4 outputs per invocation, stepping K by 16 through workgroup
  * memory; float32 accumulation in k order (the first version, one output per invocation, ran at a
  * third of this speed on lavapipe). The weight is read through `w_at(n, k)`, given per
@@ -109,10 +111,6 @@ export function linearWithDecoder(wAt: string, variant: LinearVariant = REFERENC
   return `${fastParams(variant.x4)}${wAt}${tiledBody(variant.tile, variant.x4)}`;
 }
 
-/** Dense weight panel [N, K] in its stored dtype (binding 3). */
-export function linearDenseWgsl(dtype: WeightDtype, variant: LinearVariant = REFERENCE_VARIANT): string {
-  return linearWithDecoder(denseWAt(dtype), variant);
-}
 
 /**
  * GPTQ v1 layout (tensor/packed.ts GptqPacked): qweight [ceil(K·bits/32), N] packed along the input,
@@ -140,7 +138,6 @@ fn w_at(n: u32, k: u32) -> f32 {
   return scales[g * p.N + n] * f32(i32(v & mask) - i32(zero));
 }
 `;
-export const LINEAR_GPTQ_WGSL = `${PARAMS}${GPTQ_W_AT}${BODY}`;
 
 /**
  * AutoAWQ GEMM layout (tensor/packed.ts AwqPacked), 4 bits: qweight [K, N/8] packed along the
@@ -161,4 +158,3 @@ fn w_at(n: u32, k: u32) -> f32 {
   return scales[g * p.N + n] * f32(i32(code) - i32(zero));
 }
 `;
-export const LINEAR_AWQ_WGSL = `${PARAMS}${AWQ_W_AT}${BODY}`;
