@@ -82,6 +82,13 @@ export function tiledGemm(t: TileShape, o: TiledOperands): string {
       xs[i][q] = v.x; xs[i + BM / 4u][q] = v.y; xs[i + BM / 2u][q] = v.z; xs[i + 3u * BM / 4u][q] = v.w;
     }`
     : tileLoad('xs', t.bm, 'm0', 'R', o.a, !!o.aRowFast);
+  // one k of the register tile: VM + VN vec4 reads of workgroup memory, 16·VM·VN multiply-adds
+  const step = [
+    ...[...Array(VM).keys()].map((i) => `let a${i} = xs[kk * (BM / 4u) + lid.y + ${16 * i}u];`),
+    ...[...Array(VN).keys()].map((j) => `let b${j} = ws[kk * (BN / 4u) + lid.x + ${16 * j}u];`),
+    ...[...Array(VM).keys()].flatMap((i) => [0, 1, 2, 3].flatMap((q) => [...Array(VN).keys()].map((j) =>
+      `acc[${(i * 4 + q) * VN + j}] += a${i}.${'xyzw'[q]} * b${j};`))),
+  ].join('\n        ');
   return /* wgsl */ `
 const BM: u32 = ${t.bm}u;
 const BN: u32 = ${t.bn}u;
@@ -101,12 +108,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     ${loadX}
     ${tileLoad('ws', t.bn, 'n0', 'C', o.b, !!o.bRowFast)}
     workgroupBarrier();
-    let kn = min(BK, J - k0);
-    for (var kk = 0u; kk < kn; kk++) {
-${[...Array(VM).keys()].map((i) => `      let a${i} = xs[kk * (BM / 4u) + lid.y + ${16 * i}u];`).join('\n')}
-${[...Array(VN).keys()].map((j) => `      let b${j} = ws[kk * (BN / 4u) + lid.x + ${16 * j}u];`).join('\n')}
-${[...Array(VM).keys()].flatMap((i) => [0, 1, 2, 3].flatMap((q) => [...Array(VN).keys()].map((j) =>
-    `      acc[${(i * 4 + q) * VN + j}] += a${i}.${'xyzw'[q]} * b${j};`))).join('\n')}
+    if (k0 + BK <= J) {
+      for (var kk = 0u; kk < BK; kk++) { ${step} }
+    } else {
+      for (var kk = 0u; kk < J - k0; kk++) { ${step} }
     }
     workgroupBarrier();
   }
