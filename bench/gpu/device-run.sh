@@ -21,6 +21,8 @@ step() { # step NAME CMD...: runs CMD with the time left, output to the terminal
   echo "== $name (${left} s left)" | tee -a "$log"
   timeout "$left" "$@" 2>&1 | grep -v 'artificially reduced' | tee -a "$log" || echo "== $name: failed or timed out (status ${PIPESTATUS[0]})" | tee -a "$log"
 }
+# a worktree's node_modules symlink arrives dangling; boot.sh unpacks the staged node_modules in its place
+if [ -L node_modules ] && [ ! -e node_modules ]; then rm node_modules; fi
 # shellcheck disable=SC1091
 source .gpu/boot.sh
 step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
