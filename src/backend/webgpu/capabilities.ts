@@ -34,6 +34,19 @@ export interface GpuCapabilities {
   readonly limits: Readonly<Record<string, number>>;
   readonly maxBinding: number;
   readonly maxBufferSize: number;
+  /** Which kernels run where a fast version exists: LOWBIT_WEBGPU_KERNELS=reference|fast, read once (default fast). */
+  readonly kernels: KernelChoice;
+}
+
+export type KernelChoice = 'fast' | 'reference';
+
+/** LOWBIT_WEBGPU_KERNELS: 'reference' selects the reference kernels, anything else (or unset) the fast ones. */
+function kernelChoice(): KernelChoice {
+  const v = typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_KERNELS;
+  if (v !== undefined && v !== '' && v !== 'fast' && v !== 'reference') {
+    throw new Error(`LOWBIT_WEBGPU_KERNELS is '${v}'; expected 'fast' or 'reference'`);
+  }
+  return v === 'reference' ? 'reference' : 'fast';
 }
 
 export type GpuAcquired = { ok: true; device: GPUDevice; caps: GpuCapabilities } | { ok: false; reason: string };
@@ -95,7 +108,9 @@ async function requestDevice(): Promise<GpuAcquired> {
   if (short) return { ok: false, reason: short };
   const requiredLimits: Record<string, number> = {};
   for (const k of REQUESTED_LIMITS) if (limits[k] !== undefined) requiredLimits[k] = limits[k]!;
-  const device = await adapter.requestDevice({ requiredLimits });
+  // timestamp-query only lets benchmarks time passes on the device (GpuDevice.timePasses); nothing needs it
+  const requiredFeatures = features.includes('timestamp-query') ? ['timestamp-query' as GPUFeatureName] : [];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info as GPUAdapterInfo | undefined;
   const adapterName = info ? [info.vendor, info.architecture, info.description].filter((s) => s).join(' ') : '';
   return {
@@ -103,6 +118,7 @@ async function requestDevice(): Promise<GpuAcquired> {
     caps: Object.freeze({
       runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
+      kernels: kernelChoice(),
     }),
   };
 }

@@ -1,10 +1,18 @@
 /// <reference types="@webgpu/types" />
 /**
  * Buffers and dispatch on one GPUDevice: storage buffers checked against the binding limit before
- * anything is created, uploads padded to whole words, a compute pass per dispatch (the bind group is
- * its uniform parameters at binding 0, then the storage buffers in order), reads through a mapped
- * staging buffer. Validation errors and device loss are recorded when they arrive and thrown, as
- * one line, by the next read: nothing after them is trusted.
+ * anything is created, uploads padded to whole words, reads through a mapped staging buffer.
+ * Validation errors and device loss are recorded when they arrive and thrown, as one line, by the
+ * next read: nothing after them is trusted.
+ *
+ * Dispatches are batched: each is recorded into one pending command encoder (one compute pass for
+ * consecutive dispatches; copies end the pass and are recorded in between), its uniform parameters
+ * a 256-byte slice of one reused uniform buffer (the bind group is that slice at binding 0, then the
+ * storage buffers in order). The batch is submitted at every ordering point: before a read (whose
+ * staging copy it ends with), before any queue.writeBuffer (a write runs before every command
+ * buffer submitted after it, so it would overtake recorded work), before destroying a buffer the
+ * batch uses, when BATCH_CAP dispatches are recorded, and at the end of the current task (a
+ * microtask), so that recorded work never waits for a read that does not come.
  */
 import type { GpuCapabilities } from './capabilities.js';
 import { PipelineCache } from './pipelines.js';
@@ -13,6 +21,12 @@ import { UsageError } from '../../errors.js';
 const MiB = 1024 * 1024;
 /** Workgroups per dispatch dimension beyond which a dispatch is folded into y (WebGPU's minimum limit). */
 export const MAX_GROUPS_X = 65535;
+/** Dispatches recorded before the batch is submitted regardless. */
+export const BATCH_CAP = 256;
+/** Bytes of the uniform buffer per dispatch: WebGPU's minUniformBufferOffsetAlignment at most (64 u32 parameters). */
+const PARAM_SLOT = 256;
+/** Compute passes one timePasses() session can time. */
+const TIMED_PASSES = 1024;
 
 function fmtBytes(n: number): string {
   return n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${n} bytes`;
@@ -21,9 +35,26 @@ function fmtBytes(n: number): string {
 export class GpuDevice {
   readonly pipelines: PipelineCache;
   private failure: string | undefined;
+  /** The batch being recorded: its encoder, open compute pass, dispatch count and the buffers it uses. */
+  private encoder: GPUCommandEncoder | undefined;
+  private pass: GPUComputePassEncoder | undefined;
+  private recorded = 0;
+  private readonly used = new Set<GPUBuffer>();
+  /** Buffers freed while the batch used them, destroyed when it is submitted. */
+  private doomed: GPUBuffer[] = [];
+  private flushQueued = false;
+  /** One uniform buffer for every batch (rewritten after the previous batch's submit, so the queue orders them), and its host copy. */
+  private readonly uniform: GPUBuffer;
+  private readonly params = new Uint32Array((BATCH_CAP * PARAM_SLOT) / 4);
+  /** Timestamp queries of the passes being timed (timePasses). */
+  private timing: { set: GPUQuerySet; resolve: GPUBuffer; passes: number } | undefined;
+  /** Batches submitted and dispatches recorded since the device was made (benchmarks print them). */
+  submits = 0;
+  dispatches = 0;
 
   constructor(readonly device: GPUDevice, readonly caps: GpuCapabilities) {
     this.pipelines = new PipelineCache(device);
+    this.uniform = device.createBuffer({ label: 'dispatch parameters', size: BATCH_CAP * PARAM_SLOT, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     device.addEventListener('uncapturederror', (e) => { this.failure ??= `WebGPU error: ${firstLine((e as GPUUncapturedErrorEvent).error.message)}`; });
     void device.lost.then((info) => { this.failure ??= `the WebGPU device was lost (${info.reason}): ${firstLine(info.message)}`; });
   }
@@ -56,6 +87,7 @@ export class GpuDevice {
   write(buf: GPUBuffer, data: ArrayBufferView, offset = 0): void {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength) as Uint8Array<ArrayBuffer>;
     if (bytes.length === 0) return;
+    this.flush(); // queue.writeBuffer would otherwise run before the recorded, unsubmitted work
     const whole = bytes.length & ~3;
     if (whole > 0) this.device.queue.writeBuffer(buf, offset, bytes, 0, whole);
     if (whole < bytes.length) {
@@ -72,11 +104,55 @@ export class GpuDevice {
     return buf;
   }
 
+  /** Records a buffer copy in the batch, after the dispatches recorded before it. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     if (bytes === 0) return;
-    const enc = this.device.createCommandEncoder();
+    const enc = this.batch();
+    this.endPass();
     enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.used.add(src).add(dst);
+  }
+
+  /**
+   * Destroys buffers: at once when the batch does not use them, else right after the batch is
+   * submitted (destroying a buffer that submitted work uses is safe; one that recorded work uses is not).
+   */
+  destroy(...bufs: GPUBuffer[]): void {
+    for (const b of bufs) {
+      if (this.used.has(b)) this.doomed.push(b);
+      else b.destroy();
+    }
+  }
+
+  /** Submits the recorded batch, if any. */
+  flush(): void {
+    const enc = this.encoder;
+    if (!enc) return;
+    this.endPass();
+    if (this.recorded > 0) this.device.queue.writeBuffer(this.uniform, 0, this.params, 0, (this.recorded * PARAM_SLOT) / 4);
     this.device.queue.submit([enc.finish()]);
+    this.submits++;
+    this.encoder = undefined;
+    this.recorded = 0;
+    this.used.clear();
+    for (const b of this.doomed) b.destroy();
+    this.doomed = [];
+  }
+
+  private batch(): GPUCommandEncoder {
+    if (!this.encoder) {
+      this.encoder = this.device.createCommandEncoder();
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(() => { this.flushQueued = false; this.flush(); });
+      }
+    }
+    return this.encoder;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = undefined;
   }
 
   /**
@@ -89,33 +165,84 @@ export class GpuDevice {
       : groups;
     if (gx === 0 || gy === 0) return;
     if (gy > MAX_GROUPS_X) throw new UsageError(`webgpu: a dispatch of ${gx}×${gy} workgroups exceeds the ${MAX_GROUPS_X} per dimension`);
-    const words = new Uint32Array(Math.max(4, Math.ceil(params.length / 4) * 4));
-    words.set(params.map((p) => p >>> 0));
-    const uniform = this.device.createBuffer({ size: words.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    this.device.queue.writeBuffer(uniform, 0, words);
+    if (params.length > PARAM_SLOT / 4) throw new RangeError(`webgpu: ${params.length} dispatch parameters, above the ${PARAM_SLOT / 4} a slot holds`);
+    const enc = this.batch();
+    const slot = this.recorded++;
+    const base = (slot * PARAM_SLOT) / 4;
+    this.params.fill(0, base, base + PARAM_SLOT / 4);
+    for (let i = 0; i < params.length; i++) this.params[base + i] = params[i]! >>> 0;
     const bind = this.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: uniform } }, ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } }))],
+      entries: [
+        { binding: 0, resource: { buffer: this.uniform, offset: slot * PARAM_SLOT, size: PARAM_SLOT } },
+        ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b } })),
+      ],
     });
-    const enc = this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bind);
-    pass.dispatchWorkgroups(gx, gy);
-    pass.end();
-    this.device.queue.submit([enc.finish()]);
-    uniform.destroy(); // freed once the submitted work is done
+    this.pass ??= enc.beginComputePass(this.timestampWrites());
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bind);
+    this.pass.dispatchWorkgroups(gx, gy);
+    this.dispatches++;
+    for (const b of buffers) this.used.add(b);
+    if (this.recorded === BATCH_CAP) this.flush();
   }
 
-  /** The first `bytes` of `buf`, after all submitted work. */
+  /**
+   * Benchmarks: from now on every compute pass (at most TIMED_PASSES) writes its begin and end
+   * timestamps; gpuSeconds() then returns the device time of those passes and stops. Needs the
+   * 'timestamp-query' feature (requested when the adapter has it); false without it.
+   */
+  timePasses(): boolean {
+    if (!this.device.features.has('timestamp-query')) return false;
+    this.flush();
+    this.timing ??= {
+      set: this.device.createQuerySet({ type: 'timestamp', count: 2 * TIMED_PASSES }),
+      resolve: this.device.createBuffer({ size: 16 * TIMED_PASSES, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+      passes: 0,
+    };
+    this.timing.passes = 0;
+    return true;
+  }
+
+  /** Seconds the timed passes ran on the device (sum of end − begin), after the work recorded so far. */
+  async gpuSeconds(): Promise<number> {
+    const t = this.timing;
+    if (!t) throw new Error('gpuSeconds: timePasses() was not called');
+    const enc = this.batch();
+    this.endPass();
+    if (t.passes > 0) enc.resolveQuerySet(t.set, 0, 2 * t.passes, t.resolve, 0);
+    const n = t.passes;
+    const staging = this.device.createBuffer({ size: 16 * TIMED_PASSES, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    enc.copyBufferToBuffer(t.resolve, 0, staging, 0, 16 * TIMED_PASSES);
+    this.timing = undefined;
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const ns = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    t.set.destroy();
+    t.resolve.destroy();
+    this.check();
+    let total = 0;
+    for (let i = 0; i < n; i++) total += Number(ns[2 * i + 1]! - ns[2 * i]!);
+    return total / 1e9;
+  }
+
+  private timestampWrites(): GPUComputePassDescriptor | undefined {
+    const t = this.timing;
+    if (!t || t.passes >= TIMED_PASSES) return undefined;
+    const i = t.passes++;
+    return { timestampWrites: { querySet: t.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } };
+  }
+
+  /** The first `bytes` of `buf`, after all work recorded before (the batch is submitted with the read's copy). */
   async read(buf: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     this.check();
     if (bytes === 0) return new ArrayBuffer(0);
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(buf, 0, staging, 0, size);
-    this.device.queue.submit([enc.finish()]);
+    this.copy(buf, 0, staging, 0, size);
+    this.flush();
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {

@@ -19,7 +19,7 @@ import { decodeHalf } from '../../tensor/codecs.js';
 import { isAwqPacked, isKindLayer, materializeKind, type PackedWeight } from '../../tensor/packed.js';
 import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { decodeQuantRows } from '../cpu/kernels/qgemm.js';
-import { acquireGpu, type GpuCapabilities } from './capabilities.js';
+import { acquireGpu, type GpuCapabilities, type KernelChoice } from './capabilities.js';
 import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
@@ -84,14 +84,19 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
 /**
  * The WebGPU backend when an adapter is available (with the adapter's limits requested), else why
  * not. `maxBinding` lowers the binding limit the backend plans with (tests of the row-part split
- * and of the size refusal, without 128 MiB tensors); it never raises it.
+ * and of the size refusal, without 128 MiB tensors); it never raises it. `kernels` overrides
+ * LOWBIT_WEBGPU_KERNELS for this backend (tests and benchmarks run both side by side).
  */
 export async function createWebGpuBackend(
-  hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number; guardWords?: boolean } = {},
+  hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice } = {},
 ): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
   if (!g.ok) return g;
-  const caps = opts.maxBinding ? { ...g.caps, maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : g.caps;
+  const caps = {
+    ...g.caps,
+    ...(opts.maxBinding ? { maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : {}),
+    ...(opts.kernels ? { kernels: opts.kernels } : {}),
+  };
   return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
 }
 
@@ -115,8 +120,14 @@ export class WebGpuBackend implements TrainableBackend {
 
   scope<R>(f: () => R): R { return this.scopes.run(f); }
 
+  /** Benchmarks: device time of the work recorded from timePasses() to gpuSeconds() (timestamp-query; false without it). */
+  timePasses(): boolean { return this.gpu.timePasses(); }
+  gpuSeconds(): Promise<number> { return this.gpu.gpuSeconds(); }
+
   get caps(): GpuCapabilities { return this.gpu.caps; }
-  get description(): string { return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}; host kernels ${this.hostNote}`; }
+  get description(): string {
+    return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}${this.caps.kernels === 'reference' ? ' (reference kernels)' : ''}; host kernels ${this.hostNote}`;
+  }
 
   /** A new float32 tensor (one buffer, checked against the binding limit first). */
   private out(op: string, shape: readonly number[]): GpuTensor {
@@ -195,8 +206,8 @@ export class WebGpuBackend implements TrainableBackend {
     if (!(x instanceof GpuTensor) || x.freed) return;
     x.freed = true;
     this.live--;
-    for (const p of x.parts) p.buffer.destroy();
-    if (x.quant) destroyQuant(x.quant);
+    this.gpu.destroy(...x.parts.map((p) => p.buffer));
+    if (x.quant) destroyQuant(this.gpu, x.quant);
   }
 
   embedding(table: BTensor, ids: Int32Array): BTensor {
@@ -209,7 +220,7 @@ export class WebGpuBackend implements TrainableBackend {
     if (ids.length === 0 || D === 0) return out;
     const idBuf = this.gpu.upload('embedding ids', new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
     for (const p of tb.parts) embeddingPart(this.gpu, tb.dtype as DenseDtype, idBuf, p.buffer, out.parts[0]!.buffer, ids.length, D, p.start, p.rows);
-    idBuf.destroy();
+    this.gpu.destroy(idBuf);
     return out;
   }
 

@@ -135,8 +135,8 @@ export function quantBytes(q: DeviceQuant): number {
   return [q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : [])].reduce((a, b) => a + b.size, 0);
 }
 
-export function destroyQuant(q: DeviceQuant): void {
-  if (q.kind === 'packed') for (const p of q.parts) destroyKind(p.bufs);
-  else if (q.kind === 'dense') for (const p of q.parts) p.buffer.destroy();
-  else for (const b of [q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : [])]) b.destroy();
+export function destroyQuant(gpu: GpuDevice, q: DeviceQuant): void {
+  if (q.kind === 'packed') for (const p of q.parts) destroyKind(gpu, p.bufs);
+  else if (q.kind === 'dense') gpu.destroy(...q.parts.map((p) => p.buffer));
+  else gpu.destroy(q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : []));
 }

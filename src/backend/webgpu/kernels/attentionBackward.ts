@@ -14,5 +14,5 @@ export function attentionBackward(gpu: GpuDevice, q: GPUBuffer, k: GPUBuffer, v:
   gpu.dispatch(rows, params, [q, k, v, dout, dq, stats], Math.ceil((s.T * s.nHeads) / ATTN_BWD_WG));
   const keys = gpu.pipelines.get(`attention_bwd_keys_hd${s.headDim}`, () => attentionKeysWgsl(s.headDim));
   gpu.dispatch(keys, params, [q, k, v, dout, stats, dk, dv], Math.ceil((s.S * s.nKvHeads) / ATTN_BWD_WG));
-  stats.destroy(); // after the submitted work
+  gpu.destroy(stats); // after the batch that uses it is submitted
 }

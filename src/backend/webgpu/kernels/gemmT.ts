@@ -1,8 +1,9 @@
 /// <reference types="@webgpu/types" />
-/** Pipeline keys and dispatch of the backward matrix products (gemmT.wgsl.ts): linearT and matmulTN. */
+/** Pipeline keys and dispatch of the backward matrix products (gemmT.wgsl.ts): linearT and matmulTN, fast or reference. */
 import type { GpuDevice } from '../device.js';
 import type { GptqBuffers, AwqBuffers } from './linear.js';
-import { GEMMT_TILE, MATMUL_TN_WGSL, linearTWgsl, type LinearTVariant } from './gemmT.wgsl.js';
+import { GEMMT_TILE, MATMUL_TN_WGSL, linearTFastWgsl, linearTWgsl, matmulTNFastWgsl, type LinearTVariant } from './gemmT.wgsl.js';
+import { tileFor } from './linear.js';
 
 /** dy[M, ldy] and the output dx[M, K]. */
 export interface LinearTShape { M: number; K: number; ldy: number }
@@ -25,11 +26,25 @@ export function linearTAwq(gpu: GpuDevice, dy: GPUBuffer, q: AwqBuffers, dx: GPU
 
 /** out[N, K] = a[M, N]ᵀ · b[M, K], float32. */
 export function matmulTN(gpu: GpuDevice, a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, M: number, N: number, K: number): void {
+  const params = [M, N, K, 0, 0, 0, 0, 0, 0, 0];
+  if (gpu.caps.kernels === 'fast') {
+    const tile = tileFor(gpu, N, K);
+    const pipe = gpu.pipelines.get(`matmul_tn_t${tile.bm}x${tile.bn}`, () => matmulTNFastWgsl(tile));
+    gpu.dispatch(pipe, params, [a, out, b], [Math.ceil(K / tile.bn), Math.ceil(N / tile.bm)]);
+    return;
+  }
   const pipe = gpu.pipelines.get('matmul_tn', () => MATMUL_TN_WGSL);
-  gpu.dispatch(pipe, [M, N, K, 0, 0, 0, 0, 0, 0, 0], [a, out, b], [Math.ceil(K / GEMMT_TILE), Math.ceil(N / GEMMT_TILE)]);
+  gpu.dispatch(pipe, params, [a, out, b], [Math.ceil(K / GEMMT_TILE), Math.ceil(N / GEMMT_TILE)]);
 }
 
+/** linearT through the fast tiled GEMM (output [M, K]) or the reference, by the device's kernel choice. */
 function run(gpu: GpuDevice, v: LinearTVariant, params: number[], bufs: GPUBuffer[], s: LinearTShape): void {
+  if (gpu.caps.kernels === 'fast') {
+    const tile = tileFor(gpu, s.M, s.K);
+    const pipe = gpu.pipelines.get(`linear_t_${v}_t${tile.bm}x${tile.bn}`, () => linearTFastWgsl(v, tile));
+    gpu.dispatch(pipe, params, bufs, [Math.ceil(s.K / tile.bn), Math.ceil(s.M / tile.bm)]);
+    return;
+  }
   const pipe = gpu.pipelines.get(`linear_t_${v}`, () => linearTWgsl(v));
   gpu.dispatch(pipe, params, bufs, [Math.ceil(s.K / GEMMT_TILE), Math.ceil(s.M / GEMMT_TILE)]);
 }

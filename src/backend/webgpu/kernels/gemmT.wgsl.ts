@@ -11,6 +11,7 @@
  */
 import type { WeightDtype } from './common.wgsl.js';
 import { AWQ_W_AT, GPTQ_W_AT, LINEAR_TILE, denseWAt } from './linear.wgsl.js';
+import { tiledGemm, type TileShape } from './linearFast.wgsl.js';
 
 export const GEMMT_TILE = LINEAR_TILE;
 const BK = 16;
@@ -108,9 +109,40 @@ export function linearTWgsl(v: LinearTVariant): string {
   return `${PARAMS}${dec}${LINEAR_T_ACCESS}${BODY}`;
 }
 
-/** linearT with a weight decoder `fn w_at(n, k) -> f32` given by the caller (its buffers from binding 3). */
-export function linearTWithDecoder(wAt: string): string {
-  return `${PARAMS}${wAt}${LINEAR_T_ACCESS}${BODY}`;
+/**
+ * linearT with a weight decoder `fn w_at(n, k) -> f32` given by the caller (its buffers from binding 3): the
+ * reference body, or the fast tiled one with `tile`.
+ */
+export function linearTWithDecoder(wAt: string, tile?: TileShape): string {
+  return tile ? linearTFastBody(wAt, tile) : `${PARAMS}${wAt}${LINEAR_T_ACCESS}${BODY}`;
 }
 
 export const MATMUL_TN_WGSL = `${PARAMS}${MATMUL_TN_ACCESS}${BODY}`;
+
+/** Adds into the output when p.acc is 1 (a weight's later row parts), else writes. */
+const STORE_ACC = 'let o = r * C + c; if (p.acc == 1u) { y[o] = y[o] + v; } else { y[o] = v; }';
+
+/**
+ * The fast versions: the same products through the fast tiled GEMM (linearFast.wgsl.ts: tiledGemm),
+ * float32 sums in the same j order as the reference. linearT reads dy along its rows and the weight
+ * along k (contiguous for a dense panel); matmulTN reads both operands along their rows.
+ */
+export function linearTFastWgsl(v: LinearTVariant, tile: TileShape): string {
+  return linearTFastBody(v === 'gptq' ? GPTQ_W_AT : v === 'awq' ? AWQ_W_AT : denseWAt(v), tile);
+}
+
+function linearTFastBody(dec: string, tile: TileShape): string {
+  return `${PARAMS}${dec}${tiledGemm(tile, {
+    rows: 'p.M', cols: 'p.K', red: 'p.N', bRowFast: true,
+    a: (r, j) => `x[(${r}) * p.ldy + p.n0 + ${j}]`, b: (c, j) => `w_at(${j}, ${c})`, store: STORE_ACC,
+  })}`;
+}
+
+export function matmulTNFastWgsl(tile: TileShape): string {
+  return `${PARAMS}
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+${tiledGemm(tile, {
+    rows: 'p.N', cols: 'p.K', red: 'p.M', aRowFast: true, bRowFast: true,
+    a: (r, j) => `x[(${j}) * p.N + ${r}]`, b: (c, j) => `b[(${j}) * p.K + ${c}]`, store: STORE_ACC,
+  })}`;
+}

@@ -37,7 +37,6 @@ export async function readGram(gpu: GpuDevice, g: GramBuffers): Promise<Float64A
     }
     return S;
   } finally {
-    g.hi.destroy();
-    g.lo.destroy();
+    gpu.destroy(g.hi, g.lo);
   }
 }

@@ -14,8 +14,8 @@ import { DYNAMIC_MAP, NF4_LEVELS } from '../../../tensor/nf4Pack.js';
 import { Tensor } from '../../../tensor/tensor.js';
 import { GPTQ_FLOAT_ZEROS, NF4_KINDS, rowAlign, sliceRows, type Parts } from './kindRows.js';
 import { BILLM_PARAMS } from '../../../tensor/billmPack.js';
-import { LINEAR_TILE, linearWgsl } from './linear.wgsl.js';
 import { GEMMT_TILE, linearTWithDecoder } from './gemmT.wgsl.js';
+import { runLinear, tileFor } from './linear.js';
 import { DBLLM_W_AT, GPTQ_FLOAT_ZEROS_W_AT, billmWAt, nf4WAt, pbllmWAt, type ParamDtype } from './kindDecoders.wgsl.js';
 import type { LinearShape } from './linear.js';
 import type { LinearTShape } from './gemmT.js';
@@ -173,24 +173,30 @@ export function uploadKindParts(gpu: GpuDevice, what: string, src: KindSource): 
     const r1 = Math.min(rows, r0 + per);
     const plan = planParts(kind, sliceRows(kind, parts, rows, cols, r0, r1), r1 - r0, cols, r0, bits)!;
     const bufs = uploadPlan(gpu, `${what} rows ${r0}..${r1 - 1}`, plan);
-    if (!bufs) { for (const p of out) destroyKind(p.bufs); return undefined; }
+    if (!bufs) { for (const p of out) destroyKind(gpu, p.bufs); return undefined; }
     out.push({ bufs, start: r0, rows: r1 - r0 });
   }
   return out;
 }
 
-export function destroyKind(b: KindBuffers): void { b.meta.destroy(); b.words.destroy(); }
+export function destroyKind(gpu: GpuDevice, b: KindBuffers): void { gpu.destroy(b.meta, b.words); }
 
 const bindings = (b: KindBuffers) => [b.meta, b.words, ...(b.tables ? [b.tables] : [])];
 
-/** y[:, n0..n0+N) = x · Wᵀ for a part of N rows starting at row n0, W decoded in the shader. */
+/** y[:, n0..n0+N) = x · Wᵀ for a part of N rows starting at row n0, W decoded in the shader (the body linearVariant picks). */
 export function linearKind(gpu: GpuDevice, x: GPUBuffer, b: KindBuffers, y: GPUBuffer, s: LinearShape, N: number, n0: number): void {
-  const pipe = gpu.pipelines.get(`linear_kind_${b.key}`, () => linearWgsl(b.wAt));
-  gpu.dispatch(pipe, [s.M, N, s.K, s.ldy, n0, 0, 0, 0, 0], [x, y, ...bindings(b)], [Math.ceil(N / LINEAR_TILE), Math.ceil(s.M / LINEAR_TILE)]);
+  runLinear(gpu, `kind_${b.key}`, () => b.wAt, [s.M, N, s.K, s.ldy, n0, 0, 0, 0, 0], [x, y, ...bindings(b)], s.M, N, s.K);
 }
 
 /** dx (+)= dy[:, n0..n0+N) · W for a part of N rows, W decoded in the shader (linearT); `accumulate` for every part after the first. */
 export function linearTKind(gpu: GpuDevice, dy: GPUBuffer, b: KindBuffers, dx: GPUBuffer, s: LinearTShape, N: number, n0: number, accumulate: boolean): void {
+  const params = [s.M, N, s.K, s.ldy, n0, 0, 0, 0, 0, accumulate ? 1 : 0];
+  if (gpu.caps.kernels === 'fast') {
+    const tile = tileFor(gpu, s.M, s.K);
+    const pipe = gpu.pipelines.get(`linear_t_kind_${b.key}_t${tile.bm}x${tile.bn}`, () => linearTWithDecoder(b.wAt, tile));
+    gpu.dispatch(pipe, params, [dy, dx, ...bindings(b)], [Math.ceil(s.K / tile.bn), Math.ceil(s.M / tile.bm)]);
+    return;
+  }
   const pipe = gpu.pipelines.get(`linear_t_kind_${b.key}`, () => linearTWithDecoder(b.wAt));
-  gpu.dispatch(pipe, [s.M, N, s.K, s.ldy, n0, 0, 0, 0, 0, accumulate ? 1 : 0], [dy, dx, ...bindings(b)], [Math.ceil(s.K / GEMMT_TILE), Math.ceil(s.M / GEMMT_TILE)]);
+  gpu.dispatch(pipe, params, [dy, dx, ...bindings(b)], [Math.ceil(s.K / GEMMT_TILE), Math.ceil(s.M / GEMMT_TILE)]);
 }

@@ -1,31 +1,62 @@
 /// <reference types="@webgpu/types" />
-/** Pipeline keys and dispatch of the linear family (linear.wgsl.ts). */
+/**
+ * Pipeline keys and dispatch of the linear family (linear.wgsl.ts, linearFast.wgsl.ts). The body is
+ * chosen per call from the shape and the backend's kernel choice (capabilities: kernels): the
+ * reference tile, or with the fast kernels the GEMV for M ≤ GEMV_MAX_M and otherwise the tiled
+ * kernel, 128 rows or columns per tile where the shape has them and workgroup memory allows.
+ */
 import type { GpuDevice } from '../device.js';
 import type { WeightDtype } from './common.wgsl.js';
-import { LINEAR_AWQ_WGSL, LINEAR_GPTQ_WGSL, LINEAR_TILE, linearDenseWgsl } from './linear.wgsl.js';
+import { AWQ_W_AT, GPTQ_W_AT, LINEAR_TILE, REFERENCE_VARIANT, denseWAt, linearWithDecoder, variantKey, type LinearVariant } from './linear.wgsl.js';
+import { FAST_BK, GEMV_MAX_M, GEMV_ROWS, type TileShape } from './linearFast.wgsl.js';
 
 export interface LinearShape { M: number; K: number; ldy: number }
 
+/** The body for y[M, N] = x[M, K]·Wᵀ on this device. */
+export function linearVariant(gpu: GpuDevice, M: number, N: number, K: number): LinearVariant {
+  if (gpu.caps.kernels === 'reference') return REFERENCE_VARIANT;
+  if (M <= GEMV_MAX_M) return { body: 'gemv' };
+  return { body: 'tiled', tile: tileFor(gpu, M, N), x4: K % 4 === 0 };
+}
+
+/** The fast tiled GEMM's output tile for R×C outputs: 128 along a side longer than 64 where workgroup memory allows. */
+export function tileFor(gpu: GpuDevice, R: number, C: number): TileShape {
+  const wgBytes = gpu.caps.limits.maxComputeWorkgroupStorageSize ?? 16384;
+  const big = (d: number) => d > 64 && (128 + 128) * FAST_BK * 4 <= wgBytes ? 128 : 64;
+  return { bm: big(R), bn: big(C) };
+}
+
 /** y[:, n0..n0+N) = x · panelᵀ for a dense weight panel of N rows. */
 export function linearDense(gpu: GpuDevice, dtype: WeightDtype, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: LinearShape, N: number, n0: number): void {
-  const pipe = gpu.pipelines.get(`linear_${dtype}`, () => linearDenseWgsl(dtype));
-  gpu.dispatch(pipe, [s.M, N, s.K, s.ldy, n0, 0, 0, 0, 0], [x, y, w], groups(s.M, N));
+  run(gpu, dtype, () => denseWAt(dtype), [s.M, N, s.K, s.ldy, n0, 0, 0, 0, 0], [x, y, w], s.M, N, s.K);
 }
 
 export interface GptqBuffers { qweight: GPUBuffer; qzeros: GPUBuffer; scales: GPUBuffer; gIdx: GPUBuffer; bits: number; groups: number; zw: number }
 
 export function linearGptq(gpu: GpuDevice, x: GPUBuffer, q: GptqBuffers, y: GPUBuffer, s: LinearShape, N: number): void {
-  const pipe = gpu.pipelines.get('linear_gptq', () => LINEAR_GPTQ_WGSL);
-  gpu.dispatch(pipe, [s.M, N, s.K, s.ldy, 0, q.bits, q.groups, q.zw, 0], [x, y, q.qweight, q.qzeros, q.scales, q.gIdx], groups(s.M, N));
+  run(gpu, 'gptq', () => GPTQ_W_AT, [s.M, N, s.K, s.ldy, 0, q.bits, q.groups, q.zw, 0], [x, y, q.qweight, q.qzeros, q.scales, q.gIdx], s.M, N, s.K);
 }
 
 export interface AwqBuffers { qweight: GPUBuffer; qzeros: GPUBuffer; scales: GPUBuffer; groupSize: number }
 
 export function linearAwq(gpu: GpuDevice, x: GPUBuffer, q: AwqBuffers, y: GPUBuffer, s: LinearShape, N: number): void {
-  const pipe = gpu.pipelines.get('linear_awq', () => LINEAR_AWQ_WGSL);
-  gpu.dispatch(pipe, [s.M, N, s.K, s.ldy, 0, 4, 0, 0, q.groupSize], [x, y, q.qweight, q.qzeros, q.scales], groups(s.M, N));
+  run(gpu, 'awq', () => AWQ_W_AT, [s.M, N, s.K, s.ldy, 0, 4, 0, 0, q.groupSize], [x, y, q.qweight, q.qzeros, q.scales], s.M, N, s.K);
 }
 
-function groups(M: number, N: number): [number, number] {
+/**
+ * Runs the linear kernel of decoder `name` (its WGSL from `wAt`, composed by linearWithDecoder) with
+ * the body linearVariant picks: params [M, N, K, ldy, n0, bits, groups, zw, gsize], buffers x, y,
+ * then the decoder's from binding 3. Exported for decoders defined outside this file.
+ */
+export function runLinear(gpu: GpuDevice, name: string, wAt: () => string, params: number[], bufs: GPUBuffer[], M: number, N: number, K: number, variant = linearVariant(gpu, M, N, K)): void {
+  const key = `linear_${name}_${variantKey(variant)}`;
+  const pipe = gpu.pipelines.get(key, () => linearWithDecoder(wAt(), variant));
+  gpu.dispatch(pipe, params, bufs, groups(variant, M, N));
+}
+const run = runLinear;
+
+function groups(v: LinearVariant, M: number, N: number): number | [number, number] {
+  if (v.body === 'gemv') return Math.ceil(N / GEMV_ROWS);
+  if (v.body === 'tiled') return [Math.ceil(N / v.tile.bn), Math.ceil(M / v.tile.bm)];
   return [Math.ceil(N / LINEAR_TILE), Math.ceil(M / LINEAR_TILE)];
 }

@@ -1,5 +1,7 @@
 /**
- * y[M, ldy] (columns n0..n0+N) = x[M, K] · W[N, K]ᵀ: a plain tiled kernel. A 16×16 workgroup
+ * y[M, ldy] (columns n0..n0+N) = x[M, K] · W[N, K]ᵀ: the reference kernel, the weight decoders and
+ * their composition with any body (linearWithDecoder; the fast bodies are in linearFast.wgsl.ts).
+ * The reference is a plain tiled kernel. A 16×16 workgroup
  * computes a 64×64 output tile, 4×4 outputs per invocation, stepping K by 16 through workgroup
  * memory; float32 accumulation in k order (the first version, one output per invocation, ran at a
  * third of this speed on lavapipe). The weight is read through `w_at(n, k)`, given per
@@ -7,6 +9,7 @@
  * one float32 rounding, as dequantizeGptq on the host).
  */
 import { weightAccess, type WeightDtype } from './common.wgsl.js';
+import { GEMV_BODY, fastParams, tiledBody, type TileShape } from './linearFast.wgsl.js';
 
 /** Output tile per workgroup (LINEAR_TILE × LINEAR_TILE), K step through workgroup memory, outputs per invocation per side. */
 export const LINEAR_TILE = 64;
@@ -81,15 +84,33 @@ fn w_at(n: u32, k: u32) -> f32 { return load_w(n * p.K + k); }
 `;
 }
 
-/** The GEMM with a weight decoder `fn w_at(n, k) -> f32` given by the caller (its buffers from binding 3). */
-export function linearWgsl(wAt: string): string {
-  return `${PARAMS}${wAt}${BODY}`;
+/**
+ * Which body a linear kernel runs: the reference tile above, the fast tiled kernel (linearFast.wgsl.ts)
+ * with its output tile and x read as vec4 or scalars, or the small-M GEMV.
+ */
+export type LinearVariant =
+  | { readonly body: 'reference' }
+  | { readonly body: 'tiled'; readonly tile: TileShape; readonly x4: boolean }
+  | { readonly body: 'gemv' };
+
+export const REFERENCE_VARIANT: LinearVariant = Object.freeze({ body: 'reference' });
+
+/** A short name of the variant for pipeline keys: `ref`, `t128x128v4`, `gemv`. */
+export function variantKey(v: LinearVariant): string {
+  return v.body === 'tiled' ? `t${v.tile.bm}x${v.tile.bn}${v.x4 ? 'v4' : ''}` : v.body === 'gemv' ? 'gemv' : 'ref';
 }
 
-/** Dense weight panel [N, K] in its stored dtype (binding 3). */
-export function linearDenseWgsl(dtype: WeightDtype): string {
-  return `${PARAMS}${denseWAt(dtype)}${BODY}`;
+/**
+ * The WGSL of a linear kernel: `wAt` (a weight decoder, `fn w_at(n: u32, k: u32) -> f32` reading
+ * the uniform `p` and its buffers from binding 3) composed as PARAMS + W_AT + BODY with the
+ * variant's body. Every stored kind's decoder composes with every body.
+ */
+export function linearWithDecoder(wAt: string, variant: LinearVariant = REFERENCE_VARIANT): string {
+  if (variant.body === 'reference') return `${PARAMS}${wAt}${BODY}`;
+  if (variant.body === 'gemv') return `${fastParams(false)}${wAt}${GEMV_BODY}`;
+  return `${fastParams(variant.x4)}${wAt}${tiledBody(variant.tile, variant.x4)}`;
 }
+
 
 /**
  * GPTQ v1 layout (tensor/packed.ts GptqPacked): qweight [ceil(K·bits/32), N] packed along the input,
@@ -117,7 +138,6 @@ fn w_at(n: u32, k: u32) -> f32 {
   return scales[g * p.N + n] * f32(i32(v & mask) - i32(zero));
 }
 `;
-export const LINEAR_GPTQ_WGSL = `${PARAMS}${GPTQ_W_AT}${BODY}`;
 
 /**
  * AutoAWQ GEMM layout (tensor/packed.ts AwqPacked), 4 bits: qweight [K, N/8] packed along the
@@ -138,4 +158,3 @@ fn w_at(n: u32, k: u32) -> f32 {
   return scales[g * p.N + n] * f32(i32(code) - i32(zero));
 }
 `;
-export const LINEAR_AWQ_WGSL = `${PARAMS}${AWQ_W_AT}${BODY}`;

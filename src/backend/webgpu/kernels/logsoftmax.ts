@@ -21,8 +21,7 @@ export async function logSoftmaxRows(gpu: GpuDevice, logits: GPUBuffer, pick: Ui
     for (let t = 0; t < T; t++) rows.push({ max: r[4 * t]!, sum: r[4 * t + 1]! + r[4 * t + 2]!, pickedLogit: r[4 * t + 3]! });
     return rows;
   } finally {
-    pickBuf.destroy();
-    out.destroy();
+    gpu.destroy(pickBuf, out);
   }
 }
 
@@ -37,5 +36,5 @@ export function crossEntropyGrad(gpu: GpuDevice, logits: GPUBuffer, lse: Float64
     gpu.upload('crossEntropyGrad weights', weights),
   ];
   gpu.dispatch(gpu.pipelines.get('cross_entropy_grad', () => CROSS_ENTROPY_GRAD_WGSL), [T, V], [logits, ...bufs, d], Math.ceil((T * V) / 256));
-  for (const b of bufs) b.destroy(); // after the submitted work
+  gpu.destroy(...bufs); // after the batch that uses them is submitted
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The WebGPU fast-kernel figures on a lent GPU machine (an H200), in one call. Prepare here, then run there:
+#   npm run build && ../shared/gpu/stage.sh       # .gpu/: node, the Vulkan loader debs, node_modules with Dawn
+#   device run: command "bash bench/gpu/device-run.sh", carry [".gpu", "dist"], timeout_s 540
+# Prints (and writes to $OUT/device-run.log): the adapter, PyTorch's fp32 GEMM (TF32 off) at
+# n = 1024..8192, lowbit's WebGPU linear, reference / fast kernels, at the same square sizes
+# (bench/webgpuGemm.ts, timestamp-query), attention reference / tiled (bench/webgpuAttention.ts), the fast-kernel parity tests, and the time of
+# `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice.
+# Every step runs under what is left of BUDGET_S (default 480 s); a step that fails or runs out is
+# reported and the script goes on.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+budget=${BUDGET_S:-480}
+start=$SECONDS
+log=${OUT:-/tmp}/device-run.log
+: > "$log"
+step() { # step NAME CMD...: runs CMD with the time left, output to the terminal and the log
+  local name=$1; shift
+  local left=$((budget - (SECONDS - start)))
+  if [ "$left" -le 5 ]; then echo "== $name: skipped, time budget spent" | tee -a "$log"; return 0; fi
+  echo "== $name (${left} s left)" | tee -a "$log"
+  timeout "$left" "$@" 2>&1 | grep -v 'artificially reduced' | tee -a "$log" || echo "== $name: failed or timed out (status ${PIPESTATUS[0]})" | tee -a "$log"
+}
+# a worktree's node_modules symlink arrives dangling; boot.sh unpacks the staged node_modules in its place
+if [ -L node_modules ] && [ ! -e node_modules ]; then rm node_modules; fi
+# shellcheck disable=SC1091
+source .gpu/boot.sh
+step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
+step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
+step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
+step 'WebGPU attention' node dist/bench/webgpuAttention.js --shapes 512:8:4:16,2048:32:8:128,4096:32:8:128
+step 'fast-kernel parity tests' node --expose-gc --test dist/test/backend/fastKernels.test.js dist/test/backend/parity.test.js
+for k in reference fast; do
+  step "eval ppl, $k kernels" env LOWBIT_WEBGPU_KERNELS=$k bash -c 'time node --expose-gc bin/lowbit.js eval --backend webgpu --ppl tinystories --limit 4'
+done
+echo "== done in $((SECONDS - start)) s" | tee -a "$log"
