@@ -67,6 +67,7 @@ const lowbit = {
   bench: 'ppl', label, backend: be.description, threads, tokens, seconds: +sec.toFixed(2), tokensPerSecond: +(tokens / sec).toFixed(1),
   ...(which === 'bundled' ? {} : { computeSeconds: +(sec - genMs / 1000).toFixed(2), computeTokensPerSecond: +(tokens / (sec - genMs / 1000)).toFixed(1) }),
   peakRssMiB: +peakMiB.toFixed(0),
+  ...('deviceMemory' in be ? { peakDeviceMiB: +((be as unknown as { deviceMemory(): { peakBytes: number } }).deviceMemory().peakBytes / 2 ** 20).toFixed(0) } : {}),
 };
 console.log(JSON.stringify(lowbit));
 
@@ -117,6 +118,7 @@ if (which !== 'bundled' && !noTorch) {
         lowbitComputeTokensPerSecond: lowbit.computeTokensPerSecond, torchComputeTokensPerSecond: torch.computeTokensPerSecond,
         computeRatio: ratio(lowbit.computeTokensPerSecond!, torch.computeTokensPerSecond!),
         lowbitPeakRssMiB: lowbit.peakRssMiB, torchPeakRssMiB: torch.peakRssMiB,
+        ...(lowbit.peakDeviceMiB !== undefined ? { lowbitPeakDeviceMiB: lowbit.peakDeviceMiB, torchPeakDeviceMiB: torch.peakDeviceMiB ?? null } : {}),
       }));
     }
   }

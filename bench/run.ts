@@ -1,7 +1,8 @@
 // `npm run bench`: every benchmark in its own process (so peak memory is its own); each prints figures.
 //   npm run bench            the default set (about 15-25 minutes on 2 cores)
 //   npm run bench -- --quick a smaller set (a few minutes)
-//   npm run bench -- --full  adds GPTQ on full LLaMA-3-8B layer shapes with 128×2048 tokens (long)
+//   npm run bench -- --full  adds GPTQ on full LLaMA-3-8B layer shapes with 128×2048 tokens and on one whole
+//                            8B block (long)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -15,7 +16,10 @@ const runs: [string, string[]][] = [
   ['webgpuAttention.js', quick ? ['--shapes', '512:8:4:16'] : []],
   ['pplSpeed.js', ['bundled']],
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
+  // the WebGPU backend on the same shapes (lavapipe here: a few tokens; exits 2 without an adapter)
+  ['pplSpeed.js', ['llama3-8b', '1', quick ? '16' : '64', '--backend', 'webgpu', '--no-torch']],
   ['gptqLayer.js', full ? ['--full'] : []],
+  ...(full ? [['gptqBlock.js', ['--samples', '1', '--seqlen', '256']] as [string, string[]]] : []),
   ['quipLayer.js', full ? ['--full'] : []],
   ['pbllmLayer.js', full ? ['--full'] : []],
   ['billmLayer.js', full ? ['--full'] : quick ? ['--only', 'q_proj', '--samples', '1'] : []],

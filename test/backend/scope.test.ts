@@ -54,13 +54,20 @@ describe('Backend.scope on WebGPU (live-tensor counter)', { skip }, () => {
   it('block-streamed perplexity and GPTQ quantization end with the live tensors they started with', async () => {
     const ckpt = openModel(TINY656K);
     const start = gpu.liveTensors;
+    const bytes = gpu.deviceMemory().liveBytes;
     await evaluatePpl(ckpt, gpu, 'tinystories', { seqlen: 64, limit: 2 });
     assert.equal(gpu.liveTensors, start, 'after evaluatePpl');
+    // the device bytes too: every storage buffer made was destroyed; the peak held at least one block's weights
+    const mem = gpu.deviceMemory();
+    assert.equal(mem.liveBytes, bytes, 'device bytes after evaluatePpl');
+    const blockWeights = ckpt.weights.list().filter((t) => t.name.startsWith('model.layers.0.')).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * 2, 0);
+    assert.ok(mem.peakBytes >= bytes + blockWeights, `peak ${mem.peakBytes} below one block's weights ${blockWeights}`);
     const dir = mkdtempSync(join(tmpdir(), 'lowbit-scope-'));
     try {
       await quantizeModel(ckpt, gpu, { method: 'gptq', bits: 4, calib: 'c4', nsamples: 2, seqlen: 64, out: join(dir, 'q') });
     } finally { rmSync(dir, { recursive: true, force: true }); }
     assert.equal(gpu.liveTensors, start, 'after quantizeModel');
+    assert.equal(gpu.deviceMemory().liveBytes, bytes, 'device bytes after quantizeModel');
   });
 });
 

@@ -48,6 +48,10 @@ export class GpuDevice {
   private readonly params = new Uint32Array((BATCH_CAP * PARAM_SLOT) / 4);
   /** Timestamp queries of the passes being timed (timePasses). */
   private timing: { set: GPUQuerySet; resolve: GPUBuffer; passes: number } | undefined;
+  /** The storage buffers made by `storage` and not yet destroyed, their bytes, and the peak of those bytes. */
+  private readonly live = new Set<GPUBuffer>();
+  private liveBytes = 0;
+  private peakBytes = 0;
   /** Batches submitted and dispatches recorded since the device was made (benchmarks print them). */
   submits = 0;
   dispatches = 0;
@@ -77,10 +81,23 @@ export class GpuDevice {
   /** A storage buffer of at least `bytes` (rounded up to whole words, at least one). */
   storage(what: string, bytes: number): GPUBuffer {
     this.fits(what, bytes);
-    return this.device.createBuffer({
+    const buf = this.device.createBuffer({
       label: what, size: Math.max(4, Math.ceil(bytes / 4) * 4),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
+    this.live.add(buf);
+    this.liveBytes += buf.size;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
+    return buf;
+  }
+
+  /** Bytes of the storage buffers alive now, and the most alive at once since the device was made (or resetPeak). */
+  memory(): { liveBytes: number; peakBytes: number } {
+    return { liveBytes: this.liveBytes, peakBytes: this.peakBytes };
+  }
+
+  resetPeak(): void {
+    this.peakBytes = this.liveBytes;
   }
 
   /** Writes `data` at byte `offset` of `buf`, padding a tail that is not a whole word. */
@@ -119,6 +136,7 @@ export class GpuDevice {
    */
   destroy(...bufs: GPUBuffer[]): void {
     for (const b of bufs) {
+      if (this.live.delete(b)) this.liveBytes -= b.size;
       if (this.used.has(b)) this.doomed.push(b);
       else b.destroy();
     }

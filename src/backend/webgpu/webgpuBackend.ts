@@ -112,6 +112,9 @@ export class WebGpuBackend implements TrainableBackend {
   /** Tensors made and not yet freed (each holds one or more device buffers): tests check lifetimes with it. */
   get liveTensors(): number { return this.live; }
 
+  /** Device bytes of the storage buffers alive now and at most so far (benchmarks: peak device memory). */
+  deviceMemory(): { liveBytes: number; peakBytes: number } { return this.gpu.memory(); }
+
   /** Counts and records (in the open scope) a tensor just made. */
   private made(x: GpuTensor): GpuTensor {
     this.live++;
