@@ -71,6 +71,17 @@ describe('Backend.gram on WebGPU vs the CPU float64 sums', { skip }, () => {
     for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) assert.equal(got[a * K + b], got[b * K + a]);
   });
 
+  it('an accumulator above one binding is kept in bands of rows: the same sums bit for bit', async () => {
+    // K = 45: 45 × 45 × 4 bytes = 8,100 per plane; under a 4 KiB binding, bands of 22, 22 and 1 rows
+    const K = 45, xs = sequences(K, 20);
+    const small = await createWebGpuBackend(jsKernels, 'js', { maxBinding: 4096 });
+    assert.ok(small.ok);
+    const banded = await deviceSum(small.backend, xs, K);
+    assert.deepEqual(banded, await deviceSum(gpu, xs, K));
+    // a single row above the binding is one line naming the accumulator and its size
+    assert.throws(() => small.backend.gramAccumulator!(1100), /^UsageError: webgpu: gram accumulator \[1100, 1100\] rows 0\.\.0 \(hi\) needs 4400 bytes, above this adapter's maxStorageBufferBindingSize of 4096 bytes$/);
+  });
+
   it('run to run identical; shape checks name the op; a released accumulator is refused', async () => {
     const K = 16, xs = sequences(K, 40);
     assert.deepEqual(await deviceSum(gpu, xs, K), await deviceSum(gpu, xs, K));

@@ -3,40 +3,64 @@
 import type { GpuDevice } from '../device.js';
 import { GRAM_WG, GRAM_WGSL } from './gram.wgsl.js';
 
-/** The device side of a Gram accumulator: hi and lo float32 planes of S [K, K] (upper triangle valid). */
-export interface GramBuffers { readonly hi: GPUBuffer; readonly lo: GPUBuffer; readonly K: number }
+/** Rows a0..a0 + rows − 1 of S as hi and lo float32 planes [rows, K] (entries b ≥ a valid). */
+export interface GramBand { readonly hi: GPUBuffer; readonly lo: GPUBuffer; readonly a0: number; readonly rows: number }
 
-/** Zeroed hi/lo planes; each checked against the binding limit (with its size) before it exists. */
-export function gramBuffers(gpu: GpuDevice, K: number): GramBuffers {
-  const bytes = K * K * 4;
-  const hi = gpu.storage(`gram accumulator [${K}, ${K}] (hi)`, bytes);
-  const lo = gpu.storage(`gram accumulator [${K}, ${K}] (lo)`, bytes);
-  return { hi, lo, K }; // new buffers are zero-initialised (WebGPU guarantees it)
+/**
+ * The device side of a Gram accumulator: S [K, K] in bands of whole rows, each plane within one storage
+ * binding (a 14336-wide Hessian is 784 MiB per plane: one band on a 2 GiB binding, seven on lavapipe's 128 MiB).
+ */
+export interface GramBuffers { readonly bands: readonly GramBand[]; readonly K: number }
+
+/** Zeroed hi/lo bands; a row that cannot fit one binding is refused (with its size) before anything exists. */
+export function gramBuffers(gpu: GpuDevice, K: number, maxBinding = gpu.caps.maxBinding): GramBuffers {
+  const per = Math.max(1, Math.floor(maxBinding / (K * 4)));
+  const bands: GramBand[] = [];
+  try {
+    for (let a0 = 0; a0 < K; a0 += per) {
+      const rows = Math.min(per, K - a0);
+      const what = `gram accumulator [${K}, ${K}] rows ${a0}..${a0 + rows - 1}`;
+      const hi = gpu.storage(`${what} (hi)`, rows * K * 4);
+      const lo = gpu.storage(`${what} (lo)`, rows * K * 4);
+      bands.push({ hi, lo, a0, rows }); // new buffers are zero-initialised (WebGPU guarantees it)
+    }
+  } catch (e) {
+    for (const b of bands) gpu.destroy(b.hi, b.lo);
+    throw e;
+  }
+  return { bands, K };
 }
 
 /** S += xᵀx for x[T, K]. */
 export function gram(gpu: GpuDevice, x: GPUBuffer, T: number, g: GramBuffers): void {
   if (T === 0) return;
-  const groups = Math.ceil(g.K / GRAM_WG);
-  gpu.dispatch(gpu.pipelines.get('gram', () => GRAM_WGSL), [T, g.K, 0], [x, g.hi, g.lo], [groups, groups]);
+  const pipe = gpu.pipelines.get('gram', () => GRAM_WGSL);
+  for (const b of g.bands) {
+    // columns from the band's first row on (b ≥ a), its rows
+    const c0 = Math.floor(b.a0 / GRAM_WG) * GRAM_WG;
+    gpu.dispatch(pipe, [T, g.K, 0, b.a0, b.rows, c0], [x, b.hi, b.lo], [Math.ceil((g.K - c0) / GRAM_WG), Math.ceil(b.rows / GRAM_WG)]);
+  }
 }
 
 /** S = hi + lo in float64, mirrored to a full symmetric [K, K]; destroys the planes. */
 export async function readGram(gpu: GpuDevice, g: GramBuffers): Promise<Float64Array> {
   const { K } = g;
   try {
-    const hi = new Float32Array(await gpu.read(g.hi, K * K * 4));
-    const lo = new Float32Array(await gpu.read(g.lo, K * K * 4));
     const S = new Float64Array(K * K);
-    for (let a = 0; a < K; a++) {
-      for (let b = a; b < K; b++) {
-        const v = hi[a * K + b]! + lo[a * K + b]!;
-        S[a * K + b] = v;
-        S[b * K + a] = v;
+    for (const band of g.bands) {
+      const hi = new Float32Array(await gpu.read(band.hi, band.rows * K * 4));
+      const lo = new Float32Array(await gpu.read(band.lo, band.rows * K * 4));
+      for (let r = 0; r < band.rows; r++) {
+        const a = band.a0 + r;
+        for (let b = a; b < K; b++) {
+          const v = hi[r * K + b]! + lo[r * K + b]!;
+          S[a * K + b] = v;
+          S[b * K + a] = v;
+        }
       }
     }
     return S;
   } finally {
-    gpu.destroy(g.hi, g.lo);
+    for (const b of g.bands) gpu.destroy(b.hi, b.lo);
   }
 }

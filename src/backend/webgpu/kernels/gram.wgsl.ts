@@ -9,14 +9,15 @@
  * (T·2⁻²⁴)²·Σ|x_a·x_b| per call of T tokens, and in practice near N·2⁻⁴⁸·Σ|x_a·x_b| over N tokens
  * (5e-14 relative measured over 3 × 200 tokens; test/backend/gram.test.ts holds it to (N + 2)·2⁻⁴⁷),
  * against about N·2⁻⁵³ for the host's float64 sums of exact products.
- * Reference kernel: one entry per invocation, tokens read from global memory.
+ * Reference kernel: one entry per invocation, tokens read from global memory. S is kept in bands of rows
+ * (p.a0, p.rows: each plane within one storage binding); a dispatch covers its band's columns from p.c0.
  */
 import { TWO_SUM } from './common.wgsl.js';
 
 export const GRAM_WG = 8;
 
 export const GRAM_WGSL = `
-struct Params { T: u32, K: u32, zero: u32 };
+struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
@@ -44,9 +45,10 @@ fn two_prod(a: f32, b: f32) -> vec2f {
 
 @compute @workgroup_size(${GRAM_WG}, ${GRAM_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let a = gid.y;
-  let b = gid.x;
-  if (a >= p.K || b >= p.K || b < a) { return; }
+  let row = gid.y; // row of the band: S row a0 + r, stored at row r of the band's planes
+  let a = p.a0 + row;
+  let b = p.c0 + gid.x;
+  if (row >= p.rows || b >= p.K || b < a) { return; }
   var hi = 0.0;
   var lo = 0.0;
   for (var t = 0u; t < p.T; t++) {
@@ -55,10 +57,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     hi = r.x;
     lo = keep(lo + keep(r.y + pe.y));
   }
-  let i = a * p.K + b;
-  let r = two_sum(s_hi[i], hi);
-  let l = keep(keep(s_lo[i] + lo) + r.y);
-  let n = two_sum(r.x, l); // renormalise: |lo| ≤ ulp(hi)/2
+  let i = row * p.K + b;
+  let q = two_sum(s_hi[i], hi);
+  let l = keep(keep(s_lo[i] + lo) + q.y);
+  let n = two_sum(q.x, l); // renormalise: |lo| ≤ ulp(hi)/2
   s_hi[i] = n.x;
   s_lo[i] = n.y;
 }`;
