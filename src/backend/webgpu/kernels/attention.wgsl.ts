@@ -9,18 +9,21 @@ import { FLAT_INDEX, FLOAT_CONSTS } from './common.wgsl.js';
 
 export const ATTENTION_WG = 64;
 
-export function attentionWgsl(headDim: number): string {
-  return `
-const WG: u32 = ${ATTENTION_WG}u;
-const HD: u32 = ${headDim}u;
-${FLAT_INDEX}${FLOAT_CONSTS}
-struct Params { T: u32, H: u32, KVH: u32, offset: u32, scale: u32 };
+/** Both kernels' parameters and buffers: q [T, H·HD], k and v [S, KVH·HD] (S = offset + T), the output y like q. */
+const ATTENTION_IO = `struct Params { T: u32, H: u32, KVH: u32, offset: u32, scale: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(${ATTENTION_WG})
+`;
+
+export function attentionWgsl(headDim: number): string {
+  return `
+const WG: u32 = ${ATTENTION_WG}u;
+const HD: u32 = ${headDim}u;
+${FLAT_INDEX}${FLOAT_CONSTS}
+${ATTENTION_IO}@compute @workgroup_size(${ATTENTION_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let j = flat_index(gid, nwg);
   if (j >= p.T * p.H) { return; }
@@ -74,13 +77,7 @@ const BQ: u32 = ${FLASH_BQ}u;
 const BS: u32 = ${BS}u;
 const HD: u32 = ${headDim}u;
 ${FLOAT_CONSTS}
-struct Params { T: u32, H: u32, KVH: u32, offset: u32, scale: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-var<workgroup> ks: array<f32, ${BS * headDim}>;
+${ATTENTION_IO}var<workgroup> ks: array<f32, ${BS * headDim}>;
 var<workgroup> vs: array<f32, ${BS * headDim}>;
 
 @compute @workgroup_size(${FLASH_BQ})
