@@ -18,14 +18,15 @@ import { randF32 } from './kernelCases.js';
 
 const { kernels } = selectKernels('auto', 2);
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
+const [madeRef, madeFast] = await Promise.all((['reference', 'fast'] as const).map((k) => createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: k })));
 const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
 if (!made.ok) console.log(`# gram: WebGPU cases skipped: ${made.reason}`);
 
 /** Three "sequences" x[T, K] with channels of very different scales (as LLaMA's outlier channels). */
-function sequences(K: number, T: number): Float32Array[] {
-  return [0, 1, 2].map((s) => {
+function sequences(K: number, T: number, n = 3): Float32Array[] {
+  return [...Array(n).keys()].map((s) => {
     const x = randF32(T * K, 100 + s);
-    for (let i = 0; i < x.length; i++) if (i % K === 3) x[i] = x[i]! * 300;
+    for (let i = 0; i < x.length; i++) if (i % K === 3 || i % K === K - 2) x[i] = x[i]! * 300;
     return x;
   });
 }
@@ -94,5 +95,27 @@ describe('Backend.gram on WebGPU vs the CPU float64 sums', { skip }, () => {
       assert.throws(() => be.gram!(x, acc), /used after readGram released it/);
       be.free(x); be.free(wrong);
     }
+  });
+});
+
+describe('Backend.gram: the fast (tiled) kernel is the reference kernel bit for bit', { skip }, () => {
+  const ref = madeRef!.ok ? madeRef!.backend : undefined as never;
+  const fast = madeFast!.ok ? madeFast!.backend : undefined as never;
+  // K: below one 64-wide tile, odd and ragged over three tiles; T: not multiples of the 8-token step
+  for (const [K, T, calls] of [[1, 5, 1], [45, 13, 2], [137, 203, 3], [130, 64, 4]] as const) {
+    it(`K = ${K}, ${calls} call(s) of T = ${T} tokens, outlier channels`, async () => {
+      const xs = sequences(K, T, calls);
+      assert.deepEqual(await deviceSum(fast, xs, K), await deviceSum(ref, xs, K));
+    });
+  }
+
+  it('banded storage under a lowered binding limit: bands not aligned to the tile, the same bits', async () => {
+    // K = 137: 548 bytes per row; a 16 KiB binding holds 29 rows (and inputs of 29 tokens): bands at 0, 29, 58, 87, 116
+    const K = 137, xs = sequences(K, 29, 3);
+    const small = await Promise.all((['reference', 'fast'] as const).map((k) => createWebGpuBackend(jsKernels, 'js', { maxBinding: 16384, kernels: k })));
+    assert.ok(small[0]!.ok && small[1]!.ok);
+    const want = await deviceSum(ref, xs, K);
+    assert.deepEqual(await deviceSum(small[1]!.backend, xs, K), want);
+    assert.deepEqual(await deviceSum(small[0]!.backend, xs, K), want);
   });
 });
