@@ -14,6 +14,7 @@ import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { HessianAccumulator, hessianFromSum } from '../../src/quant/core/hessian.js';
+import { InputStatsAccumulator } from '../../src/quant/stats.js';
 import { randF32 } from './kernelCases.js';
 
 const { kernels } = selectKernels('auto', 2);
@@ -117,5 +118,49 @@ describe('Backend.gram: the fast (tiled) kernel is the reference kernel bit for 
     const want = await deviceSum(ref, xs, K);
     assert.deepEqual(await deviceSum(small[1]!.backend, xs, K), want);
     assert.deepEqual(await deviceSum(small[0]!.backend, xs, K), want);
+  });
+});
+
+describe("Backend.gram at precision 'f32' (gptq.py's float32 xᵀx per call) on WebGPU", { skip }, () => {
+  const fast = madeFast!.ok ? madeFast!.backend : undefined as never;
+  const K = 137, T = 203, xs = sequences(K, T, 3);
+  /** Σ over calls of 2·(T + 2)·2⁻²⁴·Σ_t |x_ta·x_tb|: two float32 sums of T products, each within (T + 2)·2⁻²⁴·Σ|·|. */
+  const bound = new Float64Array(K * K);
+  for (const x of xs) for (let t = 0; t < T; t++) for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) bound[a * K + b]! += 2 * (T + 2) * 2 ** -24 * Math.abs(x[t * K + a]! * x[t * K + b]!);
+
+  it('the host f32 Hessian (sgemm per call, float64 sum) to float32 rounding, through InputStatsAccumulator', async () => {
+    assert.ok(kernels.gramF32 ?? kernels.gemm, `${kernels.name} kernels have no float32 Gram`);
+    const host = new HessianAccumulator(K, { linalg: kernels, precision: 'f32' });
+    for (const x of xs) host.add(x, T);
+    const want = host.finish();
+    const acc = new InputStatsAccumulator(K, new Set(['hessian']), { precision: 'f32', deviceGram: fast });
+    for (const x of xs) {
+      const t = fast.upload(x, [T, K]);
+      await acc.addTensor(fast, t);
+      fast.free(t);
+    }
+    const { H } = await acc.finish(fast);
+    const f = 2 / xs.length;
+    let worst = 0;
+    for (let i = 0; i < K * K; i++) {
+      assert.ok(Number.isFinite(H![i]!), `entry ${i} is ${H![i]}`);
+      worst = Math.max(worst, Math.abs(H![i]! - want[i]!) / (f * bound[i]!));
+    }
+    assert.ok(worst <= 1, `worst error ${worst.toFixed(2)} of the float32 bound`);
+    // float32 sums, not the two-float ones: some entry differs from the 'f64' accumulator's
+    const exact = hessianFromSum(await deviceSum(fast, xs, K), K, xs.length);
+    assert.ok(H!.some((v, i) => v !== exact[i]), "the 'f32' sums equal the two-float ones");
+  });
+
+  it('banded storage under a lowered binding limit: the same sums bit for bit', async () => {
+    const small = await createWebGpuBackend(jsKernels, 'js', { maxBinding: 16384 });
+    assert.ok(small.ok);
+    const few = xs.map((x) => x.subarray(0, 29 * K));
+    const sum = async (be: Backend) => {
+      const acc = be.gramAccumulator!(K, 'f32');
+      for (const x of few) { const t = be.upload(x, [29, K]); be.gram!(t, acc); be.free(t); }
+      return be.readGram!(acc);
+    };
+    assert.deepEqual(await sum(small.backend), await sum(fast));
   });
 });

@@ -16,6 +16,7 @@
  * [ceil((K − c0) / GRAM_TILE), ceil(rows / GRAM_TILE)].
  */
 import { GRAM_PRODUCTS } from './gram.wgsl.js';
+import { tiledGemm, type TileShape } from './linearFast.wgsl.js';
 
 /** Entries per side of a workgroup's tile of S, and tokens per step through workgroup memory. */
 export const GRAM_TILE = 64;
@@ -85,3 +86,26 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 fn store(r: u32, b: u32, acc: vec2f) {
   if (r < p.rows && b < p.K && b >= p.a0 + r) { merge_stored(r * p.K + b, acc); }
 }`;
+
+/**
+ * Precision 'f32' (gptq.py's): S += xᵀx of one call as a float32 GEMM through the fast tiled GEMM
+ * (linearFast.wgsl.ts: tiledGemm, each entry a float32 sum in token order, not the host sgemm's
+ * blocked order), each result added exactly into the stored two-float pair (merge_stored with a zero lo),
+ * so the calls' sum is as exact as the host's float64 one. Entries below the diagonal are computed
+ * and dropped. Bands and params as the two-float kernels; dispatch
+ * [ceil((K − c0) / tile.bn), ceil(rows / tile.bm)].
+ */
+export function gramF32Wgsl(tile: TileShape): string {
+  return /* wgsl */ `
+struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
+${GRAM_PRODUCTS}
+${tiledGemm(tile, {
+    rows: 'p.rows', cols: 'p.K - p.c0', red: 'p.T', aRowFast: true, bRowFast: true,
+    a: (r, j) => `x[(${j}) * p.K + p.a0 + ${r}]`, b: (c, j) => `x[(${j}) * p.K + p.c0 + ${c}]`,
+    store: 'if (p.c0 + c >= p.a0 + r) { merge_stored(r * p.K + p.c0 + c, vec2f(v, 0.0)); }',
+  })}`;
+}
