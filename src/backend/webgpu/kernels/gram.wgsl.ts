@@ -9,8 +9,9 @@
  * (T·2⁻²⁴)²·Σ|x_a·x_b| per call of T tokens, and in practice near N·2⁻⁴⁸·Σ|x_a·x_b| over N tokens
  * (5e-14 relative measured over 3 × 200 tokens; test/backend/gram.test.ts holds it to (N + 2)·2⁻⁴⁷),
  * against about N·2⁻⁵³ for the host's float64 sums of exact products.
- * Reference kernel: one entry per invocation, tokens read from global memory. S is kept in bands of rows
- * (p.a0, p.rows: each plane within one storage binding); a dispatch covers its band's columns from p.c0.
+ * Reference kernel: one entry per invocation, tokens read from global memory (the tiled kernel that the fast
+ * kernel choice runs, gramFast.wgsl.ts, gives the same bits). S is kept in bands of rows (p.a0, p.rows: each
+ * plane within one storage binding); a dispatch covers its band's columns from p.c0.
  */
 import { TWO_SUM } from './common.wgsl.js';
 
