@@ -91,8 +91,8 @@ fn store(r: u32, b: u32, acc: vec2f) {
  * Precision 'f32' (gptq.py's): S += xᵀx of one call as a float32 GEMM through the fast tiled GEMM
  * (linearFast.wgsl.ts: tiledGemm, each entry a float32 sum in token order, not the host sgemm's
  * blocked order), each result added exactly into the stored two-float pair (merge_stored with a zero lo),
- * so the calls' sum is as exact as the host's float64 one. Entries below the diagonal are computed
- * and dropped. Bands and params as the two-float kernels; dispatch
+ * so the calls' sum is as exact as the host's float64 one. Tiles wholly below the diagonal are
+ * skipped; the other entries below it are computed and dropped. Bands and params as the two-float kernels; dispatch
  * [ceil((K − c0) / tile.bn), ceil(rows / tile.bm)].
  */
 export function gramF32Wgsl(tile: TileShape): string {
@@ -107,5 +107,6 @@ ${tiledGemm(tile, {
     rows: 'p.rows', cols: 'p.K - p.c0', red: 'p.T', aRowFast: true, bRowFast: true,
     a: (r, j) => `x[(${j}) * p.K + p.a0 + ${r}]`, b: (c, j) => `x[(${j}) * p.K + p.c0 + ${c}]`,
     store: 'if (p.c0 + c >= p.a0 + r) { merge_stored(r * p.K + p.c0 + c, vec2f(v, 0.0)); }',
+    skipTile: 'p.c0 + n0 + BN <= p.a0 + m0',
   })}`;
 }
