@@ -4,7 +4,10 @@
  * kernel provider. WebGPU sums two-float (hi, lo) pairs on the device: each entry must lie within
  * (N + 2)·2⁻⁴⁷·Σ_t |x_ta·x_tb| of the float64 sum over N tokens (the precision gram.wgsl.ts states;
  * a plain float32 sum misses it by about five orders of magnitude, and so does a compensated sum
- * whose error terms the shader compiler optimised away). Skipped, with the reason, without an adapter.
+ * whose error terms the shader compiler optimised away). The fast tiled kernel (gramFast.wgsl.ts) must
+ * give the reference kernel's sums bit for bit (ragged K and T, several calls, outlier channels, bands
+ * that start inside a tile); precision 'f32' (a float32 GEMM per call) must lie within the float32
+ * summation bound of the host's f32 Hessian. Skipped, with the reason, without an adapter.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
