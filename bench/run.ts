@@ -14,6 +14,7 @@ const runs: [string, string[]][] = [
   ['kernels.js', ['--sizes', quick ? '1024' : '1024,2048,4096']],
   ['webgpuGemm.js', ['--sizes', quick ? '256' : '256,1024']],
   ['webgpuAttention.js', quick ? ['--shapes', '512:8:4:16'] : []],
+  ['webgpuGram.js', ['--shapes', quick ? '1024:256,4096:256' : '1024:2048,4096:2048']],
   ['pplSpeed.js', ['bundled']],
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
   // the WebGPU backend on the same shapes (lavapipe here: a few tokens; exits 2 without an adapter)

@@ -23,6 +23,13 @@ export interface GramAccumulator {
 }
 
 /**
+ * How a Gram accumulator sums: 'f64', every product exactly, summed in float64 (or two-float pairs);
+ * 'f32', gptq.py's precision: each `gram` call's xᵀx as one float32 GEMM (one calibration sequence
+ * per call), the calls' results added exactly.
+ */
+export type GramPrecision = 'f64' | 'f32';
+
+/**
  * The few ops the model and the evaluations call. Ops enqueue work and return handles at once;
  * only `read` and `nll` wait for results, so a GPU backend can keep data on the device.
  * Row-major throughout; a linear weight is [out, in].
@@ -75,8 +82,10 @@ export interface Backend {
   rows(x: BTensor, start: number, count: number): BTensor;
   /** concatenate along rows */
   concatRows(a: BTensor, b: BTensor): BTensor;
+  /** The precisions `gramAccumulator` takes (absent: 'f64' only). */
+  readonly gramPrecisions?: readonly GramPrecision[];
   /** A new Gram accumulator S = 0 of [cols, cols] (optional: a backend without one leaves the Hessian to the host). */
-  gramAccumulator?(cols: number): GramAccumulator;
+  gramAccumulator?(cols: number, precision?: GramPrecision): GramAccumulator;
   /** S += xᵀx for x[T, cols] (float32 activations), enqueued like any op: nothing is read back. */
   gram?(x: BTensor, acc: GramAccumulator): void;
   /** S as a full symmetric float64 [cols, cols] matrix (row-major), after all enqueued grams; releases `acc`. */

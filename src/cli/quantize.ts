@@ -25,7 +25,7 @@ export function registerQuantize(program: Command): void {
     .option('--no-true-sequential', 'quantize all seven linears of a block from one forward of the not-yet-quantized block');
   methodOptionFlags(cmd);
   scaleDtypeOption(cmd)
-    .option('--hessian <precision>', 'Hessian sums: f64 (exact; on --backend webgpu two-float sums on the device, about 1e-9 relative) or f32 (float32 GEMM per sequence, summed in float64; faster; always on the host)', 'f64')
+    .option('--hessian <precision>', 'Hessian sums: f64 (exact; on --backend webgpu two-float sums on the device, about 1e-9 relative) or f32 (a float32 GEMM per sequence as gptq.py, summed in float64; faster; on --backend webgpu a GEMM on the device)', 'f64')
     .option('--calib <source>', 'calibration: c4 (train sample), ptb (train), wikitext2-valid, wikitext2 (train, needs a --data-dir that has it), generated (data-free: text the model writes itself, LLM-QAT\'s generator), a text file, or none (methods that need none: rtn, nf4, icq; with a source they only report each layer\'s error on it)', DEFAULT_CALIBRATION)
     .option('--nsamples <n>', 'calibration windows', '128')
     .option('--seed <n>', 'seed of the calibration sampler (CPython random.seed) and of QuIP\'s random transforms', '0')

@@ -21,13 +21,16 @@ export class InputStatsAccumulator {
   private samples = 0;
 
   /**
-   * `deviceGram`: the backend whose `gram` accumulates the Hessian (precision 'f64' only; 'f32' is
-   * gptq.py's float32 GEMM per sequence, which only the host path computes).
+   * `deviceGram`: the backend whose `gram` accumulates the Hessian, where it takes the precision (its
+   * `gramPrecisions`; 'f64' when absent); else the host sums it. 'f32' is gptq.py's float32 GEMM per
+   * sequence: on WebGPU a device GEMM, equal to the host's sgemm path to float32 rounding, not bit for bit.
    */
   constructor(readonly cols: number, kinds: ReadonlySet<StatKind>,
     opts: { linalg?: QuantLinalg; precision?: HessianPrecision; deviceGram?: Backend } = {}) {
-    const dev = kinds.has('hessian') && (opts.precision ?? 'f64') === 'f64' ? opts.deviceGram : undefined;
-    this.gram = dev?.gramAccumulator?.(cols);
+    const precision = opts.precision ?? 'f64';
+    const takes = opts.deviceGram?.gramPrecisions ?? ['f64'];
+    const dev = kinds.has('hessian') && takes.includes(precision) ? opts.deviceGram : undefined;
+    this.gram = dev?.gramAccumulator?.(cols, precision);
     this.hessian = kinds.has('hessian') && !this.gram ? new HessianAccumulator(cols, opts) : undefined;
     this.absSum = kinds.has('meanAbs') ? new Float64Array(cols) : undefined;
     this.absMax = kinds.has('maxAbs') ? new Float64Array(cols) : undefined;

@@ -4,7 +4,10 @@
  * kernel provider. WebGPU sums two-float (hi, lo) pairs on the device: each entry must lie within
  * (N + 2)·2⁻⁴⁷·Σ_t |x_ta·x_tb| of the float64 sum over N tokens (the precision gram.wgsl.ts states;
  * a plain float32 sum misses it by about five orders of magnitude, and so does a compensated sum
- * whose error terms the shader compiler optimised away). Skipped, with the reason, without an adapter.
+ * whose error terms the shader compiler optimised away). The fast tiled kernel (gramFast.wgsl.ts) must
+ * give the reference kernel's sums bit for bit (ragged K and T, several calls, outlier channels, bands
+ * that start inside a tile); precision 'f32' (a float32 GEMM per call) must lie within the float32
+ * summation bound of the host's f32 Hessian. Skipped, with the reason, without an adapter.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,18 +17,20 @@ import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { HessianAccumulator, hessianFromSum } from '../../src/quant/core/hessian.js';
+import { InputStatsAccumulator } from '../../src/quant/stats.js';
 import { randF32 } from './kernelCases.js';
 
 const { kernels } = selectKernels('auto', 2);
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
+const [madeRef, madeFast] = await Promise.all((['reference', 'fast'] as const).map((k) => createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: k })));
 const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
 if (!made.ok) console.log(`# gram: WebGPU cases skipped: ${made.reason}`);
 
 /** Three "sequences" x[T, K] with channels of very different scales (as LLaMA's outlier channels). */
-function sequences(K: number, T: number): Float32Array[] {
-  return [0, 1, 2].map((s) => {
+function sequences(K: number, T: number, n = 3): Float32Array[] {
+  return [...Array(n).keys()].map((s) => {
     const x = randF32(T * K, 100 + s);
-    for (let i = 0; i < x.length; i++) if (i % K === 3) x[i] = x[i]! * 300;
+    for (let i = 0; i < x.length; i++) if (i % K === 3 || i % K === K - 2) x[i] = x[i]! * 300;
     return x;
   });
 }
@@ -94,5 +99,71 @@ describe('Backend.gram on WebGPU vs the CPU float64 sums', { skip }, () => {
       assert.throws(() => be.gram!(x, acc), /used after readGram released it/);
       be.free(x); be.free(wrong);
     }
+  });
+});
+
+describe('Backend.gram: the fast (tiled) kernel is the reference kernel bit for bit', { skip }, () => {
+  const ref = madeRef!.ok ? madeRef!.backend : undefined as never;
+  const fast = madeFast!.ok ? madeFast!.backend : undefined as never;
+  // K: below one 64-wide tile, odd and ragged over three tiles; T: not multiples of the 8-token step
+  for (const [K, T, calls] of [[1, 5, 1], [45, 13, 2], [137, 203, 3], [130, 64, 4]] as const) {
+    it(`K = ${K}, ${calls} call(s) of T = ${T} tokens, outlier channels`, async () => {
+      const xs = sequences(K, T, calls);
+      assert.deepEqual(await deviceSum(fast, xs, K), await deviceSum(ref, xs, K));
+    });
+  }
+
+  it('banded storage under a lowered binding limit: bands not aligned to the tile, the same bits', async () => {
+    // K = 137: 548 bytes per row; a 16 KiB binding holds 29 rows (and inputs of 29 tokens): bands at 0, 29, 58, 87, 116
+    const K = 137, xs = sequences(K, 29, 3);
+    const small = await Promise.all((['reference', 'fast'] as const).map((k) => createWebGpuBackend(jsKernels, 'js', { maxBinding: 16384, kernels: k })));
+    assert.ok(small[0]!.ok && small[1]!.ok);
+    const want = await deviceSum(ref, xs, K);
+    assert.deepEqual(await deviceSum(small[1]!.backend, xs, K), want);
+    assert.deepEqual(await deviceSum(small[0]!.backend, xs, K), want);
+  });
+});
+
+describe("Backend.gram at precision 'f32' (gptq.py's float32 xᵀx per call) on WebGPU", { skip }, () => {
+  const fast = madeFast!.ok ? madeFast!.backend : undefined as never;
+  const K = 137, T = 203, xs = sequences(K, T, 3);
+  /** Σ over calls of 2·(T + 2)·2⁻²⁴·Σ_t |x_ta·x_tb|: two float32 sums of T products, each within (T + 2)·2⁻²⁴·Σ|·|. */
+  const bound = new Float64Array(K * K);
+  for (const x of xs) for (let t = 0; t < T; t++) for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) bound[a * K + b]! += 2 * (T + 2) * 2 ** -24 * Math.abs(x[t * K + a]! * x[t * K + b]!);
+
+  it('the host f32 Hessian (sgemm per call, float64 sum) to float32 rounding, through InputStatsAccumulator', async () => {
+    assert.ok(kernels.gramF32 ?? kernels.gemm, `${kernels.name} kernels have no float32 Gram`);
+    const host = new HessianAccumulator(K, { linalg: kernels, precision: 'f32' });
+    for (const x of xs) host.add(x, T);
+    const want = host.finish();
+    const acc = new InputStatsAccumulator(K, new Set(['hessian']), { precision: 'f32', deviceGram: fast });
+    for (const x of xs) {
+      const t = fast.upload(x, [T, K]);
+      await acc.addTensor(fast, t);
+      fast.free(t);
+    }
+    const { H } = await acc.finish(fast);
+    const f = 2 / xs.length;
+    let worst = 0;
+    for (let i = 0; i < K * K; i++) {
+      assert.ok(Number.isFinite(H![i]!), `entry ${i} is ${H![i]}`);
+      worst = Math.max(worst, Math.abs(H![i]! - want[i]!) / (f * bound[i]!));
+    }
+    assert.ok(worst <= 1, `worst error ${worst.toFixed(2)} of the float32 bound`);
+    // float32 sums, not the two-float ones: some entry differs from the 'f64' accumulator's
+    const exact = hessianFromSum(await deviceSum(fast, xs, K), K, xs.length);
+    assert.ok(H!.some((v, i) => v !== exact[i]), "the 'f32' sums equal the two-float ones");
+  });
+
+  it('banded storage under a lowered binding limit: the same sums bit for bit', async () => {
+    const small = await createWebGpuBackend(jsKernels, 'js', { maxBinding: 16384 });
+    assert.ok(small.ok);
+    const few = xs.map((x) => x.subarray(0, 29 * K));
+    const sum = async (be: Backend) => {
+      const acc = be.gramAccumulator!(K, 'f32');
+      for (const x of few) { const t = be.upload(x, [29, K]); be.gram!(t, acc); be.free(t); }
+      return be.readGram!(acc);
+    };
+    assert.deepEqual(await sum(small.backend), await sum(fast));
   });
 });

@@ -2,7 +2,8 @@
  * End to end on WebGPU: perplexity of the bundled model and of a GPTQ W4 checkpoint, and zero-shot
  * task accuracy, equal the CPU backend's (perplexity within 1e-4 relative, accuracies identical)
  * on a few windows / examples; checkpoints quantized on WebGPU (RTN, GPTQ, SmoothQuant: forward
- * passes and the Hessian's Gram on the device, solvers on the host) give the CPU-made checkpoints'
+ * passes and the Hessian's Gram on the device, solvers on the host; GPTQ also with the float32
+ * Hessian, a GEMM on the device) give the CPU-made checkpoints'
  * perplexity within 1e-3 relative (issue 13's bound); and the CLI's --backend contract (webgpu, auto
  * with its note, quantize and study on webgpu). Skipped, with the reason, when no WebGPU adapter exists.
  */
@@ -62,11 +63,12 @@ describe('WebGPU end to end vs CPU', { skip }, () => {
   // RTN (Hessian only for the error report), GPTQ (the Hessian drives the solve), SmoothQuant (max |x|
   // read back, quantizeRows on the device); 4 calibration windows of 256 tokens; both checkpoints are
   // then evaluated on the CPU, so only where they were made differs
-  for (const [method, bits, options] of [['rtn', 4, {}], ['gptq', 4, {}], ['smoothquant', 8, { abits: 8 }]] as const) {
-    it(`${method}: the WebGPU-made checkpoint's perplexity within 1e-3 relative of the CPU-made one`, async () => {
+  // GPTQ with --hessian f32 (gptq.py's float32 GEMM per sequence: on the device, against the host's sgemm)
+  for (const [method, bits, options, hessianPrecision] of [['rtn', 4, {}, 'f64'], ['gptq', 4, {}, 'f64'], ['gptq', 4, {}, 'f32'], ['smoothquant', 8, { abits: 8 }, 'f64']] as const) {
+    it(`${method}${hessianPrecision === 'f32' ? ' (Hessian f32)' : ''}: the WebGPU-made checkpoint's perplexity within 1e-3 relative of the CPU-made one`, async () => {
       const make = async (be: Backend, name: string) => {
-        const out = join(dir, `${method}-${name}`);
-        const r = await quantizeModel(openModel(TINY656K), be, { method, bits, options, calib: 'c4', nsamples: 4, seqlen: 256, out });
+        const out = join(dir, `${method}-${hessianPrecision}-${name}`);
+        const r = await quantizeModel(openModel(TINY656K), be, { method, bits, options, hessianPrecision, calib: 'c4', nsamples: 4, seqlen: 256, out });
         assert.equal(r.backend, be.description);
         return (await evaluatePpl(openModel(out), cpu, 'tinystories', { seqlen: 512, limit: 2 })).ppl;
       };

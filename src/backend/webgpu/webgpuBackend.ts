@@ -10,7 +10,7 @@
  * The backward ops of training (GradOps) are kernels too (gemmT, attentionBackward, rows,
  * elementwise, logsoftmax), with the CPU backend's checks, so training runs on the device.
  */
-import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
+import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, expectShape, type BTensor, type GramAccumulator, type GramPrecision, type TrainableBackend } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
@@ -31,7 +31,7 @@ import { attention } from './kernels/attention.js';
 import { attentionBackward } from './kernels/attentionBackward.js';
 import { crossEntropyGrad, logSoftmaxRows } from './kernels/logsoftmax.js';
 import { linearTAwq, linearTDense, linearTGptq, matmulTN } from './kernels/gemmT.js';
-import { gram, gramBuffers, readGram, type GramBuffers } from './kernels/gram.js';
+import { gram, gramBuffers, gramF32, readGram, type GramBuffers } from './kernels/gram.js';
 
 type Dtype = 'f32' | 'f16' | 'bf16' | 'q';
 
@@ -70,7 +70,7 @@ function single(x: GpuTensor): GPUBuffer {
 /** S = Σ xᵀx as two-float (hi, lo) planes on the device (kernels/gram.wgsl.ts). */
 class GpuGram implements GramAccumulator {
   released = false;
-  constructor(readonly cols: number, readonly bufs: GramBuffers) {}
+  constructor(readonly cols: number, readonly bufs: GramBuffers, readonly precision: GramPrecision) {}
 }
 
 function gramOf(acc: GramAccumulator): GpuGram {
@@ -323,16 +323,22 @@ export class WebGpuBackend implements TrainableBackend {
     return out;
   }
 
-  gramAccumulator(cols: number): GramAccumulator {
+  readonly gramPrecisions: readonly GramPrecision[] = ['f64', 'f32'];
+
+  gramAccumulator(cols: number, precision: GramPrecision = 'f64'): GramAccumulator {
     if (!Number.isInteger(cols) || cols < 1) throw new RangeError(`gramAccumulator: cols must be a positive integer (got ${cols})`);
-    return new GpuGram(cols, gramBuffers(this.gpu, cols));
+    if (!this.gramPrecisions.includes(precision)) throw new RangeError(`gramAccumulator: precision must be 'f64' or 'f32' (got ${precision})`);
+    return new GpuGram(cols, gramBuffers(this.gpu, cols), precision);
   }
 
-  /** S += xᵀx on the device, two-float sums (about 1e-9 relative at 128 × 2048 tokens; see gram.wgsl.ts). */
+  /**
+   * S += xᵀx on the device: 'f64', two-float sums of exact products (about 1e-9 relative at 128 × 2048
+   * tokens; see gram.wgsl.ts); 'f32', one float32 GEMM per call added exactly (gramFast.wgsl.ts).
+   */
   gram(x: BTensor, acc: GramAccumulator): void {
     const g = gramOf(acc), xs = t(x);
     expectShape('gram', 'input', xs.shape, [undefined, g.cols]);
-    gram(this.gpu, f32buf(xs), xs.shape[0]!, g.bufs);
+    (g.precision === 'f32' ? gramF32 : gram)(this.gpu, f32buf(xs), xs.shape[0]!, g.bufs);
   }
 
   /** SmoothQuant's per-channel max |x| on the device (kernels/stats): nothing is read back until acc is. */

@@ -1,7 +1,12 @@
 /// <reference types="@webgpu/types" />
-/** Dispatch of the Gram family (gram.wgsl.ts) and the host's float64 finish of its two-float sums. */
+/**
+ * Dispatch of the Gram family (gram.wgsl.ts, the reference; gramFast.wgsl.ts, the tiled kernel the fast
+ * kernel choice runs: the same sums bit for bit) and the host's float64 finish of its two-float sums.
+ */
 import type { GpuDevice } from '../device.js';
 import { GRAM_WG, GRAM_WGSL } from './gram.wgsl.js';
+import { GRAM_FAST_WGSL, GRAM_TILE, gramF32Wgsl } from './gramFast.wgsl.js';
+import { tileFor } from './linear.js';
 
 /** Rows a0..a0 + rows − 1 of S as hi and lo float32 planes [rows, K] (entries b ≥ a valid). */
 export interface GramBand { readonly hi: GPUBuffer; readonly lo: GPUBuffer; readonly a0: number; readonly rows: number }
@@ -31,14 +36,27 @@ export function gramBuffers(gpu: GpuDevice, K: number, maxBinding = gpu.caps.max
   return { bands, K };
 }
 
-/** S += xᵀx for x[T, K]. */
+/** S += xᵀx for x[T, K], by the device's kernel choice. */
 export function gram(gpu: GpuDevice, x: GPUBuffer, T: number, g: GramBuffers): void {
   if (T === 0) return;
-  const pipe = gpu.pipelines.get('gram', () => GRAM_WGSL);
+  const fast = gpu.caps.kernels === 'fast';
+  const tile = fast ? GRAM_TILE : GRAM_WG; // entries per workgroup along each side
+  const pipe = fast ? gpu.pipelines.get('gram_fast', () => GRAM_FAST_WGSL) : gpu.pipelines.get('gram', () => GRAM_WGSL);
   for (const b of g.bands) {
     // columns from the band's first row on (b ≥ a), its rows
-    const c0 = Math.floor(b.a0 / GRAM_WG) * GRAM_WG;
-    gpu.dispatch(pipe, [T, g.K, 0, b.a0, b.rows, c0], [x, b.hi, b.lo], [Math.ceil((g.K - c0) / GRAM_WG), Math.ceil(b.rows / GRAM_WG)]);
+    const c0 = Math.floor(b.a0 / tile) * tile;
+    gpu.dispatch(pipe, [T, g.K, 0, b.a0, b.rows, c0], [x, b.hi, b.lo], [Math.ceil((g.K - c0) / tile), Math.ceil(b.rows / tile)]);
+  }
+}
+
+/** S += xᵀx for x[T, K] at precision 'f32': one float32 GEMM (the fast tiled one), added exactly into S (gramFast.wgsl.ts). */
+export function gramF32(gpu: GpuDevice, x: GPUBuffer, T: number, g: GramBuffers): void {
+  if (T === 0) return;
+  for (const b of g.bands) {
+    const tile = tileFor(gpu, b.rows, g.K);
+    const pipe = gpu.pipelines.get(`gram_f32_t${tile.bm}x${tile.bn}`, () => gramF32Wgsl(tile));
+    const c0 = Math.floor(b.a0 / tile.bn) * tile.bn;
+    gpu.dispatch(pipe, [T, g.K, 0, b.a0, b.rows, c0], [x, b.hi, b.lo], [Math.ceil((g.K - c0) / tile.bn), Math.ceil(b.rows / tile.bm)]);
   }
 }
 

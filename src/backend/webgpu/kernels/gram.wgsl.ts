@@ -9,10 +9,53 @@
  * (T·2⁻²⁴)²·Σ|x_a·x_b| per call of T tokens, and in practice near N·2⁻⁴⁸·Σ|x_a·x_b| over N tokens
  * (5e-14 relative measured over 3 × 200 tokens; test/backend/gram.test.ts holds it to (N + 2)·2⁻⁴⁷),
  * against about N·2⁻⁵³ for the host's float64 sums of exact products.
- * Reference kernel: one entry per invocation, tokens read from global memory. S is kept in bands of rows
- * (p.a0, p.rows: each plane within one storage binding); a dispatch covers its band's columns from p.c0.
+ * Reference kernel: one entry per invocation, tokens read from global memory (the tiled kernel that the fast
+ * kernel choice runs, gramFast.wgsl.ts, gives the same bits). S is kept in bands of rows (p.a0, p.rows: each
+ * plane within one storage binding); a dispatch covers its band's columns from p.c0.
  */
 import { TWO_SUM } from './common.wgsl.js';
+
+/**
+ * The product and sum steps both Gram kernels share, as one text so that every entry's operations are the
+ * same in each (the fast kernel, gramFast.wgsl.ts, splits each x once and calls two_prod_split).
+ */
+export const GRAM_PRODUCTS = /* wgsl */ `
+${TWO_SUM}
+/** a = hi + lo with hi holding a's top 12 significand bits (Veltkamp's split, factor 2¹² + 1). */
+fn split(a: f32) -> vec2f {
+  let c = keep(4097.0 * a);
+  let hi = keep(c - keep(c - a));
+  return vec2f(hi, keep(a - hi));
+}
+
+/**
+ * (fl(a·b), its rounding error) exactly (Dekker's TwoProduct) from a, b and their splits: the halves'
+ * products are exact in float32. Not fma(a, b, −fl(a·b)): WGSL does not promise a fused fma, and
+ * lavapipe's is not.
+ */
+fn two_prod_split(a: f32, sa: vec2f, b: f32, sb: vec2f) -> vec2f {
+  let prod = keep(a * b);
+  let e = keep(keep(keep(keep(sa.x * sb.x) - prod) + keep(sa.x * sb.y)) + keep(sa.y * sb.x)) + keep(sa.y * sb.y);
+  return vec2f(prod, e);
+}
+
+fn two_prod(a: f32, b: f32) -> vec2f { return two_prod_split(a, split(a), b, split(b)); }
+
+/** hi + lo += the product pe (a pair from two_prod), the reference's per-token step. */
+fn add_product(acc: vec2f, pe: vec2f) -> vec2f {
+  let r = two_sum(acc.x, pe.x);
+  return vec2f(r.x, keep(acc.y + keep(r.y + pe.y)));
+}
+
+/** The stored pair (s_hi[i], s_lo[i]) += this call's (hi, lo), renormalised: |lo| ≤ ulp(hi)/2. */
+fn merge_stored(i: u32, acc: vec2f) {
+  let q = two_sum(s_hi[i], acc.x);
+  let l = keep(keep(s_lo[i] + acc.y) + q.y);
+  let n = two_sum(q.x, l);
+  s_hi[i] = n.x;
+  s_lo[i] = n.y;
+}
+`;
 
 export const GRAM_WG = 8;
 
@@ -23,44 +66,16 @@ struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
 @group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
 
-${TWO_SUM}
-/** a = hi + lo with hi holding a's top 12 significand bits (Veltkamp's split, factor 2¹² + 1). */
-fn split(a: f32) -> vec2f {
-  let c = keep(4097.0 * a);
-  let hi = keep(c - keep(c - a));
-  return vec2f(hi, keep(a - hi));
-}
-
-/**
- * (fl(a·b), its rounding error) exactly (Dekker's TwoProduct): the halves' products are exact in
- * float32. Not fma(a, b, −fl(a·b)): WGSL does not promise a fused fma, and lavapipe's is not.
- */
-fn two_prod(a: f32, b: f32) -> vec2f {
-  let prod = keep(a * b);
-  let sa = split(a);
-  let sb = split(b);
-  let e = keep(keep(keep(keep(sa.x * sb.x) - prod) + keep(sa.x * sb.y)) + keep(sa.y * sb.x)) + keep(sa.y * sb.y);
-  return vec2f(prod, e);
-}
-
+${GRAM_PRODUCTS}
 @compute @workgroup_size(${GRAM_WG}, ${GRAM_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let row = gid.y; // row of the band: S row a0 + r, stored at row r of the band's planes
   let a = p.a0 + row;
   let b = p.c0 + gid.x;
   if (row >= p.rows || b >= p.K || b < a) { return; }
-  var hi = 0.0;
-  var lo = 0.0;
+  var acc = vec2f(0.0); // (hi, lo)
   for (var t = 0u; t < p.T; t++) {
-    let pe = two_prod(x[t * p.K + a], x[t * p.K + b]); // x_a·x_b = pe.x + pe.y exactly
-    let r = two_sum(hi, pe.x);
-    hi = r.x;
-    lo = keep(lo + keep(r.y + pe.y));
+    acc = add_product(acc, two_prod(x[t * p.K + a], x[t * p.K + b])); // x_a·x_b = pe.x + pe.y exactly
   }
-  let i = row * p.K + b;
-  let q = two_sum(s_hi[i], hi);
-  let l = keep(keep(s_lo[i] + lo) + q.y);
-  let n = two_sum(q.x, l); // renormalise: |lo| ≤ ulp(hi)/2
-  s_hi[i] = n.x;
-  s_lo[i] = n.y;
+  merge_stored(row * p.K + b, acc);
 }`;

@@ -43,12 +43,15 @@ struct Params { M: u32, N: u32, K: u32, ldy: u32, n0: u32, bits: u32, groups: u3
  * `cols`, `red` are WGSL expressions for R, C and the reduction length J; `a(r, j)` / `b(c, j)` are
  * called only in bounds; `store` is a WGSL statement writing `v` at output (r, c), both in bounds.
  * `aRowFast` / `bRowFast`: neighbouring invocations load neighbouring rows (r) of the tile rather than
- * neighbouring j (pick the one that is contiguous in storage); `x4`: A is the vec4 `x` of a linear.
+ * neighbouring j (pick the one that is contiguous in storage); `x4`: A is the vec4 `x` of a linear;
+ * `skipTile`: a WGSL condition on the tile's first row m0 and column n0 (uniform across the workgroup)
+ * under which the workgroup writes nothing and returns at once (e.g. a tile below a diagonal).
  */
 export interface TiledOperands {
   readonly rows: string; readonly cols: string; readonly red: string;
   readonly a: (r: string, j: string) => string; readonly b: (c: string, j: string) => string;
   readonly store: string; readonly aRowFast?: boolean; readonly bRowFast?: boolean; readonly x4?: boolean;
+  readonly skipTile?: string;
 }
 
 /** Loads of one BK-slice of a BM- (or BN-) row tile into k-major vec4 workgroup memory `dst`. */
@@ -102,7 +105,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let C = ${o.cols};
   let J = ${o.red};
   let m0 = wid.y * BM;
-  let n0 = wid.x * BN;
+  let n0 = wid.x * BN;${o.skipTile ? `
+  if (${o.skipTile}) { return; }` : ''}
   var acc: array<vec4f, ${4 * VM * VN}>;
   for (var k0 = 0u; k0 < J; k0 += BK) {
     ${loadX}

@@ -1,0 +1,112 @@
+/**
+ * The fast Gram kernel: S += xᵀx for x[T, K] (gram.wgsl.ts says what the sums are and how precise),
+ * a GRAM_TILE × GRAM_TILE tile of S per workgroup of 16×16 invocations, tiles wholly below the
+ * diagonal skipped. Tokens are stepped GRAM_BT at a time through workgroup memory: the tile's
+ * x[t0..t0+BT, a-range] and x[t0..t0+BT, b-range], each value stored beside its Veltkamp split
+ * (computed once per value instead of once per product). Invocation (ty, tx) holds the (hi, lo)
+ * pairs of the 4×4 entries a = row0 + ty + 16·i, b = col0 + tx + 16·j in registers (strided, so
+ * neighbours read neighbouring words) and walks the tokens in increasing order.
+ * Every entry sees the reference kernel's operations in the reference's order: the same
+ * two_prod_split, the same add_product and merge_stored (one shared WGSL text, GRAM_PRODUCTS), a
+ * split being a pure function of its value; so the sums are the reference's bit for bit
+ * (test/backend/gram.test.ts). Each x value is read from global memory once per tile instead of
+ * once per entry, and a pair of workgroup-memory reads feeds 16 products.
+ * Workgroup memory: 2 · GRAM_BT · GRAM_TILE · 12 bytes = 12 KiB (under WebGPU's 16 KiB default).
+ * Bands of rows as the reference: params [T, K, zero, a0, rows, c0], dispatch
+ * [ceil((K − c0) / GRAM_TILE), ceil(rows / GRAM_TILE)].
+ */
+import { GRAM_PRODUCTS } from './gram.wgsl.js';
+import { tiledGemm, type TileShape } from './linearFast.wgsl.js';
+
+/** Entries per side of a workgroup's tile of S, and tokens per step through workgroup memory. */
+export const GRAM_TILE = 64;
+export const GRAM_BT = 8;
+const PER = GRAM_TILE / 16; // entries per invocation along each side
+
+const range = (n: number) => [...Array(n).keys()];
+
+/** One token of the register tile: PER + PER reads of each operand, PER² product steps. */
+const step = [
+  ...range(PER).map((i) => `let a${i} = xa[o + lid.y + ${16 * i}u]; let sa${i} = za[o + lid.y + ${16 * i}u];`),
+  ...range(PER).map((j) => `let b${j} = xb[o + lid.x + ${16 * j}u]; let sb${j} = zb[o + lid.x + ${16 * j}u];`),
+  ...range(PER).flatMap((i) => range(PER).map((j) =>
+    `acc${i}${j} = add_product(acc${i}${j}, two_prod_split(a${i}, sa${i}, b${j}, sb${j}));`)),
+].join('\n      ');
+
+/** Loads of one token step of the tile's columns from `base` into xs (values) and zs (splits). */
+function load(xs: string, zs: string, base: string, limit: string): string {
+  return `for (var e = 0u; e < ${(GRAM_BT * GRAM_TILE) / 256}u; e++) {
+    let idx = li + e * 256u;
+    let tt = idx / TS;
+    let c = idx % TS; // neighbouring invocations: neighbouring columns of x
+    var v = 0.0;
+    if (${base} + c < ${limit} && t0 + tt < p.T) { v = x[(t0 + tt) * p.K + ${base} + c]; }
+    ${xs}[idx] = v;
+    ${zs}[idx] = split(v);
+  }`;
+}
+
+export const GRAM_FAST_WGSL = /* wgsl */ `
+struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
+${GRAM_PRODUCTS}
+const TS: u32 = ${GRAM_TILE}u;
+const BT: u32 = ${GRAM_BT}u;
+var<workgroup> xa: array<f32, ${GRAM_BT * GRAM_TILE}>;
+var<workgroup> za: array<vec2f, ${GRAM_BT * GRAM_TILE}>;
+var<workgroup> xb: array<f32, ${GRAM_BT * GRAM_TILE}>;
+var<workgroup> zb: array<vec2f, ${GRAM_BT * GRAM_TILE}>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let r0 = wid.y * TS; // first band row of the tile: S row p.a0 + r0
+  let row0 = p.a0 + r0;
+  let col0 = p.c0 + wid.x * TS;
+  if (col0 + TS <= row0) { return; } // wholly below the diagonal (uniform across the workgroup)
+  let rowEnd = p.a0 + p.rows;
+  ${range(PER).flatMap((i) => range(PER).map((j) => `var acc${i}${j} = vec2f(0.0);`)).join(' ')}
+  for (var t0 = 0u; t0 < p.T; t0 += BT) {
+    ${load('xa', 'za', 'row0', 'rowEnd')}
+    ${load('xb', 'zb', 'col0', 'p.K')}
+    workgroupBarrier();
+    let n = min(BT, p.T - t0);
+    for (var tt = 0u; tt < n; tt++) {
+      let o = tt * TS;
+      ${step}
+    }
+    workgroupBarrier();
+  }
+  ${range(PER).flatMap((i) => range(PER).map((j) => `store(r0 + lid.y + ${16 * i}u, col0 + lid.x + ${16 * j}u, acc${i}${j});`)).join('\n  ')}
+}
+
+/** Entry (band row r, column b) += acc where it is in the band and on or above the diagonal. */
+fn store(r: u32, b: u32, acc: vec2f) {
+  if (r < p.rows && b < p.K && b >= p.a0 + r) { merge_stored(r * p.K + b, acc); }
+}`;
+
+/**
+ * Precision 'f32' (gptq.py's): S += xᵀx of one call as a float32 GEMM through the fast tiled GEMM
+ * (linearFast.wgsl.ts: tiledGemm, each entry a float32 sum in token order, not the host sgemm's
+ * blocked order), each result added exactly into the stored two-float pair (merge_stored with a zero lo),
+ * so the calls' sum is as exact as the host's float64 one. Tiles wholly below the diagonal are
+ * skipped; the other entries below it are computed and dropped. Bands and params as the two-float kernels; dispatch
+ * [ceil((K − c0) / tile.bn), ceil(rows / tile.bm)].
+ */
+export function gramF32Wgsl(tile: TileShape): string {
+  return /* wgsl */ `
+struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
+${GRAM_PRODUCTS}
+${tiledGemm(tile, {
+    rows: 'p.rows', cols: 'p.K - p.c0', red: 'p.T', aRowFast: true, bRowFast: true,
+    a: (r, j) => `x[(${j}) * p.K + p.a0 + ${r}]`, b: (c, j) => `x[(${j}) * p.K + p.c0 + ${c}]`,
+    store: 'if (p.c0 + c >= p.a0 + r) { merge_stored(r * p.K + p.c0 + c, vec2f(v, 0.0)); }',
+    skipTile: 'p.c0 + n0 + BN <= p.a0 + m0',
+  })}`;
+}
