@@ -171,6 +171,14 @@ export function checkMatmulTN(a: BTensor, b: BTensor): { M: number; N: number; K
   return { M, N, K: b.shape[1]! };
 }
 
+/** rmsnormBackward's argument checks, shared by every backend: gamma [D], dy shaped like x; returns D. */
+export function checkRmsnormBackward(x: BTensor, gamma: BTensor, dy: BTensor): number {
+  const D = x.shape[x.shape.length - 1]!;
+  expectShape('rmsnormBackward', 'gamma', gamma.shape, [D]);
+  expectShape('rmsnormBackward', 'output gradient', dy.shape, x.shape);
+  return D;
+}
+
 /** crossEntropyGrad's argument checks, shared by every backend: logits [T, V], one lse, target and weight per row. */
 export function checkCrossEntropyGrad(logits: BTensor, lse: Float64Array, targets: Int32Array, weights: Float32Array): { T: number; V: number } {
   expectShape('crossEntropyGrad', 'logits', logits.shape, [undefined, undefined]);

@@ -1,4 +1,4 @@
-import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
+import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, checkRmsnormBackward, expectShape, type BTensor, type GramAccumulator, type TrainableBackend } from '../backend.js';
 import { collectGarbage } from './gc.js';
 import { TensorScopes } from '../scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -383,9 +383,7 @@ export class CpuBackend implements TrainableBackend {
 
   rmsnormBackward(x: BTensor, gamma: BTensor, dy: BTensor, eps: number): BTensor {
     const xs = t(x), g = t(gamma), d = t(dy);
-    const D = xs.shape[xs.shape.length - 1]!;
-    expectShape('rmsnormBackward', 'gamma', g.shape, [D]);
-    expectShape('rmsnormBackward', 'output gradient', d.shape, xs.shape);
+    const D = checkRmsnormBackward(xs, g, d);
     const out = f32(xs.shape);
     grad.rmsnormBackward(xs.f32, dense(g), d.f32, out.f32, xs.f32.length / D, D, eps);
     return out;

@@ -10,7 +10,7 @@
  * The backward ops of training (GradOps) are kernels too (gemmT, attentionBackward, rows,
  * elementwise, logsoftmax), with the CPU backend's checks, so training runs on the device.
  */
-import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, expectShape, type BTensor, type GramAccumulator, type GramPrecision, type TrainableBackend } from '../backend.js';
+import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, checkRmsnormBackward, expectShape, type BTensor, type GramAccumulator, type GramPrecision, type TrainableBackend } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
@@ -427,9 +427,7 @@ export class WebGpuBackend implements TrainableBackend {
 
   rmsnormBackward(x: BTensor, gamma: BTensor, dy: BTensor, eps: number): BTensor {
     const xs = t(x), g = t(gamma), d = t(dy);
-    const D = xs.shape[xs.shape.length - 1]!;
-    expectShape('rmsnormBackward', 'gamma', g.shape, [D]);
-    expectShape('rmsnormBackward', 'output gradient', d.shape, xs.shape);
+    const D = checkRmsnormBackward(xs, g, d);
     const xb = f32buf(xs), gb = single(g), db = f32buf(d);
     const out = this.out('rmsnormBackward', xs.shape);
     if (D > 0) rmsnormBackward(this.gpu, xb, gb, g.dtype as DenseDtype, db, out.parts[0]!.buffer, xs.numel / D, D, eps);

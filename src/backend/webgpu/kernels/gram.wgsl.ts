@@ -59,13 +59,16 @@ fn merge_stored(i: u32, acc: vec2f) {
 
 export const GRAM_WG = 8;
 
-export const GRAM_WGSL = `
-struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
+/** Both Gram kernels' parameters and buffers: x [T, K], and one band's hi and lo planes [rows, K] (S rows a0..). */
+export const GRAM_IO = `struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
+`;
 
+export const GRAM_WGSL = `
+${GRAM_IO}
 ${GRAM_PRODUCTS}
 @compute @workgroup_size(${GRAM_WG}, ${GRAM_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {

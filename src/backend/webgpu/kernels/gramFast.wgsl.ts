@@ -15,7 +15,7 @@
  * Bands of rows as the reference: params [T, K, zero, a0, rows, c0], dispatch
  * [ceil((K − c0) / GRAM_TILE), ceil(rows / GRAM_TILE)].
  */
-import { GRAM_PRODUCTS } from './gram.wgsl.js';
+import { GRAM_IO, GRAM_PRODUCTS } from './gram.wgsl.js';
 import { tiledGemm, type TileShape } from './linearFast.wgsl.js';
 
 /** Entries per side of a workgroup's tile of S, and tokens per step through workgroup memory. */
@@ -47,12 +47,7 @@ function load(xs: string, zs: string, base: string, limit: string): string {
 }
 
 export const GRAM_FAST_WGSL = /* wgsl */ `
-struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
-@group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
-${GRAM_PRODUCTS}
+${GRAM_IO}${GRAM_PRODUCTS}
 const TS: u32 = ${GRAM_TILE}u;
 const BT: u32 = ${GRAM_BT}u;
 var<workgroup> xa: array<f32, ${GRAM_BT * GRAM_TILE}>;
@@ -97,12 +92,7 @@ fn store(r: u32, b: u32, acc: vec2f) {
  */
 export function gramF32Wgsl(tile: TileShape): string {
   return /* wgsl */ `
-struct Params { T: u32, K: u32, zero: u32, a0: u32, rows: u32, c0: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> s_hi: array<f32>;
-@group(0) @binding(3) var<storage, read_write> s_lo: array<f32>;
-${GRAM_PRODUCTS}
+${GRAM_IO}${GRAM_PRODUCTS}
 ${tiledGemm(tile, {
     rows: 'p.rows', cols: 'p.K - p.c0', red: 'p.T', aRowFast: true, bRowFast: true,
     a: (r, j) => `x[(${j}) * p.K + p.a0 + ${r}]`, b: (c, j) => `x[(${j}) * p.K + p.c0 + ${c}]`,
