@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { CpuKernels } from '../../src/backend/cpu/kernels/kernels.js';
 import { loadNativeKernels } from '../../src/backend/cpu/kernels/native.js';
 import { loadWasmKernels } from '../../src/backend/cpu/kernels/wasm.js';
+import { mulberry32 } from '../../src/tensor/mulberry32.js';
 
 export interface Provider { name: 'native' | 'wasm'; load(threads: number): { ok: true; kernels: CpuKernels } | { ok: false; reason: string } }
 /** Every accelerated provider; the js reference is what they are compared with. */
@@ -34,16 +35,7 @@ export const NMSE_MAX = Object.freeze({
 });
 
 /** mulberry32: small, seeded, reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 export function randF32(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed), out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;

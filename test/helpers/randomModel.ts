@@ -4,17 +4,12 @@ import { NAMES, LAYER_PARTS } from '../../src/io/source.js';
 import type { LlamaConfig } from '../../src/io/config.js';
 import type { ModelCheckpoint } from '../../src/io/checkpoint.js';
 import type { Tokenizer } from '../../src/io/tokenizer.js';
+import { mulberry32 } from '../../src/tensor/mulberry32.js';
 
 /** Deterministic uniform(-1, 1) numbers (mulberry32). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const u = mulberry32(seed);
+  return () => u() * 2 - 1;
 }
 
 /** A byte-level toy tokenizer (ids = UTF-16 code units mod vocab), enough for plumbing tests. */

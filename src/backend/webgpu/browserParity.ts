@@ -12,6 +12,7 @@ import { jsKernels } from '../cpu/kernels/js.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { encodeHalf } from '../../tensor/codecs.js';
 import { createWebGpuBackend } from './webgpuBackend.js';
+import { mulberry32 } from '../../tensor/mulberry32.js';
 
 /** NMSE allowed against the CPU backend: test/backend/parity.test.ts's TOLERANCE for these ops. */
 export const BROWSER_TOLERANCE = Object.freeze({
@@ -32,17 +33,7 @@ export type ParityReport =
   | { ok: true; adapter: string; runtime: string; cases: ParityCase[]; pass: boolean }
   | { ok: false; reason: string };
 
-/** mulberry32, as test/backend/kernelCases.ts's rng. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 function randF32(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed), out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
