@@ -13,7 +13,7 @@ const full = process.argv.includes('--full');
 const runs: [string, string[]][] = [
   ['kernels.js', ['--sizes', quick ? '1024' : '1024,2048,4096']],
   ['webgpuGemm.js', ['--sizes', quick ? '256' : '256,1024']],
-  ['webgpuAttention.js', quick ? ['--shapes', '512:8:4:16'] : []],
+  ['webgpuAttention.js', quick ? ['--shapes', '512:8:4:16', '--backward-shapes', '256:8:4:64'] : []],
   ['webgpuGram.js', ['--shapes', quick ? '1024:256,4096:256' : '1024:2048,4096:2048']],
   ['pplSpeed.js', ['bundled']],
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],

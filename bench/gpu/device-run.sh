@@ -4,7 +4,7 @@
 #   device run: command "bash bench/gpu/device-run.sh", carry [".gpu", "dist"], timeout_s 540
 # Prints (and writes to $OUT/device-run.log): the adapter, PyTorch's fp32 GEMM (TF32 off) at
 # n = 1024..8192, lowbit's WebGPU linear, reference / fast kernels, at the same square sizes
-# (bench/webgpuGemm.ts, timestamp-query), the Gram reference / tiled (bench/webgpuGram.ts), attention reference / tiled (bench/webgpuAttention.ts), the fast-kernel parity tests, and the time of
+# (bench/webgpuGemm.ts, timestamp-query), the Gram reference / tiled (bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the fast-kernel parity tests, and the time of
 # `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice; block-streamed perplexity
 # on LLaMA-3-8B shapes (bench/pplSpeed.ts: tokens/s, peak device memory) and GPTQ of one 8B block
 # (bench/gptqBlock.ts), each next to PyTorch on CUDA.
@@ -35,8 +35,8 @@ step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
 step 'WebGPU Gram (GPTQ Hessian sums), reference / fast' node dist/bench/webgpuGram.js --shapes 1024:2048,4096:2048,14336:2048
-step 'WebGPU attention' node dist/bench/webgpuAttention.js --shapes 512:8:4:16,2048:32:8:128,4096:32:8:128
-step 'fast-kernel parity tests' node --expose-gc --test dist/test/backend/fastKernels.test.js dist/test/backend/parity.test.js
+step 'WebGPU attention and its backward' node dist/bench/webgpuAttention.js --shapes 512:8:4:16,2048:32:8:128,4096:32:8:128 --backward-shapes 512:8:4:64,2048:32:8:128
+step 'fast-kernel parity tests' node --expose-gc --test dist/test/backend/fastKernels.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js
 for k in reference fast; do
   step "eval ppl, $k kernels" env LOWBIT_WEBGPU_KERNELS=$k bash -c 'time node --expose-gc bin/lowbit.js eval --backend webgpu --ppl tinystories --limit 4'
 done

@@ -14,10 +14,11 @@ import { FLAT_INDEX, FLOAT_CONSTS } from './common.wgsl.js';
 
 export const ATTN_BWD_WG = 64;
 
-const HEAD = (headDim: number) => `
-const WG: u32 = ${ATTN_BWD_WG}u;
-const HD: u32 = ${headDim}u;
-${FLAT_INDEX}${FLOAT_CONSTS}
+/**
+ * Parameters and inputs shared with the tiled kernels (attentionBackwardFast.wgsl.ts): q and dout
+ * [T, H·HD], k and v [S, KVH·HD]; outputs from binding 5.
+ */
+export const ATTN_BWD_IO = /* wgsl */ `
 struct Params { T: u32, S: u32, H: u32, KVH: u32, offset: u32, scale: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -25,6 +26,11 @@ struct Params { T: u32, S: u32, H: u32, KVH: u32, offset: u32, scale: u32 };
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read> dout: array<f32>;
 `;
+
+const HEAD = (headDim: number) => `
+const WG: u32 = ${ATTN_BWD_WG}u;
+const HD: u32 = ${headDim}u;
+${FLAT_INDEX}${FLOAT_CONSTS}${ATTN_BWD_IO}`;
 
 /** dq[T, H·hd] and stats[T·H, 3] = (m, l, δ) per (t, h). */
 export function attentionRowsWgsl(headDim: number): string {
