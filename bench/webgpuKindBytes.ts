@@ -1,7 +1,8 @@
 /**
  * Device bytes per weight of a quantized checkpoint's linear layers on WebGPU: every block's seven
  * projections uploaded as `eval --backend webgpu` uploads them, then WebGpuBackend.deviceBytes summed
- * (stored parts, decoded in the shader; or float32 for a kind kept on the host path). Prints; asserts
+ * (stored parts, decoded in the shader; QuIP's codes, grid values and D, its weight rebuilt on the device
+ * per multiply and not counted, as it is freed after; or float32 for a layer kept on the host path). Prints; asserts
  * nothing. Without an adapter it prints why and exits 0.
  *   node dist/bench/webgpuKindBytes.js DIR [DIR ...]
  */

@@ -1,8 +1,9 @@
 /**
  * WebGPU `linear` throughput (2·M·N·K flops per y = x·Wᵀ) with the stored kinds decoded in the shader
- * (kernels/kindDecoders.wgsl.ts) next to a float32 weight, on whatever adapter exists. Layers are
- * quantized from deterministic weights by the real quantizers (PB-LLM and BiLLM with an identity
- * Hessian). Each figure is the best of three timed runs after a warm-up, a run being `reps` linears
+ * (kernels/kindDecoders.wgsl.ts), and QuIP W2 with its weight rebuilt on the device for every call
+ * (kernels/quipRebuild.ts: the rebuild is most of its time), next to a float32 weight, on whatever
+ * adapter exists. Layers are quantized from deterministic weights by the real quantizers (PB-LLM,
+ * BiLLM and QuIP with an identity Hessian). Each figure is the best of three timed runs after a warm-up, a run being `reps` linears
  * then one read. Prints; asserts nothing. Without an adapter it prints why and exits 0.
  *   node dist/bench/webgpuKindGemm.js [--tokens M] [--sizes 256,1024]
  */
@@ -19,6 +20,8 @@ import { nf4 } from '../src/quant/methods/nf4.js';
 import { pbllm } from '../src/quant/methods/pbllm.js';
 import { billm } from '../src/quant/methods/billm.js';
 import { fdbInit } from '../src/quant/methods/dbllm.js';
+import { quip } from '../src/quant/methods/quip.js';
+import { quipTensors } from '../src/tensor/quipPack.js';
 
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(name);
@@ -39,7 +42,7 @@ if (!made.ok) {
 } else {
   const be = made.backend;
   console.log(`webgpu linear GFLOP/s with in-shader kind decoders, M = ${M} tokens, on ${be.caps.adapterName} (${be.caps.runtime})`);
-  console.log('| N = K | f32 | nf4 | nf4dq | pbllm 1.7b | billm | dbllm |\n| --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| N = K | f32 | nf4 | nf4dq | pbllm 1.7b | billm | dbllm | quip W2 |\n| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const n of sizes) {
     const w = values(n * n, 2), H = identity(n);
     const open = (kind: string, parts: Record<string, Tensor>, bits: number) => () => be.uploadQuantized(PACKED_KINDS[kind]!.open(parts, bits));
@@ -52,6 +55,7 @@ if (!made.ok) {
       open('pbllm', packPbllm({ rows: n, cols: n, ...pb, paramDtype: 'f32' }), 1),
       open('billm', billmTensors(billm(w, n, n, H, { blockSize: 128 }).parts), 1),
       open('dbllm', dbllmTensors(fdbInit(w, n, n, 128).parts), 2),
+      open('quip', quipTensors(quip(w, n, n, H, { bits: 2, seed: 1, linalg: jsKernels }).parts), 2),
     ];
     const x = be.upload(values(M * n, 1), [M, n]);
     const cells: string[] = [];

@@ -24,6 +24,7 @@ import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
 import { linearKind, linearTKind } from './kernels/kindDecoders.js';
+import { withQuipWeight } from './kernels/quipRebuild.js';
 import { columnAbsMax } from './kernels/stats.js';
 import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
 import { binary, embeddingPart, rope, scale, siluMulBackward } from './kernels/elementwise.js';
@@ -172,7 +173,7 @@ export class WebGpuBackend implements TrainableBackend {
     return this.made(new GpuTensor(w.shape, dtype, parts));
   }
 
-  /** GPTQ, AWQ and the stored kinds' codes as stored, decoded in the shader; QuIP decoded on the host (weights.ts). */
+  /** GPTQ, AWQ and the stored kinds' codes as stored, decoded in the shader; QuIP's codes as stored, its weight rebuilt on the device per multiply (weights.ts). */
   uploadQuantized(q: PackedWeight): BTensor {
     const dq = isKindLayer(q) ? uploadKind(this.gpu, q) : isAwqPacked(q) ? uploadAwq(this.gpu, q) : uploadGptq(this.gpu, q);
     return this.made(new GpuTensor([q.rows, q.cols], 'q', [], dq));
@@ -187,7 +188,7 @@ export class WebGpuBackend implements TrainableBackend {
   async read(x: BTensor): Promise<Float32Array> {
     const g = t(x);
     if (g.quant) {
-      if (g.quant.kind === 'dense' || g.quant.kind === 'packed') return materializeKind(g.quant.host);
+      if (g.quant.kind === 'dense' || g.quant.kind === 'packed' || g.quant.kind === 'quip') return materializeKind(g.quant.host);
       if (g.quant.kind === 'awq') return dequantizeAwq(g.quant.host);
       const out = new Float32Array(g.quant.host.rows * g.quant.host.cols);
       decodeQuantRows(g.quant.host, 0, g.quant.host.rows, out);
@@ -248,6 +249,7 @@ export class WebGpuBackend implements TrainableBackend {
     if (q?.kind === 'gptq') linearGptq(this.gpu, xb, q.bufs, yb, s, N);
     else if (q?.kind === 'awq') linearAwq(this.gpu, xb, q.bufs, yb, s, N);
     else if (q?.kind === 'packed') for (const p of q.parts) linearKind(this.gpu, xb, p.bufs, yb, s, p.rows, p.start);
+    else if (q?.kind === 'quip') withQuipWeight(this.gpu, q.bufs, (wb) => linearDense(this.gpu, 'f32', xb, wb, yb, s, N, 0));
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;
@@ -407,6 +409,7 @@ export class WebGpuBackend implements TrainableBackend {
     if (q?.kind === 'gptq') linearTGptq(this.gpu, gb, q.bufs, xb, s, N);
     else if (q?.kind === 'awq') linearTAwq(this.gpu, gb, q.bufs, xb, s, N);
     else if (q?.kind === 'packed') q.parts.forEach((p, i) => linearTKind(this.gpu, gb, p.bufs, xb, s, p.rows, p.start, i > 0));
+    else if (q?.kind === 'quip') withQuipWeight(this.gpu, q.bufs, (wb) => linearTDense(this.gpu, 'f32', gb, wb, xb, s, N, 0, false));
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;

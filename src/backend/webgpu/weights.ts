@@ -7,8 +7,10 @@
  * ICQ (plain and double-quantized), PB-LLM, BiLLM, DB-LLM, and GPTQ with float zero points (zerosF,
  * QA-LoRA's merge), keep their stored parts too, in one buffer with a small index (`packed`,
  * kernels/kindDecoders.ts), decoded in the shader; in parts of whole rows when they exceed one binding
- * (kernels/kindRows.ts). Anything else (QuIP, whose rebuild mixes every row in float64; a kind layer
- * opened without its parts; rows that cannot be cut to fit) is decoded on the host when uploaded,
+ * (kernels/kindRows.ts). QuIP keeps its codes, grid values and D; its weight is rebuilt on the device
+ * for each multiply (kernels/quipRebuild.ts). Anything else (a kind layer opened without its parts; rows
+ * that cannot be cut to fit; a QuIP layer with a rotation block or a plane too large for the device
+ * rebuild) is decoded on the host when uploaded,
  * panel by panel with decodeRows (or through materializeKind when the kind has input/output
  * transforms), and held as float32 row parts: its multiply is then the dense one.
  */
@@ -18,6 +20,7 @@ import { packedWords } from '../../tensor/gptqPack.js';
 import { materializeKind, type AwqPacked, type GptqPacked, type KindLayer } from '../../tensor/packed.js';
 import { checkQuantWeight, decodeQuantRows } from '../cpu/kernels/qgemm.js';
 import { destroyKind, gptqFloatZerosSource, kindSource, uploadKindParts, type KindSource, type PackedPart } from './kernels/kindDecoders.js';
+import { destroyQuip, uploadQuip, type QuipBuffers } from './kernels/quipRebuild.js';
 
 /** Rows start..start+rows of a dense tensor, in one buffer. */
 export interface Part { readonly buffer: GPUBuffer; readonly start: number; readonly rows: number }
@@ -29,6 +32,7 @@ export type DeviceQuant =
   | { readonly kind: 'gptq'; readonly host: GptqPacked; readonly bufs: GptqBuffers }
   | { readonly kind: 'awq'; readonly host: AwqPacked; readonly bufs: AwqBuffers }
   | { readonly kind: 'packed'; readonly host: KindLayer; readonly parts: readonly PackedPart[] }
+  | { readonly kind: 'quip'; readonly host: KindLayer; readonly bufs: QuipBuffers }
   | { readonly kind: 'dense'; readonly host: KindLayer; readonly parts: readonly Part[] };
 
 const BYTES: Record<DenseDtype, number> = { f32: 4, f16: 2, bf16: 2 };
@@ -112,6 +116,8 @@ export function uploadKind(gpu: GpuDevice, k: KindLayer, src: KindSource | undef
   const what = `${k.kind} weight [${k.rows}, ${k.cols}]`;
   const packed = src && uploadKindParts(gpu, what, src);
   if (packed) return { kind: 'packed', host: k, parts: packed };
+  const quip = uploadQuip(gpu, what, k);
+  if (quip) return { kind: 'quip', host: k, bufs: quip };
   const shape = [k.rows, k.cols];
   const transformed = !!(k.transformInput || k.transformOutput) || k.coreRows !== k.rows || k.coreCols !== k.cols;
   const dense = transformed ? materializeKind(k) : undefined;
@@ -131,12 +137,14 @@ export function uploadKind(gpu: GpuDevice, k: KindLayer, src: KindSource | undef
 /** Bytes the weight holds on the device. */
 export function quantBytes(q: DeviceQuant): number {
   if (q.kind === 'packed') return q.parts.reduce((a, p) => a + p.bufs.bytes, 0);
+  if (q.kind === 'quip') return q.bufs.bytes;
   if (q.kind === 'dense') return q.parts.reduce((a, p) => a + p.buffer.size, 0);
   return [q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : [])].reduce((a, b) => a + b.size, 0);
 }
 
 export function destroyQuant(gpu: GpuDevice, q: DeviceQuant): void {
   if (q.kind === 'packed') for (const p of q.parts) destroyKind(gpu, p.bufs);
+  else if (q.kind === 'quip') destroyQuip(gpu, q.bufs);
   else if (q.kind === 'dense') gpu.destroy(...q.parts.map((p) => p.buffer));
   else gpu.destroy(q.bufs.qweight, q.bufs.qzeros, q.bufs.scales, ...(q.kind === 'gptq' ? [q.bufs.gIdx] : []));
 }

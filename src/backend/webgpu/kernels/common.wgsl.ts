@@ -85,3 +85,28 @@ fn two_sum(a: f32, b: f32) -> vec2f {
   return vec2f(s, keep(a - aa) + keep(b - bb));
 }
 `;
+
+/**
+ * Dekker's exact product for the two-float kernels (gram, the QuIP rebuild), after TWO_SUM (its keep()).
+ */
+export const TWO_PRODUCT = /* wgsl */ `
+/** a = hi + lo with hi holding a's top 12 significand bits (Veltkamp's split, factor 2¹² + 1). */
+fn split(a: f32) -> vec2f {
+  let c = keep(4097.0 * a);
+  let hi = keep(c - keep(c - a));
+  return vec2f(hi, keep(a - hi));
+}
+
+/**
+ * (fl(a·b), its rounding error) exactly (Dekker's TwoProduct) from a, b and their splits: the halves'
+ * products are exact in float32. Not fma(a, b, −fl(a·b)): WGSL does not promise a fused fma, and
+ * lavapipe's is not.
+ */
+fn two_prod_split(a: f32, sa: vec2f, b: f32, sb: vec2f) -> vec2f {
+  let prod = keep(a * b);
+  let e = keep(keep(keep(keep(sa.x * sb.x) - prod) + keep(sa.x * sb.y)) + keep(sa.y * sb.x)) + keep(sa.y * sb.y);
+  return vec2f(prod, e);
+}
+
+fn two_prod(a: f32, b: f32) -> vec2f { return two_prod_split(a, split(a), b, split(b)); }
+`;

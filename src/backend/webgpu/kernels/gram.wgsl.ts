@@ -13,7 +13,7 @@
  * kernel choice runs, gramFast.wgsl.ts, gives the same bits). S is kept in bands of rows (p.a0, p.rows: each
  * plane within one storage binding); a dispatch covers its band's columns from p.c0.
  */
-import { TWO_SUM } from './common.wgsl.js';
+import { TWO_PRODUCT, TWO_SUM } from './common.wgsl.js';
 
 /**
  * The product and sum steps both Gram kernels share, as one text so that every entry's operations are the
@@ -21,26 +21,7 @@ import { TWO_SUM } from './common.wgsl.js';
  */
 export const GRAM_PRODUCTS = /* wgsl */ `
 ${TWO_SUM}
-/** a = hi + lo with hi holding a's top 12 significand bits (Veltkamp's split, factor 2¹² + 1). */
-fn split(a: f32) -> vec2f {
-  let c = keep(4097.0 * a);
-  let hi = keep(c - keep(c - a));
-  return vec2f(hi, keep(a - hi));
-}
-
-/**
- * (fl(a·b), its rounding error) exactly (Dekker's TwoProduct) from a, b and their splits: the halves'
- * products are exact in float32. Not fma(a, b, −fl(a·b)): WGSL does not promise a fused fma, and
- * lavapipe's is not.
- */
-fn two_prod_split(a: f32, sa: vec2f, b: f32, sb: vec2f) -> vec2f {
-  let prod = keep(a * b);
-  let e = keep(keep(keep(keep(sa.x * sb.x) - prod) + keep(sa.x * sb.y)) + keep(sa.y * sb.x)) + keep(sa.y * sb.y);
-  return vec2f(prod, e);
-}
-
-fn two_prod(a: f32, b: f32) -> vec2f { return two_prod_split(a, split(a), b, split(b)); }
-
+${TWO_PRODUCT}
 /** hi + lo += the product pe (a pair from two_prod), the reference's per-token step. */
 fn add_product(acc: vec2f, pe: vec2f) -> vec2f {
   let r = two_sum(acc.x, pe.x);

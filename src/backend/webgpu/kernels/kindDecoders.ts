@@ -4,9 +4,9 @@
  * parts are laid end to end, each from a word boundary, in one storage buffer; `kmeta` gives each
  * part's word offset and the kind's integers. A layer whose parts exceed one binding is uploaded in
  * parts of whole rows (kindRows.ts), each multiplied on its own. `kindSource` is undefined for a kind
- * or a layout with no decoder (QuIP, whose transforms mix every row; a layer opened without its
- * parts), and `uploadKindParts` for rows that cannot be cut to fit; the caller then keeps the
- * host-decoded dense path.
+ * or a layout with no decoder (QuIP, whose transforms mix every row: quipRebuild.ts rebuilds it
+ * whole; a layer opened without its parts), and `uploadKindParts` for rows that cannot be cut to
+ * fit; the caller then takes QuIP's device rebuild or the host-decoded dense path.
  */
 import type { GpuDevice } from '../device.js';
 import type { GptqPacked, KindLayer } from '../../../tensor/packed.js';
