@@ -96,6 +96,19 @@ export interface Backend {
    * SmoothQuant's per-channel activation scales; a maximum is exact, so every backend gives the same bits.
    */
   columnAbsMax?(x: BTensor, acc: BTensor): void;
+  /**
+   * AWQ's scale-search candidate (llm-awq auto_scale: the weight times s, pseudo-quantized with a zero point
+   * per row and group of `groupSize` columns, divided by s) for a float32 weight w [rows, cols] (uploadWeight)
+   * and s [cols] (upload): a new float32 weight, enqueued like any op, equal bit for bit to the host's
+   * quantizeScaledInto (quant/methods/awqQuantizer.ts) with the scale rounded through fp16 when `f16Scale`.
+   * Optional: without it the method computes candidates on the host and uploads them.
+   */
+  scaledFakeQuant?(w: BTensor, s: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }): BTensor;
+  /**
+   * Σ over the pairs of Σ_i (a_i − b_i)² for float32 tensors of equal shapes, in float64 (WebGPU: two-float
+   * partial sums on the device, one read for all pairs). A search's loss without reading its outputs back.
+   */
+  sumSquaredDiff?(pairs: readonly (readonly [BTensor, BTensor])[]): Promise<number>;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
   /**

@@ -152,41 +152,33 @@ export class BlockJob {
     }
   }
 
-  /** attentionPart (o-projection output, no residual) of each sequence's normed rows `n`, with linears q/k/v/o from `w`. */
-  async attention(w: Pick<HostBlock, 'q' | 'k' | 'v' | 'o'>, n: readonly Float32Array[]): Promise<Float32Array[]> {
-    const up = { q: uploadMatrix(this.be, w.q), k: uploadMatrix(this.be, w.k), v: uploadMatrix(this.be, w.v), o: uploadMatrix(this.be, w.o) };
-    try {
-      return await this.map(n, this.cfg.hiddenSize, (x) => attentionPart(this.be, this.cfg, up as unknown as BlockWeights, x, this.rope).out);
-    } finally { freeAll(this.be, Object.values(up)); }
+  /**
+   * attentionPart (o-projection output, no residual), mlpPart (down-projection output, no residual) or one
+   * linear of each sequence's rows already on the backend (`uploadRows`), weights already uploaded: one output
+   * tensor per sequence, left on the backend for the caller to free (a search keeps its inputs and reference
+   * outputs there across candidates instead of moving them for each).
+   */
+  attentionOn(w: Pick<BlockWeights, 'q' | 'k' | 'v' | 'o'>, xs: readonly BTensor[]): BTensor[] {
+    return xs.map((x) => this.be.scope(() => attentionPart(this.be, this.cfg, w as BlockWeights, x, this.rope).out));
   }
 
-  /** mlpPart (down-projection output, no residual) of each sequence's normed rows `n`, with gate/up/down from `w`. */
-  async mlp(w: Pick<HostBlock, 'gate' | 'up' | 'down'>, n: readonly Float32Array[]): Promise<Float32Array[]> {
-    const up = { gate: uploadMatrix(this.be, w.gate), up: uploadMatrix(this.be, w.up), down: uploadMatrix(this.be, w.down) };
-    try {
-      return await this.map(n, this.cfg.hiddenSize, (x) => mlpPart(this.be, up as unknown as BlockWeights, x));
-    } finally { freeAll(this.be, Object.values(up)); }
+  mlpOn(w: Pick<BlockWeights, 'gate' | 'up' | 'down'>, xs: readonly BTensor[]): BTensor[] {
+    return xs.map((x) => this.be.scope(() => mlpPart(this.be, w as BlockWeights, x)));
   }
 
-  /** x · Wᵀ for each sequence's rows x [T, W.cols]. */
-  async linear(w: HostMatrix, xs: readonly Float32Array[]): Promise<Float32Array[]> {
-    const wt = uploadMatrix(this.be, w);
-    try {
-      return await this.map(xs, w.cols, (x) => this.be.linear(x, wt));
-    } finally { this.be.free(wt); }
+  linearOn(w: BTensor, xs: readonly BTensor[]): BTensor[] {
+    return xs.map((x) => this.be.linear(x, w));
   }
 
-  private async map(xs: readonly Float32Array[], width: number, f: (x: BTensor) => BTensor): Promise<Float32Array[]> {
-    const out: Float32Array[] = [];
-    for (const x of xs) {
-      const t = this.be.upload(x, [x.length / width, width]);
-      const y = this.be.scope(() => f(t));
-      out.push((await this.be.read(y)).slice());
-      this.be.free(y);
-      this.be.free(t);
-    }
-    return out;
+  /** Each sequence's rows [T, width] uploaded once (free them with `free`). */
+  uploadRows(xs: readonly Float32Array[], width: number): BTensor[] {
+    return xs.map((x) => this.be.upload(x, [x.length / width, width]));
   }
+
+  /** A host matrix uploaded as a float32 weight. */
+  uploadWeight(m: HostMatrix): BTensor { return uploadMatrix(this.be, m); }
+
+  free(ts: Iterable<BTensor>): void { for (const x of ts) this.be.free(x); }
 }
 
 /** Per-channel max |x| over the rows of every [T, C] array (`a > m`, so NaN is skipped, as columnAbsMax). */

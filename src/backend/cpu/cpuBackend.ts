@@ -199,6 +199,18 @@ export class CpuBackend implements TrainableBackend {
     for (let i = 0; i < v.length; i++) { const s = Math.abs(v[i]!), c = i % C; if (s > m[c]!) m[c] = s; }
   }
 
+  /** Σ (a − b)² in float64, pair after pair, element by element (what AWQ summed on the host before it had this op). */
+  async sumSquaredDiff(pairs: readonly (readonly [BTensor, BTensor])[]): Promise<number> {
+    let s = 0;
+    for (const [a, b] of pairs) {
+      const x = t(a), y = t(b);
+      expectShape('sumSquaredDiff', 'b', y.shape, x.shape);
+      const u = x.f32, v = y.f32;
+      for (let i = 0; i < u.length; i++) { const d = u[i]! - v[i]!; s += d * d; }
+    }
+    return s;
+  }
+
   async readGram(acc: GramAccumulator): Promise<Float64Array> {
     const g = gramOf(acc), { S, cols } = g;
     g.released = true;

@@ -26,6 +26,7 @@ import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
 import { linearKind, linearTKind } from './kernels/kindDecoders.js';
 import { withQuipWeight } from './kernels/quipRebuild.js';
 import { columnAbsMax } from './kernels/stats.js';
+import { scaledQuant, sumSquaredDiff } from './kernels/search.js';
 import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
 import { binary, embeddingPart, rope, scale, siluMulBackward } from './kernels/elementwise.js';
 import { attention } from './kernels/attention.js';
@@ -349,6 +350,35 @@ export class WebGpuBackend implements TrainableBackend {
     expectShape('columnAbsMax', 'accumulator', a.shape, [C]);
     expectShape('columnAbsMax', 'input', xs.shape, [undefined, C]);
     columnAbsMax(this.gpu, f32buf(xs), f32buf(a), xs.shape[0]!, C);
+  }
+
+  /** AWQ's candidate weight on the device (kernels/search): one output part per part of w, the host's bits. */
+  scaledFakeQuant(w: BTensor, s: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }): BTensor {
+    const ws = t(w), ss = t(s);
+    if (ws.dtype !== 'f32' || ws.quant) throw new TypeError(`scaledFakeQuant: the weight must be a float32 weight, got ${ws.dtype}`);
+    expectShape('scaledFakeQuant', 'weight', ws.shape, [undefined, undefined]);
+    const [rows, cols] = ws.shape as [number, number];
+    expectShape('scaledFakeQuant', 'scales', ss.shape, [cols]);
+    const gs = o.groupSize === -1 ? cols : o.groupSize;
+    if (!Number.isInteger(gs) || gs < 1 || cols % gs !== 0) throw new RangeError(`scaledFakeQuant: group size ${o.groupSize} does not divide ${cols} columns`);
+    if (!Number.isInteger(o.bits) || o.bits < 1 || o.bits > 8) throw new RangeError(`scaledFakeQuant: bits ${o.bits} is not an integer in 1..8`);
+    const sb = f32buf(ss);
+    const parts = ws.parts.map((p) => {
+      const buffer = this.gpu.storage(`scaledFakeQuant output [${p.rows}, ${cols}]`, p.rows * cols * 4);
+      if (p.rows > 0) scaledQuant(this.gpu, p.buffer, sb, buffer, p.rows, cols, gs, o.bits, o.f16Scale);
+      return { buffer, start: p.start, rows: p.rows };
+    });
+    return this.made(new GpuTensor(ws.shape, 'f32', parts));
+  }
+
+  /** Σ (a − b)² over the pairs: two-float partial sums on the device, added in float64 after one read (kernels/search). */
+  async sumSquaredDiff(pairs: readonly (readonly [BTensor, BTensor])[]): Promise<number> {
+    const bufs = pairs.map(([a, b]) => {
+      const x = t(a), y = t(b);
+      expectShape('sumSquaredDiff', 'b', y.shape, x.shape);
+      return { a: f32buf(x), b: f32buf(y), n: x.numel };
+    });
+    return sumSquaredDiff(this.gpu, bufs);
   }
 
   async readGram(acc: GramAccumulator): Promise<Float64Array> {

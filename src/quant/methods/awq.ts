@@ -24,6 +24,7 @@
  * subsampling step is at least 1 (the reference fails with fewer than 512 tokens, as AutoAWQ fixed).
  */
 import { UsageError } from '../../errors.js';
+import type { Backend, BTensor } from '../../backend/backend.js';
 import { LINEARS, type LinearName } from '../../model/block.js';
 import { LINEAR_INPUT, SCALE_FOLDS, type InputName, type ScaleFold } from '../../model/layout.js';
 import type { BlockJob, HostBlock, HostMatrix } from '../blockJob.js';
@@ -49,54 +50,90 @@ function meanAbs(xs: readonly Float32Array[], cols: number): Float32Array {
   return Float32Array.from(sum, (v) => v / n);
 }
 
-function meanSquaredDiff(a: readonly Float32Array[], b: readonly Float32Array[]): number {
-  let s = 0, n = 0;
-  for (let k = 0; k < a.length; k++) {
-    const x = a[k]!, y = b[k]!;
-    for (let i = 0; i < x.length; i++) { const d = x[i]! - y[i]!; s += d * d; }
-    n += x.length;
-  }
-  return s / n;
-}
+/** The linears each fold's judged output runs through (attentionPart, mlpPart, or the one consumer). */
+const JUDGED: Readonly<Record<InputName, readonly LinearName[]>> = {
+  attnIn: ['q', 'k', 'v', 'o'], mlpIn: ['gate', 'up', 'down'], attnOut: ['o'], mlpAct: ['down'],
+};
 
-/** The output a fold's scale is judged on, with candidate consumer weights `w` (the others as they are). */
-async function judged(job: BlockJob, fold: ScaleFold, w: Partial<HostBlock>, x: readonly Float32Array[]): Promise<Float32Array[]> {
-  const b = { ...job.weights, ...w };
+type Uploaded = Partial<Record<LinearName, BTensor>>;
+
+/** The output a fold's scale is judged on, per sequence, left on the backend; `w` holds the JUDGED linears. */
+function judged(job: BlockJob, fold: ScaleFold, w: Uploaded, xs: readonly BTensor[]): BTensor[] {
   switch (fold.input) {
-    case 'attnIn': return job.attention(b, x);
-    case 'mlpIn': return job.mlp(b, x);
-    case 'attnOut': return job.linear(b.o, x);
-    case 'mlpAct': return job.linear(b.down, x);
+    case 'attnIn': return job.attentionOn(w as Required<Uploaded>, xs);
+    case 'mlpIn': return job.mlpOn(w as Required<Uploaded>, xs);
+    case 'attnOut': return job.linearOn(w.o!, xs);
+    case 'mlpAct': return job.linearOn(w.down!, xs);
   }
 }
 
-/** auto_scale: the best ratio index for one fold, and its scales. */
+/** Σ (a − b)² over the sequences' outputs, float64: on the backend when it has the op, else read back. */
+async function squaredDiff(be: Backend, a: readonly BTensor[], b: readonly BTensor[]): Promise<number> {
+  const pairs = a.map((x, i) => [x, b[i]!] as const);
+  if (be.sumSquaredDiff) return be.sumSquaredDiff(pairs);
+  let s = 0;
+  for (const [x, y] of pairs) {
+    const u = await be.read(x), v = await be.read(y);
+    for (let i = 0; i < u.length; i++) { const d = u[i]! - v[i]!; s += d * d; }
+  }
+  return s;
+}
+
+/**
+ * auto_scale: the best ratio index for one fold, and its scales. The calibration rows, the judged linears'
+ * weights and the original outputs go to the backend once; each candidate's weights are made there
+ * (`scaledFakeQuant`, else on the host and uploaded) and its loss is summed there (`sumSquaredDiff`), so
+ * a GPU reads back one number per candidate.
+ */
 async function searchScale(job: BlockJob, fold: ScaleFold, x: readonly Float32Array[], o: MethodOptions, nGrid: number):
   Promise<{ index: number; s: Float32Array; loss: number; loss0: number }> {
-  const cols = job.weights[fold.consumers[0]!].cols;
+  const be = job.be, cols = job.weights[fold.consumers[0]!].cols;
   const xMean = meanAbs(x, cols);
-  const original = await judged(job, fold, {}, x);
-  let best: { index: number; s: Float32Array; loss: number } | undefined;
-  let loss0 = NaN;
-  const candidate: Partial<HostBlock> = {};
-  for (const l of fold.consumers) { const m = job.weights[l]; candidate[l] = { data: new Float32Array(m.rows * m.cols), rows: m.rows, cols: m.cols }; }
-  for (let i = 0; i < nGrid; i++) {
-    const ratio = i / nGrid;
-    const s = Float32Array.from(xMean, (v) => Math.max(Math.fround(v ** ratio), SCALE_MIN));
-    let mx = -Infinity, mn = Infinity;
-    for (const v of s) { if (v > mx) mx = v; if (v < mn) mn = v; }
-    const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
-    for (let c = 0; c < cols; c++) s[c] = Math.fround(s[c]! / norm);
-    for (const l of fold.consumers) {
-      const m = job.weights[l];
-      quantizeScaledInto(m.data, m.rows, m.cols, s, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype, candidate[l]!.data);
+  const held: BTensor[] = [];
+  try {
+    const xs = job.uploadRows(x, cols);
+    held.push(...xs);
+    const base: Uploaded = {};
+    for (const l of JUDGED[fold.input]) held.push(base[l] = job.uploadWeight(job.weights[l]));
+    const original = judged(job, fold, base, xs);
+    held.push(...original);
+    const n = original.reduce((a, t) => a + t.shape.reduce((p, d) => p * d, 1), 0);
+    const host: Partial<Record<LinearName, HostMatrix>> = {};
+    if (!be.scaledFakeQuant) for (const l of fold.consumers) { const m = job.weights[l]; host[l] = { data: new Float32Array(m.rows * m.cols), rows: m.rows, cols: m.cols }; }
+    let best: { index: number; s: Float32Array; loss: number } | undefined;
+    let loss0 = NaN;
+    for (let i = 0; i < nGrid; i++) {
+      const ratio = i / nGrid;
+      const s = Float32Array.from(xMean, (v) => Math.max(Math.fround(v ** ratio), SCALE_MIN));
+      let mx = -Infinity, mn = Infinity;
+      for (const v of s) { if (v > mx) mx = v; if (v < mn) mn = v; }
+      const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
+      for (let c = 0; c < cols; c++) s[c] = Math.fround(s[c]! / norm);
+      const step: BTensor[] = [];
+      try {
+        const w: Uploaded = { ...base };
+        if (be.scaledFakeQuant) {
+          const sd = be.upload(s, [cols]);
+          step.push(sd);
+          const q = { groupSize: o.spec.groupSize, bits: o.spec.bits, f16Scale: o.spec.scaleDtype === 'f16' };
+          for (const l of fold.consumers) step.push(w[l] = be.scaledFakeQuant(base[l]!, sd, q));
+        } else {
+          for (const l of fold.consumers) {
+            const m = job.weights[l], c = host[l]!;
+            quantizeScaledInto(m.data, m.rows, m.cols, s, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype, c.data);
+            step.push(w[l] = job.uploadWeight(c));
+          }
+        }
+        const out = judged(job, fold, w, xs);
+        step.push(...out);
+        const loss = (await squaredDiff(be, original, out)) / n;
+        if (i === 0) loss0 = loss;
+        if (!best || loss < best.loss) best = { index: i, s, loss };
+      } finally { job.free(step); }
     }
-    const loss = meanSquaredDiff(original, await judged(job, fold, candidate, x));
-    if (i === 0) loss0 = loss;
-    if (!best || loss < best.loss) best = { index: i, s, loss };
-  }
-  if (!best || !Number.isFinite(best.loss)) throw new UsageError(`${job.layerName(fold.consumers[0]!)}: AWQ's scale search found no finite loss (non-finite activations?)`);
-  return { ...best, loss0 };
+    if (!best || !Number.isFinite(best.loss)) throw new UsageError(`${job.layerName(fold.consumers[0]!)}: AWQ's scale search found no finite loss (non-finite activations?)`);
+    return { ...best, loss0 };
+  } finally { job.free(held); }
 }
 
 /** Folds scale s into the block and divides the captured input by it (apply_scale with input_feat_dict). */

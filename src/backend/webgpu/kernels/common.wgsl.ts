@@ -44,24 +44,46 @@ fn flat_group(wid: vec3u, nwg: vec3u) -> u32 { return wid.x + wid.y * nwg.x; }
 
 /**
  * a / b correctly rounded to float32, as the host's Math.fround(a / b) (float64 division then one
- * rounding, which equals the correctly rounded float32 quotient). WGSL allows 2.5 ULP for '/', so
- * the quotient's neighbours within 3 ULP are compared by their exact residual |c·b − a|, computed
- * with fma (fused on every GPU and on lavapipe; the parity suite checks this bit for bit).
+ * rounding, which equals the correctly rounded float32 quotient). WGSL allows 2.5 ULP for '/', so from
+ * the quotient q the search steps (at most 3 ULP) towards a/b, the side the sign of q's residual
+ * c·b − a names, while |c·b − a| shrinks (usually one step, two residuals). c·b = p + e exactly
+ * (Dekker's TwoProduct, the factors split by masking their low 12 significand bits, so every partial
+ * product is exact), p − a exact (Sterbenz: p is within a few ULP of a), then (p − a) + e rounded once,
+ * which cannot reorder two candidates (a quotient of floats is never a midpoint). Not fma(c, b, −a):
+ * WGSL does not promise a fused fma, and lavapipe's is not (2⁻²⁰ / 3.2492032 came out one ULP up).
+ * Checked in float32 emulation (no fused operations) on 3·10⁶ quotients of mixed signs, powers of two and
+ * 12-bit divisors, starting up to 2 ULP off: none wrong. p and the
+ * partial sums are kept opaque (`div_keep`: an XOR with the uniform `p.zero`, which every dispatch
+ * sets to 0) so that no compiler contracts p into a sum or reassociates the steps. Needs a uniform `p`
+ * with a `zero: u32` field.
  */
 export const DIV_CR = /* wgsl */ `
+fn div_keep(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) ^ p.zero); }
+fn residual(c: f32, b: f32, a: f32) -> f32 {
+  let hc = bitcast<f32>(bitcast<u32>(c) & 0xfffff000u);
+  let lc = c - hc;
+  let hb = bitcast<f32>(bitcast<u32>(b) & 0xfffff000u);
+  let lb = b - hb;
+  let pr = div_keep(c * b);
+  let e = div_keep(div_keep(div_keep(div_keep(hc * hb) - pr) + div_keep(hc * lb)) + div_keep(lc * hb)) + div_keep(lc * lb);
+  return div_keep(div_keep(pr - a) + e);
+}
 fn div_cr(a: f32, b: f32) -> f32 {
   let q = a / b;
   if (a == 0.0 || !(abs(q) <= MAX_F32) || !(abs(b) <= MAX_F32)) { return q; }
+  let r = residual(q, b, a);
+  if (r == 0.0) { return q; }
+  // q·b − a > 0 with b > 0 (or < 0 with b < 0): q lies above a/b, so step towards smaller values
+  let down = (r > 0.0) == (b > 0.0);
   var best = q;
-  var best_r = abs(fma(q, b, -a));
-  let bits = bitcast<u32>(q);
-  for (var d = 1u; d <= 3u; d++) {
-    let up = bitcast<f32>(bits + d);
-    let r_up = abs(fma(up, b, -a));
-    if (r_up < best_r) { best = up; best_r = r_up; }
-    let down = bitcast<f32>(bits - d);
-    let r_down = abs(fma(down, b, -a));
-    if (r_down < best_r) { best = down; best_r = r_down; }
+  var best_r = abs(r);
+  for (var d = 0u; d < 3u; d++) {
+    let bits = bitcast<u32>(best);
+    let c = bitcast<f32>(select(bits + 1u, bits - 1u, down == (best > 0.0)));
+    let rc = abs(residual(c, b, a));
+    if (rc >= best_r) { break; }
+    best = c;
+    best_r = rc;
   }
   return best;
 }

@@ -9,7 +9,7 @@ export const ROW_WG = 64;
 
 const HEAD = /* wgsl */ `
 const WG: u32 = ${ROW_WG}u;
-struct Params { rows: u32, D: u32, f: u32 };
+struct Params { rows: u32, D: u32, f: u32, zero: u32 }; // zero: left 0 by every dispatch (div_cr's barrier)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
