@@ -1,7 +1,8 @@
 // AWQ on one decoder block of LLaMA-3-8B shape (random bf16 weights), next to GPTQ on the same block and
 // calibration tokens, and the Hessian accumulation of one block before and after statistics were
 // de-duplicated per shared input (q/k/v read one input, gate/up another: 7 accumulations became 4).
-// Usage: node dist/bench/awqBlock.js [sequences=4] [seqlen=512] [--threads N]
+// Usage: node dist/bench/awqBlock.js [sequences=4] [seqlen=512] [--threads N] [--backend cpu|webgpu]
+// (WebGPU: the forward passes, AWQ's scale search and GPTQ's Gram on the device; the Hessian line is the host's.)
 // AWQ keeps every linear's calibration inputs of the block in float32 (attention input, attention output,
 // MLP input: 3 × tokens × 4096; MLP activation: tokens × 14336): 28 × 4096 × 4 bytes per token, about 7 GiB
 // for llm-awq's own 128 × 512 tokens and 28 GiB for 128 × 2048, beyond this machine; the default is smaller
@@ -16,16 +17,17 @@ import { LazyRandomSource, LLAMA3_8B_2BLOCKS } from './randomSource.js';
 import type { ModelCheckpoint } from '../src/io/checkpoint.js';
 
 const argv = process.argv.slice(2);
-const ti = argv.indexOf('--threads');
+const ti = argv.indexOf('--threads'), bi = argv.indexOf('--backend');
 const threads = ti >= 0 ? Number(argv[ti + 1]) : availableParallelism();
-const [seqArg = '4', lenArg = '512'] = argv.filter((a, i) => !a.startsWith('--') && !(ti >= 0 && i === ti + 1));
+const backend = bi >= 0 ? argv[bi + 1] : 'cpu';
+const [seqArg = '4', lenArg = '512'] = argv.filter((a, i) => !a.startsWith('--') && !(ti >= 0 && i === ti + 1) && !(bi >= 0 && i === bi + 1));
 const sequences = Number(seqArg), seqlen = Number(lenArg);
 const cfg = { ...LLAMA3_8B_2BLOCKS, numLayers: 1 };
 const ck: ModelCheckpoint = {
   path: 'random LLaMA-3-8B block shape, 1 block, bf16', format: 'hf', config: cfg, weights: new LazyRandomSource(cfg),
   tokenizer: { kind: 'none', description: 'none', vocabSize: cfg.vocabSize, bosId: undefined, eosId: undefined, encode: () => [], decode: () => '' },
 };
-const be = await createBackend({ threads });
+const be = await createBackend({ backend, threads });
 let s = 7;
 const calibration = Array.from({ length: sequences }, () => Int32Array.from({ length: seqlen }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % cfg.vocabSize; }));
 const spec = { bits: 4, groupSize: 128, sym: false, scaleDtype: 'f32' as const };

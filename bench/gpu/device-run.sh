@@ -33,6 +33,7 @@ step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --siz
 # issue 13's other two targets, each beside PyTorch on CUDA (float32, TF32 off) in the same step
 step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --backend webgpu
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048
+step 'AWQ and GPTQ of one LLaMA-3-8B block, 16 x 512 (scale search on the device)' node --expose-gc dist/bench/awqBlock.js 16 512 --backend webgpu
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
 step 'WebGPU Gram (GPTQ Hessian sums), reference / fast' node dist/bench/webgpuGram.js --shapes 1024:2048,4096:2048,14336:2048
 step 'WebGPU attention and its backward' node dist/bench/webgpuAttention.js --shapes 512:8:4:16,2048:32:8:128,4096:32:8:128 --backward-shapes 512:8:4:64,2048:32:8:128
