@@ -6,7 +6,8 @@
  * a plain float32 sum misses it by about five orders of magnitude, and so does a compensated sum
  * whose error terms the shader compiler optimised away). The fast tiled kernel (gramFast.wgsl.ts) must
  * give the reference kernel's sums bit for bit (ragged K and T, several calls, outlier channels, bands
- * that start inside a tile); precision 'f32' (a float32 GEMM per call) must lie within the float32
+ * that start inside a tile), and on adversarial data both equal a host emulation of their IEEE steps
+ * (gramEmulation.ts) that the rewrites their keep()s prevent would change; precision 'f32' (a float32 GEMM per call) must lie within the float32
  * summation bound of the host's f32 Hessian. Skipped, with the reason, without an adapter.
  */
 import { describe, it } from 'node:test';
@@ -18,7 +19,8 @@ import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { HessianAccumulator, hessianFromSum } from '../../src/quant/core/hessian.js';
 import { InputStatsAccumulator } from '../../src/quant/stats.js';
-import { randF32 } from './kernelCases.js';
+import { randF32, rng } from './kernelCases.js';
+import { emulateGram, type GramVariant } from './gramEmulation.js';
 
 const { kernels } = selectKernels('auto', 2);
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
@@ -31,6 +33,39 @@ function sequences(K: number, T: number, n = 3): Float32Array[] {
   return [...Array(n).keys()].map((s) => {
     const x = randF32(T * K, 100 + s);
     for (let i = 0; i < x.length; i++) if (i % K === 3 || i % K === K - 2) x[i] = x[i]! * 300;
+    return x;
+  });
+}
+
+/**
+ * Calls of x[T, K] whose channels are built to expose a missing barrier in the two-float step: channel
+ * c % 8 is 0 uniform in (−1, 1), each value repeated at the next token; 1 a power of two ± a few ulps
+ * (Veltkamp's hi rounds across it); 2 13-bit significands (products of 26 bits, many of them ties at
+ * float32's 24); 3 ~1e4 and 4 ~1e-4 (outliers beside small values, |x_a·x_b| from 1e-8 to 1e8); 5 at odd
+ * tokens the previous token's value negated times (1 + 2⁻²⁰), so S[c − 5, c] and S[c, c + 2] cancel to
+ * below 2⁻²⁰ of their terms' sum (T even); 6 zeros and −0 between ~1e-11 values (products down to 1e-22, above
+ * the 2⁻⁷⁸ under which exactness could meet underflow); 7 the value of channel c − 7 plus one ulp
+ * (near-duplicate columns: S entries near a square).
+ */
+function adversarial(K: number, T: number, n: number): Float32Array[] {
+  return [...Array(n).keys()].map((s) => {
+    const r = rng(700 + s), x = new Float32Array(T * K);
+    const sign = () => (r() < 0.5 ? -1 : 1);
+    for (let t = 0; t < T; t++) {
+      for (let c = 0; c < K; c++) {
+        const i = t * K + c;
+        switch (c % 8) {
+          case 0: x[i] = t % 2 === 1 ? x[i - K]! : r() * 2 - 1; break;
+          case 1: x[i] = sign() * 2 ** Math.floor(r() * 20 - 10) * (1 + Math.floor(r() * 7 - 3) * 2 ** -23); break;
+          case 2: x[i] = sign() * (4096 + Math.floor(r() * 4096)) * 2 ** (Math.floor(r() * 8) - 16); break;
+          case 3: x[i] = sign() * 1e4 * (1 + r()); break;
+          case 4: x[i] = sign() * 1e-4 * (1 + r()); break;
+          case 5: x[i] = t % 2 === 1 ? -x[i - K]! * (1 + 2 ** -20) : r() * 2 - 1; break;
+          case 6: x[i] = r() < 0.3 ? (r() < 0.5 ? 0 : -0) : sign() * 1e-11 * (1 + r()); break;
+          default: { const v = new Float32Array([x[i - 7]!]); new Uint32Array(v.buffer)[0]! += 1; x[i] = v[0]!; }
+        }
+      }
+    }
     return x;
   });
 }
@@ -112,6 +147,18 @@ describe('Backend.gram: the fast (tiled) kernel is the reference kernel bit for 
       assert.deepEqual(await deviceSum(fast, xs, K), await deviceSum(ref, xs, K));
     });
   }
+
+  it('adversarial data (ties, powers of two, cancellation, 1e4 beside 1e-4): each kernel is the host emulation of its IEEE steps bit for bit', async () => {
+    const K = 70, xs = adversarial(K, 68, 3); // two tiles; T even (token pairs), not a multiple of 8
+    const want = emulateGram(xs, K);
+    // the data see each rewrite that a dropped keep() would allow: every one gives other bits
+    for (const v of ['fusedProd', 'foldedSum', 'foldedDiff'] as GramVariant[]) {
+      const other = emulateGram(xs, K, v);
+      assert.ok(other.some((y, i) => y !== want[i]), `the ${v} rewrite gives the same sums on this data`);
+    }
+    assert.deepEqual(await deviceSum(ref, xs, K), want);
+    assert.deepEqual(await deviceSum(fast, xs, K), want);
+  });
 
   it('banded storage under a lowered binding limit: bands not aligned to the tile, the same bits', async () => {
     // K = 137: 548 bytes per row; a 16 KiB binding holds 29 rows (and inputs of 29 tokens): bands at 0, 29, 58, 87, 116

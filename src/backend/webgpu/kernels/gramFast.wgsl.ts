@@ -6,11 +6,12 @@
  * (computed once per value instead of once per product). Invocation (ty, tx) holds the (hi, lo)
  * pairs of the 4×4 entries a = row0 + ty + 16·i, b = col0 + tx + 16·j in registers (strided, so
  * neighbours read neighbouring words) and walks the tokens in increasing order.
- * Every entry sees the reference kernel's operations in the reference's order: the same
- * two_prod_split, the same add_product and merge_stored (one shared WGSL text, GRAM_PRODUCTS), a
- * split being a pure function of its value; so the sums are the reference's bit for bit
- * (test/backend/gram.test.ts). Each x value is read from global memory once per tile instead of
- * once per entry, and a pair of workgroup-memory reads feeds 16 products.
+ * Every entry sees the reference kernel's operations in the reference's order: the same split and
+ * merge_stored (one shared WGSL text, GRAM_PRODUCTS), a split being a pure function of its value,
+ * and per token the float operations of its two_prod_split and add_product with fewer keep()s
+ * (add_product_lean below: which barriers exactness needs, and why); so the sums are the
+ * reference's bit for bit (test/backend/gram.test.ts). Each x value is read from global memory once
+ * per tile instead of once per entry, and a pair of workgroup-memory reads feeds 16 products.
  * Workgroup memory: 2 · GRAM_BT · GRAM_TILE · 12 bytes = 12 KiB (under WebGPU's 16 KiB default).
  * Bands of rows as the reference: params [T, K, zero, a0, rows, c0], dispatch
  * [ceil((K − c0) / GRAM_TILE), ceil(rows / GRAM_TILE)].
@@ -30,7 +31,7 @@ const step = [
   ...range(PER).map((i) => `let a${i} = xa[o + lid.y + ${16 * i}u]; let sa${i} = za[o + lid.y + ${16 * i}u];`),
   ...range(PER).map((j) => `let b${j} = xb[o + lid.x + ${16 * j}u]; let sb${j} = zb[o + lid.x + ${16 * j}u];`),
   ...range(PER).flatMap((i) => range(PER).map((j) =>
-    `acc${i}${j} = add_product(acc${i}${j}, two_prod_split(a${i}, sa${i}, b${j}, sb${j}));`)),
+    `acc${i}${j} = add_product_lean(acc${i}${j}, a${i}, sa${i}, b${j}, sb${j});`)),
 ].join('\n      ');
 
 /** Loads of one token step of the tile's columns from `base` into xs (values) and zs (splits). */
@@ -46,8 +47,51 @@ function load(xs: string, zs: string, base: string, limit: string): string {
   }`;
 }
 
+/**
+ * The reference's per-token step, add_product(acc, two_prod_split(a, sa, b, sb)), with the same 17
+ * float operations in the same order (so the same roundings) but 3 keep()s instead of 15. A keep()
+ * is needed only where a rewrite the shader compilers may apply would change a rounded value
+ * (Mesa's nir_opt_algebraic.py names its value-changing rewrites with '~'):
+ * - prod: fusing a*b into an add that uses it (WGSL and SPIR-V allow contraction; NIR's late
+ *   "fadd(fmul(is_only_used_by_fadd)) → ffma" on drivers with fuse_ffma32, ir3's own pass, every
+ *   vendor compiler) would give fma(a, b, hi) for s, or fma(−a, b, hh) for e: not fl(a·b) + …
+ * - s: NIR's ('~fadd', ('fneg', a), ('fadd', a, b)) → b folds bb = (hi + prod) − hi to prod, and
+ *   TwoSum's error becomes 0 (measured on lavapipe before the keeps: plain float32 sums).
+ * - bb: with s opaque, NIR has no rewrite of aa = s − (s − hi) (it does not push fneg into an
+ *   fadd), but x − (x − y) → y is a common peephole elsewhere (LLVM's under reassoc + nsz), and
+ *   it would make aa = hi and the error prod − bb alone.
+ * Not kept:
+ * - The four products of halves and e's partial sums: Dekker's proof makes every one of them
+ *   exact (12-bit halves; each partial sum representable), so fusing any product into the next
+ *   add (fma rounds once, to the same exact value) changes nothing; NIR's factoring rewrites
+ *   (a·b + a·c → a·(b + c), ffma(a, b, ffma(a, c, d)) → ffma(a, b + c, d)) turn h·l + h·h into
+ *   h·(l + h) = h·x exactly (x = h + l is exact), whose sum with the rest is again one of the
+ *   exact partial sums; the add-chain reassociation ('~fadd', ('fadd', fmul, fmul), c) needs an
+ *   add of two products, which the chain does not have. Exactness assumes no underflow: with
+ *   |x_a·x_b| ≥ 2⁻⁷⁸ (or a zero) every nonzero intermediate is a multiple of
+ *   2^(e_a + e_b − 46) ≥ 2⁻¹²⁶ (e_a: the exponent of x_a), so a flush-to-zero device flushes nothing.
+ * - aa, hi − aa, prod − bb, their sum and the two adds into lo: additions of opaque or loop-carried
+ *   values with no shared operand, no product and no constant, which no '~' rewrite matches; the
+ *   reference leaves its err sum and e's last add unkept on the same ground.
+ * On lavapipe (llvmpipe: lower_ffma32, no fusing) dropping the keep() on s fails
+ * test/backend/gram.test.ts everywhere, dropping the one on prod or on bb passes: those two guard other
+ * drivers; the test's adversarial data give other bits under each of the three rewrites (host emulation).
+ * A keep() of a vec2 or vec4 would not be cheaper: it is one XOR per lane component on every
+ * target (GPUs are scalar per invocation; llvmpipe vectorises across invocations).
+ */
+const GRAM_STEP_LEAN = /* wgsl */ `
+fn add_product_lean(acc: vec2f, a: f32, sa: vec2f, b: f32, sb: vec2f) -> vec2f {
+  let prod = keep(a * b);
+  let e = (((sa.x * sb.x - prod) + sa.x * sb.y) + sa.y * sb.x) + sa.y * sb.y;
+  let s = keep(acc.x + prod);
+  let bb = keep(s - acc.x);
+  let err = (acc.x - (s - bb)) + (prod - bb);
+  return vec2f(s, acc.y + (err + e));
+}
+`;
+
 export const GRAM_FAST_WGSL = /* wgsl */ `
-${GRAM_IO}${GRAM_PRODUCTS}
+${GRAM_IO}${GRAM_PRODUCTS}${GRAM_STEP_LEAN}
 const TS: u32 = ${GRAM_TILE}u;
 const BT: u32 = ${GRAM_BT}u;
 var<workgroup> xa: array<f32, ${GRAM_BT * GRAM_TILE}>;
