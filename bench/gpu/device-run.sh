@@ -30,6 +30,7 @@ source .gpu/boot.sh
 step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
+step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=disable_robustness node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq
 # issue 13's other two targets, each beside PyTorch on CUDA (float32, TF32 off) in the same step
 step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --backend webgpu
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048

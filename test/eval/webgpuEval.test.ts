@@ -100,6 +100,23 @@ describe('WebGPU end to end vs CPU', { skip }, () => {
   });
 });
 
+describe('CLI: Dawn toggles (LOWBIT_DAWN_TOGGLES)', { skip }, () => {
+  it('disable_robustness runs, gives the same perplexity and is named in the result; a malformed value is refused in one line', () => {
+    const run = (env: Record<string, string>) => runCli(['eval', '--backend', 'webgpu', '--ppl', 'tinystories', '--limit', '1', '--json'], { env });
+    const plain = run({}), unsafe = run({ LOWBIT_DAWN_TOGGLES: 'disable_robustness' });
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.equal(unsafe.status, 0, unsafe.stderr);
+    const parse = (r: { stdout: string }) => JSON.parse(r.stdout) as { backend: string; results: { ppl: number }[] };
+    assert.equal(parse(unsafe).results[0]!.ppl, parse(plain).results[0]!.ppl);
+    assert.match(parse(unsafe).backend, /Dawn toggles disable_robustness/);
+    assert.doesNotMatch(parse(plain).backend, /toggles/);
+    const bad = run({ LOWBIT_DAWN_TOGGLES: 'disable robustness;x' });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /LOWBIT_DAWN_TOGGLES is 'disable robustness;x'; expected comma-separated Dawn toggle names/);
+    assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+  });
+});
+
 describe('CLI: study --backend webgpu', { skip }, () => {
   it('an RTN W4 cell quantized and evaluated on WebGPU gives the CPU study\'s perplexity within 1e-3 relative', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lowbit-webgpu-study-'));

@@ -82,7 +82,24 @@ async function findGpu(): Promise<{ gpu: GPU; runtime: string } | { reason: stri
   }
   // the GPUBufferUsage / GPUMapMode / GPUShaderStage constants live on globalThis in a browser
   for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  return { gpu: mod.create([]), runtime: 'node (Dawn, npm webgpu)' };
+  const toggles = dawnToggles();
+  return {
+    gpu: mod.create(toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : []),
+    runtime: `node (Dawn, npm webgpu${toggles.length ? `; Dawn toggles ${toggles.join(',')}` : ''})`,
+  };
+}
+
+/**
+ * LOWBIT_DAWN_TOGGLES: Dawn toggles to enable in Node, comma-separated (none by default). For measurements:
+ * `disable_robustness` drops the bounds clamping Dawn adds to every storage access (the kernels check their
+ * own bounds; the guard-word tests hold them to it), which a GEMM may feel on a GPU. The runtime line, and so
+ * every result's backend description, names the toggles that ran.
+ */
+function dawnToggles(): string[] {
+  const v = process.env.LOWBIT_DAWN_TOGGLES;
+  if (v === undefined || v === '') return [];
+  if (!/^[a-z0-9_]+(,[a-z0-9_]+)*$/.test(v)) throw new Error(`LOWBIT_DAWN_TOGGLES is '${v}'; expected comma-separated Dawn toggle names such as disable_robustness`);
+  return v.split(',');
 }
 
 async function requestDevice(): Promise<GpuAcquired> {
