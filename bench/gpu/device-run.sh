@@ -28,6 +28,7 @@ if [ -L node_modules ] && [ ! -e node_modules ]; then rm node_modules; fi
 # shellcheck disable=SC1091
 source .gpu/boot.sh
 step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+step 'parity tests on this GPU (fast and reference kernels, the Gram, div_cr, QuIP rebuild)' node --expose-gc --test dist/test/backend/fastKernels.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/quipDevice.test.js
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
 step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=disable_robustness node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq
@@ -38,7 +39,6 @@ step 'AWQ and GPTQ of one LLaMA-3-8B block, 16 x 512 (scale search on the device
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
 step 'WebGPU Gram (GPTQ Hessian sums), reference / fast' node dist/bench/webgpuGram.js --shapes 1024:2048,4096:2048,14336:2048
 step 'WebGPU attention and its backward' node dist/bench/webgpuAttention.js --shapes 512:8:4:16,2048:32:8:128,4096:32:8:128 --backward-shapes 512:8:4:64,2048:32:8:128
-step 'fast-kernel parity tests' node --expose-gc --test dist/test/backend/fastKernels.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js
 for k in reference fast; do
   step "eval ppl, $k kernels" env LOWBIT_WEBGPU_KERNELS=$k bash -c 'time node --expose-gc bin/lowbit.js eval --backend webgpu --ppl tinystories --limit 4'
 done
