@@ -4,7 +4,8 @@
 #   device run: command "bash bench/gpu/device-run.sh", carry [".gpu", "dist"], timeout_s 540
 # Prints (and writes to $OUT/device-run.log): the adapter, PyTorch's fp32 GEMM (TF32 off) at
 # n = 1024..8192, lowbit's WebGPU linear, reference / fast kernels, at the same square sizes
-# (bench/webgpuGemm.ts, timestamp-query), the Gram reference / tiled (bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the fast-kernel parity tests, and the time of
+# (bench/webgpuGemm.ts, timestamp-query), the Gram reference / tiled (bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the parity tests (first: correctness
+# on this GPU before speed), AWQ and GPTQ of one 8B block (bench/awqBlock.ts), and the time of
 # `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice; block-streamed perplexity
 # on LLaMA-3-8B shapes (bench/pplSpeed.ts: tokens/s, peak device memory) and GPTQ of one 8B block
 # (bench/gptqBlock.ts), each next to PyTorch on CUDA.
