@@ -9,10 +9,10 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Backend, BTensor, TrainableBackend } from '../../src/backend/backend.js';
+import type { Backend, TrainableBackend } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
-import { WebGpuBackend, createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { PACKED_KINDS } from '../../src/tensor/kinds.js';
 import { materializeKind, type KindLayer, type PackedWeight } from '../../src/tensor/packed.js';
 import { nf4KindName, packNf4 } from '../../src/tensor/nf4Pack.js';
@@ -29,7 +29,7 @@ import { billm } from '../../src/quant/methods/billm.js';
 import { fdbInit } from '../../src/quant/methods/dbllm.js';
 import { layer } from '../quant/rand.js';
 import { assertClose, randF32 } from './kernelCases.js';
-import { randomGrid } from './weightCases.js';
+import { eye, randomGrid, run } from './weightCases.js';
 
 /** parity.test.ts's bound for a quantized linear against the CPU's float64 accumulation. */
 const NMSE = 1e-10;
@@ -92,16 +92,6 @@ function cases(): Case[] {
   return out;
 }
 
-/** Runs f on the backend, reads the result (guard words checked) and frees what it made. */
-async function run(be: TrainableBackend, inputs: BTensor[], f: () => BTensor): Promise<Float32Array> {
-  const y = f();
-  const out = await be.read(y);
-  if (be instanceof WebGpuBackend) await be.checkGuards(y);
-  for (const x of [y, ...inputs]) be.free(x);
-  return out;
-}
-
-const eye = (n: number) => { const a = new Float32Array(n * n); for (let i = 0; i < n; i++) a[i * n + i] = 1; return a; };
 
 /** Positions where two arrays differ as numbers (±0 equal), with the first few. */
 function differences(got: Float32Array, want: Float32Array): { count: number; first: string[] } {

@@ -15,10 +15,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BTensor, TrainableBackend } from '../../src/backend/backend.js';
+import type { TrainableBackend } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
-import { WebGpuBackend, createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { QUIP_DEVICE_MAX_BLOCK } from '../../src/backend/webgpu/kernels/quipRebuild.js';
 import { PACKED_KINDS } from '../../src/tensor/kinds.js';
 import type { KindLayer } from '../../src/tensor/packed.js';
@@ -33,6 +33,7 @@ import { TINY656K } from '../helpers/paths.js';
 import { NAMES } from '../../src/io/source.js';
 import { assertClose, randF32 } from './kernelCases.js';
 import { TOLERANCE } from './tolerance.js';
+import { eye, run } from './weightCases.js';
 
 /**
  * The fraction of a rebuilt weight's elements allowed to differ from the host's, by one ulp (rounded up:
@@ -67,15 +68,6 @@ function cases(): Case[] {
   ];
 }
 
-async function run(be: TrainableBackend, inputs: BTensor[], f: () => BTensor): Promise<Float32Array> {
-  const y = f();
-  const out = await be.read(y);
-  if (be instanceof WebGpuBackend) await be.checkGuards(y);
-  for (const x of [y, ...inputs]) be.free(x);
-  return out;
-}
-
-const eye = (n: number) => { const a = new Float32Array(n * n); for (let i = 0; i < n; i++) a[i * n + i] = 1; return a; };
 
 function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   const t = new Float32Array(rows * cols);

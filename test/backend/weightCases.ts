@@ -1,8 +1,10 @@
 /**
- * Seeded weights for the backend parity suites (parity.test.ts, gradParity.test.ts): float weights in
- * each stored dtype, random codes on a quantization grid, and a kind layer over a dense matrix.
+ * Seeded weights for the backend parity suites (parity.test.ts, gradParity.test.ts, kindDecoders.test.ts,
+ * quipDevice.test.ts): float weights in each stored dtype, random codes on a quantization grid, a kind layer
+ * over a dense matrix, and a helper that runs one op, checks its guard words and frees what it made.
  */
 import type { Backend, BTensor } from '../../src/backend/backend.js';
+import { WebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { encodeHalf } from '../../src/tensor/codecs.js';
 import type { KindLayer } from '../../src/tensor/packed.js';
@@ -35,3 +37,15 @@ export function fakeKind(N: number, K: number, seed: number, transform: boolean)
     ...(transform ? { transformInput: (x: Float32Array) => x.map((v) => v * 2) } : {}),
   };
 }
+
+/** Runs f on the backend, reads the result (guard words checked) and frees what it made. */
+export async function run(be: Backend, inputs: BTensor[], f: () => BTensor): Promise<Float32Array> {
+  const y = f();
+  const out = await be.read(y);
+  if (be instanceof WebGpuBackend) await be.checkGuards(y);
+  for (const x of [y, ...inputs]) be.free(x);
+  return out;
+}
+
+/** The n×n identity, row-major. */
+export const eye = (n: number) => { const a = new Float32Array(n * n); for (let i = 0; i < n; i++) a[i * n + i] = 1; return a; };
