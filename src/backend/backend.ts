@@ -109,6 +109,17 @@ export interface Backend {
    * partial sums on the device, one read for all pairs). A search's loss without reading its outputs back.
    */
   sumSquaredDiff?(pairs: readonly (readonly [BTensor, BTensor])[]): Promise<number>;
+  /**
+   * AWQ's clip search (llm-awq auto_clip) for a float32 weight w [rows, cols] (uploadWeight), the sampled
+   * tokens x [n, cols] (upload) and the clamp bounds maxVal [steps, rows, cols / groupSize] (upload): per
+   * row and group, the step whose candidate (the group clamped to ±maxVal and pseudo-quantized, bit for
+   * bit the host's clampQuantizeGroup, quant/methods/awqQuantizer.ts) changes the group's partial products
+   * x_g·w_gᵀ least in squared error summed over the tokens; the first strict minimum, as the host. Returns
+   * the steps [rows, groups], row-major. The products come from the backend's GEMM, so an error may differ
+   * from the host's in its last bits and a near tie may go the other way. Optional: without it the method
+   * searches on the host.
+   */
+  clipSearch?(x: BTensor, w: BTensor, maxVal: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }): Promise<Uint8Array>;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
   /**

@@ -30,11 +30,11 @@ const split = made.ok ? await createWebGpuBackend(jsKernels, 'js, 1 thread', { m
 const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
 if (!made.ok) console.log(`# searchOps: WebGPU cases skipped: ${made.reason}`);
 
-/** The backend as one without the search ops: candidates made on the host, outputs read back. */
+/** The backend as one without the search ops: candidates made on the host, outputs read back, clips searched there. */
 function withoutOps(be: Backend): Backend {
   return new Proxy(be, {
     get: (target, key) => {
-      if (key === 'scaledFakeQuant' || key === 'sumSquaredDiff') return undefined;
+      if (key === 'scaledFakeQuant' || key === 'sumSquaredDiff' || key === 'clipSearch') return undefined;
       const v = Reflect.get(target, key, target) as unknown;
       return typeof v === 'function' ? v.bind(target) : v;
     },

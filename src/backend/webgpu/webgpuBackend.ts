@@ -27,6 +27,7 @@ import { linearKind, linearTKind } from './kernels/kindDecoders.js';
 import { withQuipWeight } from './kernels/quipRebuild.js';
 import { columnAbsMax } from './kernels/stats.js';
 import { scaledQuant, sumSquaredDiff } from './kernels/search.js';
+import { clipCandidates, clipSearch, type ClipShape } from './kernels/clip.js';
 import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
 import { binary, embeddingPart, rope, scale, siluMulBackward } from './kernels/elementwise.js';
 import { attention } from './kernels/attention.js';
@@ -379,6 +380,34 @@ export class WebGpuBackend implements TrainableBackend {
       return { a: f32buf(x), b: f32buf(y), n: x.numel };
     });
     return sumSquaredDiff(this.gpu, bufs);
+  }
+
+  /** AWQ's clip search on the device (kernels/clip): candidates, one GEMM per group and row chunk, errors and argmin there; the steps read once. */
+  async clipSearch(x: BTensor, w: BTensor, maxVal: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }): Promise<Uint8Array> {
+    const c = this.clipArgs(x, w, maxVal, o);
+    return clipSearch(this.gpu, c.x, c.parts, c.maxv, c.shape);
+  }
+
+  /** Tests: the clip search's candidates [steps, rows, cols], as the search makes them. */
+  async clipCandidates(x: BTensor, w: BTensor, maxVal: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }): Promise<Float32Array> {
+    const c = this.clipArgs(x, w, maxVal, o);
+    return clipCandidates(this.gpu, c.x, c.parts, c.maxv, c.shape);
+  }
+
+  private clipArgs(x: BTensor, w: BTensor, maxVal: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }) {
+    const xs = t(x), ws = t(w), ms = t(maxVal);
+    if (ws.dtype !== 'f32' || ws.quant) throw new TypeError(`clipSearch: the weight must be a float32 weight, got ${ws.dtype}`);
+    expectShape('clipSearch', 'weight', ws.shape, [undefined, undefined]);
+    const [rows, cols] = ws.shape as [number, number];
+    expectShape('clipSearch', 'tokens', xs.shape, [undefined, cols]);
+    const gs = o.groupSize === -1 ? cols : o.groupSize;
+    if (!Number.isInteger(gs) || gs < 1 || cols % gs !== 0) throw new RangeError(`clipSearch: group size ${o.groupSize} does not divide ${cols} columns`);
+    if (!Number.isInteger(o.bits) || o.bits < 1 || o.bits > 8) throw new RangeError(`clipSearch: bits ${o.bits} is not an integer in 1..8`);
+    const steps = ms.shape[0]!;
+    expectShape('clipSearch', 'bounds', ms.shape, [undefined, rows, cols / gs]);
+    if (steps < 1 || steps > 255) throw new RangeError(`clipSearch: ${steps} steps is not in 1..255`);
+    const shape: ClipShape = { n: xs.shape[0]!, rows, cols, gs, steps, bits: o.bits, f16: o.f16Scale };
+    return { x: f32buf(xs), parts: ws.parts, maxv: f32buf(ms), shape };
   }
 
   async readGram(acc: GramAccumulator): Promise<Float64Array> {

@@ -13,10 +13,10 @@
  *    the original's; the first strict minimum wins (ratio 0, s = 1, is plain round-to-nearest).
  * 3. The chosen scales are folded (producer /= s: a norm's weight or a linear's rows; consumers' columns
  *    *= s) and the captured inputs divided by s.
- * 4. Clipping (auto_clip) on every linear but q and k: 512 tokens (every ⌊N/512⌋-th of the N captured),
- *    per output row and group, the group's max |w| shrunk by (1 − i/20) for i = 0..9, a symmetric clamp,
- *    then the quantizer; error = mean over the tokens of the group's partial product's squared change;
- *    first strict minimum; the weights are clamped in place.
+ * 4. Clipping (auto_clip, awqClip.ts) on every linear but q and k: 512 tokens (every ⌊N/512⌋-th of the N
+ *    captured), per output row and group, the group's max |w| shrunk by (1 − i/20) for i = 0..9, a symmetric
+ *    clamp, then the quantizer; error = mean over the tokens of the group's partial product's squared change;
+ *    first strict minimum; the weights are clamped in place. On the backend when it has `clipSearch`.
  * Then every linear is quantized with llm-awq's quantizer (awqQuantizer.ts).
  *
  * Differences from the reference, on purpose: float32 instead of fp16 arithmetic; per-channel (no
@@ -30,14 +30,12 @@ import { LINEAR_INPUT, SCALE_FOLDS, type InputName, type ScaleFold } from '../..
 import type { BlockJob, HostBlock, HostMatrix } from '../blockJob.js';
 import type { MethodOptions, QuantMethod } from '../method.js';
 import { foldScale } from '../core/fold.js';
-import { awqQuantize, clampQuantizeGroup, quantizeScaledInto } from './awqQuantizer.js';
+import { awqQuantize, quantizeScaledInto } from './awqQuantizer.js';
+import { autoClip, CLIP_GRID, CLIP_STEPS, sampleTokens, type Tokens } from './awqClip.js';
 
 const SCALE_MIN = Math.fround(1e-4);
-/** auto_clip: n_grid 20, max_shrink 0.5 (shrinks 0..9), 512 sampled tokens; q and k are not clipped. */
-const CLIP_GRID = 20, CLIP_STEPS = 10, CLIP_TOKENS = 512;
+/** auto_clip leaves q and k alone. */
 const NOT_CLIPPED: ReadonlySet<LinearName> = new Set(['q', 'k']);
-
-type Gemm = (x: Float32Array, w: Float32Array, y: Float32Array, M: number, N: number, K: number) => void;
 
 /** mean over all tokens of |x| per channel (llm-awq's get_act_scale), summed in float64. */
 function meanAbs(xs: readonly Float32Array[], cols: number): Float32Array {
@@ -142,71 +140,6 @@ function applyScale(w: HostBlock, fold: ScaleFold, s: Float32Array, captured: Fl
   for (const x of captured) for (let i = 0; i < x.length; i++) x[i] = Math.fround(x[i]! / s[i % s.length]!);
 }
 
-/** Every ⌊N/512⌋-th of the N captured tokens (at least 1 apart), as one [n, cols] array. */
-function sampleTokens(xs: readonly Float32Array[], cols: number): { x: Float32Array; n: number } {
-  const total = xs.reduce((a, x) => a + x.length / cols, 0);
-  const step = Math.max(1, Math.floor(total / CLIP_TOKENS));
-  const n = Math.ceil(total / step);
-  const out = new Float32Array(n * cols);
-  let t = 0, k = 0;
-  for (const x of xs) {
-    const T = x.length / cols;
-    for (let i = 0; i < T; i++, t++) if (t % step === 0) out.set(x.subarray(i * cols, (i + 1) * cols), (k++) * cols);
-  }
-  return { x: out, n };
-}
-
-/**
- * auto_clip for one linear: per output row and group, the shrink of the group's max |w| whose clamped
- * and quantized weights change the group's partial products on the sampled tokens least. Clamps W in
- * place; returns how often each shrink step was chosen.
- */
-function autoClip(W: HostMatrix, X: { x: Float32Array; n: number }, groupSize: number, bits: number, o: MethodOptions, gemm: Gemm): number[] {
-  const { rows, cols } = W, gs = groupSize === -1 ? cols : groupSize, n = X.n;
-  const chosen = new Array<number>(CLIP_STEPS).fill(0);
-  const xg = new Float32Array(n * gs), wg = new Float32Array(rows * gs), q = new Float32Array(rows * gs);
-  const gMin = new Float32Array(rows), gMax = new Float32Array(rows);
-  const org = new Float32Array(n * rows), out = new Float32Array(n * rows);
-  const orgMax = new Float32Array(rows), best = new Float32Array(rows), minErr = new Float64Array(rows), maxVal = new Float32Array(rows);
-  for (let g0 = 0; g0 < cols; g0 += gs) {
-    for (let t = 0; t < n; t++) xg.set(X.x.subarray(t * cols + g0, t * cols + g0 + gs), t * gs);
-    for (let r = 0; r < rows; r++) {
-      wg.set(W.data.subarray(r * cols + g0, r * cols + g0 + gs), r * gs);
-      let mn = Infinity, mx = -Infinity;
-      for (let j = 0; j < gs; j++) { const v = wg[r * gs + j]!; if (v < mn) mn = v; if (v > mx) mx = v; }
-      gMin[r] = mn; gMax[r] = mx;
-      orgMax[r] = Math.max(-mn, mx);
-    }
-    gemm(xg, wg, org, n, rows, gs);
-    minErr.fill(Infinity);
-    const step = new Uint8Array(rows);
-    for (let i = 0; i < CLIP_STEPS; i++) {
-      const f = 1 - i / CLIP_GRID;
-      for (let r = 0; r < rows; r++) {
-        const mv = Math.fround(orgMax[r]! * f);
-        maxVal[r] = mv;
-        clampQuantizeGroup(wg, r * gs, gs, mv, gMin[r]!, gMax[r]!, bits, o.spec.scaleDtype, q);
-      }
-      gemm(xg, q, out, n, rows, gs);
-      for (let r = 0; r < rows; r++) {
-        let e = 0;
-        for (let t = 0; t < n; t++) { const d = out[t * rows + r]! - org[t * rows + r]!; e += d * d; }
-        e /= n;
-        if (e < minErr[r]!) { minErr[r] = e; best[r] = maxVal[r]!; step[r] = i; }
-      }
-    }
-    for (let r = 0; r < rows; r++) {
-      chosen[step[r]!]!++;
-      const mv = best[r]!;
-      for (let j = 0; j < gs; j++) {
-        const k = r * cols + g0 + j, v = W.data[k]!;
-        W.data[k] = v > mv ? mv : v < -mv ? -mv : v;
-      }
-    }
-  }
-  return chosen;
-}
-
 export const AWQ: QuantMethod = {
   name: 'awq',
   label: 'AWQ',
@@ -240,16 +173,21 @@ export const AWQ: QuantMethod = {
     }
     for (const { fold, s } of chosen) applyScale(job.weights, fold, s, captured.get(fold.input)!);
     const clips: Record<string, number[]> = {};
+    let clipOn: 'backend' | 'host' | undefined;
     if (o.options.awqClip) {
-      const gemm = job.be.hostKernels.gemm.bind(job.be.hostKernels);
-      const samples = new Map<InputName, { x: Float32Array; n: number }>();
+      const samples = new Map<InputName, Tokens>();
       for (const l of LINEARS.filter((x) => !NOT_CLIPPED.has(x))) {
         const input = LINEAR_INPUT[l], W = job.weights[l];
         if (!samples.has(input)) samples.set(input, sampleTokens(captured.get(input)!, W.cols));
-        clips[l] = autoClip(W, samples.get(input)!, o.spec.groupSize, o.spec.bits, o, gemm);
+        const r = await autoClip(job.be, W, samples.get(input)!, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype);
+        clips[l] = r.chosen;
+        clipOn = r.on;
       }
     }
-    job.record.values.awq = { scaleRatios: ratios, ...(o.options.awqClip ? { clipSteps: clips, clipShrinks: Array.from({ length: CLIP_STEPS }, (_, i) => 1 - i / CLIP_GRID) } : {}) };
+    job.record.values.awq = {
+      scaleRatios: ratios,
+      ...(o.options.awqClip ? { clipSteps: clips, clipShrinks: Array.from({ length: CLIP_STEPS }, (_, i) => 1 - i / CLIP_GRID), clipSearchOn: clipOn } : {}),
+    };
   },
   quantizeLayer(l, o) {
     const { Q, ...grid } = awqQuantize(l.W, l.rows, l.cols, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype);
