@@ -17,7 +17,8 @@
  *                Written to step[row, g] (u32) of the whole weight.
  * Intermediates of the exact sums sit behind keep() (common.wgsl.ts: TWO_SUM).
  */
-import { DIV_CR, FLAT_INDEX, FLOAT_CONSTS, TWO_SUM } from './common.wgsl.js';
+import { DIV_CR, FLAT_INDEX, FLOAT_CONSTS, TWO_PRODUCT, TWO_SUM } from './common.wgsl.js';
+import { ADD_SQUARED_DIFF, ROUND_F16 } from './search.wgsl.js';
 
 export const CLIP_WG = 64;
 
@@ -50,18 +51,7 @@ struct Params { R: u32, cols: u32, gs: u32, g: u32, r0: u32, row0: u32, rows: u3
 @group(0) @binding(2) var<storage, read> maxv: array<f32>;
 @group(0) @binding(3) var<storage, read_write> cand: array<f32>;
 ${FLOAT_CONSTS}${FLAT_INDEX}${DIV_CR}
-/** grid.ts roundScale(x, 'f16') for a positive finite x (scaled_quant's): fp16 rounding, 0 → 2⁻²⁴, ∞ → 65504. */
-fn round_f16(x: f32) -> f32 {
-  if (x < 6.103515625e-05) {
-    let r = round(x * 16777216.0) * 5.9604644775390625e-08;
-    return select(r, 5.9604644775390625e-08, r == 0.0);
-  }
-  var b = bitcast<u32>(x);
-  b = (b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u;
-  if (((b >> 23u) & 0xffu) > 142u) { return 65504.0; }
-  return bitcast<f32>(b);
-}
-
+${ROUND_F16}
 @compute @workgroup_size(${CLIP_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let j = flat_index(gid, nwg);
@@ -106,13 +96,7 @@ struct Params { n: u32, R: u32, steps: u32, zero: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> errs: array<f32>;
-${FLAT_INDEX}${TWO_SUM}
-fn split(a: f32) -> vec2f {
-  let c = keep(4097.0 * a);
-  let h = keep(c - keep(c - a));
-  return vec2f(h, keep(a - h));
-}
-
+${FLAT_INDEX}${TWO_SUM}${TWO_PRODUCT}${ADD_SQUARED_DIFF}
 @compute @workgroup_size(${CLIP_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let j = flat_index(gid, nwg);
@@ -121,14 +105,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let org = p.steps * p.R + j % p.R;
   var acc = vec2f(0.0, 0.0);
   for (var t = 0u; t < p.n; t++) {
-    let d = two_sum(out[t * ld + j], -out[t * ld + org]); // out − org = d.x + d.y exactly
-    let sp = split(d.x);
-    let sq = keep(d.x * d.x);
-    let hl = keep(sp.x * sp.y);
-    let e = keep(keep(keep(keep(sp.x * sp.x) - sq) + hl) + hl) + keep(sp.y * sp.y); // d.x² − sq exactly (Dekker)
-    let cross = keep(keep(2.0 * d.x) * d.y) + keep(d.y * d.y);
-    let r = two_sum(acc.x, sq);
-    acc = vec2f(r.x, keep(acc.y + keep(r.y + keep(e + cross))));
+    acc = add_squared_diff(acc, out[t * ld + j], out[t * ld + org]);
   }
   let h = keep(acc.x + acc.y); // renormalised: |lo| at most half an ulp of hi, so pairs compare hi first
   errs[2u * j] = h;

@@ -15,7 +15,36 @@
  *                 the host's float64 sum (the loss only ranks AWQ's candidates).
  * Intermediates of the exact sums sit behind keep() (common.wgsl.ts: TWO_SUM), as in the Gram.
  */
-import { DIV_CR, FLAT_INDEX, FLOAT_CONSTS, TWO_SUM } from './common.wgsl.js';
+import { DIV_CR, FLAT_INDEX, FLOAT_CONSTS, TWO_PRODUCT, TWO_SUM } from './common.wgsl.js';
+
+/** grid.ts roundScale(x, 'f16') for a positive finite x: fp16 rounding (ties to even), 0 → 2⁻²⁴, ∞ → 65504. */
+export const ROUND_F16 = /* wgsl */ `
+fn round_f16(x: f32) -> f32 {
+  if (x < 6.103515625e-05) { // below fp16's smallest normal: a multiple of 2⁻²⁴ (x·2²⁴ is exact)
+    let r = round(x * 16777216.0) * 5.9604644775390625e-08;
+    return select(r, 5.9604644775390625e-08, r == 0.0);
+  }
+  var b = bitcast<u32>(x);
+  b = (b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u;
+  if (((b >> 23u) & 0xffu) > 142u) { return 65504.0; } // fp16 overflows
+  return bitcast<f32>(b);
+}
+`;
+
+/**
+ * acc + (a − b)² as a two-float pair: the difference split exactly by TwoSum, its leading part squared by
+ * Dekker's TwoProduct, the cross terms added to lo. Needs TWO_SUM and TWO_PRODUCT (common.wgsl.ts) before it.
+ */
+export const ADD_SQUARED_DIFF = /* wgsl */ `
+fn add_squared_diff(acc: vec2f, a: f32, b: f32) -> vec2f {
+  let d = two_sum(a, -b); // a − b = d.x + d.y exactly
+  let sd = split(d.x);
+  let sq = two_prod_split(d.x, sd, d.x, sd); // d.x² = sq.x + sq.y exactly
+  let cross = keep(keep(2.0 * d.x) * d.y) + keep(d.y * d.y);
+  let r = two_sum(acc.x, sq.x);
+  return vec2f(r.x, keep(acc.y + keep(r.y + keep(sq.y + cross))));
+}
+`;
 
 export const SEARCH_WG = 64;
 export const SQ_DIFF_WG = 256;
@@ -29,18 +58,7 @@ struct Params { rows: u32, cols: u32, gs: u32, maxq: u32, f16: u32, minRange: u3
 @group(0) @binding(2) var<storage, read> s: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 ${FLOAT_CONSTS}${FLAT_INDEX}${DIV_CR}
-/** grid.ts roundScale(x, 'f16') for a positive finite x: fp16 rounding (ties to even), 0 → 2⁻²⁴, ∞ → 65504. */
-fn round_f16(x: f32) -> f32 {
-  if (x < 6.103515625e-05) { // below fp16's smallest normal: a multiple of 2⁻²⁴ (x·2²⁴ is exact)
-    let r = round(x * 16777216.0) * 5.9604644775390625e-08;
-    return select(r, 5.9604644775390625e-08, r == 0.0);
-  }
-  var b = bitcast<u32>(x);
-  b = (b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u;
-  if (((b >> 23u) & 0xffu) > 142u) { return 65504.0; } // fp16 overflows
-  return bitcast<f32>(b);
-}
-
+${ROUND_F16}
 @compute @workgroup_size(${SEARCH_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let j = flat_index(gid, nwg);
@@ -76,25 +94,12 @@ struct Params { n: u32, zero: u32, out: u32, stride: u32 };
 @group(0) @binding(3) var<storage, read_write> parts: array<f32>;
 var<workgroup> hi: array<f32, ${SQ_DIFF_WG}>;
 var<workgroup> lo: array<f32, ${SQ_DIFF_WG}>;
-${TWO_SUM}
-fn split(a: f32) -> vec2f {
-  let c = keep(4097.0 * a);
-  let h = keep(c - keep(c - a));
-  return vec2f(h, keep(a - h));
-}
-
+${TWO_SUM}${TWO_PRODUCT}${ADD_SQUARED_DIFF}
 @compute @workgroup_size(${SQ_DIFF_WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   var acc = vec2f(0.0, 0.0);
   for (var i = wid.x * ${SQ_DIFF_WG}u + lid.x; i < p.n; i += p.stride) {
-    let d = two_sum(a[i], -b[i]);             // a − b = d.x + d.y exactly
-    let sp = split(d.x);
-    let sq = keep(d.x * d.x);
-    let hl = keep(sp.x * sp.y);
-    let e = keep(keep(keep(keep(sp.x * sp.x) - sq) + hl) + hl) + keep(sp.y * sp.y); // d.x² − sq exactly (Dekker)
-    let cross = keep(keep(2.0 * d.x) * d.y) + keep(d.y * d.y);
-    let r = two_sum(acc.x, sq);
-    acc = vec2f(r.x, keep(acc.y + keep(r.y + keep(e + cross))));
+    acc = add_squared_diff(acc, a[i], b[i]);
   }
   hi[lid.x] = acc.x;
   lo[lid.x] = acc.y;
