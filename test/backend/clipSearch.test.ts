@@ -23,6 +23,7 @@ import { CLIP_STEPS, clipStepsOnHost } from '../../src/quant/methods/awqClip.js'
 import { Tensor } from '../../src/tensor/tensor.js';
 import { DATA, TINY656K } from '../helpers/paths.js';
 import { randF32 } from './kernelCases.js';
+import { withoutOps } from './withoutOps.js';
 
 const cpu = new CpuBackend(jsKernels, 'js, 1 thread');
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
@@ -120,17 +121,6 @@ function spied(be: Backend, calls: Call[]): Backend {
   });
 }
 
-/** The backend as one without clipSearch: the host searches. */
-function withoutClip(be: Backend): Backend {
-  return new Proxy(be, {
-    get: (target, key) => {
-      if (key === 'clipSearch') return undefined;
-      const v = Reflect.get(target, key, target) as unknown;
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-}
-
 describe('AWQ clip search on the backend', () => {
   it('the WebGPU candidates equal the host\'s clampQuantizeGroup bit for bit', { skip }, async () => {
     for (const k of cases(false)) {
@@ -176,7 +166,7 @@ describe('AWQ clip search on the backend', () => {
       return { ppl, blocks: r.blocks!.map((b) => b.awq as { clipSteps: Record<string, number[]>; clipSearchOn: string }) };
     };
     const calls: Call[] = [];
-    const a = await awq(spied(gpu!, calls), 'op'), b = await awq(withoutClip(gpu!), 'host');
+    const a = await awq(spied(gpu!, calls), 'op'), b = await awq(withoutOps(gpu!, ['clipSearch']), 'host');
     assert.deepEqual(a.blocks.map((x) => x.clipSearchOn), ['backend', 'backend']);
     assert.deepEqual(b.blocks.map((x) => x.clipSearchOn), ['host', 'host']);
     assert.equal(calls.length, 2 * 5);
