@@ -10,8 +10,10 @@
  * the best call (on lavapipe the device's work runs on this process's threads, so this figure moves
  * less than the time when other jobs share the cores; on a GPU it is the driver's share) and the
  * time the 128 × 2048 tokens of one GPTQ calibration set would take at that rate. Without an adapter
- * it prints why and exits 0.
- *   node dist/bench/webgpuGram.js [--shapes 1024:2048,4096:2048] [--kernels reference,fast,f32]
+ * it prints why and exits 0. The header names the fast kernel's TwoProduct error on this device (fma(a, b, −p)
+ * where the probe found fma fused, else the split products); column fast-split is the fast kernel with the
+ * split products whatever the probe found (on a fused device: the step the fma replaces).
+ *   node dist/bench/webgpuGram.js [--shapes 1024:2048,4096:2048] [--kernels reference,fast,fast-split,f32]
  */
 import { jsKernels } from '../src/backend/cpu/kernels/js.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/webgpuBackend.js';
@@ -21,7 +23,9 @@ const arg = (name: string, dflt: string): string => {
   return i >= 0 ? process.argv[i + 1]! : dflt;
 };
 const shapes = arg('--shapes', '1024:2048,4096:2048').split(',').map((s) => s.split(':').map(Number) as [number, number]);
-const kinds = arg('--kernels', 'reference,fast,f32').split(',') as ('reference' | 'fast' | 'f32')[];
+type Kind = 'reference' | 'fast' | 'fast-split' | 'f32';
+const kinds = arg('--kernels', 'reference,fast,f32').split(',') as Kind[];
+for (const k of kinds) if (!['reference', 'fast', 'fast-split', 'f32'].includes(k)) throw new Error(`--kernels: '${k}' is not reference, fast, fast-split or f32`);
 const CALIB_TOKENS = 128 * 2048;
 
 /** Deterministic values in [−0.5, 0.5), every 97th channel ×50 (outliers). */
@@ -54,13 +58,17 @@ async function timeCall(be: WebGpuBackend, K: number, T: number, device: boolean
   return [best, bestCpu];
 }
 
-const made = await Promise.all(kinds.map((k) => createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: k === 'reference' ? 'reference' : 'fast' })));
+const made = await Promise.all(kinds.map((k) => createWebGpuBackend(jsKernels, 'js, 1 thread', {
+  kernels: k === 'reference' ? 'reference' : 'fast', ...(k === 'fast-split' ? { fma: 'off' as const } : {}),
+})));
 const first = made[0]!;
 if (!first.ok) {
   console.log(`webgpu Gram: no adapter (${first.reason}); nothing measured`);
 } else {
   const device = first.backend.timePasses() && (await first.backend.gpuSeconds(), true);
-  console.log(`webgpu Gram S += xᵀx (two-float sums; f32: a float32 GEMM per call), ${kinds.join(' / ')}, on ${first.backend.caps.adapterName} (${first.backend.caps.runtime}); ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
+  const caps = first.backend.caps;
+  console.log(`webgpu Gram S += xᵀx (two-float sums; f32: a float32 GEMM per call), ${kinds.join(' / ')}, on ${caps.adapterName} (${caps.runtime}); ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
+  console.log(`fast kernel's TwoProduct error: ${caps.fmaFused ? 'fma(a, b, −p), 10 float operations per entry-token' : 'split products, 17 float operations per entry-token'} (fma probe: ${caps.fmaProbe})`);
   console.log(`| K | T | ${kinds.map((k) => `${k}: s per call (G entry-tokens/s; CPU s)`).join(' | ')} | 128 × 2048 tokens at the last column's rate |`);
   console.log(`| --- | --- |${kinds.map(() => ' --- |').join('')} --- |`);
   for (const [K, T] of shapes) {

@@ -4,7 +4,7 @@
 #   device run: command "bash bench/gpu/device-run.sh", carry [".gpu", "dist"], timeout_s 540
 # Prints (and writes to $OUT/device-run.log): the adapter, PyTorch's fp32 GEMM (TF32 off) at
 # n = 1024..8192, lowbit's WebGPU linear, reference / fast kernels, at the same square sizes
-# (bench/webgpuGemm.ts, timestamp-query), the Gram reference / tiled (bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the parity tests (first: correctness
+# (bench/webgpuGemm.ts, timestamp-query), the Gram reference / tiled (its TwoProduct error by fma where the probe finds it fused, and by split products; bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the parity tests (first: correctness
 # on this GPU before speed), AWQ and GPTQ of one 8B block (bench/awqBlock.ts), and the time of
 # `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice; block-streamed perplexity
 # on LLaMA-3-8B shapes (bench/pplSpeed.ts: tokens/s, peak device memory) and GPTQ of one 8B block
@@ -29,7 +29,7 @@ if [ -L node_modules ] && [ ! -e node_modules ]; then rm node_modules; fi
 # shellcheck disable=SC1091
 source .gpu/boot.sh
 step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
-step 'parity tests on this GPU (fast and reference kernels, the Gram, div_cr, QuIP rebuild)' node --expose-gc --test dist/test/backend/fastKernels.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/quipDevice.test.js
+step 'parity tests on this GPU (the fma probe, fast and reference kernels, the Gram, div_cr, QuIP rebuild)' node --expose-gc --test dist/test/backend/fmaProbe.test.js dist/test/backend/fastKernels.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/quipDevice.test.js
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
 step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=disable_robustness node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq
@@ -38,7 +38,7 @@ step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048
 step 'AWQ and GPTQ of one LLaMA-3-8B block, 16 x 512 (scale search on the device)' node --expose-gc dist/bench/awqBlock.js 16 512 --backend webgpu
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
-step 'WebGPU Gram (GPTQ Hessian sums), reference / fast' node dist/bench/webgpuGram.js --shapes 1024:2048,4096:2048,14336:2048
+step 'WebGPU Gram (GPTQ Hessian sums), reference / fast (fma where fused) / fast with split products / f32' node dist/bench/webgpuGram.js --shapes 1024:2048,4096:2048,14336:2048 --kernels reference,fast,fast-split,f32
 step 'WebGPU attention and its backward' node dist/bench/webgpuAttention.js --shapes 512:8:4:16,2048:32:8:128,4096:32:8:128 --backward-shapes 512:8:4:64,2048:32:8:128
 for k in reference fast; do
   step "eval ppl, $k kernels" env LOWBIT_WEBGPU_KERNELS=$k bash -c 'time node --expose-gc bin/lowbit.js eval --backend webgpu --ppl tinystories --limit 4'

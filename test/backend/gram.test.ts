@@ -5,10 +5,12 @@
  * (N + 2)·2⁻⁴⁷·Σ_t |x_ta·x_tb| of the float64 sum over N tokens (the precision gram.wgsl.ts states;
  * a plain float32 sum misses it by about five orders of magnitude, and so does a compensated sum
  * whose error terms the shader compiler optimised away). The fast tiled kernel (gramFast.wgsl.ts) must
- * give the reference kernel's sums bit for bit (ragged K and T, several calls, outlier channels, bands
- * that start inside a tile), and on adversarial data both equal a host emulation of their IEEE steps
- * (gramEmulation.ts) that the rewrites their keep()s prevent would change; precision 'f32' (a float32 GEMM per call) must lie within the float32
- * summation bound of the host's f32 Hessian. Skipped, with the reason, without an adapter.
+ * give the reference kernel's sums bit for bit by each way of taking TwoProduct's error: the split products,
+ * fma(a, b, −p) where the probe found the device's fma fused (the default backend there), and that kernel
+ * text with fma emulated exactly (any device); cases: ragged K and T, several calls, outlier channels, bands
+ * that start inside a tile, and adversarial data on which both kernels equal a host emulation of their IEEE
+ * steps (gramEmulation.ts) that the rewrites their keep()s prevent would change. Precision 'f32' (a float32
+ * GEMM per call) must lie within the float32 summation bound of the host's f32 Hessian. Skipped, with the reason, without an adapter.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,8 +27,12 @@ import { emulateGram, type GramVariant } from './gramEmulation.js';
 const { kernels } = selectKernels('auto', 2);
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
 const [madeRef, madeFast] = await Promise.all((['reference', 'fast'] as const).map((k) => createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: k })));
+// the fast kernel's fma-path text with fma() emulated exactly (any device), and its split-product path (any device)
+const madeFmaEmulated = await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'fast', fma: 'emulated' });
+const madeSplit = await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'fast', fma: 'off' });
 const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
 if (!made.ok) console.log(`# gram: WebGPU cases skipped: ${made.reason}`);
+else console.log(`# gram: the device's fma: ${made.backend.caps.fmaProbe}; the fast kernel's product error: ${made.backend.caps.fmaFused ? 'fma(a, b, −p)' : 'split products'}`);
 
 /** Three "sequences" x[T, K] with channels of very different scales (as LLaMA's outlier channels). */
 function sequences(K: number, T: number, n = 3): Float32Array[] {
@@ -139,12 +145,18 @@ describe('Backend.gram on WebGPU vs the CPU float64 sums', { skip }, () => {
 
 describe('Backend.gram: the fast (tiled) kernel is the reference kernel bit for bit', { skip }, () => {
   const ref = madeRef!.ok ? madeRef!.backend : undefined as never;
+  // the default fast backend takes the product error by fma where the probe found it fused
   const fast = madeFast!.ok ? madeFast!.backend : undefined as never;
+  const fmaEmulated = madeFmaEmulated.ok ? madeFmaEmulated.backend : undefined as never;
+  const split = madeSplit.ok ? madeSplit.backend : undefined as never;
   // K: below one 64-wide tile, odd and ragged over three tiles; T: not multiples of the 8-token step
   for (const [K, T, calls] of [[1, 5, 1], [45, 13, 2], [137, 203, 3], [130, 64, 4]] as const) {
-    it(`K = ${K}, ${calls} call(s) of T = ${T} tokens, outlier channels`, async () => {
+    it(`K = ${K}, ${calls} call(s) of T = ${T} tokens, outlier channels (fast kernel: device's path, split products, fma text emulated)`, async () => {
       const xs = sequences(K, T, calls);
-      assert.deepEqual(await deviceSum(fast, xs, K), await deviceSum(ref, xs, K));
+      const want = await deviceSum(ref, xs, K);
+      assert.deepEqual(await deviceSum(fast, xs, K), want);
+      assert.deepEqual(await deviceSum(split, xs, K), want);
+      assert.deepEqual(await deviceSum(fmaEmulated, xs, K), want);
     });
   }
 
@@ -158,16 +170,26 @@ describe('Backend.gram: the fast (tiled) kernel is the reference kernel bit for 
     }
     assert.deepEqual(await deviceSum(ref, xs, K), want);
     assert.deepEqual(await deviceSum(fast, xs, K), want);
+    assert.deepEqual(await deviceSum(split, xs, K), want);
+    assert.deepEqual(await deviceSum(fmaEmulated, xs, K), want);
+  });
+
+  it('the fma path is what the probe says: fused on this device or not, each backend runs its own kernel text', () => {
+    assert.equal(fast.caps.fmaProbe === 'fused', fast.caps.fmaFused);
+    assert.equal(split.caps.fmaFused, false);
+    assert.ok(fmaEmulated.caps.fmaEmulated && !fmaEmulated.caps.fmaFused);
   });
 
   it('banded storage under a lowered binding limit: bands not aligned to the tile, the same bits', async () => {
     // K = 137: 548 bytes per row; a 16 KiB binding holds 29 rows (and inputs of 29 tokens): bands at 0, 29, 58, 87, 116
     const K = 137, xs = sequences(K, 29, 3);
     const small = await Promise.all((['reference', 'fast'] as const).map((k) => createWebGpuBackend(jsKernels, 'js', { maxBinding: 16384, kernels: k })));
-    assert.ok(small[0]!.ok && small[1]!.ok);
+    const smallFma = await createWebGpuBackend(jsKernels, 'js', { maxBinding: 16384, kernels: 'fast', fma: 'emulated' });
+    assert.ok(small[0]!.ok && small[1]!.ok && smallFma.ok);
     const want = await deviceSum(ref, xs, K);
     assert.deepEqual(await deviceSum(small[1]!.backend, xs, K), want);
     assert.deepEqual(await deviceSum(small[0]!.backend, xs, K), want);
+    assert.deepEqual(await deviceSum(smallFma.backend, xs, K), want);
   });
 });
 

@@ -5,8 +5,10 @@
  * install without it still works ("no adapter", with the reason). The adapter, its features and
  * limits are read once per process; the device is requested with the adapter's own limits for
  * everything the kernels depend on (a device otherwise gets the spec's defaults, e.g. 128 MiB
- * bindings and 16 KiB of workgroup memory, whatever the hardware has).
+ * bindings and 16 KiB of workgroup memory, whatever the hardware has). Right after, one small dispatch
+ * finds whether the device's WGSL fma() is fused (fmaProbe.ts; LOWBIT_WEBGPU_FMA=off skips it).
  */
+import { fmaChoice, probeFma } from './fmaProbe.js';
 
 /** What the kernels need; an adapter below any of these is refused with the limit's name. */
 export const REQUIRED_LIMITS = Object.freeze({
@@ -36,6 +38,18 @@ export interface GpuCapabilities {
   readonly maxBufferSize: number;
   /** Which kernels run where a fast version exists: LOWBIT_WEBGPU_KERNELS=reference|fast, read once (default fast). */
   readonly kernels: KernelChoice;
+  /**
+   * The device's WGSL fma() is fused, by the probe at acquisition (fmaProbe.ts; false under
+   * LOWBIT_WEBGPU_FMA=off): the fast Gram then takes TwoProduct's error as fma(a, b, −p).
+   */
+  readonly fmaFused: boolean;
+  /** What the probe found, one line: 'fused', 'off (LOWBIT_WEBGPU_FMA=off)' or 'not fused: <the first miss>'. */
+  readonly fmaProbe: string;
+  /**
+   * Tests only: run the fma-path kernels with fma() replaced by its exact emulation (Dekker's split
+   * products), so that their text is checked on a device whose fma is not fused (createWebGpuBackend's `fma`).
+   */
+  readonly fmaEmulated?: boolean;
 }
 
 export type KernelChoice = 'fast' | 'reference';
@@ -127,7 +141,9 @@ async function requestDevice(): Promise<GpuAcquired> {
   for (const k of REQUESTED_LIMITS) if (limits[k] !== undefined) requiredLimits[k] = limits[k]!;
   // timestamp-query only lets benchmarks time passes on the device (GpuDevice.timePasses); nothing needs it
   const requiredFeatures = features.includes('timestamp-query') ? ['timestamp-query' as GPUFeatureName] : [];
+  const kernels = kernelChoice(), fma = fmaChoice(); // bad values are refused before any device exists
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const probe = fma === 'off' ? undefined : await probeFma(device);
   const info = adapter.info as GPUAdapterInfo | undefined;
   const adapterName = info ? [info.vendor, info.architecture, info.description].filter((s) => s).join(' ') : '';
   return {
@@ -135,7 +151,8 @@ async function requestDevice(): Promise<GpuAcquired> {
     caps: Object.freeze({
       runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-      kernels: kernelChoice(),
+      kernels, fmaFused: !!probe?.fused,
+      fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
     }),
   };
 }

@@ -88,10 +88,14 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
  * The WebGPU backend when an adapter is available (with the adapter's limits requested), else why
  * not. `maxBinding` lowers the binding limit the backend plans with (tests of the row-part split
  * and of the size refusal, without 128 MiB tensors); it never raises it. `kernels` overrides
- * LOWBIT_WEBGPU_KERNELS for this backend (tests and benchmarks run both side by side).
+ * LOWBIT_WEBGPU_KERNELS for this backend (tests and benchmarks run both side by side). `fma`: 'off'
+ * keeps the split-product kernels where the probe found a fused fma (benchmarks compare both paths);
+ * 'emulated' runs the fma-path kernel text with fma() replaced by its exact emulation (tests, on a device
+ * whose fma is not fused).
  */
 export async function createWebGpuBackend(
-  hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice } = {},
+  hostKernels: CpuKernels, hostNote: string,
+  opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; fma?: 'off' | 'emulated' } = {},
 ): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
   if (!g.ok) return g;
@@ -99,6 +103,7 @@ export async function createWebGpuBackend(
     ...g.caps,
     ...(opts.maxBinding ? { maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : {}),
     ...(opts.kernels ? { kernels: opts.kernels } : {}),
+    ...(opts.fma ? { fmaFused: false, fmaEmulated: opts.fma === 'emulated' } : {}),
   };
   return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
 }
@@ -132,7 +137,8 @@ export class WebGpuBackend implements TrainableBackend {
 
   get caps(): GpuCapabilities { return this.gpu.caps; }
   get description(): string {
-    return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}${this.caps.kernels === 'reference' ? ' (reference kernels)' : ''}; host kernels ${this.hostNote}`;
+    const notes = [this.caps.kernels === 'reference' ? 'reference kernels' : '', this.caps.fmaFused ? 'fma fused' : ''].filter((n) => n);
+    return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}${notes.length ? ` (${notes.join(', ')})` : ''}; host kernels ${this.hostNote}`;
   }
 
   /** A new float32 tensor (one buffer, checked against the binding limit first). */

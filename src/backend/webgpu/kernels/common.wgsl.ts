@@ -50,7 +50,10 @@ fn flat_group(wid: vec3u, nwg: vec3u) -> u32 { return wid.x + wid.y * nwg.x; }
  * (Dekker's TwoProduct, the factors split by masking their low 12 significand bits, so every partial
  * product is exact), p − a exact (Sterbenz: p is within a few ULP of a), then (p − a) + e rounded once,
  * which cannot reorder two candidates (a quotient of floats is never a midpoint). Not fma(c, b, −a):
- * WGSL does not promise a fused fma, and lavapipe's is not (2⁻²⁰ / 3.2492032 came out one ULP up).
+ * WGSL does not promise a fused fma, and lavapipe's is not (2⁻²⁰ / 3.2492032 came out one ULP up). Where the
+ * probe finds it fused (caps.fmaFused, fmaProbe.ts), fma(c, b, −a) would give the same value (one rounding of
+ * the same exact c·b − a), but division is rare (a few per weight group) and its kernels (search, quipRebuild)
+ * keep one text on every device.
  * Checked in float32 emulation (no fused operations) on 3·10⁶ quotients of mixed signs, powers of two and
  * 12-bit divisors, starting up to 2 ULP off: none wrong. p and the
  * partial sums are kept opaque (`div_keep`: an XOR with the uniform `p.zero`, which every dispatch
@@ -122,7 +125,7 @@ fn split(a: f32) -> vec2f {
 /**
  * (fl(a·b), its rounding error) exactly (Dekker's TwoProduct) from a, b and their splits: the halves'
  * products are exact in float32. Not fma(a, b, −fl(a·b)): WGSL does not promise a fused fma, and
- * lavapipe's is not.
+ * lavapipe's is not (the fast Gram kernel uses fma where a probe finds it fused: gramFast.wgsl.ts).
  */
 fn two_prod_split(a: f32, sa: vec2f, b: f32, sb: vec2f) -> vec2f {
   let prod = keep(a * b);

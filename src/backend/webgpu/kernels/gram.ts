@@ -5,7 +5,7 @@
  */
 import type { GpuDevice } from '../device.js';
 import { GRAM_WG, GRAM_WGSL } from './gram.wgsl.js';
-import { GRAM_FAST_WGSL, GRAM_TILE, gramF32Wgsl } from './gramFast.wgsl.js';
+import { GRAM_TILE, gramF32Wgsl, gramFastWgsl, type GramProductError } from './gramFast.wgsl.js';
 import { tileFor } from './linear.js';
 
 /** Rows a0..a0 + rows − 1 of S as hi and lo float32 planes [rows, K] (entries b ≥ a valid). */
@@ -36,12 +36,21 @@ export function gramBuffers(gpu: GpuDevice, K: number, maxBinding = gpu.caps.max
   return { bands, K };
 }
 
-/** S += xᵀx for x[T, K], by the device's kernel choice. */
+/**
+ * How the fast kernel takes TwoProduct's error on this device: one fma where the probe found it fused,
+ * the fma text with an exact emulation where a test asks (caps.fmaEmulated), else the split products.
+ */
+export function gramProductError(gpu: GpuDevice): GramProductError {
+  return gpu.caps.fmaFused ? 'fma' : gpu.caps.fmaEmulated ? 'fmaEmulated' : 'split';
+}
+
+/** S += xᵀx for x[T, K], by the device's kernel choice (the reference kernel's text is the same on every device). */
 export function gram(gpu: GpuDevice, x: GPUBuffer, T: number, g: GramBuffers): void {
   if (T === 0) return;
   const fast = gpu.caps.kernels === 'fast';
   const tile = fast ? GRAM_TILE : GRAM_WG; // entries per workgroup along each side
-  const pipe = fast ? gpu.pipelines.get('gram_fast', () => GRAM_FAST_WGSL) : gpu.pipelines.get('gram', () => GRAM_WGSL);
+  const err = gramProductError(gpu);
+  const pipe = fast ? gpu.pipelines.get(`gram_fast_${err}`, () => gramFastWgsl(err)) : gpu.pipelines.get('gram', () => GRAM_WGSL);
   for (const b of g.bands) {
     // columns from the band's first row on (b ≥ a), its rows
     const c0 = Math.floor(b.a0 / tile) * tile;

@@ -12,7 +12,10 @@
  * (add_product_lean below: which barriers exactness needs, and why); so the sums are the
  * reference's bit for bit (test/backend/gram.test.ts). Each x value is read from global memory once
  * per tile instead of once per entry, and a pair of workgroup-memory reads feeds 16 products.
- * Workgroup memory: 2 · GRAM_BT · GRAM_TILE · 12 bytes = 12 KiB (under WebGPU's 16 KiB default).
+ * Where the device's fma is fused (the probe, fmaProbe.ts), TwoProduct's error is one fma(a, b, −p) instead
+ * and no splits are made (gramFastWgsl's GramProductError): the same exact error, so the same bits.
+ * Workgroup memory: 2 · GRAM_BT · GRAM_TILE · 12 bytes = 12 KiB with the splits (under WebGPU's 16 KiB
+ * default), 4 KiB without.
  * Bands of rows as the reference: params [T, K, zero, a0, rows, c0], dispatch
  * [ceil((K − c0) / GRAM_TILE), ceil(rows / GRAM_TILE)].
  */
@@ -26,24 +29,29 @@ const PER = GRAM_TILE / 16; // entries per invocation along each side
 
 const range = (n: number) => [...Array(n).keys()];
 
-/** One token of the register tile: PER + PER reads of each operand, PER² product steps. */
-const step = [
-  ...range(PER).map((i) => `let a${i} = xa[o + lid.y + ${16 * i}u]; let sa${i} = za[o + lid.y + ${16 * i}u];`),
-  ...range(PER).map((j) => `let b${j} = xb[o + lid.x + ${16 * j}u]; let sb${j} = zb[o + lid.x + ${16 * j}u];`),
-  ...range(PER).flatMap((i) => range(PER).map((j) =>
-    `acc${i}${j} = add_product_lean(acc${i}${j}, a${i}, sa${i}, b${j}, sb${j});`)),
-].join('\n      ');
+/**
+ * One token of the register tile: PER + PER reads of each operand, PER² product steps; with the
+ * splits (the 'split' product error) or without them (the fma paths take a and b alone).
+ */
+function step(splits: boolean): string {
+  return [
+    ...range(PER).map((i) => `let a${i} = xa[o + lid.y + ${16 * i}u];${splits ? ` let sa${i} = za[o + lid.y + ${16 * i}u];` : ''}`),
+    ...range(PER).map((j) => `let b${j} = xb[o + lid.x + ${16 * j}u];${splits ? ` let sb${j} = zb[o + lid.x + ${16 * j}u];` : ''}`),
+    ...range(PER).flatMap((i) => range(PER).map((j) => splits
+      ? `acc${i}${j} = add_product_lean(acc${i}${j}, a${i}, sa${i}, b${j}, sb${j});`
+      : `acc${i}${j} = add_product_fma(acc${i}${j}, a${i}, b${j});`)),
+  ].join('\n      ');
+}
 
-/** Loads of one token step of the tile's columns from `base` into xs (values) and zs (splits). */
-function load(xs: string, zs: string, base: string, limit: string): string {
+/** Loads of one token step of the tile's columns from `base` into xs (values) and, when `zs` is named, zs (splits). */
+function load(xs: string, zs: string | undefined, base: string, limit: string): string {
   return `for (var e = 0u; e < ${(GRAM_BT * GRAM_TILE) / 256}u; e++) {
     let idx = li + e * 256u;
     let tt = idx / TS;
     let c = idx % TS; // neighbouring invocations: neighbouring columns of x
     var v = 0.0;
     if (${base} + c < ${limit} && t0 + tt < p.T) { v = x[(t0 + tt) * p.K + ${base} + c]; }
-    ${xs}[idx] = v;
-    ${zs}[idx] = split(v);
+    ${xs}[idx] = v;${zs ? `\n    ${zs}[idx] = split(v);` : ''}
   }`;
 }
 
@@ -90,14 +98,58 @@ fn add_product_lean(acc: vec2f, a: f32, sa: vec2f, b: f32, sb: vec2f) -> vec2f {
 }
 `;
 
-export const GRAM_FAST_WGSL = /* wgsl */ `
-${GRAM_IO}${GRAM_PRODUCTS}${GRAM_STEP_LEAN}
+/**
+ * How the fast kernel gets TwoProduct's error e = a·b − fl(a·b), exact in each case (so every choice gives
+ * the reference's sums bit for bit):
+ * - 'split': Dekker's products of the Veltkamp halves, made once per value in workgroup memory
+ *   (add_product_lean: 17 float operations and 3 keep()s per entry and token);
+ * - 'fma': fma(a, b, −p), one rounding of the exact a·b − p, which is representable: the exact error, where
+ *   the device's fma is fused (caps.fmaFused, fmaProbe.ts); no splits (add_product_fma: 10 float
+ *   operations and 4 keep()s);
+ * - 'fmaEmulated': the 'fma' kernel text with the fma replaced by its exact value from the split
+ *   products (two_prod, made per product): tests check that text bit for bit on a device whose fma is not fused.
+ */
+export type GramProductError = 'split' | 'fma' | 'fmaEmulated';
+
+/**
+ * The product error of the fma paths, prod_err(a, b, p) = a·b − p for p = fl(a·b): the device's fma
+ * where it is fused, else (tests) Dekker's exact TwoProduct error, every intermediate kept.
+ */
+const PROD_ERR: Record<Exclude<GramProductError, 'split'>, string> = {
+  fma: 'fn prod_err(a: f32, b: f32, p: f32) -> f32 { return fma(a, b, -p); }',
+  fmaEmulated: 'fn prod_err(a: f32, b: f32, p: f32) -> f32 { return two_prod(a, b).y; } // two_prod\'s own fl(a·b) is p',
+};
+
+/**
+ * add_product_lean with TwoProduct's error from prod_err: the same TwoSum and adds into lo, the same
+ * keep()s (add_product_lean says why each), and one more on e: a fused result that feeds an add is what
+ * contraction and reassociation passes look for (fadd(ffma(a, b, c), d) → ffma(a, b, c + d) would round
+ * −p + err instead of adding the exact e), and the XOR costs one integer operation. e equals Dekker's e
+ * under the same condition (|x_a·x_b| ≥ 2⁻⁷⁸ or a zero: e is zero or a normal float), a zero e included: both
+ * are +0 (an exact sum of opposite values rounds to +0).
+ */
+const GRAM_STEP_FMA = /* wgsl */ `
+fn add_product_fma(acc: vec2f, a: f32, b: f32) -> vec2f {
+  let prod = keep(a * b);
+  let e = keep(prod_err(a, b, prod));
+  let s = keep(acc.x + prod);
+  let bb = keep(s - acc.x);
+  let err = (acc.x - (s - bb)) + (prod - bb);
+  return vec2f(s, acc.y + (err + e));
+}
+`;
+
+/** The fast Gram kernel's text for a way of taking the product error (workgroup memory: 12 KiB with splits, 4 KiB without). */
+export function gramFastWgsl(productError: GramProductError): string {
+  const splits = productError === 'split';
+  return /* wgsl */ `
+${GRAM_IO}${GRAM_PRODUCTS}${splits ? GRAM_STEP_LEAN : `${PROD_ERR[productError]}\n${GRAM_STEP_FMA}`}
 const TS: u32 = ${GRAM_TILE}u;
 const BT: u32 = ${GRAM_BT}u;
 var<workgroup> xa: array<f32, ${GRAM_BT * GRAM_TILE}>;
+var<workgroup> xb: array<f32, ${GRAM_BT * GRAM_TILE}>;${splits ? `
 var<workgroup> za: array<vec2f, ${GRAM_BT * GRAM_TILE}>;
-var<workgroup> xb: array<f32, ${GRAM_BT * GRAM_TILE}>;
-var<workgroup> zb: array<vec2f, ${GRAM_BT * GRAM_TILE}>;
+var<workgroup> zb: array<vec2f, ${GRAM_BT * GRAM_TILE}>;` : ''}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -108,13 +160,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let rowEnd = p.a0 + p.rows;
   ${range(PER).flatMap((i) => range(PER).map((j) => `var acc${i}${j} = vec2f(0.0);`)).join(' ')}
   for (var t0 = 0u; t0 < p.T; t0 += BT) {
-    ${load('xa', 'za', 'row0', 'rowEnd')}
-    ${load('xb', 'zb', 'col0', 'p.K')}
+    ${load('xa', splits ? 'za' : undefined, 'row0', 'rowEnd')}
+    ${load('xb', splits ? 'zb' : undefined, 'col0', 'p.K')}
     workgroupBarrier();
     let n = min(BT, p.T - t0);
     for (var tt = 0u; tt < n; tt++) {
       let o = tt * TS;
-      ${step}
+      ${step(splits)}
     }
     workgroupBarrier();
   }
@@ -125,6 +177,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 fn store(r: u32, b: u32, acc: vec2f) {
   if (r < p.rows && b < p.K && b >= p.a0 + r) { merge_stored(r * p.K + b, acc); }
 }`;
+}
 
 /**
  * Precision 'f32' (gptq.py's): S += xᵀx of one call as a float32 GEMM through the fast tiled GEMM
