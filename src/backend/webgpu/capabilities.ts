@@ -36,6 +36,8 @@ export interface GpuCapabilities {
   readonly maxBufferSize: number;
   /** Which kernels run where a fast version exists: LOWBIT_WEBGPU_KERNELS=reference|fast, read once (default fast). */
   readonly kernels: KernelChoice;
+  /** Which design the fast tiled GEMM runs (kernels/linear.ts: GEMM_DESIGNS): LOWBIT_WEBGPU_GEMM, read once (default tiled). */
+  readonly gemm: GemmChoice;
 }
 
 export type KernelChoice = 'fast' | 'reference';
@@ -47,6 +49,25 @@ function kernelChoice(): KernelChoice {
     throw new Error(`LOWBIT_WEBGPU_KERNELS is '${v}'; expected 'fast' or 'reference'`);
   }
   return v === 'reference' ? 'reference' : 'fast';
+}
+
+/**
+ * The fast tiled GEMM's designs, all giving the same bits: `tiled` (BK 16, load then compute), `tiled8`
+ * (BK 8), `prefetch` (the next K slice loaded into registers during the compute), `double` (prefetch into
+ * a second workgroup buffer, one barrier a step).
+ */
+export const GEMM_CHOICES = Object.freeze(['tiled', 'tiled8', 'prefetch', 'double'] as const);
+export type GemmChoice = (typeof GEMM_CHOICES)[number];
+
+function gemmChoice(): GemmChoice {
+  return gemmChoiceOf(typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_GEMM);
+}
+
+/** A LOWBIT_WEBGPU_GEMM value: one of GEMM_CHOICES (unset or empty: tiled); anything else is refused in one line. */
+export function gemmChoiceOf(v: string | undefined): GemmChoice {
+  if (v === undefined || v === '') return 'tiled';
+  if (!(GEMM_CHOICES as readonly string[]).includes(v)) throw new Error(`LOWBIT_WEBGPU_GEMM is '${v}'; expected one of ${GEMM_CHOICES.join(', ')}`);
+  return v as GemmChoice;
 }
 
 export type GpuAcquired = { ok: true; device: GPUDevice; caps: GpuCapabilities } | { ok: false; reason: string };
@@ -135,7 +156,7 @@ async function requestDevice(): Promise<GpuAcquired> {
     caps: Object.freeze({
       runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-      kernels: kernelChoice(),
+      kernels: kernelChoice(), gemm: gemmChoice(),
     }),
   };
 }

@@ -19,7 +19,7 @@ import { decodeHalf } from '../../tensor/codecs.js';
 import { isAwqPacked, isKindLayer, materializeKind, type PackedWeight } from '../../tensor/packed.js';
 import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { decodeQuantRows } from '../cpu/kernels/qgemm.js';
-import { acquireGpu, type GpuCapabilities, type KernelChoice } from './capabilities.js';
+import { acquireGpu, type GpuCapabilities, type GemmChoice, type KernelChoice } from './capabilities.js';
 import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
@@ -88,10 +88,12 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
  * The WebGPU backend when an adapter is available (with the adapter's limits requested), else why
  * not. `maxBinding` lowers the binding limit the backend plans with (tests of the row-part split
  * and of the size refusal, without 128 MiB tensors); it never raises it. `kernels` overrides
- * LOWBIT_WEBGPU_KERNELS for this backend (tests and benchmarks run both side by side).
+ * LOWBIT_WEBGPU_KERNELS for this backend (tests and benchmarks run both side by side), `gemm`
+ * LOWBIT_WEBGPU_GEMM (the fast tiled GEMM's design); `maxWorkgroupBytes` lowers the workgroup memory the
+ * kernels plan with, never raising it (tests of the smaller tiles and K steps a 16 or 8 KiB device gets).
  */
 export async function createWebGpuBackend(
-  hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice } = {},
+  hostKernels: CpuKernels, hostNote: string, opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; gemm?: GemmChoice; maxWorkgroupBytes?: number } = {},
 ): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
   if (!g.ok) return g;
@@ -99,6 +101,10 @@ export async function createWebGpuBackend(
     ...g.caps,
     ...(opts.maxBinding ? { maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : {}),
     ...(opts.kernels ? { kernels: opts.kernels } : {}),
+    ...(opts.gemm ? { gemm: opts.gemm } : {}),
+    ...(opts.maxWorkgroupBytes ? {
+      limits: Object.freeze({ ...g.caps.limits, maxComputeWorkgroupStorageSize: Math.min(opts.maxWorkgroupBytes, g.caps.limits.maxComputeWorkgroupStorageSize ?? 16384) }),
+    } : {}),
   };
   return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
 }
@@ -132,7 +138,8 @@ export class WebGpuBackend implements TrainableBackend {
 
   get caps(): GpuCapabilities { return this.gpu.caps; }
   get description(): string {
-    return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}${this.caps.kernels === 'reference' ? ' (reference kernels)' : ''}; host kernels ${this.hostNote}`;
+    const kernels = this.caps.kernels === 'reference' ? ' (reference kernels)' : this.caps.gemm !== 'tiled' ? ` (GEMM ${this.caps.gemm})` : '';
+    return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}${kernels}; host kernels ${this.hostNote}`;
   }
 
   /** A new float32 tensor (one buffer, checked against the binding limit first). */
