@@ -6,11 +6,13 @@
  * warm-up; a run is `reps` linears (about half a second of work). Time is the device's
  * (timestamp-query, begin to end of the compute passes) when the adapter has it, else the wall
  * clock around the run and one small read back; the header says which. Without an adapter it
- * prints why and exits 0.
- *   node dist/bench/webgpuGemm.js [--tokens M|square] [--sizes 256,1024] [--dtypes f32,bf16,f16,gptq,awq]
+ * prints why and exits 0. `--variants all` (or a list of LOWBIT_WEBGPU_GEMM designs) times the fast
+ * kernels' GEMM designs side by side instead, one row per size and dtype, and names the fastest.
+ *   node dist/bench/webgpuGemm.js [--tokens M|square] [--sizes 256,1024] [--dtypes f32,bf16,f16,gptq,awq] [--variants all|tiled,prefetch,...]
  */
 import { jsKernels } from '../src/backend/cpu/kernels/js.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/webgpuBackend.js';
+import { GEMM_CHOICES, gemmChoiceOf, type GemmChoice } from '../src/backend/webgpu/capabilities.js';
 import type { BTensor } from '../src/backend/backend.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { encodeHalf } from '../src/tensor/codecs.js';
@@ -24,6 +26,8 @@ const arg = (name: string, dflt: string): string => {
 const tokens = arg('--tokens', '128');
 const sizes = arg('--sizes', '256,1024').split(',').map(Number);
 const dtypes = arg('--dtypes', 'f32,bf16,f16,gptq,awq').split(',');
+const variantsArg = arg('--variants', '');
+const variants: GemmChoice[] = variantsArg === 'all' ? [...GEMM_CHOICES] : variantsArg ? variantsArg.split(',').map(gemmChoiceOf) : [];
 const GROUP = 128, BITS = 4;
 
 /** Deterministic values in [−0.5, 0.5). */
@@ -41,13 +45,14 @@ function grid(N: number, K: number) {
   };
 }
 
-function makeWeight(be: WebGpuBackend, dtype: string, n: number): BTensor {
+/** The host weight of `dtype` [n, n], made once and uploaded to each backend. */
+function hostWeight(dtype: string, n: number): (be: WebGpuBackend) => BTensor {
   const w32 = () => values(n * n, 2);
   switch (dtype) {
-    case 'f32': return be.uploadWeight(new Tensor('f32', [n, n], w32()));
-    case 'bf16': case 'f16': return be.uploadWeight(new Tensor(dtype, [n, n], encodeHalf(dtype, w32())));
-    case 'gptq': return be.uploadQuantized(packGptq(grid(n, n), n, n, BITS).tensors);
-    case 'awq': return be.uploadQuantized(packAwq(grid(n, n), n, n, GROUP));
+    case 'f32': { const t = new Tensor('f32', [n, n], w32()); return (be) => be.uploadWeight(t); }
+    case 'bf16': case 'f16': { const t = new Tensor(dtype, [n, n], encodeHalf(dtype, w32())); return (be) => be.uploadWeight(t); }
+    case 'gptq': { const q = packGptq(grid(n, n), n, n, BITS).tensors; return (be) => be.uploadQuantized(q); }
+    case 'awq': { const q = packAwq(grid(n, n), n, n, GROUP); return (be) => be.uploadQuantized(q); }
     default: throw new Error(`unknown dtype ${dtype}`);
   }
 }
@@ -74,35 +79,71 @@ async function time(be: WebGpuBackend, x: BTensor, w: BTensor, device: boolean):
   return best;
 }
 
-const ref = await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'reference' });
-const fast = await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'fast' });
-if (!ref.ok || !fast.ok) {
-  console.log(`webgpu GEMM: no adapter (${ref.ok ? '' : ref.reason}); nothing measured`);
-} else {
+/** GFLOP/s of one linear [M, n]·[n, n]ᵀ on `be`, or '–' with the reason printed (e.g. above the binding limit). */
+async function gflops(be: WebGpuBackend, M: number, n: number, dtype: string, makeW: (be: WebGpuBackend) => BTensor, device: boolean): Promise<string> {
+  try {
+    const x = be.upload(values(M * n, 1), [M, n]);
+    const w = makeW(be);
+    const g = fmt(2 * M * n * n / (await time(be, x, w, device)) / 1e9);
+    be.free(w);
+    be.free(x);
+    return g;
+  } catch (e) {
+    console.log(`(N = K = ${n}, ${dtype}: ${(e as Error).message})`);
+    return '–';
+  }
+}
+
+const tokensOf = (n: number) => (tokens === 'square' ? n : Number(tokens));
+const mShape = tokens === 'square' ? 'N = K' : `${tokens} tokens`;
+
+/** The GEMM designs side by side: one backend per design, the same host weights uploaded to each. */
+async function compareDesigns(): Promise<void> {
+  const made = await Promise.all(variants.map((gemm) => createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'fast', gemm })));
+  if (!made[0]!.ok) {
+    console.log(`webgpu GEMM designs: no adapter (${made[0]!.reason}); nothing measured`);
+    return;
+  }
+  const bes = made.map((m) => (m as { backend: WebGpuBackend }).backend);
+  const device = bes[0]!.timePasses() && (await bes[0]!.gpuSeconds(), true);
+  const caps = bes[0]!.caps;
+  console.log(`webgpu linear GFLOP/s per GEMM design (LOWBIT_WEBGPU_GEMM), fast kernels, M = ${mShape}, on ${caps.adapterName} (${caps.runtime}); workgroup memory ${caps.limits.maxComputeWorkgroupStorageSize} bytes; ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
+  console.log(`| N = K | dtype | ${variants.join(' | ')} | fastest |`);
+  console.log(`| --- | --- |${variants.map(() => ' --- |').join('')} --- |`);
+  for (const n of sizes) {
+    for (const dtype of dtypes) {
+      const makeW = hostWeight(dtype, n);
+      const cells: string[] = [];
+      for (const be of bes) cells.push(await gflops(be, tokensOf(n), n, dtype, makeW, device));
+      const nums = cells.map(Number), finite = nums.filter(Number.isFinite);
+      console.log(`| ${n} | ${dtype} | ${cells.join(' | ')} | ${finite.length ? variants[nums.indexOf(Math.max(...finite))] : '–'} |`);
+    }
+  }
+}
+
+/** Reference / fast kernels (the fast ones in the LOWBIT_WEBGPU_GEMM design, default tiled). */
+async function compareKernels(): Promise<void> {
+  const ref = await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'reference' });
+  const fast = await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'fast' });
+  if (!ref.ok || !fast.ok) {
+    console.log(`webgpu GEMM: no adapter (${ref.ok ? '' : ref.reason}); nothing measured`);
+    return;
+  }
   const device = ref.backend.timePasses() && (await ref.backend.gpuSeconds(), true);
   const be = fast.backend;
-  console.log(`webgpu linear GFLOP/s, reference / fast kernels, M = ${tokens === 'square' ? 'N = K' : `${tokens} tokens`}, on ${be.caps.adapterName} (${be.caps.runtime}); ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
+  console.log(`webgpu linear GFLOP/s, reference / fast kernels, M = ${mShape}, on ${be.caps.adapterName} (${be.caps.runtime}); ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
   console.log(`| N = K | ${dtypes.join(' | ')} |`);
   console.log(`| --- |${dtypes.map(() => ' --- |').join('')}`);
   for (const n of sizes) {
-    const M = tokens === 'square' ? n : Number(tokens);
     const cells: string[] = [];
     for (const dtype of dtypes) {
+      const makeW = hostWeight(dtype, n);
       const pair: string[] = [];
-      for (const b of [ref.backend, fast.backend]) {
-        try {
-          const x = b.upload(values(M * n, 1), [M, n]);
-          const w = makeWeight(b, dtype, n);
-          pair.push(fmt(2 * M * n * n / (await time(b, x, w, device)) / 1e9));
-          b.free(w);
-          b.free(x);
-        } catch (e) { // e.g. an activation above the adapter's binding limit: say so, go on
-          console.log(`(N = K = ${n}, ${dtype}: ${(e as Error).message})`);
-          pair.push('–');
-        }
-      }
+      for (const b of [ref.backend, fast.backend]) pair.push(await gflops(b, tokensOf(n), n, dtype, makeW, device));
       cells.push(pair.join(' / '));
     }
     console.log(`| ${n} | ${cells.join(' | ')} |`);
   }
 }
+
+await (variants.length > 0 ? compareDesigns() : compareKernels());

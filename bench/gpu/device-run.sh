@@ -4,7 +4,7 @@
 #   device run: command "bash bench/gpu/device-run.sh", carry [".gpu", "dist"], timeout_s 540
 # Prints (and writes to $OUT/device-run.log): the adapter, PyTorch's fp32 GEMM (TF32 off) at
 # n = 1024..8192, lowbit's WebGPU linear, reference / fast kernels, at the same square sizes
-# (bench/webgpuGemm.ts, timestamp-query), the Gram reference / tiled (its TwoProduct error by fma where the probe finds it fused, and by split products; bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the parity tests (first: correctness
+# (bench/webgpuGemm.ts, timestamp-query), the fast GEMM's designs side by side at 4096 and 8192, the Gram reference / tiled (its TwoProduct error by fma where the probe finds it fused, and by split products; bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the parity tests (first: correctness
 # on this GPU before speed), AWQ and GPTQ of one 8B block (bench/awqBlock.ts), and the time of
 # `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice; block-streamed perplexity
 # on LLaMA-3-8B shapes (bench/pplSpeed.ts: tokens/s, peak device memory) and GPTQ of one 8B block
@@ -29,9 +29,11 @@ if [ -L node_modules ] && [ ! -e node_modules ]; then rm node_modules; fi
 # shellcheck disable=SC1091
 source .gpu/boot.sh
 step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
-step 'parity tests on this GPU (the fma probe, fast and reference kernels, the Gram, div_cr, QuIP rebuild)' node --expose-gc --test dist/test/backend/fmaProbe.test.js dist/test/backend/fastKernels.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/quipDevice.test.js
+step 'parity tests on this GPU (the fma probe, fast and reference kernels, the GEMM designs, the Gram, div_cr, QuIP rebuild)' node --expose-gc --test dist/test/backend/fmaProbe.test.js dist/test/backend/fastKernels.test.js dist/test/backend/gemmDesigns.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/quipDevice.test.js
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
+# the fast GEMM's designs (LOWBIT_WEBGPU_GEMM) side by side, the fastest named per row; capped at 90 s (rows print as they finish)
+step 'WebGPU linear, square, GEMM designs (LOWBIT_WEBGPU_GEMM)' timeout 90 node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq --variants all
 step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=disable_robustness node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq
 # issue 13's other two targets, each beside PyTorch on CUDA (float32, TF32 off) in the same step
 step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --backend webgpu

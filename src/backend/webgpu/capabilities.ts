@@ -50,6 +50,8 @@ export interface GpuCapabilities {
    * products), so that their text is checked on a device whose fma is not fused (createWebGpuBackend's `fma`).
    */
   readonly fmaEmulated?: boolean;
+  /** Which design the fast tiled GEMM runs (kernels/linear.ts: GEMM_DESIGNS): LOWBIT_WEBGPU_GEMM, read once (default tiled). */
+  readonly gemm: GemmChoice;
 }
 
 export type KernelChoice = 'fast' | 'reference';
@@ -61,6 +63,25 @@ function kernelChoice(): KernelChoice {
     throw new Error(`LOWBIT_WEBGPU_KERNELS is '${v}'; expected 'fast' or 'reference'`);
   }
   return v === 'reference' ? 'reference' : 'fast';
+}
+
+/**
+ * The fast tiled GEMM's designs, all giving the same bits: `tiled` (BK 16, load then compute), `tiled8`
+ * (BK 8), `prefetch` (the next K slice loaded into registers during the compute), `double` (prefetch into
+ * a second workgroup buffer, one barrier a step).
+ */
+export const GEMM_CHOICES = Object.freeze(['tiled', 'tiled8', 'prefetch', 'double'] as const);
+export type GemmChoice = (typeof GEMM_CHOICES)[number];
+
+function gemmChoice(): GemmChoice {
+  return gemmChoiceOf(typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_GEMM);
+}
+
+/** A LOWBIT_WEBGPU_GEMM value: one of GEMM_CHOICES (unset or empty: tiled); anything else is refused in one line. */
+export function gemmChoiceOf(v: string | undefined): GemmChoice {
+  if (v === undefined || v === '') return 'tiled';
+  if (!(GEMM_CHOICES as readonly string[]).includes(v)) throw new Error(`LOWBIT_WEBGPU_GEMM is '${v}'; expected one of ${GEMM_CHOICES.join(', ')}`);
+  return v as GemmChoice;
 }
 
 export type GpuAcquired = { ok: true; device: GPUDevice; caps: GpuCapabilities } | { ok: false; reason: string };
@@ -141,7 +162,7 @@ async function requestDevice(): Promise<GpuAcquired> {
   for (const k of REQUESTED_LIMITS) if (limits[k] !== undefined) requiredLimits[k] = limits[k]!;
   // timestamp-query only lets benchmarks time passes on the device (GpuDevice.timePasses); nothing needs it
   const requiredFeatures = features.includes('timestamp-query') ? ['timestamp-query' as GPUFeatureName] : [];
-  const kernels = kernelChoice(), fma = fmaChoice(); // bad values are refused before any device exists
+  const kernels = kernelChoice(), gemm = gemmChoice(), fma = fmaChoice(); // bad values are refused before any device exists
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const probe = fma === 'off' ? undefined : await probeFma(device);
   const info = adapter.info as GPUAdapterInfo | undefined;
@@ -151,7 +172,7 @@ async function requestDevice(): Promise<GpuAcquired> {
     caps: Object.freeze({
       runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-      kernels, fmaFused: !!probe?.fused,
+      kernels, gemm, fmaFused: !!probe?.fused,
       fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
     }),
   };

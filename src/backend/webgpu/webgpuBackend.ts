@@ -19,7 +19,7 @@ import { decodeHalf } from '../../tensor/codecs.js';
 import { isAwqPacked, isKindLayer, materializeKind, type PackedWeight } from '../../tensor/packed.js';
 import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { decodeQuantRows } from '../cpu/kernels/qgemm.js';
-import { acquireGpu, type GpuCapabilities, type KernelChoice } from './capabilities.js';
+import { acquireGpu, type GpuCapabilities, type GemmChoice, type KernelChoice } from './capabilities.js';
 import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
@@ -88,14 +88,16 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
  * The WebGPU backend when an adapter is available (with the adapter's limits requested), else why
  * not. `maxBinding` lowers the binding limit the backend plans with (tests of the row-part split
  * and of the size refusal, without 128 MiB tensors); it never raises it. `kernels` overrides
- * LOWBIT_WEBGPU_KERNELS for this backend (tests and benchmarks run both side by side). `fma`: 'off'
- * keeps the split-product kernels where the probe found a fused fma (benchmarks compare both paths);
- * 'emulated' runs the fma-path kernel text with fma() replaced by its exact emulation (tests, on a device
- * whose fma is not fused).
+ * LOWBIT_WEBGPU_KERNELS for this backend (tests and benchmarks run both side by side), `gemm`
+ * LOWBIT_WEBGPU_GEMM (the fast tiled GEMM's design); `maxWorkgroupBytes` lowers the workgroup memory the
+ * kernels plan with, never raising it (tests of the smaller tiles and K steps a 16 or 8 KiB device gets).
+ * `fma`: 'off' keeps the split-product kernels where the probe found a fused fma (benchmarks compare both
+ * paths); 'emulated' runs the fma-path kernel text with fma() replaced by its exact emulation (tests, on a
+ * device whose fma is not fused).
  */
 export async function createWebGpuBackend(
   hostKernels: CpuKernels, hostNote: string,
-  opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; fma?: 'off' | 'emulated' } = {},
+  opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; gemm?: GemmChoice; maxWorkgroupBytes?: number; fma?: 'off' | 'emulated' } = {},
 ): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
   if (!g.ok) return g;
@@ -104,6 +106,10 @@ export async function createWebGpuBackend(
     ...(opts.maxBinding ? { maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : {}),
     ...(opts.kernels ? { kernels: opts.kernels } : {}),
     ...(opts.fma ? { fmaFused: false, fmaEmulated: opts.fma === 'emulated' } : {}),
+    ...(opts.gemm ? { gemm: opts.gemm } : {}),
+    ...(opts.maxWorkgroupBytes ? {
+      limits: Object.freeze({ ...g.caps.limits, maxComputeWorkgroupStorageSize: Math.min(opts.maxWorkgroupBytes, g.caps.limits.maxComputeWorkgroupStorageSize ?? 16384) }),
+    } : {}),
   };
   return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
 }
@@ -137,7 +143,10 @@ export class WebGpuBackend implements TrainableBackend {
 
   get caps(): GpuCapabilities { return this.gpu.caps; }
   get description(): string {
-    const notes = [this.caps.kernels === 'reference' ? 'reference kernels' : '', this.caps.fmaFused ? 'fma fused' : ''].filter((n) => n);
+    const notes = [
+      this.caps.kernels === 'reference' ? 'reference kernels' : this.caps.gemm !== 'tiled' ? `GEMM ${this.caps.gemm}` : '',
+      this.caps.fmaFused ? 'fma fused' : '',
+    ].filter((n) => n);
     return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}${notes.length ? ` (${notes.join(', ')})` : ''}; host kernels ${this.hostNote}`;
   }
 

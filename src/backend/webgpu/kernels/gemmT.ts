@@ -4,6 +4,7 @@ import type { GpuDevice } from '../device.js';
 import type { GptqBuffers, AwqBuffers } from './linear.js';
 import { GEMMT_TILE, MATMUL_TN_WGSL, linearTFastWgsl, linearTWgsl, matmulTNFastWgsl, type LinearTVariant } from './gemmT.wgsl.js';
 import { tileFor } from './linear.js';
+import { tileKey } from './linearFast.wgsl.js';
 
 /** dy[M, ldy] and the output dx[M, K]. */
 export interface LinearTShape { M: number; K: number; ldy: number }
@@ -29,7 +30,7 @@ export function matmulTN(gpu: GpuDevice, a: GPUBuffer, b: GPUBuffer, out: GPUBuf
   const params = [M, N, K, 0, 0, 0, 0, 0, 0, 0];
   if (gpu.caps.kernels === 'fast') {
     const tile = tileFor(gpu, N, K);
-    const pipe = gpu.pipelines.get(`matmul_tn_t${tile.bm}x${tile.bn}`, () => matmulTNFastWgsl(tile));
+    const pipe = gpu.pipelines.get(`matmul_tn_${tileKey(tile)}`, () => matmulTNFastWgsl(tile));
     gpu.dispatch(pipe, params, [a, out, b], [Math.ceil(K / tile.bn), Math.ceil(N / tile.bm)]);
     return;
   }
@@ -41,7 +42,7 @@ export function matmulTN(gpu: GpuDevice, a: GPUBuffer, b: GPUBuffer, out: GPUBuf
 function run(gpu: GpuDevice, v: LinearTVariant, params: number[], bufs: GPUBuffer[], s: LinearTShape): void {
   if (gpu.caps.kernels === 'fast') {
     const tile = tileFor(gpu, s.M, s.K);
-    const pipe = gpu.pipelines.get(`linear_t_${v}_t${tile.bm}x${tile.bn}`, () => linearTFastWgsl(v, tile));
+    const pipe = gpu.pipelines.get(`linear_t_${v}_${tileKey(tile)}`, () => linearTFastWgsl(v, tile));
     gpu.dispatch(pipe, params, bufs, [Math.ceil(s.K / tile.bn), Math.ceil(s.M / tile.bm)]);
     return;
   }

@@ -7,6 +7,7 @@ import type { GpuDevice } from '../device.js';
 import { GRAM_WG, GRAM_WGSL } from './gram.wgsl.js';
 import { GRAM_TILE, gramF32Wgsl, gramFastWgsl, type GramProductError } from './gramFast.wgsl.js';
 import { tileFor } from './linear.js';
+import { tileKey } from './linearFast.wgsl.js';
 
 /** Rows a0..a0 + rows − 1 of S as hi and lo float32 planes [rows, K] (entries b ≥ a valid). */
 export interface GramBand { readonly hi: GPUBuffer; readonly lo: GPUBuffer; readonly a0: number; readonly rows: number }
@@ -63,7 +64,7 @@ export function gramF32(gpu: GpuDevice, x: GPUBuffer, T: number, g: GramBuffers)
   if (T === 0) return;
   for (const b of g.bands) {
     const tile = tileFor(gpu, b.rows, g.K);
-    const pipe = gpu.pipelines.get(`gram_f32_t${tile.bm}x${tile.bn}`, () => gramF32Wgsl(tile));
+    const pipe = gpu.pipelines.get(`gram_f32_${tileKey(tile)}`, () => gramF32Wgsl(tile));
     const c0 = Math.floor(b.a0 / tile.bn) * tile.bn;
     gpu.dispatch(pipe, [T, g.K, 0, b.a0, b.rows, c0], [x, b.hi, b.lo], [Math.ceil((g.K - c0) / tile.bn), Math.ceil(b.rows / tile.bm)]);
   }

@@ -16,6 +16,7 @@ import { GPTQ_FLOAT_ZEROS, NF4_KINDS, rowAlign, sliceRows, type Parts } from './
 import { BILLM_PARAMS } from '../../../tensor/billmPack.js';
 import { GEMMT_TILE, linearTWithDecoder } from './gemmT.wgsl.js';
 import { runLinear, tileFor } from './linear.js';
+import { tileKey } from './linearFast.wgsl.js';
 import { DBLLM_W_AT, GPTQ_FLOAT_ZEROS_W_AT, billmWAt, nf4WAt, pbllmWAt, type ParamDtype } from './kindDecoders.wgsl.js';
 import type { LinearShape } from './linear.js';
 import type { LinearTShape } from './gemmT.js';
@@ -193,7 +194,7 @@ export function linearTKind(gpu: GpuDevice, dy: GPUBuffer, b: KindBuffers, dx: G
   const params = [s.M, N, s.K, s.ldy, n0, 0, 0, 0, 0, accumulate ? 1 : 0];
   if (gpu.caps.kernels === 'fast') {
     const tile = tileFor(gpu, s.M, s.K);
-    const pipe = gpu.pipelines.get(`linear_t_kind_${b.key}_t${tile.bm}x${tile.bn}`, () => linearTWithDecoder(b.wAt, tile));
+    const pipe = gpu.pipelines.get(`linear_t_kind_${b.key}_${tileKey(tile)}`, () => linearTWithDecoder(b.wAt, tile));
     gpu.dispatch(pipe, params, [dy, dx, ...bindings(b)], [Math.ceil(s.K / tile.bn), Math.ceil(s.M / tile.bm)]);
     return;
   }

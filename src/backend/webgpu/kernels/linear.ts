@@ -3,12 +3,14 @@
  * Pipeline keys and dispatch of the linear family (linear.wgsl.ts, linearFast.wgsl.ts). The body is
  * chosen per call from the shape and the backend's kernel choice (capabilities: kernels): the
  * reference tile, or with the fast kernels the GEMV for M ≤ GEMV_MAX_M and otherwise the tiled
- * kernel, 128 rows or columns per tile where the shape has them and workgroup memory allows.
+ * kernel, 128 rows or columns per tile where the shape has them and workgroup memory allows, its K loop
+ * the device's GEMM design (LOWBIT_WEBGPU_GEMM; every design gives the same bits).
  */
 import type { GpuDevice } from '../device.js';
 import type { WeightDtype } from './common.wgsl.js';
 import { AWQ_W_AT, GPTQ_W_AT, LINEAR_TILE, REFERENCE_VARIANT, denseWAt, linearWithDecoder, variantKey, type LinearVariant } from './linear.wgsl.js';
-import { FAST_BK, GEMV_MAX_M, GEMV_ROWS, type TileShape } from './linearFast.wgsl.js';
+import { GEMV_MAX_M, GEMV_ROWS, tileBytes, type TileShape } from './linearFast.wgsl.js';
+import type { GemmChoice } from '../capabilities.js';
 
 export interface LinearShape { M: number; K: number; ldy: number }
 
@@ -19,11 +21,28 @@ export function linearVariant(gpu: GpuDevice, M: number, N: number, K: number): 
   return { body: 'tiled', tile: tileFor(gpu, M, N), x4: K % 4 === 0 };
 }
 
-/** The fast tiled GEMM's output tile for R×C outputs: 128 along a side longer than 64 where workgroup memory allows. */
+/**
+ * The K loop of each GEMM design (capabilities: GEMM_CHOICES): its pipeline and K step. `double` takes
+ * BK 16 where two 128×128 slices fit the workgroup memory (32 KiB: lavapipe, most GPUs), else BK 8.
+ */
+export function gemmDesign(choice: GemmChoice, wgBytes: number): Pick<TileShape, 'bk' | 'pipe'> {
+  switch (choice) {
+    case 'tiled': return { bk: 16, pipe: 'single' };
+    case 'tiled8': return { bk: 8, pipe: 'single' };
+    case 'prefetch': return { bk: 16, pipe: 'prefetch' };
+    case 'double': return { bk: tileBytes({ bm: 128, bn: 128, bk: 16, pipe: 'double' }) <= wgBytes ? 16 : 8, pipe: 'double' };
+  }
+}
+
+/**
+ * The fast tiled GEMM's tile for R×C outputs in the device's GEMM design: 128 along a side longer than
+ * 64 where a 128×128 tile's workgroup memory fits.
+ */
 export function tileFor(gpu: GpuDevice, R: number, C: number): TileShape {
   const wgBytes = gpu.caps.limits.maxComputeWorkgroupStorageSize ?? 16384;
-  const big = (d: number) => d > 64 && (128 + 128) * FAST_BK * 4 <= wgBytes ? 128 : 64;
-  return { bm: big(R), bn: big(C) };
+  const d = gemmDesign(gpu.caps.gemm, wgBytes);
+  const big = (n: number) => n > 64 && tileBytes({ bm: 128, bn: 128, ...d }) <= wgBytes ? 128 : 64;
+  return { bm: big(R), bn: big(C), ...d };
 }
 
 /** y[:, n0..n0+N) = x · panelᵀ for a dense weight panel of N rows. */

@@ -9,7 +9,7 @@
  * one float32 rounding, as dequantizeGptq on the host).
  */
 import { weightAccess, type WeightDtype } from './common.wgsl.js';
-import { GEMV_BODY, fastParams, tiledBody, type TileShape } from './linearFast.wgsl.js';
+import { GEMV_BODY, fastParams, tiledBody, tileKey, type TileShape } from './linearFast.wgsl.js';
 
 /** Output tile per workgroup (LINEAR_TILE × LINEAR_TILE), K step through workgroup memory, outputs per invocation per side. */
 export const LINEAR_TILE = 64;
@@ -95,9 +95,9 @@ export type LinearVariant =
 
 export const REFERENCE_VARIANT: LinearVariant = Object.freeze({ body: 'reference' });
 
-/** A short name of the variant for pipeline keys: `ref`, `t128x128v4`, `gemv`. */
+/** A short name of the variant for pipeline keys: `ref`, `t128x128v4` (linearFast.wgsl.ts: tileKey), `gemv`. */
 export function variantKey(v: LinearVariant): string {
-  return v.body === 'tiled' ? `t${v.tile.bm}x${v.tile.bn}${v.x4 ? 'v4' : ''}` : v.body === 'gemv' ? 'gemv' : 'ref';
+  return v.body === 'tiled' ? `${tileKey(v.tile)}${v.x4 ? 'v4' : ''}` : v.body === 'gemv' ? 'gemv' : 'ref';
 }
 
 /**

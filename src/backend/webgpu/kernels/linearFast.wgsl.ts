@@ -4,12 +4,14 @@
  * linearWithDecoder). Two kernels:
  *
  * tiled: a BM×BN output tile per workgroup of 16×16 invocations, (BM/16)×(BN/16) outputs per
- *   invocation held in vec4 registers, K stepped by BK = 16 through workgroup memory stored
+ *   invocation held in vec4 registers, K stepped by BK (16, or 8) through workgroup memory stored
  *   k-major (xs[k][m], ws[k][n]) so the inner loop reads whole vec4s of both operands and does
  *   BM·BN/256 multiply-adds per pair of loads. Invocation (ty, tx) owns rows 4·ty + 64·i + 0..3
  *   and columns 4·tx + 64·j + 0..3 (neighbouring invocations read neighbouring vec4s: no bank
  *   conflicts). x is read as vec4 when K is a multiple of 4 (variant `x4`), else as scalars.
- *   Workgroup memory: (BM + BN)·BK·4 bytes, 16 KiB at 128×128 (lavapipe has 32 KiB).
+ *   Workgroup memory: (BM + BN)·BK·4 bytes, 16 KiB at 128×128 and BK 16 (lavapipe has 32 KiB);
+ *   twice that double-buffered. The K loop's pipeline (GemmPipe) and BK are the GEMM designs that
+ *   LOWBIT_WEBGPU_GEMM chooses between (linear.ts: GEMM_DESIGNS); all give the same bits.
  * gemv: for M ≤ GEMV_MAX_M rows (token-by-token decoding): one workgroup of 256 invocations per
  *   GEMV_ROWS = 16 output columns n, each a 16-way K-split: invocation i sums k ≡ i (mod 16) for
  *   its column, the 16 partial sums reduced in workgroup memory by a fixed tree (the order is the
@@ -19,14 +21,33 @@
  * different order, so the two agree to rounding (test/backend/fastKernels.test.ts).
  */
 
-/** K step of the tiled kernel through workgroup memory. */
-export const FAST_BK = 16;
 /** Largest M the GEMV path takes, and output columns per GEMV workgroup. */
 export const GEMV_MAX_M = 8;
 export const GEMV_ROWS = 16;
 const GEMV_SPLIT = 256 / GEMV_ROWS; // invocations per output column
 
-export interface TileShape { readonly bm: 64 | 128; readonly bn: 64 | 128 }
+/**
+ * How the tiled GEMM moves each K slice from storage to workgroup memory (every way gives the same bits:
+ * the same slices, zero-padded the same way, summed by the same loop):
+ * - `single`: load the slice, barrier, compute, barrier (two barriers a step, global latency exposed);
+ * - `prefetch`: the next slice is loaded into registers before the current one is computed, and stored
+ *   into workgroup memory after it (two barriers a step, the loads in flight during the compute);
+ * - `double`: as prefetch, into the other of two workgroup buffers, so one barrier a step (twice the memory).
+ */
+export type GemmPipe = 'single' | 'prefetch' | 'double';
+
+/** Output tile BM×BN per workgroup, K step BK, and the pipeline of the K loop. */
+export interface TileShape { readonly bm: 64 | 128; readonly bn: 64 | 128; readonly bk: 8 | 16; readonly pipe: GemmPipe }
+
+/** Workgroup memory of a tiled GEMM, in bytes. */
+export function tileBytes(t: TileShape): number {
+  return (t.bm + t.bn) * t.bk * 4 * (t.pipe === 'double' ? 2 : 1);
+}
+
+/** Pipeline-key name of a tile: `t128x64` for BK 16 single-buffered (the first design), else e.g. `t128x128k8p` / `d`. */
+export function tileKey(t: TileShape): string {
+  return `t${t.bm}x${t.bn}${t.bk === 16 ? '' : `k${t.bk}`}${t.pipe === 'single' ? '' : t.pipe[0]}`;
+}
 
 /** Params and x for the fast bodies: the reference's fields (the decoders read p.N, p.K, p.bits, p.zw, p.gsize). */
 export function fastParams(x4: boolean): string {
@@ -54,50 +75,146 @@ export interface TiledOperands {
   readonly skipTile?: string;
 }
 
-/** Loads of one BK-slice of a BM- (or BN-) row tile into k-major vec4 workgroup memory `dst`. */
-function tileLoad(dst: string, rows: number, base: string, limit: string, at: (r: string, j: string) => string, rowFast: boolean): string {
-  const BK = FAST_BK;
-  return `for (var e = 0u; e < ${(rows * BK) / 256}u; e++) {
-      let idx = li + e * 256u;
-      let r = ${rowFast ? `idx % ${rows}u` : `idx / ${BK}u`};
-      let c = ${rowFast ? `idx / ${rows}u` : `idx % ${BK}u`};
+/**
+ * One operand's BK-slice as code: `total` elements (scalars, or vec4s of x) spread over the 256
+ * invocations, element `idx` at tile row r, slice column c. `fetch(k)` reads slice k from storage into
+ * registers, `put(off)` writes them into k-major workgroup memory at vec4 offset `off`; `direct(dst)`
+ * does both at once (the single-buffered kernel's loop, kept as first written).
+ */
+interface SliceCode { direct: string; regs: string; fetch: (k: string) => string; put: (off: string) => string }
+
+/** The statements of `body(e)` for each of this invocation's elements, `idx` bound; elements past `total` skipped. */
+function perInvocation(total: number, body: (e: number) => string): string {
+  if (total >= 256) return [...Array(total / 256).keys()].map((e) => `{ let idx = li + ${e * 256}u; ${body(e)} }`).join('\n    ');
+  return `if (li < ${total}u) { let idx = li; ${body(0)} }`;
+}
+
+/** The opening of the direct load loop over this invocation's elements, `idx` bound (a guard where there are fewer than 256). */
+function loopHead(total: number): string {
+  return total >= 256 ? `for (var e = 0u; e < ${total / 256}u; e++) {
+      let idx = li + e * 256u;` : `if (li < ${total}u) {
+      let idx = li;`;
+}
+
+/** A BM- (or BN-) row operand read by `at(r, j)` into workgroup memory `dst` (vec4 array, k-major). */
+function scalarSlice(name: string, dst: string, rows: number, bk: number, base: string, limit: string, at: (r: string, j: string) => string, rowFast: boolean): SliceCode {
+  const total = rows * bk, reg = (e: number) => `${name}${e}`;
+  const rc = `let r = ${rowFast ? `idx % ${rows}u` : `idx / ${bk}u`};
+      let c = ${rowFast ? `idx / ${rows}u` : `idx % ${bk}u`};`;
+  return {
+    direct: `${loopHead(total)}
+      ${rc}
       var v = 0.0;
       if (${base} + r < ${limit} && k0 + c < J) { v = ${at(`${base} + r`, 'k0 + c')}; }
       ${dst}[(c * ${rows}u + r) / 4u][r % 4u] = v;
-    }`;
+    }`,
+    regs: [...Array(Math.max(1, total / 256)).keys()].map((e) => `var ${reg(e)} = 0.0;`).join(' '),
+    fetch: (k) => perInvocation(total, (e) => `${rc}
+      ${reg(e)} = 0.0;
+      if (${base} + r < ${limit} && ${k} + c < J) { ${reg(e)} = ${at(`${base} + r`, `${k} + c`)}; }`),
+    put: (off) => perInvocation(total, (e) => `${rc}
+      ${dst}[${off}(c * ${rows}u + r) / 4u][r % 4u] = ${reg(e)};`),
+  };
+}
+
+/** x of a linear (K a multiple of 4) read as vec4s, four k-major rows of workgroup memory per vec4. */
+function vec4Slice(bm: number, bk: number): SliceCode {
+  const total = (bm * bk) / 4, reg = (e: number) => `gx${e}`;
+  const rc = `let r = idx / ${bk / 4}u;
+      let c = (idx % ${bk / 4}u) * 4u;`;
+  const scatter = (dst: string, off: string, v: string) => `let q = r % 4u;
+      let i = ${off}(c * BM + r) / 4u;
+      ${dst}[i][q] = ${v}.x; ${dst}[i + BM / 4u][q] = ${v}.y; ${dst}[i + BM / 2u][q] = ${v}.z; ${dst}[i + 3u * BM / 4u][q] = ${v}.w;`;
+  return {
+    direct: `${loopHead(total)}
+      ${rc}
+      var v = vec4f(0.0);
+      if (m0 + r < R && k0 + c < J) { v = x[((m0 + r) * J + k0 + c) / 4u]; }
+      ${scatter('xs', '', 'v')}
+    }`,
+    regs: [...Array(Math.max(1, total / 256)).keys()].map((e) => `var ${reg(e)} = vec4f(0.0);`).join(' '),
+    fetch: (k) => perInvocation(total, (e) => `${rc}
+      ${reg(e)} = vec4f(0.0);
+      if (m0 + r < R && ${k} + c < J) { ${reg(e)} = x[((m0 + r) * J + ${k} + c) / 4u]; }`),
+    put: (off) => perInvocation(total, (e) => `${rc}
+      ${scatter('xs', off, reg(e))}`),
+  };
 }
 
 /**
- * out[R, C] = Σ_j A(r, j)·B(c, j) over BM×BN output tiles (see the header), float32 sums in j order.
+ * out[R, C] = Σ_j A(r, j)·B(c, j) over BM×BN output tiles (see the header), float32 sums in j order;
+ * the K loop as `t.pipe` says (GemmPipe), with the same sums in every case.
  * Dispatch: [ceil(C / BN), ceil(R / BM)].
  */
 export function tiledGemm(t: TileShape, o: TiledOperands): string {
-  const BK = FAST_BK, VM = t.bm / 64, VN = t.bn / 64; // vec4s per invocation along m and n
-  const loadX = o.x4
-    ? `for (var e = 0u; e < ${(t.bm * BK) / 4 / 256}u; e++) {
-      let idx = li + e * 256u;
-      let r = idx / ${BK / 4}u;
-      let c = (idx % ${BK / 4}u) * 4u;
-      var v = vec4f(0.0);
-      if (m0 + r < R && k0 + c < J) { v = x[((m0 + r) * J + k0 + c) / 4u]; }
-      let q = r % 4u;
-      let i = (c * BM + r) / 4u;
-      xs[i][q] = v.x; xs[i + BM / 4u][q] = v.y; xs[i + BM / 2u][q] = v.z; xs[i + 3u * BM / 4u][q] = v.w;
-    }`
-    : tileLoad('xs', t.bm, 'm0', 'R', o.a, !!o.aRowFast);
-  // one k of the register tile: VM + VN vec4 reads of workgroup memory, 16·VM·VN multiply-adds
-  const step = [
-    ...[...Array(VM).keys()].map((i) => `let a${i} = xs[kk * (BM / 4u) + lid.y + ${16 * i}u];`),
-    ...[...Array(VN).keys()].map((j) => `let b${j} = ws[kk * (BN / 4u) + lid.x + ${16 * j}u];`),
+  const BK = t.bk, VM = t.bm / 64, VN = t.bn / 64; // vec4s per invocation along m and n
+  const xsLen = (t.bm * BK) / 4, wsLen = (t.bn * BK) / 4; // vec4s of one buffer of each operand
+  const xSlice = o.x4 ? vec4Slice(t.bm, BK) : scalarSlice('gx', 'xs', t.bm, BK, 'm0', 'R', o.a, !!o.aRowFast);
+  const wSlice = scalarSlice('gw', 'ws', t.bn, BK, 'n0', 'C', o.b, !!o.bRowFast);
+  // one k of the register tile: VM + VN vec4 reads of workgroup memory (from buffer xo / wo), 16·VM·VN multiply-adds
+  const step = (xo: string, wo: string) => [
+    ...[...Array(VM).keys()].map((i) => `let a${i} = xs[${xo}kk * (BM / 4u) + lid.y + ${16 * i}u];`),
+    ...[...Array(VN).keys()].map((j) => `let b${j} = ws[${wo}kk * (BN / 4u) + lid.x + ${16 * j}u];`),
     ...[...Array(VM).keys()].flatMap((i) => [0, 1, 2, 3].flatMap((q) => [...Array(VN).keys()].map((j) =>
       `acc[${(i * 4 + q) * VN + j}] += a${i}.${'xyzw'[q]} * b${j};`))),
   ].join('\n        ');
+  const compute = (xo = '', wo = '') => `if (k0 + BK <= J) {
+      for (var kk = 0u; kk < BK; kk++) { ${step(xo, wo)} }
+    } else {
+      for (var kk = 0u; kk < J - k0; kk++) { ${step(xo, wo)} }
+    }`;
+  const fetch = (k: string) => `${xSlice.fetch(k)}
+    ${wSlice.fetch(k)}`;
+  const put = (xo: string, wo: string) => `${xSlice.put(xo)}
+    ${wSlice.put(wo)}`;
+  const loop = {
+    single: `for (var k0 = 0u; k0 < J; k0 += BK) {
+    ${xSlice.direct}
+    ${wSlice.direct}
+    workgroupBarrier();
+    ${compute()}
+    workgroupBarrier();
+  }`,
+    prefetch: `${xSlice.regs} ${wSlice.regs}
+  ${fetch('0u')}
+  for (var k0 = 0u; k0 < J; k0 += BK) {
+    ${put('', '')}
+    workgroupBarrier();
+    if (k0 + BK < J) {
+    ${fetch('k0 + BK')}
+    }
+    ${compute()}
+    workgroupBarrier();
+  }`,
+    double: `${xSlice.regs} ${wSlice.regs}
+  ${fetch('0u')}
+  ${put('', '')}
+  workgroupBarrier();
+  var cur = 0u;
+  for (var k0 = 0u; k0 < J; k0 += BK) {
+    let more = k0 + BK < J;
+    if (more) {
+    ${fetch('k0 + BK')}
+    }
+    let xo = cur * ${xsLen}u;
+    let wo = cur * ${wsLen}u;
+    ${compute('xo + ', 'wo + ')}
+    if (more) {
+    let xn = (1u - cur) * ${xsLen}u;
+    let wn = (1u - cur) * ${wsLen}u;
+    ${put('xn + ', 'wn + ')}
+    }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }`,
+  }[t.pipe];
+  const bufs = t.pipe === 'double' ? 2 : 1;
   return /* wgsl */ `
 const BM: u32 = ${t.bm}u;
 const BN: u32 = ${t.bn}u;
 const BK: u32 = ${BK}u;
-var<workgroup> xs: array<vec4f, ${(t.bm * BK) / 4}>;
-var<workgroup> ws: array<vec4f, ${(t.bn * BK) / 4}>;
+var<workgroup> xs: array<vec4f, ${bufs * xsLen}>;
+var<workgroup> ws: array<vec4f, ${bufs * wsLen}>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -108,17 +225,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let n0 = wid.x * BN;${o.skipTile ? `
   if (${o.skipTile}) { return; }` : ''}
   var acc: array<vec4f, ${4 * VM * VN}>;
-  for (var k0 = 0u; k0 < J; k0 += BK) {
-    ${loadX}
-    ${tileLoad('ws', t.bn, 'n0', 'C', o.b, !!o.bRowFast)}
-    workgroupBarrier();
-    if (k0 + BK <= J) {
-      for (var kk = 0u; kk < BK; kk++) { ${step} }
-    } else {
-      for (var kk = 0u; kk < J - k0; kk++) { ${step} }
-    }
-    workgroupBarrier();
-  }
+  ${loop}
   for (var i = 0u; i < ${4 * VM}u; i++) {
     let r = m0 + 4u * lid.y + 64u * (i / 4u) + i % 4u;
     if (r >= R) { continue; }

@@ -1,0 +1,124 @@
+/**
+ * The fast tiled GEMM's designs (LOWBIT_WEBGPU_GEMM: capabilities.ts GEMM_CHOICES; linearFast.wgsl.ts
+ * GemmPipe) must give the `tiled` design's bits exactly: every design loads the same zero-padded K
+ * slices and sums each output in k order with the same operations, only the loads' timing and the
+ * workgroup buffers differ. Checked through the backend for every op built on tiledGemm (linear with
+ * f32, bf16, GPTQ, AWQ and kind decoders; linearT; matmulTN; the 'f32' Gram) on shapes that are not
+ * multiples of any tile or K step (K below BK, K % 4 ≠ 0 for scalar x loads), with the device's workgroup
+ * memory and lowered to 16 and 8 KiB (smaller tiles, `double` at BK 8), guard words after every output.
+ * Skipped, with the reason, without an adapter.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { BTensor, TrainableBackend } from '../../src/backend/backend.js';
+import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
+import { GEMM_CHOICES, gemmChoiceOf, type GemmChoice } from '../../src/backend/webgpu/capabilities.js';
+import { gemmDesign } from '../../src/backend/webgpu/kernels/linear.js';
+import { tileKey } from '../../src/backend/webgpu/kernels/linearFast.wgsl.js';
+import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { packGptq } from '../../src/tensor/gptqPack.js';
+import { packAwq } from '../../src/tensor/awqPack.js';
+import { assertSameBits, randF32 } from './kernelCases.js';
+import { fakeKind, randomGrid, weight } from './weightCases.js';
+
+/** Workgroup memory the backends plan with: the device's (lavapipe: 32 KiB), 16 KiB, 8 KiB (the minimum the kernels need). */
+const MEMORIES = [undefined, 16384, 8192] as const;
+
+const probe = await createWebGpuBackend(jsKernels, 'js');
+const skip = probe.ok ? false : `WebGPU unavailable: ${probe.reason}`;
+
+/** [M, N, K]: ragged 64/128 tiles, K < 8, K % 4 ≠ 0, K % 4 = 0 below 16, several K steps (a few: lavapipe compiles slowly). */
+const SHAPES: [number, number, number][] = [[17, 31, 65], [65, 129, 130], [129, 7, 5], [33, 200, 12]];
+
+type Op = (be: WebGpuBackend) => BTensor[];
+
+/** The op's output (the first tensor it returns; guard words checked), everything it made freed. */
+async function output(be: WebGpuBackend, op: Op): Promise<Float32Array> {
+  const made = op(be), y = made[0]!;
+  const out = await be.read(y);
+  await be.checkGuards(y);
+  for (const x of made) be.free(x);
+  return out;
+}
+
+const linear = (M: number, K: number, makeW: (be: WebGpuBackend) => BTensor): Op => (be) => {
+  const x = be.upload(randF32(M * K, M + 5 * K), [M, K]), w = makeW(be);
+  return [be.linear(x, w), x, w];
+};
+const linearT = (M: number, N: number, makeW: (be: WebGpuBackend) => BTensor): Op => (be) => {
+  const dy = be.upload(randF32(M * N, M + 3 * N), [M, N]), w = makeW(be);
+  return [(be as TrainableBackend).linearT(dy, w), dy, w];
+};
+
+/** Every op case, named: [M, N, K] is x[M, K]·W[N, K]ᵀ, dy[M, N]·W, a[M, N]ᵀ·b[M, K]. */
+function cases(): [string, Op][] {
+  const out: [string, Op][] = [];
+  for (const [M, N, K] of SHAPES) {
+    const gptq = packGptq(randomGrid(N, K, 3, 16, N + K, true), N, K, 3).tensors;
+    out.push(
+      [`linear f32 ${M}x${N}x${K}`, linear(M, K, (be) => weight(be, 'f32', [N, K], N * 7 + K))],
+      [`linear bf16 ${M}x${N}x${K}`, linear(M, K, (be) => weight(be, 'bf16', [N, K], N * 7 + K))],
+      [`linear gptq W3 g16 act-order ${M}x${N}x${K}`, linear(M, K, (be) => be.uploadQuantized(gptq))],
+      [`linearT f32 ${M}x${N}x${K}`, linearT(M, N, (be) => weight(be, 'f32', [N, K], N + K))],
+      [`linearT gptq W3 ${M}x${N}x${K}`, linearT(M, N, (be) => be.uploadQuantized(gptq))],
+      [`matmulTN ${M}x${N}x${K}`, (be) => {
+        const a = be.upload(randF32(M * N, 3 * M), [M, N]), b = be.upload(randF32(M * K, 5 * K), [M, K]);
+        return [(be as TrainableBackend).matmulTN(a, b), a, b];
+      }],
+    );
+  }
+  const awq = packAwq(randomGrid(136, 96, 4, 16, 9), 136, 96, 16);
+  out.push(
+    ['linear awq 70x136x96', linear(70, 96, (be) => be.uploadQuantized(awq))],
+    ['linear kind (input transform) 70x70x33', linear(70, 33, (be) => be.uploadQuantized(fakeKind(70, 33, 21, true)))],
+    ['linearT kind 40x70x33', linearT(40, 70, (be) => be.uploadQuantized(fakeKind(70, 33, 21, false)))],
+  );
+  return out;
+}
+
+/** The 'f32' Gram of two calls over x[T, K]: the Hessian's float32 GEMM (tiledGemm over the upper triangle's tiles). */
+async function gramF32(be: WebGpuBackend, T: number, K: number): Promise<Float64Array> {
+  const acc = be.gramAccumulator(K, 'f32');
+  for (const seed of [1, 2]) {
+    const x = be.upload(randF32(T * K, seed + K), [T, K]);
+    be.gram(x, acc);
+    be.free(x);
+  }
+  return be.readGram(acc);
+}
+
+describe('LOWBIT_WEBGPU_GEMM', () => {
+  it('names a design; an unknown value is refused in one line', () => {
+    assert.equal(gemmChoiceOf(undefined), 'tiled');
+    assert.equal(gemmChoiceOf(''), 'tiled');
+    for (const c of GEMM_CHOICES) assert.equal(gemmChoiceOf(c), c);
+    assert.throws(() => gemmChoiceOf('pipelined'), (e: Error) =>
+      e.message === "LOWBIT_WEBGPU_GEMM is 'pipelined'; expected one of tiled, tiled8, prefetch, double" && !e.message.includes('\n'));
+  });
+
+  it('double-buffers at BK 16 where two 128×128 slices fit, else BK 8; pipeline keys tell the designs apart', () => {
+    assert.deepEqual(gemmDesign('double', 32768), { bk: 16, pipe: 'double' });
+    assert.deepEqual(gemmDesign('double', 16384), { bk: 8, pipe: 'double' });
+    const keys = GEMM_CHOICES.map((c) => tileKey({ bm: 128, bn: 64, ...gemmDesign(c, 32768) }));
+    assert.deepEqual(keys, ['t128x64', 't128x64k8', 't128x64p', 't128x64d']);
+  });
+});
+
+describe('GEMM designs give the tiled design\'s bits (every op on tiledGemm)', { skip }, () => {
+  for (const mem of MEMORIES) {
+    it(`workgroup memory ${mem ? `${mem / 1024} KiB` : 'of the device'}`, async () => {
+      const made = await Promise.all(GEMM_CHOICES.map((gemm: GemmChoice) =>
+        createWebGpuBackend(jsKernels, 'js', { guardWords: true, kernels: 'fast', gemm, ...(mem ? { maxWorkgroupBytes: mem } : {}) })));
+      const bes = made.map((m) => { assert.ok(m.ok); return m.backend; });
+      const [tiled, ...others] = bes;
+      for (const [what, op] of cases()) {
+        const want = await output(tiled!, op);
+        for (const [i, be] of others.entries()) assertSameBits(await output(be, op), want, `${GEMM_CHOICES[i + 1]} vs tiled: ${what}`);
+      }
+      for (const [T, K] of [[37, 70], [130, 137]] as const) {
+        const want = await gramF32(tiled!, T, K);
+        for (const [i, be] of others.entries()) assertSameBits(await gramF32(be, T, K), want, `${GEMM_CHOICES[i + 1]} vs tiled: gram f32 ${T}x${K}`);
+      }
+    });
+  }
+});
