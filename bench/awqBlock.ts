@@ -2,7 +2,7 @@
 // calibration tokens, and the Hessian accumulation of one block before and after statistics were
 // de-duplicated per shared input (q/k/v read one input, gate/up another: 7 accumulations became 4).
 // Usage: node dist/bench/awqBlock.js [sequences=4] [seqlen=512] [--threads N] [--backend cpu|webgpu]
-// (WebGPU: the forward passes, AWQ's scale and clip searches and GPTQ's Gram on the device; the Hessian line is the host's.)
+// (WebGPU: the forward passes, AWQ's scale and clip searches and GPTQ's Gram on the device; the host Hessian comparison is skipped.)
 // AWQ keeps every linear's calibration inputs of the block in float32 (attention input, attention output,
 // MLP input: 3 × tokens × 4096; MLP activation: tokens × 14336): 28 × 4096 × 4 bytes per token, about 7 GiB
 // for llm-awq's own 128 × 512 tokens and 28 GiB for 128 × 2048, beyond this machine; the default is smaller
