@@ -68,6 +68,13 @@ async function fromDirectoryPicker(): Promise<void> {
   setPicked(files, root.name, `folder ${root.name}`);
 }
 
+/** A result row: its cells' text, and data attributes the browser test reads the exact values from. */
+function appendRow(body: HTMLTableSectionElement, data: Record<string, string>, cells: readonly string[]): void {
+  const tr = body.insertRow();
+  Object.assign(tr.dataset, data);
+  for (const v of cells) tr.insertCell().textContent = v;
+}
+
 function show(state: PageState): void {
   (window as unknown as { lowbitEval: PageState }).lowbitEval = state;
 }
@@ -129,11 +136,8 @@ function run(): void {
         break;
       case 'result': {
         state.rows.push(m.row);
-        const tr = body.insertRow();
-        tr.dataset.set = m.row.set;
-        tr.dataset.ppl = String(m.row.ppl);
-        for (const v of [m.row.set, m.row.ppl.toFixed(6), `${m.row.windows}/${m.row.windowsTotal} of ${m.row.seqlen}`,
-          m.row.backend, m.row.seconds.toFixed(1)]) tr.insertCell().textContent = v;
+        appendRow(body, { set: m.row.set, ppl: String(m.row.ppl) }, [m.row.set, m.row.ppl.toFixed(6),
+          `${m.row.windows}/${m.row.windowsTotal} of ${m.row.seqlen}`, m.row.backend, m.row.seconds.toFixed(1)]);
         break;
       }
       case 'taskProgress':
@@ -144,12 +148,9 @@ function run(): void {
         break;
       case 'taskResult': {
         state.taskRows.push(m.row);
-        const tr = taskBody.insertRow();
-        tr.dataset.task = m.row.task;
-        tr.dataset.acc = String(m.row.acc);
-        if (m.row.acc_norm !== undefined) tr.dataset.accNorm = String(m.row.acc_norm);
         const pct = (x: number | undefined): string => (x === undefined ? '-' : `${(100 * x).toFixed(2)} %`);
-        for (const v of [m.row.task, pct(m.row.acc), pct(m.row.acc_norm), String(m.row.n), m.row.backend, m.row.seconds.toFixed(1)]) tr.insertCell().textContent = v;
+        appendRow(taskBody, { task: m.row.task, acc: String(m.row.acc), ...(m.row.acc_norm !== undefined ? { accNorm: String(m.row.acc_norm) } : {}) },
+          [m.row.task, pct(m.row.acc), pct(m.row.acc_norm), String(m.row.n), m.row.backend, m.row.seconds.toFixed(1)]);
         break;
       }
       case 'done':
