@@ -178,7 +178,7 @@ export class BlockJob {
   /** A host matrix uploaded as a float32 weight. */
   uploadWeight(m: HostMatrix): BTensor { return uploadMatrix(this.be, m); }
 
-  free(ts: Iterable<BTensor>): void { for (const x of ts) this.be.free(x); }
+  free(ts: readonly BTensor[]): void { freeAll(this.be, ts); }
 }
 
 /** Per-channel max |x| over the rows of every [T, C] array (`a > m`, so NaN is skipped, as columnAbsMax). */
