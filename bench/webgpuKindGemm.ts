@@ -1,7 +1,7 @@
 /**
  * WebGPU `linear` throughput (2·M·N·K flops per y = x·Wᵀ) with the stored kinds decoded in the shader
  * (kernels/kindDecoders.wgsl.ts), and QuIP W2 with its weight rebuilt on the device for every call
- * (kernels/quipRebuild.ts: the rebuild is most of its time), next to a float32 weight, on whatever
+ * (kernels/quipRebuild.ts: the rebuild is most of its time; the cache of rebuilt weights is off here), next to a float32 weight, on whatever
  * adapter exists. Layers are quantized from deterministic weights by the real quantizers (PB-LLM,
  * BiLLM and QuIP with an identity Hessian). Each figure is the best of three timed runs after a warm-up, a run being `reps` linears
  * then one read. Prints; asserts nothing. Without an adapter it prints why and exits 0.
@@ -36,7 +36,7 @@ function values(n: number, seed: number): Float32Array {
 }
 function identity(n: number): Float64Array { const h = new Float64Array(n * n); for (let i = 0; i < n; i++) h[i * n + i] = 1; return h; }
 
-const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
+const made = await createWebGpuBackend(jsKernels, 'js, 1 thread', { quipCacheBytes: 0 });
 if (!made.ok) {
   console.log(`webgpu kind GEMM: no adapter (${made.reason}); nothing measured`);
 } else {

@@ -52,6 +52,26 @@ export interface GpuCapabilities {
   readonly fmaEmulated?: boolean;
   /** Which design the fast tiled GEMM runs (kernels/linear.ts: GEMM_DESIGNS): LOWBIT_WEBGPU_GEMM, read once (default tiled). */
   readonly gemm: GemmChoice;
+  /**
+   * Bytes of rebuilt QuIP weights kept for reuse (quipCache.ts): LOWBIT_WEBGPU_QUIP_CACHE_MIB, read once
+   * (default QUIP_CACHE_MIB); 0 rebuilds the weight for every multiply.
+   */
+  readonly quipCacheBytes: number;
+  /**
+   * Tests only: where QuIP's butterflies live, overriding the rule of kernels/quipRebuild.ts
+   * (quipButterfliesOnDevice): 'device' kept with the layer, 'host' uploaded for each rebuild.
+   */
+  readonly quipButterflies?: 'device' | 'host';
+}
+
+/** The default budget of rebuilt QuIP weights, MiB: one LLaMA-7B/8B block's seven (808 / 872 MiB as float32). */
+export const QUIP_CACHE_MIB = 1024;
+
+/** LOWBIT_WEBGPU_QUIP_CACHE_MIB: a whole number of MiB, 0 or more (unset or empty: QUIP_CACHE_MIB); anything else is refused in one line. */
+export function quipCacheBytesOf(v: string | undefined): number {
+  if (v === undefined || v === '') return QUIP_CACHE_MIB * 1024 * 1024;
+  if (!/^[0-9]+$/.test(v)) throw new Error(`LOWBIT_WEBGPU_QUIP_CACHE_MIB is '${v}'; expected a whole number of MiB (0: rebuild for every multiply)`);
+  return Number(v) * 1024 * 1024;
 }
 
 export type KernelChoice = 'fast' | 'reference';
@@ -163,6 +183,7 @@ async function requestDevice(): Promise<GpuAcquired> {
   // timestamp-query only lets benchmarks time passes on the device (GpuDevice.timePasses); nothing needs it
   const requiredFeatures = features.includes('timestamp-query') ? ['timestamp-query' as GPUFeatureName] : [];
   const kernels = kernelChoice(), gemm = gemmChoice(), fma = fmaChoice(); // bad values are refused before any device exists
+  const quipCacheBytes = quipCacheBytesOf(typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_QUIP_CACHE_MIB);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const probe = fma === 'off' ? undefined : await probeFma(device);
   const info = adapter.info as GPUAdapterInfo | undefined;
@@ -172,7 +193,7 @@ async function requestDevice(): Promise<GpuAcquired> {
     caps: Object.freeze({
       runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-      kernels, gemm, fmaFused: !!probe?.fused,
+      kernels, gemm, fmaFused: !!probe?.fused, quipCacheBytes,
       fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
     }),
   };

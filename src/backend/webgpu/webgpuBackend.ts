@@ -24,7 +24,7 @@ import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
 import { linearKind, linearTKind } from './kernels/kindDecoders.js';
-import { withQuipWeight } from './kernels/quipRebuild.js';
+import { QuipWeightCache, type QuipCacheStats } from './quipCache.js';
 import { columnAbsMax } from './kernels/stats.js';
 import { scaledQuant, sumSquaredDiff } from './kernels/search.js';
 import { clipCandidates, clipSearch, type ClipShape } from './kernels/clip.js';
@@ -93,11 +93,15 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
  * kernels plan with, never raising it (tests of the smaller tiles and K steps a 16 or 8 KiB device gets).
  * `fma`: 'off' keeps the split-product kernels where the probe found a fused fma (benchmarks compare both
  * paths); 'emulated' runs the fma-path kernel text with fma() replaced by its exact emulation (tests, on a
- * device whose fma is not fused).
+ * device whose fma is not fused). `quipCacheBytes` overrides LOWBIT_WEBGPU_QUIP_CACHE_MIB (quipCache.ts; 0: rebuild
+ * for every multiply); `quipButterflies` (tests) puts every QuIP layer's butterflies on the device or the host.
  */
 export async function createWebGpuBackend(
   hostKernels: CpuKernels, hostNote: string,
-  opts: { maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; gemm?: GemmChoice; maxWorkgroupBytes?: number; fma?: 'off' | 'emulated' } = {},
+  opts: {
+    maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; gemm?: GemmChoice; maxWorkgroupBytes?: number; fma?: 'off' | 'emulated';
+    quipCacheBytes?: number; quipButterflies?: 'device' | 'host';
+  } = {},
 ): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
   if (!g.ok) return g;
@@ -107,6 +111,8 @@ export async function createWebGpuBackend(
     ...(opts.kernels ? { kernels: opts.kernels } : {}),
     ...(opts.fma ? { fmaFused: false, fmaEmulated: opts.fma === 'emulated' } : {}),
     ...(opts.gemm ? { gemm: opts.gemm } : {}),
+    ...(opts.quipCacheBytes !== undefined ? { quipCacheBytes: opts.quipCacheBytes } : {}),
+    ...(opts.quipButterflies ? { quipButterflies: opts.quipButterflies } : {}),
     ...(opts.maxWorkgroupBytes ? {
       limits: Object.freeze({ ...g.caps.limits, maxComputeWorkgroupStorageSize: Math.min(opts.maxWorkgroupBytes, g.caps.limits.maxComputeWorkgroupStorageSize ?? 16384) }),
     } : {}),
@@ -121,13 +127,20 @@ export class WebGpuBackend implements TrainableBackend {
   readonly name = 'webgpu';
   private readonly scopes = new TensorScopes<GpuTensor>((x) => this.free(x));
   private live = 0;
-  constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string, private readonly guardWords = false) {}
+  /** Rebuilt QuIP weights kept for the multiplies that follow (quipCache.ts). */
+  private readonly quipCache: QuipWeightCache;
+  constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string, private readonly guardWords = false) {
+    this.quipCache = new QuipWeightCache(gpu, gpu.caps.quipCacheBytes);
+  }
 
   /** Tensors made and not yet freed (each holds one or more device buffers): tests check lifetimes with it. */
   get liveTensors(): number { return this.live; }
 
   /** Device bytes of the storage buffers alive now and at most so far (benchmarks: peak device memory). */
   deviceMemory(): { liveBytes: number; peakBytes: number } { return this.gpu.memory(); }
+
+  /** The QuIP weight cache's budget, what it holds and its hits and misses (tests, benchmarks). */
+  quipCacheStats(): QuipCacheStats { return this.quipCache.stats(); }
 
   /** Counts and records (in the open scope) a tensor just made. */
   private made(x: GpuTensor): GpuTensor {
@@ -190,7 +203,7 @@ export class WebGpuBackend implements TrainableBackend {
     return this.made(new GpuTensor(w.shape, dtype, parts));
   }
 
-  /** GPTQ, AWQ and the stored kinds' codes as stored, decoded in the shader; QuIP's codes as stored, its weight rebuilt on the device per multiply (weights.ts). */
+  /** GPTQ, AWQ and the stored kinds' codes as stored, decoded in the shader; QuIP's codes as stored, its weight rebuilt on the device when multiplied and kept for reuse (quipCache.ts). */
   uploadQuantized(q: PackedWeight): BTensor {
     const dq = isKindLayer(q) ? uploadKind(this.gpu, q) : isAwqPacked(q) ? uploadAwq(this.gpu, q) : uploadGptq(this.gpu, q);
     return this.made(new GpuTensor([q.rows, q.cols], 'q', [], dq));
@@ -228,6 +241,7 @@ export class WebGpuBackend implements TrainableBackend {
     x.freed = true;
     this.live--;
     this.gpu.destroy(...x.parts.map((p) => p.buffer));
+    if (x.quant?.kind === 'quip') this.quipCache.drop(x.quant.bufs);
     if (x.quant) destroyQuant(this.gpu, x.quant);
   }
 
@@ -266,7 +280,7 @@ export class WebGpuBackend implements TrainableBackend {
     if (q?.kind === 'gptq') linearGptq(this.gpu, xb, q.bufs, yb, s, N);
     else if (q?.kind === 'awq') linearAwq(this.gpu, xb, q.bufs, yb, s, N);
     else if (q?.kind === 'packed') for (const p of q.parts) linearKind(this.gpu, xb, p.bufs, yb, s, p.rows, p.start);
-    else if (q?.kind === 'quip') withQuipWeight(this.gpu, q.bufs, (wb) => linearDense(this.gpu, 'f32', xb, wb, yb, s, N, 0));
+    else if (q?.kind === 'quip') this.quipCache.with(q.bufs, (wb) => linearDense(this.gpu, 'f32', xb, wb, yb, s, N, 0));
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;
@@ -483,7 +497,7 @@ export class WebGpuBackend implements TrainableBackend {
     if (q?.kind === 'gptq') linearTGptq(this.gpu, gb, q.bufs, xb, s, N);
     else if (q?.kind === 'awq') linearTAwq(this.gpu, gb, q.bufs, xb, s, N);
     else if (q?.kind === 'packed') q.parts.forEach((p, i) => linearTKind(this.gpu, gb, p.bufs, xb, s, p.rows, p.start, i > 0));
-    else if (q?.kind === 'quip') withQuipWeight(this.gpu, q.bufs, (wb) => linearTDense(this.gpu, 'f32', gb, wb, xb, s, N, 0, false));
+    else if (q?.kind === 'quip') this.quipCache.with(q.bufs, (wb) => linearTDense(this.gpu, 'f32', gb, wb, xb, s, N, 0, false));
     else {
       const parts = q?.kind === 'dense' ? q.parts : ws.parts;
       const dtype = q ? 'f32' : ws.dtype as DenseDtype;

@@ -7,8 +7,9 @@
  * ICQ (plain and double-quantized), PB-LLM, BiLLM, DB-LLM, and GPTQ with float zero points (zerosF,
  * QA-LoRA's merge), keep their stored parts too, in one buffer with a small index (`packed`,
  * kernels/kindDecoders.ts), decoded in the shader; in parts of whole rows when they exceed one binding
- * (kernels/kindRows.ts). QuIP keeps its codes, grid values and D; its weight is rebuilt on the device
- * for each multiply (kernels/quipRebuild.ts). Anything else (a kind layer opened without its parts; rows
+ * (kernels/kindRows.ts). QuIP keeps its codes, grid values and D (and its butterflies when they are
+ * small beside the codes); its weight is rebuilt on the device when multiplied (kernels/quipRebuild.ts)
+ * and kept for the multiplies that follow (quipCache.ts). Anything else (a kind layer opened without its parts; rows
  * that cannot be cut to fit; a QuIP layer with a rotation block or a plane too large for the device
  * rebuild) is decoded on the host when uploaded,
  * panel by panel with decodeRows (or through materializeKind when the kind has input/output

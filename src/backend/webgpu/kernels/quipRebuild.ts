@@ -2,14 +2,19 @@
 /**
  * A QuIP layer kept packed on the device (quipRebuild.wgsl.ts rebuilds its weight there). The device
  * holds what the checkpoint stores: the codes (qweight words as stored) and one small buffer of the
- * 2^b grid values and D, so b bits per weight plus 4·(2^b + cols) bytes a layer. The two butterflies
- * are not kept there: as two-float entries they take 8·n·(a + b) bytes per transform (4096 = 64·64:
- * 4 MiB, as much as a 4096×4096 layer's 2-bit codes; 11008 = 688·16: 58 MiB), so the host keeps them (drawn once from
- * the seed at upload, in the layout the kernel reads) and uploads them for each rebuild.
+ * 2^b grid values and D, so b bits per weight plus 4·(2^b + cols) bytes a layer. The two butterflies,
+ * drawn once from the seed at upload in the layout the kernel reads, take 4·(2n + 2n(a + b)) bytes per
+ * transform as two-float entries (4096 = 64·64: 4 MiB; 11008 = 688·16: 58 MiB). They cannot be drawn
+ * on the device: they are float64 Householder QR factors of Gaussian matrices (tensor/quipTransform.ts)
+ * and WGSL has no float64. quipButterfliesOnDevice decides where they live: on the device with the
+ * layer (uploaded once, counted in its bytes) when they take at most QUIP_BUTTERFLY_RATIO times the
+ * codes' bytes, else on the host, uploaded for each rebuild (a 4096×4096 layer keeps them at 2 bits
+ * and up, an 11008×4096 one from 3 bits; the 64- to 384-wide layers of the bundled model, 6–17 times their
+ * codes, do not).
  *
- * withQuipWeight rebuilds the dense float32 W [rows, cols] in transient buffers (the butterflies, two
- * (hi, lo) plane pairs; W is written over one of the planes), hands it to the caller's multiply and
- * frees them all: one layer at a time on the device, as the host path holds one layer at a time.
+ * rebuildQuip makes the dense float32 W [rows, cols] in transient buffers (two (hi, lo) plane pairs; W
+ * is written over one of the planes) and returns W, the rest freed after the batch that uses them;
+ * quipCache.ts keeps rebuilt weights for the multiplies that follow.
  *
  * quipDeviceProblem says when a layer stays on the host path (weights.ts: rebuilt on the host at
  * upload and held as float32): a rotation block above QUIP_DEVICE_MAX_BLOCK (a prime dimension above
@@ -25,6 +30,14 @@ import { QUIP_NONE, QUIP_WG, quipStageWgsl, type QuipStage } from './quipRebuild
 /** The largest rotation block rebuilt on the device. */
 export const QUIP_DEVICE_MAX_BLOCK = 1024;
 
+/** The butterflies stay on the device when their bytes are at most this many times the codes'. */
+export const QUIP_BUTTERFLY_RATIO = 4;
+
+/** Whether a layer's butterflies (blobBytes) stay on the device beside its codes (codesBytes). */
+export function quipButterfliesOnDevice(blobBytes: number, codesBytes: number): boolean {
+  return blobBytes <= QUIP_BUTTERFLY_RATIO * codesBytes;
+}
+
 /** Word offsets of one butterfly's data in the uploaded blob. */
 interface ButterflyAt { readonly n: number; readonly a: number; readonly b: number; readonly gather: number; readonly scatter: number; readonly b1: [number, number]; readonly b0: [number, number] }
 
@@ -37,10 +50,10 @@ export interface QuipBuffers {
   readonly qweight: GPUBuffer;
   /** the grid values (2^bits f32), then D (cols f32) */
   readonly consts: GPUBuffer;
-  /** device bytes the layer holds (qweight + consts) */
+  /** device bytes the layer holds (qweight + consts, + the butterflies when they live on the device) */
   readonly bytes: number;
-  /** both butterflies as the kernel reads them (host memory), uploaded for each rebuild */
-  readonly blob: Uint32Array;
+  /** both butterflies as the kernel reads them: on the device, or in host memory (uploaded for each rebuild) */
+  readonly butterflies: GPUBuffer | Uint32Array;
   readonly V: ButterflyAt;
   readonly U: ButterflyAt;
 }
@@ -96,13 +109,18 @@ export function uploadQuip(gpu: GpuDevice, what: string, k: KindLayer): QuipBuff
   consts.set(scales.subarray(1), 1 << bits);
   const q = k.parts.qweight!.data as Int32Array;
   const qweight = gpu.upload(`${what} qweight`, q), cbuf = gpu.upload(`${what} grid and D`, consts);
+  const place = gpu.caps.quipButterflies ?? (quipButterfliesOnDevice(blob.byteLength, q.byteLength) ? 'device' : 'host');
+  const butterflies = place === 'device' ? gpu.upload(`${what} butterflies`, blob) : blob;
   return {
-    rows, cols, bits, fp16, qweight, consts: cbuf, bytes: qweight.size + cbuf.size,
-    blob, V: Vat, U: Uat,
+    rows, cols, bits, fp16, qweight, consts: cbuf,
+    bytes: qweight.size + cbuf.size + (butterflies instanceof Uint32Array ? 0 : butterflies.size),
+    butterflies, V: Vat, U: Uat,
   };
 }
 
-export function destroyQuip(gpu: GpuDevice, q: QuipBuffers): void { gpu.destroy(q.qweight, q.consts); }
+export function destroyQuip(gpu: GpuDevice, q: QuipBuffers): void {
+  gpu.destroy(q.qweight, q.consts, ...(q.butterflies instanceof Uint32Array ? [] : [q.butterflies]));
+}
 
 /** One stage's dispatch: m vectors of t.n entries at (sv, sj). */
 function stage(gpu: GpuDevice, kind: QuipStage, q: QuipBuffers, t: ButterflyAt, run: boolean, m: number, sv: number, sj: number, bufs: GPUBuffer[]): void {
@@ -116,16 +134,18 @@ function stage(gpu: GpuDevice, kind: QuipStage, q: QuipBuffers, t: ButterflyAt, 
 }
 
 /**
- * Rebuilds W [rows, cols] (float32, row-major) on the device, calls use(W) to record the work that
- * reads it, then frees the transient buffers (after the batch that uses them, device.ts destroy).
+ * Rebuilds W [rows, cols] (float32, row-major) on the device: records the four stages and returns W,
+ * a storage buffer the caller frees; the other buffers are freed after the batch that uses them
+ * (device.ts destroy).
  */
-export function withQuipWeight(gpu: GpuDevice, q: QuipBuffers, use: (w: GPUBuffer) => void): void {
+export function rebuildQuip(gpu: GpuDevice, q: QuipBuffers): GPUBuffer {
   const { rows, cols } = q, n = rows * cols;
   const what = `QuIP weight [${rows}, ${cols}] rebuild`;
   const made: GPUBuffer[] = [];
+  let w: GPUBuffer | undefined;
   try {
-    const aux = gpu.upload(`${what}: butterflies`, q.blob);
-    made.push(aux);
+    const aux = q.butterflies instanceof Uint32Array ? gpu.upload(`${what}: butterflies`, q.butterflies) : q.butterflies;
+    if (aux !== q.butterflies) made.push(aux);
     const plane = (name: string) => { const b = gpu.storage(`${what}: ${name}`, 4 * n); made.push(b); return b; };
     const aHi = plane('A hi'), aLo = plane('A lo'), bHi = plane('B hi'), bLo = plane('B lo');
     // G·V: V's stages along each row (vectors = rows: sv = cols, sj = 1), the first reading the codes
@@ -134,8 +154,9 @@ export function withQuipWeight(gpu: GpuDevice, q: QuipBuffers, use: (w: GPUBuffe
     // Uᵀ·(G·V): U's stages down each column (vectors = columns: sv = 1, sj = cols), the last one rounding into W (over B hi)
     stage(gpu, 'pairs', q, q.U, true, cols, 1, cols, [aux, bHi, bLo, aHi, aLo]);
     stage(gpu, 'final', q, q.U, false, cols, 1, cols, [q.consts, aux, aHi, aLo, bHi]);
-    use(bHi);
+    w = bHi;
+    return w;
   } finally {
-    gpu.destroy(...made);
+    gpu.destroy(...made.filter((b) => b !== w));
   }
 }
