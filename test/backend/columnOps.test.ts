@@ -2,15 +2,24 @@
  * The ops that keep AWQ's captured inputs on the backend (Backend.columnAbsMean, Backend.divColumns, and
  * `embedding` as the clip search's row gather): on WebGPU the float64 sums behind the mean equal the host's
  * sequential float64 loop bit for bit (per-column exponent spreads from subnormals to 2¹²⁷, ties to even,
- * ∞ and NaN), so the means do; the quotients equal Math.fround(x / s); a gathered row is the row. Without an
- * adapter the WebGPU cases are skipped with the reason.
+ * ∞ and NaN), so the means do; the quotients equal Math.fround(x / s); a gathered row is the row. And AWQ
+ * with its inputs kept on the backend reads none of them back and makes the same choices (losses included)
+ * and the same checkpoint as with them read back and handled on the host, on the CPU and on WebGPU, leaving
+ * no tensor alive. Without an adapter the WebGPU cases are skipped with the reason.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Backend } from '../../src/backend/backend.js';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Backend, BTensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { openModel } from '../../src/io/open.js';
+import { quantizeModel } from '../../src/quant/quantizeModel.js';
+import { DATA, TINY656K } from '../helpers/paths.js';
+import { withoutOps } from './withoutOps.js';
 
 const cpu = new CpuBackend(jsKernels, 'js, 1 thread');
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
@@ -144,5 +153,46 @@ describe('column ops (AWQ\'s captured inputs on the backend)', () => {
       assert.deepEqual(await be.read(g), want, be.name);
       be.free(t); be.free(g);
     }
+  });
+
+  /** The backend with its reads counted by row count (a captured input has 128 rows here). */
+  function counted(be: Backend, reads: number[]): Backend {
+    return new Proxy(be, {
+      get: (target, key) => {
+        if (key === 'read') return (x: BTensor) => { reads.push(x.shape[0]!); return target.read(x); };
+        const v = Reflect.get(target, key, target) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  }
+  const tmp = mkdtempSync(join(tmpdir(), 'lowbit-columns-'));
+  /** AWQ W4 g32 with a short grid and the clip search; its records, checkpoint and reads of 128-row tensors. */
+  async function awq(be: Backend, tag: string) {
+    const out = join(tmp, tag), reads: number[] = [];
+    const r = await quantizeModel(openModel(TINY656K), counted(be, reads), {
+      method: 'awq', bits: 4, group: 32, options: { awqGrid: 5 },
+      calib: 'c4', nsamples: 2, seqlen: 128, seed: 0, dataDir: DATA, out,
+    });
+    return { choices: r.blocks?.map((b) => b.awq), weights: readFileSync(join(out, 'model.safetensors')), rowReads: reads.filter((n) => n === 128).length };
+  }
+  const OPS = ['columnAbsMean', 'divColumns'] as const;
+
+  it('AWQ on the CPU: inputs on the backend, the same records and checkpoint as on the host', async () => {
+    const a = await awq(cpu, 'cpu-op'), b = await awq(withoutOps(cpu, OPS), 'cpu-host');
+    assert.equal(a.rowReads, 0);
+    assert.ok(b.rowReads > 0);
+    assert.deepEqual(a.choices, b.choices);
+    assert.ok(a.weights.equals(b.weights));
+  });
+
+  it('AWQ on WebGPU: no captured input read back, the same records and checkpoint as on the host, nothing left alive', { skip }, async () => {
+    const live = gpu!.liveTensors;
+    const a = await awq(gpu!, 'gpu-op');
+    assert.equal(gpu!.liveTensors, live);
+    const b = await awq(withoutOps(gpu!, OPS), 'gpu-host');
+    assert.equal(a.rowReads, 0);
+    assert.equal(b.rowReads, 2 * 2 * 4, 'the host path reads each input of each sequence once per block');
+    assert.deepEqual(a.choices, b.choices);
+    assert.ok(a.weights.equals(b.weights));
   });
 });
