@@ -13,14 +13,14 @@
  *    the original's; the first strict minimum wins (ratio 0, s = 1, is plain round-to-nearest).
  * 3. The chosen scales are folded (producer /= s: a norm's weight or a linear's rows; consumers' columns
  *    *= s) and the captured inputs divided by s.
- * The captured inputs stay on the backend for the whole block when it has columnAbsMean and divColumns
- * (awqRows.ts: the means, the division and the clip search's sample made there, the same bits as the
- * host's loops), else they are read back once and handled on the host.
  * 4. Clipping (auto_clip, awqClip.ts) on every linear but q and k: 512 tokens (every ⌊N/512⌋-th of the N
  *    captured), per output row and group, the group's max |w| shrunk by (1 − i/20) for i = 0..9, a symmetric
  *    clamp, then the quantizer; error = mean over the tokens of the group's partial product's squared change;
  *    first strict minimum; the weights are clamped in place. On the backend when it has `clipSearch`.
  * Then every linear is quantized with llm-awq's quantizer (awqQuantizer.ts).
+ * The captured inputs stay on the backend for the whole block when it has columnAbsMean and divColumns
+ * (awqRows.ts: the means, the division and the clip search's sample made there, the same bits as the
+ * host's loops), else they are read back once and handled on the host.
  *
  * Differences from the reference, on purpose: float32 instead of fp16 arithmetic; per-channel (no
  * groups) clips each whole row, where the reference's clip search fails for q_group_size ≤ 0; the token
