@@ -20,6 +20,7 @@ import { openModel } from '../../src/io/open.js';
 import { quantizeModel } from '../../src/quant/quantizeModel.js';
 import { DATA, TINY656K } from '../helpers/paths.js';
 import { withoutOps } from './withoutOps.js';
+import { sampledRows } from '../../src/quant/methods/awqClip.js';
 
 const cpu = new CpuBackend(jsKernels, 'js, 1 thread');
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
@@ -152,6 +153,16 @@ describe('column ops (AWQ\'s captured inputs on the backend)', () => {
       const t = be.upload(x, [T, C]), g = be.embedding(t, ids);
       assert.deepEqual(await be.read(g), want, be.name);
       be.free(t); be.free(g);
+    }
+  });
+
+  it('sampledRows: every ⌊N/512⌋-th token counted across the sequences, as the host\'s loop picks them', () => {
+    for (const lengths of [[3, 5, 2], [700, 300], [1100, 1000, 7], [513, 513, 513], [2048], [1, 1030, 0, 1029]]) {
+      const total = lengths.reduce((a, b) => a + b, 0), step = Math.max(1, Math.floor(total / 512));
+      const want: number[][] = lengths.map(() => []);
+      let t = 0;
+      lengths.forEach((T, s) => { for (let i = 0; i < T; i++, t++) if (t % step === 0) want[s]!.push(i); });
+      assert.deepEqual(sampledRows(lengths).map((r) => [...r]), want, lengths.join(','));
     }
   });
 
