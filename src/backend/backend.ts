@@ -97,6 +97,19 @@ export interface Backend {
    */
   columnAbsMax?(x: BTensor, acc: BTensor): void;
   /**
+   * Per-channel mean |x| over the rows of every x[T_i, C] given (llm-awq's get_act_scale, as AWQ computes it
+   * on the host): Σ |x| in float64, the tensors in order and each one's rows in order, divided by the total
+   * row count and rounded to float32. Every backend gives these bits (WebGPU emulates each float64 addition in
+   * integer arithmetic); only the [C] result comes back. Optional: without it AWQ reads its activations back.
+   */
+  columnAbsMean?(xs: readonly BTensor[]): Promise<Float32Array>;
+  /**
+   * x[T, C] divided by s[C] column by column, each quotient correctly rounded to float32 (the host's
+   * Math.fround(x / s)): a new tensor, enqueued like any op. AWQ divides its captured inputs by the chosen
+   * scales with it. Optional, like columnAbsMean.
+   */
+  divColumns?(x: BTensor, s: BTensor): BTensor;
+  /**
    * AWQ's scale-search candidate (llm-awq auto_scale: the weight times s, pseudo-quantized with a zero point
    * per row and group of `groupSize` columns, divided by s) for a float32 weight w [rows, cols] (uploadWeight)
    * and s [cols] (upload): a new float32 weight, enqueued like any op, equal bit for bit to the host's
@@ -111,7 +124,7 @@ export interface Backend {
   sumSquaredDiff?(pairs: readonly (readonly [BTensor, BTensor])[]): Promise<number>;
   /**
    * AWQ's clip search (llm-awq auto_clip) for a float32 weight w [rows, cols] (uploadWeight), the sampled
-   * tokens x [n, cols] (upload) and the clamp bounds maxVal [steps, rows, cols / groupSize] (upload): per
+   * tokens x [n, cols] (any float32 tensor: uploaded, or gathered on the backend) and the clamp bounds maxVal [steps, rows, cols / groupSize] (upload): per
    * row and group, the step whose candidate (the group clamped to ±maxVal and pseudo-quantized, bit for
    * bit the host's clampQuantizeGroup, quant/methods/awqQuantizer.ts) changes the group's partial products
    * x_g·w_gᵀ least in squared error summed over the tokens; the first strict minimum, as the host. Returns

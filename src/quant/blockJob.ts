@@ -117,6 +117,38 @@ export class BlockJob {
   }
 
   /**
+   * As `capture`, the rows left on the backend: one [T, width] tensor per sequence and input, nothing read
+   * back (free them with `free`; if this throws, what it kept is freed).
+   */
+  captureOn(names: readonly InputName[]): Map<InputName, BTensor[]> {
+    const be = this.be, want = new Set(names);
+    const out = new Map<InputName, BTensor[]>([...want].map((n) => [n, []]));
+    const w = uploadHostBlock(be, this.weights);
+    try {
+      for (const x of this.inputs) {
+        const seen = new Map<InputName, BTensor>();
+        const linear: LinearFn = (name, input, weight) => {
+          const key = LINEAR_INPUT[name];
+          if (want.has(key) && !seen.has(key)) {
+            if (this.inputs.includes(input)) throw new Error(`captureOn: ${key} is the block's own input, which the pipeline owns`);
+            seen.set(key, input);
+          }
+          return be.linear(input, weight);
+        };
+        // the kept inputs are the scope's result, so they outlive it
+        be.scope(() => { be.free(blockForward(be, this.cfg, w, x, this.rope, { linear }).out); return [...seen.values()]; });
+        for (const [k, t] of seen) out.get(k)!.push(t);
+      }
+    } catch (e) {
+      for (const ts of out.values()) freeAll(be, ts);
+      throw e;
+    } finally {
+      freeAll(be, Object.values(w));
+    }
+    return out;
+  }
+
+  /**
    * Per-channel max |x| of each requested input over every calibration sequence, the block run with
    * the current `weights`: on the backend (columnAbsMax, read back once per input) when it has the
    * op, else from the captured rows on the host (the same comparison, so the same bits).

@@ -199,6 +199,32 @@ export class CpuBackend implements TrainableBackend {
     for (let i = 0; i < v.length; i++) { const s = Math.abs(v[i]!), c = i % C; if (s > m[c]!) m[c] = s; }
   }
 
+  /** Σ |x| per channel in float64, tensor after tensor and row after row, / the rows, rounded to float32 (awq.ts's host meanAbs). */
+  async columnAbsMean(xs: readonly BTensor[]): Promise<Float32Array> {
+    if (xs.length === 0) throw new RangeError('columnAbsMean: no tensors');
+    const C = t(xs[0]!).shape[1]!;
+    const sum = new Float64Array(C);
+    let n = 0;
+    for (const x of xs) {
+      const c = t(x);
+      expectShape('columnAbsMean', 'input', c.shape, [undefined, C]);
+      const v = c.f32;
+      for (let i = 0; i < v.length; i++) sum[i % C]! += Math.abs(v[i]!);
+      n += c.shape[0]!;
+    }
+    return Float32Array.from(sum, (v) => v / n);
+  }
+
+  divColumns(x: BTensor, s: BTensor): BTensor {
+    const xs = t(x), ss = t(s);
+    expectShape('divColumns', 'input', xs.shape, [undefined, undefined]);
+    const C = xs.shape[1]!;
+    expectShape('divColumns', 'scales', ss.shape, [C]);
+    const out = f32(xs.shape), o = out.f32, v = xs.f32, d = ss.f32;
+    for (let i = 0; i < o.length; i++) o[i] = v[i]! / d[i % C]!;
+    return out;
+  }
+
   /** Σ (a − b)² in float64, pair after pair, element by element (what AWQ summed on the host before it had this op). */
   async sumSquaredDiff(pairs: readonly (readonly [BTensor, BTensor])[]): Promise<number> {
     let s = 0;

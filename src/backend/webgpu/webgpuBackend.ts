@@ -26,6 +26,7 @@ import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
 import { linearKind, linearTKind } from './kernels/kindDecoders.js';
 import { QuipWeightCache, type QuipCacheStats } from './quipCache.js';
 import { columnAbsMax } from './kernels/stats.js';
+import { columnAbsSums, divColumns } from './kernels/columns.js';
 import { scaledQuant, sumSquaredDiff } from './kernels/search.js';
 import { clipCandidates, clipSearch, type ClipShape } from './kernels/clip.js';
 import { quantizeRows, rmsnorm, rmsnormBackward } from './kernels/rows.js';
@@ -380,6 +381,36 @@ export class WebGpuBackend implements TrainableBackend {
     expectShape('columnAbsMax', 'accumulator', a.shape, [C]);
     expectShape('columnAbsMax', 'input', xs.shape, [undefined, C]);
     columnAbsMax(this.gpu, f32buf(xs), f32buf(a), xs.shape[0]!, C);
+  }
+
+  /** AWQ's mean |x| per channel (kernels/columns): the host's float64 sums emulated on the device, [C] sums read once, / rows on the host. */
+  async columnAbsMean(xs: readonly BTensor[]): Promise<Float32Array> {
+    const n = xs.reduce((a, x) => a + (x.shape[0] ?? 0), 0);
+    return Float32Array.from(await this.columnAbsSums(xs), (v) => v / n);
+  }
+
+  /** Tests: the float64 sums Σ|x| per channel behind columnAbsMean (the host's loop's bits). */
+  async columnAbsSums(xs: readonly BTensor[]): Promise<Float64Array> {
+    if (xs.length === 0) throw new RangeError('columnAbsMean: no tensors');
+    const C = t(xs[0]!).shape[1]!;
+    const bufs = xs.map((x) => {
+      const g = t(x);
+      expectShape('columnAbsMean', 'input', g.shape, [undefined, C]);
+      return { x: f32buf(g), T: g.shape[0]! };
+    });
+    return C === 0 ? new Float64Array(0) : columnAbsSums(this.gpu, bufs, C);
+  }
+
+  /** x / s per column on the device (kernels/columns, div_cr): the host's Math.fround(x / s) bit for bit. */
+  divColumns(x: BTensor, s: BTensor): BTensor {
+    const xs = t(x), ss = t(s);
+    expectShape('divColumns', 'input', xs.shape, [undefined, undefined]);
+    const C = xs.shape[1]!;
+    expectShape('divColumns', 'scales', ss.shape, [C]);
+    const xb = f32buf(xs), sb = f32buf(ss);
+    const out = this.out('divColumns', xs.shape);
+    divColumns(this.gpu, xb, sb, out.parts[0]!.buffer, xs.numel, C);
+    return out;
   }
 
   /** AWQ's candidate weight on the device (kernels/search): one output part per part of w, the host's bits. */

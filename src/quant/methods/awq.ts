@@ -18,6 +18,9 @@
  *    clamp, then the quantizer; error = mean over the tokens of the group's partial product's squared change;
  *    first strict minimum; the weights are clamped in place. On the backend when it has `clipSearch`.
  * Then every linear is quantized with llm-awq's quantizer (awqQuantizer.ts).
+ * The captured inputs stay on the backend for the whole block when it has columnAbsMean and divColumns
+ * (awqRows.ts: the means, the division and the clip search's sample made there, the same bits as the
+ * host's loops), else they are read back once and handled on the host.
  *
  * Differences from the reference, on purpose: float32 instead of fp16 arithmetic; per-channel (no
  * groups) clips each whole row, where the reference's clip search fails for q_group_size ≤ 0; the token
@@ -31,22 +34,12 @@ import type { BlockJob, HostBlock, HostMatrix } from '../blockJob.js';
 import type { MethodOptions, QuantMethod } from '../method.js';
 import { foldScale } from '../core/fold.js';
 import { awqQuantize, quantizeScaledInto } from './awqQuantizer.js';
-import { autoClip, CLIP_GRID, CLIP_STEPS, sampleTokens, type Tokens } from './awqClip.js';
+import { autoClip, CLIP_GRID, CLIP_STEPS, onHost, type TokenRows } from './awqClip.js';
+import { captureRows, divideRows, freeRows, meanAbs, rowsOnBackend, sampleRows, type CapturedRows } from './awqRows.js';
 
 const SCALE_MIN = Math.fround(1e-4);
 /** auto_clip leaves q and k alone. */
 const NOT_CLIPPED: ReadonlySet<LinearName> = new Set(['q', 'k']);
-
-/** mean over all tokens of |x| per channel (llm-awq's get_act_scale), summed in float64. */
-function meanAbs(xs: readonly Float32Array[], cols: number): Float32Array {
-  const sum = new Float64Array(cols);
-  let n = 0;
-  for (const x of xs) {
-    for (let i = 0; i < x.length; i++) sum[i % cols]! += Math.abs(x[i]!);
-    n += x.length / cols;
-  }
-  return Float32Array.from(sum, (v) => v / n);
-}
 
 /** The linears each fold's judged output runs through (attentionPart, mlpPart, or the one consumer). */
 const JUDGED: Readonly<Record<InputName, readonly LinearName[]>> = {
@@ -83,14 +76,14 @@ async function squaredDiff(be: Backend, a: readonly BTensor[], b: readonly BTens
  * (`scaledFakeQuant`, else on the host and uploaded) and its loss is summed there (`sumSquaredDiff`), so
  * a GPU reads back one number per candidate.
  */
-async function searchScale(job: BlockJob, fold: ScaleFold, x: readonly Float32Array[], o: MethodOptions, nGrid: number):
+async function searchScale(job: BlockJob, fold: ScaleFold, rows: CapturedRows, o: MethodOptions, nGrid: number):
   Promise<{ index: number; s: Float32Array; loss: number; loss0: number }> {
   const be = job.be, cols = job.weights[fold.consumers[0]!].cols;
-  const xMean = meanAbs(x, cols);
+  const xMean = await meanAbs(be, rows, cols);
   const held: BTensor[] = [];
   try {
-    const xs = job.uploadRows(x, cols);
-    held.push(...xs);
+    const { xs, made } = rowsOnBackend(job, rows, cols);
+    held.push(...made);
     const base: Uploaded = {};
     for (const l of JUDGED[fold.input]) held.push(base[l] = job.uploadWeight(job.weights[l]));
     const original = judged(job, fold, base, xs);
@@ -135,9 +128,9 @@ async function searchScale(job: BlockJob, fold: ScaleFold, x: readonly Float32Ar
 }
 
 /** Folds scale s into the block and divides the captured input by it (apply_scale with input_feat_dict). */
-function applyScale(w: HostBlock, fold: ScaleFold, s: Float32Array, captured: Float32Array[]): void {
+function applyScale(be: Backend, w: HostBlock, fold: ScaleFold, s: Float32Array, captured: CapturedRows): void {
   foldScale(w, fold, s);
-  for (const x of captured) for (let i = 0; i < x.length; i++) x[i] = Math.fround(x[i]! / s[i % s.length]!);
+  divideRows(be, captured, s);
 }
 
 export const AWQ: QuantMethod = {
@@ -158,31 +151,36 @@ export const AWQ: QuantMethod = {
     && [c.numHeads * c.headDim, c.numKvHeads * c.headDim, c.hiddenSize, c.intermediateSize].every((n) => n % 8 === 0) ? 'awq' : 'gptq'),
   async transformBlock(job, o) {
     const nGrid = o.options.awqGrid as number;
-    const captured = await job.capture(['attnIn', 'attnOut', 'mlpIn', 'mlpAct']);
+    const captured = await captureRows(job, ['attnIn', 'attnOut', 'mlpIn', 'mlpAct']);
+    const samples = new Map<InputName, TokenRows>();
     const ratios: Record<string, unknown> = {};
-    const chosen: { fold: ScaleFold; s: Float32Array }[] = [];
-    for (const fold of SCALE_FOLDS) {
-      const p = fold.producer;
-      if ('linear' in p && job.weights[p.linear].rows !== job.weights[fold.consumers[0]!].cols) {
-        ratios[fold.input] = `skipped: ${p.linear} has ${job.weights[p.linear].rows} outputs, ${fold.consumers.join(',')} ${job.weights[fold.consumers[0]!].cols} inputs (grouped-query attention)`;
-        continue;
-      }
-      const r = await searchScale(job, fold, captured.get(fold.input)!, o, nGrid);
-      ratios[fold.input] = { index: r.index, ratio: r.index / nGrid, loss: r.loss, lossRatio0: r.loss0 };
-      chosen.push({ fold, s: r.s });
-    }
-    for (const { fold, s } of chosen) applyScale(job.weights, fold, s, captured.get(fold.input)!);
     const clips: Record<string, number[]> = {};
     let clipOn: 'backend' | 'host' | undefined;
-    if (o.options.awqClip) {
-      const samples = new Map<InputName, Tokens>();
-      for (const l of LINEARS.filter((x) => !NOT_CLIPPED.has(x))) {
-        const input = LINEAR_INPUT[l], W = job.weights[l];
-        if (!samples.has(input)) samples.set(input, sampleTokens(captured.get(input)!, W.cols));
-        const r = await autoClip(job.be, W, samples.get(input)!, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype);
-        clips[l] = r.chosen;
-        clipOn = r.on;
+    try {
+      const chosen: { fold: ScaleFold; s: Float32Array }[] = [];
+      for (const fold of SCALE_FOLDS) {
+        const p = fold.producer;
+        if ('linear' in p && job.weights[p.linear].rows !== job.weights[fold.consumers[0]!].cols) {
+          ratios[fold.input] = `skipped: ${p.linear} has ${job.weights[p.linear].rows} outputs, ${fold.consumers.join(',')} ${job.weights[fold.consumers[0]!].cols} inputs (grouped-query attention)`;
+          continue;
+        }
+        const r = await searchScale(job, fold, captured.get(fold.input)!, o, nGrid);
+        ratios[fold.input] = { index: r.index, ratio: r.index / nGrid, loss: r.loss, lossRatio0: r.loss0 };
+        chosen.push({ fold, s: r.s });
       }
+      for (const { fold, s } of chosen) applyScale(job.be, job.weights, fold, s, captured.get(fold.input)!);
+      if (o.options.awqClip) {
+        for (const l of LINEARS.filter((x) => !NOT_CLIPPED.has(x))) {
+          const input = LINEAR_INPUT[l], W = job.weights[l];
+          if (!samples.has(input)) samples.set(input, sampleRows(job.be, captured.get(input)!, W.cols));
+          const r = await autoClip(job.be, W, samples.get(input)!, o.spec.groupSize, o.spec.bits, o.spec.scaleDtype);
+          clips[l] = r.chosen;
+          clipOn = r.on;
+        }
+      }
+    } finally {
+      freeRows(job, captured.values());
+      job.free([...samples.values()].filter((x): x is BTensor => !onHost(x)));
     }
     job.record.values.awq = {
       scaleRatios: ratios,

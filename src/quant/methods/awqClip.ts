@@ -8,9 +8,11 @@
  * The bounds are made on the host (Math.fround(max |w| · (1 − i/20)), the factor in float64), so both
  * searches clamp to the same floats. The search itself runs on the backend when it has `clipSearch`
  * (WebGPU: candidates equal to the host's bit for bit, the products from its GEMM, errors as two-float
- * sums), else on the host with its sgemm and float64 errors, as before.
+ * sums), else on the host with its sgemm and float64 errors, as before. The sample may already be on the
+ * backend (awqRows.ts gathers it there from the captured inputs): then nothing is uploaded but the weight and
+ * the bounds.
  */
-import type { Backend } from '../../backend/backend.js';
+import type { Backend, BTensor } from '../../backend/backend.js';
 import type { HostMatrix } from '../blockJob.js';
 import type { ScaleDtype } from '../core/grid.js';
 import { Tensor } from '../../tensor/tensor.js';
@@ -24,17 +26,32 @@ export type Gemm = (x: Float32Array, w: Float32Array, y: Float32Array, M: number
 /** Sampled tokens [n, cols], row-major. */
 export interface Tokens { x: Float32Array; n: number }
 
-/** Every ⌊N/512⌋-th of the N captured tokens (at least 1 apart), as one [n, cols] array. */
-export function sampleTokens(xs: readonly Float32Array[], cols: number): Tokens {
-  const total = xs.reduce((a, x) => a + x.length / cols, 0);
+/** The sample as the search takes it: host rows, or a float32 tensor [n, cols] already on the backend. */
+export type TokenRows = Tokens | BTensor;
+
+/**
+ * Every ⌊N/512⌋-th of the N captured tokens (at least 1 apart), counted across the sequences in order:
+ * for sequences of the given row counts, each one's sampled rows (local indices, ascending).
+ */
+export function sampledRows(lengths: readonly number[]): Int32Array[] {
+  const total = lengths.reduce((a, T) => a + T, 0);
   const step = Math.max(1, Math.floor(total / CLIP_TOKENS));
-  const n = Math.ceil(total / step);
+  let t0 = 0;
+  return lengths.map((T) => {
+    const first = (step - (t0 % step)) % step; // the first local row whose global index is a multiple of step
+    const rows = first < T ? Int32Array.from({ length: Math.ceil((T - first) / step) }, (_, k) => first + k * step) : new Int32Array(0);
+    t0 += T;
+    return rows;
+  });
+}
+
+/** The sampled tokens of host rows, as one [n, cols] array. */
+export function sampleTokens(xs: readonly Float32Array[], cols: number): Tokens {
+  const picks = sampledRows(xs.map((x) => x.length / cols));
+  const n = picks.reduce((a, r) => a + r.length, 0);
   const out = new Float32Array(n * cols);
-  let t = 0, k = 0;
-  for (const x of xs) {
-    const T = x.length / cols;
-    for (let i = 0; i < T; i++, t++) if (t % step === 0) out.set(x.subarray(i * cols, (i + 1) * cols), (k++) * cols);
-  }
+  let k = 0;
+  xs.forEach((x, s) => { for (const i of picks[s]!) out.set(x.subarray(i * cols, (i + 1) * cols), (k++) * cols); });
   return { x: out, n };
 }
 
@@ -89,15 +106,25 @@ export function clipStepsOnHost(W: HostMatrix, X: Tokens, gs: number, bits: numb
   return steps;
 }
 
-/** The search on the backend (Backend.clipSearch): tokens, weight and bounds uploaded, the steps read back. */
-export async function clipStepsOnBackend(be: Backend, W: HostMatrix, X: Tokens, gs: number, bits: number, scaleDtype: ScaleDtype | undefined, mv: Float32Array): Promise<Uint8Array> {
-  const x = be.upload(X.x, [X.n, W.cols]);
-  const w = be.uploadWeight(new Tensor('f32', [W.rows, W.cols], W.data));
-  const m = be.upload(mv, [CLIP_STEPS, W.rows, W.cols / gs]);
+/** Whether a sample is host rows (else a tensor on the backend). */
+export function onHost(X: TokenRows): X is Tokens { return 'x' in X && X.x instanceof Float32Array; }
+
+/**
+ * The search on the backend (Backend.clipSearch): weight and bounds uploaded, the tokens too unless they
+ * are there already (then the caller's to free), the steps read back.
+ */
+export async function clipStepsOnBackend(be: Backend, W: HostMatrix, X: TokenRows, gs: number, bits: number, scaleDtype: ScaleDtype | undefined, mv: Float32Array): Promise<Uint8Array> {
+  const made: BTensor[] = [];
   try {
+    const x = onHost(X) ? be.upload(X.x, [X.n, W.cols]) : X;
+    if (onHost(X)) made.push(x);
+    const w = be.uploadWeight(new Tensor('f32', [W.rows, W.cols], W.data));
+    made.push(w);
+    const m = be.upload(mv, [CLIP_STEPS, W.rows, W.cols / gs]);
+    made.push(m);
     return await be.clipSearch!(x, w, m, { groupSize: gs, bits, f16Scale: scaleDtype === 'f16' });
   } finally {
-    for (const t of [x, w, m]) be.free(t);
+    for (const t of made) be.free(t);
   }
 }
 
@@ -123,13 +150,13 @@ export function applyClip(W: HostMatrix, gs: number, mv: Float32Array, steps: Ui
  * auto_clip for one linear (groupSize −1: each whole row is one group): W clamped in place; returns how
  * often each shrink step was chosen and where the search ran.
  */
-export async function autoClip(be: Backend, W: HostMatrix, X: Tokens, groupSize: number, bits: number, scaleDtype: ScaleDtype | undefined):
+export async function autoClip(be: Backend, W: HostMatrix, X: TokenRows, groupSize: number, bits: number, scaleDtype: ScaleDtype | undefined):
   Promise<{ chosen: number[]; on: 'backend' | 'host' }> {
   const gs = groupSize === -1 ? W.cols : groupSize;
   const mv = clipBounds(W, gs);
   const on = be.clipSearch ? 'backend' : 'host';
   const steps = on === 'backend'
     ? await clipStepsOnBackend(be, W, X, gs, bits, scaleDtype, mv)
-    : clipStepsOnHost(W, X, gs, bits, scaleDtype, mv, be.hostKernels.gemm.bind(be.hostKernels));
+    : clipStepsOnHost(W, onHost(X) ? X : { x: await be.read(X), n: X.shape[0]! }, gs, bits, scaleDtype, mv, be.hostKernels.gemm.bind(be.hostKernels));
   return { chosen: applyClip(W, gs, mv, steps), on };
 }

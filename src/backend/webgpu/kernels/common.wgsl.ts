@@ -55,7 +55,13 @@ fn flat_group(wid: vec3u, nwg: vec3u) -> u32 { return wid.x + wid.y * nwg.x; }
  * the same exact c·b − a), but division is rare (a few per weight group) and its kernels (search, quipRebuild)
  * keep one text on every device.
  * Checked in float32 emulation (no fused operations) on 3·10⁶ quotients of mixed signs, powers of two and
- * 12-bit divisors, starting up to 2 ULP off: none wrong. p and the
+ * 12-bit divisors, starting up to 2 ULP off: none wrong. A quotient that underflows to ±0 steps to ±2⁻¹⁴⁹ (it
+ * stepped to NaN before), and a subnormal quotient exactly between two floats (a/b = 3·2⁻¹⁵⁰ for a = 3·2⁻¹⁴⁹,
+ * b = 2; a normal quotient never is) takes the even one, as the host. Before the steps a and b are both scaled
+ * by the power of two that puts their exponents symmetric about 0 (the quotient unchanged; skipped when they
+ * differ by more than 200), so Dekker's partial products stay normal where a tiny dividend made them subnormal
+ * and inexact. Checked on lavapipe against Math.fround(a / b) on 5·10⁶ pairs (every exponent, subnormal
+ * dividends and quotients, power-of-two divisors, 6-bit significands): none wrong. p and the
  * partial sums are kept opaque (`div_keep`: an XOR with the uniform `p.zero`, which every dispatch
  * sets to 0) so that no compiler contracts p into a sum or reassociates the steps. Needs a uniform `p`
  * with a `zero: u32` field.
@@ -71,9 +77,16 @@ fn residual(c: f32, b: f32, a: f32) -> f32 {
   let e = div_keep(div_keep(div_keep(div_keep(hc * hb) - pr) + div_keep(hc * lb)) + div_keep(lc * hb)) + div_keep(lc * lb);
   return div_keep(div_keep(pr - a) + e);
 }
-fn div_cr(a: f32, b: f32) -> f32 {
+fn div_cr(a0: f32, b0: f32) -> f32 {
+  var a = a0;
+  var b = b0;
   let q = a / b;
   if (a == 0.0 || !(abs(q) <= MAX_F32) || !(abs(b) <= MAX_F32)) { return q; }
+  // a and b scaled by one power of two so that a is near 1: the same quotient, and Dekker's partial products
+  // stay normal (a tiny dividend made them subnormal and inexact)
+  let ea = frexp(a).exp;
+  let eb = frexp(b).exp;
+  if (abs(ea - eb) <= 200) { let k = -((ea + eb) >> 1u); a = ldexp(a, k); b = ldexp(b, k); }
   let r = residual(q, b, a);
   if (r == 0.0) { return q; }
   // q·b − a > 0 with b > 0 (or < 0 with b < 0): q lies above a/b, so step towards smaller values
@@ -82,8 +95,11 @@ fn div_cr(a: f32, b: f32) -> f32 {
   var best_r = abs(r);
   for (var d = 0u; d < 3u; d++) {
     let bits = bitcast<u32>(best);
-    let c = bitcast<f32>(select(bits + 1u, bits - 1u, down == (best > 0.0)));
+    // from ±0 (a quotient that underflowed) the next float down is −2⁻¹⁴⁹, up +2⁻¹⁴⁹
+    let c = bitcast<f32>(select(select(bits + 1u, bits - 1u, down == (best > 0.0)), select(1u, 0x80000001u, down), best == 0.0));
     let rc = abs(residual(c, b, a));
+    // equal residuals: a/b is their midpoint, which only a subnormal quotient can be; ties to even
+    if (rc == best_r && (bitcast<u32>(c) & 1u) == 0u) { best = c; break; }
     if (rc >= best_r) { break; }
     best = c;
     best_r = rc;
