@@ -55,7 +55,10 @@ export function shuffleLoop(o: {
         let kk = ${G * t}u + gg;
         ${o.step('kk', (j) => `subgroupShuffle(${reg(t, j)}, g0 + gg)`)}
       }`).join('\n      ');
-  return /* wgsl */ `let sg_active = subgroupAdd(1u);
+  // the counters zeroed here too: Dawn's toggle disable_workgroup_init would leave them as they were
+  return /* wgsl */ `if (li == 0u) { atomicStore(&sg_next, 0u); atomicStore(&sg_bad, 0u); }
+  workgroupBarrier();
+  let sg_active = subgroupAdd(1u);
   var base = 0u;
   if (subgroupElect()) {
     base = atomicAdd(&sg_next, sg_active);
