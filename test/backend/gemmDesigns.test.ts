@@ -21,6 +21,7 @@ import type { BTensor, TrainableBackend } from '../../src/backend/backend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { GEMM_CHOICES, acquireGpu, gemmChoiceOf, gemmShortfall, shuffleLanesFor, type GemmChoice } from '../../src/backend/webgpu/capabilities.js';
 import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { directivesFirst } from '../../src/backend/webgpu/pipelines.js';
 import { gemmDesign } from '../../src/backend/webgpu/kernels/linear.js';
 import { tileKey, tiledGemm, type ShuffleLanes } from '../../src/backend/webgpu/kernels/linearFast.wgsl.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
@@ -114,6 +115,13 @@ describe('LOWBIT_WEBGPU_GEMM', () => {
     assert.equal(gemmShortfall('tiled', { adapterName: 'some adapter' }), undefined);
     assert.equal(gemmShortfall('shuffle', { adapterName: 'a', subgroups: { minSize: 32, maxSize: 32, shuffleLanes: 16 } }), undefined);
     assert.deepEqual([undefined, 4, 8, 16, 32, 64].map(shuffleLanesFor), [4, 4, 8, 16, 16, 16]);
+  });
+
+  it('its `enable subgroups;` goes to the top of the module, once (pipelines.ts: directivesFirst)', () => {
+    assert.equal(directivesFirst('struct P { n: u32 };\nvar<workgroup> a: u32;\nenable subgroups;\nfn f() {}\n  enable subgroups;'),
+      'enable subgroups;\nstruct P { n: u32 };\nvar<workgroup> a: u32;\nfn f() {}');
+    assert.equal(directivesFirst('fn f() {}'), 'fn f() {}');
+    assert.ok(tiledGemm({ bm: 64, bn: 64, bk: 16, pipe: 'shuffle' }, { rows: '1u', cols: '1u', red: '1u', a: () => '0.0', b: () => '0.0', store: '' }).includes('enable subgroups;'));
   });
 
   it('double-buffers at BK 16 where two 128×128 slices fit, else BK 8; pipeline keys tell the designs apart', () => {
