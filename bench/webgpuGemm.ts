@@ -7,11 +7,13 @@
  * (timestamp-query, begin to end of the compute passes) when the adapter has it, else the wall
  * clock around the run and one small read back; the header says which. Without an adapter it
  * prints why and exits 0. `--variants all` (or a list of LOWBIT_WEBGPU_GEMM designs) times the fast
- * kernels' GEMM designs side by side instead, one row per size and dtype, and names the fastest.
+ * kernels' GEMM designs side by side instead, one row per size and dtype, and names the fastest (`all`
+ * leaves out, with the reason, a design the device cannot run: `shuffle` without subgroups).
  *   node dist/bench/webgpuGemm.js [--tokens M|square] [--sizes 256,1024] [--dtypes f32,bf16,f16,gptq,awq] [--variants all|tiled,prefetch,...]
  */
 import { jsKernels } from '../src/backend/cpu/kernels/js.js';
-import { createWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/webgpuBackend.js';
+import { createWebGpuBackend, type WebGpuAvailability, type WebGpuBackend } from '../src/backend/webgpu/webgpuBackend.js';
+import { UsageError } from '../src/errors.js';
 import { GEMM_CHOICES, gemmChoiceOf, type GemmChoice } from '../src/backend/webgpu/capabilities.js';
 import type { BTensor } from '../src/backend/backend.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -97,17 +99,29 @@ async function gflops(be: WebGpuBackend, M: number, n: number, dtype: string, ma
 const tokensOf = (n: number) => (tokens === 'square' ? n : Number(tokens));
 const mShape = tokens === 'square' ? 'N = K' : `${tokens} tokens`;
 
-/** The GEMM designs side by side: one backend per design, the same host weights uploaded to each. */
+/**
+ * The GEMM designs side by side: one backend per design, the same host weights uploaded to each. A design
+ * the device cannot run (`shuffle` without subgroups) is left out with the reason when `all` names it.
+ */
 async function compareDesigns(): Promise<void> {
-  const made = await Promise.all(variants.map((gemm) => createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'fast', gemm })));
-  if (!made[0]!.ok) {
-    console.log(`webgpu GEMM designs: no adapter (${made[0]!.reason}); nothing measured`);
+  const made: { gemm: GemmChoice; be: WebGpuAvailability }[] = [];
+  for (const gemm of [...variants]) {
+    try {
+      made.push({ gemm, be: await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'fast', gemm }) });
+    } catch (e) {
+      if (!(e instanceof UsageError) || variantsArg !== 'all') throw e;
+      console.log(`(${gemm} left out: ${e.message})`);
+      variants.splice(variants.indexOf(gemm), 1);
+    }
+  }
+  if (!made[0]!.be.ok) {
+    console.log(`webgpu GEMM designs: no adapter (${made[0]!.be.reason}); nothing measured`);
     return;
   }
-  const bes = made.map((m) => (m as { backend: WebGpuBackend }).backend);
+  const bes = made.map((m) => (m.be as { backend: WebGpuBackend }).backend);
   const device = bes[0]!.timePasses() && (await bes[0]!.gpuSeconds(), true);
   const caps = bes[0]!.caps;
-  console.log(`webgpu linear GFLOP/s per GEMM design (LOWBIT_WEBGPU_GEMM), fast kernels, M = ${mShape}, on ${caps.adapterName} (${caps.runtime}); workgroup memory ${caps.limits.maxComputeWorkgroupStorageSize} bytes; ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
+  console.log(`webgpu linear GFLOP/s per GEMM design (LOWBIT_WEBGPU_GEMM), fast kernels, M = ${mShape}, on ${caps.adapterName} (${caps.runtime}); workgroup memory ${caps.limits.maxComputeWorkgroupStorageSize} bytes; ${caps.subgroups ? `subgroups of ${caps.subgroups.minSize}..${caps.subgroups.maxSize} (shuffle: ${caps.subgroups.shuffleLanes} lanes)` : 'no subgroups'}; ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
   console.log(`| N = K | dtype | ${variants.join(' | ')} | fastest |`);
   console.log(`| --- | --- |${variants.map(() => ' --- |').join('')} --- |`);
   for (const n of sizes) {

@@ -32,8 +32,10 @@ step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv
 step 'parity tests on this GPU (the fma probe, fast and reference kernels, the GEMM designs, the Gram, div_cr, the column ops, QuIP rebuild)' node --expose-gc --test dist/test/backend/fmaProbe.test.js dist/test/backend/fastKernels.test.js dist/test/backend/gemmDesigns.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/columnOps.test.js dist/test/backend/quipDevice.test.js
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
-# the fast GEMM's designs (LOWBIT_WEBGPU_GEMM) side by side, the fastest named per row; capped at 90 s (rows print as they finish)
-step 'WebGPU linear, square, GEMM designs (LOWBIT_WEBGPU_GEMM)' timeout 90 node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq --variants all
+# the fast GEMM's designs (LOWBIT_WEBGPU_GEMM: tiled, tiled8, prefetch, double, shuffle (subgroups: B passed between
+# lanes by subgroupShuffle, 16 lanes on 32-wide subgroups)) side by side, the fastest named per row; capped at 110 s
+# (rows print as they finish)
+step 'WebGPU linear, square, GEMM designs (LOWBIT_WEBGPU_GEMM)' timeout 110 node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq --variants all
 step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=disable_robustness node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq
 # issue 13's other two targets, each beside PyTorch on CUDA (float32, TF32 off) in the same step
 step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --backend webgpu

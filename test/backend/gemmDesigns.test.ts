@@ -9,15 +9,21 @@
  * every output. A design changes only the K loop, which every decoder shares through linearWithDecoder, so
  * one decoder stands for all (fastKernels.test.ts holds every decoder to the reference). The cases are few
  * on purpose: lavapipe compiles each pipeline in about two seconds, and every case is a pipeline per design.
- * Skipped, with the reason, without an adapter.
+ * The `shuffle` design (subgroups; its pipelines compile slowest) runs a part of the matrix (shuffleCase) with
+ * the device's lane group (lavapipe: subgroups of 8, 8 lanes); a kernel that writes
+ * which loop each workgroup took proves that those lanes take the shuffles and that 16 lanes (more than a
+ * subgroup) take the fallback loop, whose bits one linear checks, and another 4 lanes' with vec4 loads of x.
+ * Skipped, with the reason, without an adapter (the shuffle cases without 'subgroups').
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BTensor, TrainableBackend } from '../../src/backend/backend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
-import { GEMM_CHOICES, gemmChoiceOf, type GemmChoice } from '../../src/backend/webgpu/capabilities.js';
+import { GEMM_CHOICES, acquireGpu, gemmChoiceOf, gemmShortfall, shuffleLanesFor, type GemmChoice } from '../../src/backend/webgpu/capabilities.js';
+import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { directivesFirst } from '../../src/backend/webgpu/pipelines.js';
 import { gemmDesign } from '../../src/backend/webgpu/kernels/linear.js';
-import { tileKey } from '../../src/backend/webgpu/kernels/linearFast.wgsl.js';
+import { tileKey, tiledGemm, type ShuffleLanes } from '../../src/backend/webgpu/kernels/linearFast.wgsl.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { packGptq } from '../../src/tensor/gptqPack.js';
 import { assertSameBits, randF32 } from './kernelCases.js';
@@ -28,11 +34,22 @@ const MEMORIES = [undefined, 16384, 8192] as const;
 
 const probe = await createWebGpuBackend(jsKernels, 'js');
 const skip = probe.ok ? false : `WebGPU unavailable: ${probe.reason}`;
+const subgroups = probe.ok ? probe.backend.caps.subgroups : undefined;
+const skipShuffle = skip || (subgroups ? false : 'the adapter lacks the WebGPU feature \'subgroups\'');
+/** The designs this device runs: all but `shuffle` without subgroups. */
+const DESIGNS = GEMM_CHOICES.filter((c) => c !== 'shuffle' || subgroups);
 
 /** [M, N, K]: ragged 128×128 tiles over several K steps with K % 4 ≠ 0; 64×128 with K % 4 = 0 below 16; 128×64 with K < 8. */
 const SHAPES: [number, number, number][] = [[65, 129, 130], [33, 200, 12], [129, 7, 5]];
 
 type Op = (be: WebGpuBackend) => BTensor[];
+
+/**
+ * The cases the `shuffle` design runs (its pipelines compile slowest): the first shape's (full K slices and a
+ * tail), matmulTN only with the workgroup memory lowered (64-wide tiles; linearT and the Gram read B along rows
+ * at the device's).
+ */
+const shuffleCase = (what: string, mem: number | undefined) => what.endsWith(SHAPES[0]!.join('x')) && (mem !== undefined || !what.startsWith('matmulTN'));
 
 /** The op's output (the first tensor it returns; guard words checked), everything it made freed. */
 async function output(be: WebGpuBackend, op: Op): Promise<Float32Array> {
@@ -90,32 +107,102 @@ describe('LOWBIT_WEBGPU_GEMM', () => {
     assert.equal(gemmChoiceOf(''), 'tiled');
     for (const c of GEMM_CHOICES) assert.equal(gemmChoiceOf(c), c);
     assert.throws(() => gemmChoiceOf('pipelined'), (e: Error) =>
-      e.message === "LOWBIT_WEBGPU_GEMM is 'pipelined'; expected one of tiled, tiled8, prefetch, double" && !e.message.includes('\n'));
+      e.message === "LOWBIT_WEBGPU_GEMM is 'pipelined'; expected one of tiled, tiled8, prefetch, double, shuffle" && !e.message.includes('\n'));
+  });
+
+  it('shuffle needs the feature subgroups (one line); its lane group is the smallest subgroup within 4..16', () => {
+    assert.equal(gemmShortfall('shuffle', { adapterName: 'some adapter' }), "LOWBIT_WEBGPU_GEMM=shuffle needs the WebGPU feature 'subgroups', which some adapter lacks");
+    assert.equal(gemmShortfall('tiled', { adapterName: 'some adapter' }), undefined);
+    assert.equal(gemmShortfall('shuffle', { adapterName: 'a', subgroups: { minSize: 32, maxSize: 32, shuffleLanes: 16 } }), undefined);
+    assert.deepEqual([undefined, 4, 8, 16, 32, 64].map(shuffleLanesFor), [4, 4, 8, 16, 16, 16]);
+  });
+
+  it('its `enable subgroups;` goes to the top of the module, once (pipelines.ts: directivesFirst)', () => {
+    assert.equal(directivesFirst('struct P { n: u32 };\nvar<workgroup> a: u32;\nenable subgroups;\nfn f() {}\n  enable subgroups;'),
+      'enable subgroups;\nstruct P { n: u32 };\nvar<workgroup> a: u32;\nfn f() {}');
+    assert.equal(directivesFirst('fn f() {}'), 'fn f() {}');
+    assert.ok(tiledGemm({ bm: 64, bn: 64, bk: 16, pipe: 'shuffle' }, { rows: '1u', cols: '1u', red: '1u', a: () => '0.0', b: () => '0.0', store: '' }).includes('enable subgroups;'));
   });
 
   it('double-buffers at BK 16 where two 128×128 slices fit, else BK 8; pipeline keys tell the designs apart', () => {
     assert.deepEqual(gemmDesign('double', 32768), { bk: 16, pipe: 'double' });
     assert.deepEqual(gemmDesign('double', 16384), { bk: 8, pipe: 'double' });
     const keys = GEMM_CHOICES.map((c) => tileKey({ bm: 128, bn: 64, ...gemmDesign(c, 32768) }));
-    assert.deepEqual(keys, ['t128x64', 't128x64k8', 't128x64p', 't128x64d']);
+    assert.deepEqual(keys, ['t128x64', 't128x64k8', 't128x64p', 't128x64d', 't128x64s8']);
+    assert.equal(tileKey({ bm: 64, bn: 64, ...gemmDesign('shuffle', 32768), lanes: 16 }), 't64x64s16');
+    assert.deepEqual(gemmDesign('shuffle', 8192), { bk: 8, pipe: 'shuffle' }); // a 64×64 tile's buffers and flags need 8204 bytes at BK 16
   });
 });
 
 describe('GEMM designs give the tiled design\'s bits (every op on tiledGemm)', { skip }, () => {
   for (const mem of MEMORIES) {
     it(`workgroup memory ${mem ? `${mem / 1024} KiB` : 'of the device'}`, async () => {
-      const made = await Promise.all(GEMM_CHOICES.map((gemm: GemmChoice) =>
+      const made = await Promise.all(DESIGNS.map((gemm: GemmChoice) =>
         createWebGpuBackend(jsKernels, 'js', { guardWords: true, kernels: 'fast', gemm, ...(mem ? { maxWorkgroupBytes: mem } : {}) })));
       const bes = made.map((m) => { assert.ok(m.ok); return m.backend; });
       const [tiled, ...others] = bes;
       for (const [what, op] of cases(mem !== undefined)) {
         const want = await output(tiled!, op);
-        for (const [i, be] of others.entries()) assertSameBits(await output(be, op), want, `${GEMM_CHOICES[i + 1]} vs tiled: ${what}`);
+        for (const [i, be] of others.entries()) {
+          if (DESIGNS[i + 1] === 'shuffle' && !shuffleCase(what, mem)) continue;
+          assertSameBits(await output(be, op), want, `${DESIGNS[i + 1]} vs tiled: ${what}`);
+        }
       }
       for (const [T, K] of mem === undefined ? [[130, 137]] as const : []) {
         const want = await gramF32(tiled!, T, K);
-        for (const [i, be] of others.entries()) assertSameBits(await gramF32(be, T, K), want, `${GEMM_CHOICES[i + 1]} vs tiled: gram f32 ${T}x${K}`);
+        for (const [i, be] of others.entries()) assertSameBits(await gramF32(be, T, K), want, `${DESIGNS[i + 1]} vs tiled: gram f32 ${T}x${K}`);
       }
     });
   }
+});
+
+/**
+ * Which loop each workgroup of a shuffle GEMM took, as the kernel sees it: a 64×64 tile whose store writes
+ * the fallback flag (gemmShuffle.wgsl.ts: sg_bad_all; 1 = the single loop) for every output.
+ */
+async function fallbackFlags(lanes: ShuffleLanes): Promise<Float32Array> {
+  const g = await acquireGpu();
+  assert.ok(g.ok);
+  const gpu = new GpuDevice(g.device, g.caps);
+  const n = 64, a = gpu.upload('a', randF32(n * 16, 3)), y = gpu.storage('flags', 4 * n * n);
+  const pipe = gpu.pipelines.get(`test_shuffle_path_${lanes}`, () => `
+struct Params { n: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${tiledGemm({ bm: 64, bn: 64, bk: 16, pipe: 'shuffle', lanes }, {
+    rows: 'p.n', cols: 'p.n', red: '16u', a: (r, j) => `a[(${r}) * 16u + ${j}]`, b: (c, j) => `a[(${c}) * 16u + ${j}]`,
+    store: 'y[r * C + c] = f32(sg_bad_all);',
+  })}`);
+  gpu.dispatch(pipe, [n], [a, y], [1, 1]);
+  const out = new Float32Array(await gpu.read(y, 4 * n * n));
+  gpu.destroy(a, y);
+  return out;
+}
+
+describe('the shuffle design (subgroups)', { skip: skipShuffle }, () => {
+  it('lanes within a subgroup take the shuffles, more lanes than a subgroup the fallback loop', async () => {
+    const sizes = subgroups!;
+    for (const lanes of [8, 16] as const) {
+      const flags = await fallbackFlags(lanes);
+      // full subgroups expected (lavapipe, NVIDIA): a 256-invocation workgroup is launched as whole subgroups
+      const want = lanes > sizes.maxSize ? 1 : lanes <= sizes.minSize ? 0 : undefined;
+      if (want !== undefined) assert.ok(flags.every((f) => f === want), `${lanes} lanes on subgroups of ${sizes.minSize}..${sizes.maxSize}: fallback flags ${[...new Set(flags)]}, expected all ${want}`);
+    }
+  });
+
+  it('4 and 16 lanes, and vec4 loads of x over full K slices, give the tiled design\'s bits', async () => {
+    const lanes = [undefined, 4, 16] as const;
+    const made = await Promise.all([{ gemm: 'tiled' as const }, ...lanes.map((shuffleLanes) => ({ gemm: 'shuffle' as const, ...(shuffleLanes ? { shuffleLanes } : {}) }))]
+      .map((o) => createWebGpuBackend(jsKernels, 'js', { guardWords: true, kernels: 'fast', ...o })));
+    const [tiled, ...others] = made.map((m) => { assert.ok(m.ok); return m.backend; });
+    // [M, N, K, lanes]: scalar x (K % 4 ≠ 0) at 16 lanes (the fallback loop on subgroups of 8); x4 (two full
+    // slices and a tail of 4; a 64×128 tile) at 4 lanes
+    for (const [M, N, K, which] of [[...SHAPES[0]!, [2]], [40, 72, 36, [1]]] as const) {
+      const op = linear(M, K, (be) => weight(be, 'f32', [N, K], N * 7 + K));
+      const want = await output(tiled!, op);
+      for (const i of which) assertSameBits(await output(others[i]!, op), want, `shuffle ${lanes[i] ?? 'device'} lanes vs tiled: linear f32 ${M}x${N}x${K}`);
+    }
+  });
+
 });

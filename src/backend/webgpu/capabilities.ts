@@ -6,7 +6,9 @@
  * limits are read once per process; the device is requested with the adapter's own limits for
  * everything the kernels depend on (a device otherwise gets the spec's defaults, e.g. 128 MiB
  * bindings and 16 KiB of workgroup memory, whatever the hardware has). Right after, one small dispatch
- * finds whether the device's WGSL fma() is fused (fmaProbe.ts; LOWBIT_WEBGPU_FMA=off skips it).
+ * finds whether the device's WGSL fma() is fused (fmaProbe.ts; LOWBIT_WEBGPU_FMA=off skips it). Optional
+ * features are requested where the adapter has them: 'timestamp-query' (benchmarks) and 'subgroups' (the
+ * `shuffle` GEMM design).
  */
 import { fmaChoice, probeFma } from './fmaProbe.js';
 
@@ -23,6 +25,9 @@ export const REQUIRED_LIMITS = Object.freeze({
 
 /** Limits requested from the adapter at its own values (the ones the backend reads). */
 const REQUESTED_LIMITS = [...Object.keys(REQUIRED_LIMITS), 'maxBindGroups', 'minStorageBufferOffsetAlignment'] as const;
+
+/** Features requested where the adapter has them; nothing needs them. */
+const OPTIONAL_FEATURES = ['timestamp-query', 'subgroups'] as const;
 
 /** Features the kernels need: none (f16/bf16 are decoded from u32 words, so `shader-f16` is not used). */
 export const REQUIRED_FEATURES: readonly string[] = Object.freeze([]);
@@ -52,6 +57,12 @@ export interface GpuCapabilities {
   readonly fmaEmulated?: boolean;
   /** Which design the fast tiled GEMM runs (kernels/linear.ts: GEMM_DESIGNS): LOWBIT_WEBGPU_GEMM, read once (default tiled). */
   readonly gemm: GemmChoice;
+  /**
+   * Where the device has the feature 'subgroups' (requested whenever the adapter has it): the adapter's
+   * smallest and largest subgroup size ([4, 128] where it does not say), and the lanes the `shuffle`
+   * design groups (its smallest subgroup, within 4..16). Absent without the feature.
+   */
+  readonly subgroups?: { readonly minSize: number; readonly maxSize: number; readonly shuffleLanes: 4 | 8 | 16 };
   /**
    * Bytes of rebuilt QuIP weights kept for reuse (quipCache.ts): LOWBIT_WEBGPU_QUIP_CACHE_MIB, read once
    * (default QUIP_CACHE_MIB); 0 rebuilds the weight for every multiply.
@@ -88,9 +99,10 @@ function kernelChoice(): KernelChoice {
 /**
  * The fast tiled GEMM's designs, all giving the same bits: `tiled` (BK 16, load then compute), `tiled8`
  * (BK 8), `prefetch` (the next K slice loaded into registers during the compute), `double` (prefetch into
- * a second workgroup buffer, one barrier a step).
+ * a second workgroup buffer, one barrier a step), `shuffle` (B in registers, passed between a subgroup's
+ * lanes by subgroupShuffle; needs the feature 'subgroups').
  */
-export const GEMM_CHOICES = Object.freeze(['tiled', 'tiled8', 'prefetch', 'double'] as const);
+export const GEMM_CHOICES = Object.freeze(['tiled', 'tiled8', 'prefetch', 'double', 'shuffle'] as const);
 export type GemmChoice = (typeof GEMM_CHOICES)[number];
 
 function gemmChoice(): GemmChoice {
@@ -102,6 +114,18 @@ export function gemmChoiceOf(v: string | undefined): GemmChoice {
   if (v === undefined || v === '') return 'tiled';
   if (!(GEMM_CHOICES as readonly string[]).includes(v)) throw new Error(`LOWBIT_WEBGPU_GEMM is '${v}'; expected one of ${GEMM_CHOICES.join(', ')}`);
   return v as GemmChoice;
+}
+
+/** Why a device cannot run GEMM design `gemm` (one line), or undefined: `shuffle` needs the feature 'subgroups'. */
+export function gemmShortfall(gemm: GemmChoice, caps: Pick<GpuCapabilities, 'subgroups' | 'adapterName'>): string | undefined {
+  if (gemm === 'shuffle' && !caps.subgroups) return `LOWBIT_WEBGPU_GEMM=shuffle needs the WebGPU feature 'subgroups', which ${caps.adapterName} lacks`;
+  return undefined;
+}
+
+/** The `shuffle` design's lanes for an adapter whose smallest subgroup is `minSize` (4 where not reported): within 4..16. */
+export function shuffleLanesFor(minSize: number | undefined): 4 | 8 | 16 {
+  const m = minSize ?? 4;
+  return m >= 16 ? 16 : m >= 8 ? 8 : 4;
 }
 
 export type GpuAcquired = { ok: true; device: GPUDevice; caps: GpuCapabilities } | { ok: false; reason: string };
@@ -180,20 +204,24 @@ async function requestDevice(): Promise<GpuAcquired> {
   if (short) return { ok: false, reason: short };
   const requiredLimits: Record<string, number> = {};
   for (const k of REQUESTED_LIMITS) if (limits[k] !== undefined) requiredLimits[k] = limits[k]!;
-  // timestamp-query only lets benchmarks time passes on the device (GpuDevice.timePasses); nothing needs it
-  const requiredFeatures = features.includes('timestamp-query') ? ['timestamp-query' as GPUFeatureName] : [];
+  // timestamp-query only lets benchmarks time passes on the device (GpuDevice.timePasses); subgroups only the shuffle GEMM
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => features.includes(f)) as GPUFeatureName[];
   const kernels = kernelChoice(), gemm = gemmChoice(), fma = fmaChoice(); // bad values are refused before any device exists
   const quipCacheBytes = quipCacheBytesOf(typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_QUIP_CACHE_MIB);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const probe = fma === 'off' ? undefined : await probeFma(device);
   const info = adapter.info as GPUAdapterInfo | undefined;
   const adapterName = info ? [info.vendor, info.architecture, info.description].filter((s) => s).join(' ') : '';
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  const subgroups = device.features.has('subgroups')
+    ? Object.freeze({ minSize: sizes?.subgroupMinSize ?? 4, maxSize: sizes?.subgroupMaxSize ?? 128, shuffleLanes: shuffleLanesFor(sizes?.subgroupMinSize) })
+    : undefined;
   return {
     ok: true, device,
     caps: Object.freeze({
       runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-      kernels, gemm, fmaFused: !!probe?.fused, quipCacheBytes,
+      kernels, gemm, fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}),
       fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
     }),
   };

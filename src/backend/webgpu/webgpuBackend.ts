@@ -19,7 +19,7 @@ import { decodeHalf } from '../../tensor/codecs.js';
 import { isAwqPacked, isKindLayer, materializeKind, type PackedWeight } from '../../tensor/packed.js';
 import { dequantizeAwq } from '../../tensor/awqPack.js';
 import { decodeQuantRows } from '../cpu/kernels/qgemm.js';
-import { acquireGpu, type GpuCapabilities, type GemmChoice, type KernelChoice } from './capabilities.js';
+import { acquireGpu, gemmShortfall, type GpuCapabilities, type GemmChoice, type KernelChoice } from './capabilities.js';
 import { GpuDevice } from './device.js';
 import { denseParts, destroyQuant, quantBytes, uploadAwq, uploadGptq, uploadKind, type DenseDtype, type DeviceQuant, type Part } from './weights.js';
 import { linearAwq, linearDense, linearGptq } from './kernels/linear.js';
@@ -96,12 +96,15 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
  * paths); 'emulated' runs the fma-path kernel text with fma() replaced by its exact emulation (tests, on a
  * device whose fma is not fused). `quipCacheBytes` overrides LOWBIT_WEBGPU_QUIP_CACHE_MIB (quipCache.ts; 0: rebuild
  * for every multiply); `quipButterflies` (tests) puts every QuIP layer's butterflies on the device or the host.
+ * `shuffleLanes` (tests): the `shuffle` design's lane group in place of the device's (8 and 4 on lavapipe's
+ * subgroups of 8 take the shuffles, 16 the design's fallback loop). A GEMM design the device cannot run
+ * (`shuffle` without 'subgroups') is refused with a UsageError.
  */
 export async function createWebGpuBackend(
   hostKernels: CpuKernels, hostNote: string,
   opts: {
     maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; gemm?: GemmChoice; maxWorkgroupBytes?: number; fma?: 'off' | 'emulated';
-    quipCacheBytes?: number; quipButterflies?: 'device' | 'host';
+    quipCacheBytes?: number; quipButterflies?: 'device' | 'host'; shuffleLanes?: 4 | 8 | 16;
   } = {},
 ): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
@@ -117,7 +120,10 @@ export async function createWebGpuBackend(
     ...(opts.maxWorkgroupBytes ? {
       limits: Object.freeze({ ...g.caps.limits, maxComputeWorkgroupStorageSize: Math.min(opts.maxWorkgroupBytes, g.caps.limits.maxComputeWorkgroupStorageSize ?? 16384) }),
     } : {}),
+    ...(opts.shuffleLanes && g.caps.subgroups ? { subgroups: Object.freeze({ ...g.caps.subgroups, shuffleLanes: opts.shuffleLanes }) } : {}),
   };
+  const short = gemmShortfall(caps.gemm, caps);
+  if (short) throw new UsageError(short);
   return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
 }
 

@@ -9,7 +9,7 @@
 import type { GpuDevice } from '../device.js';
 import type { WeightDtype } from './common.wgsl.js';
 import { AWQ_W_AT, GPTQ_W_AT, LINEAR_TILE, REFERENCE_VARIANT, denseWAt, linearWithDecoder, variantKey, type LinearVariant } from './linear.wgsl.js';
-import { GEMV_MAX_M, GEMV_ROWS, tileBytes, type TileShape } from './linearFast.wgsl.js';
+import { GEMV_MAX_M, GEMV_ROWS, tileBytes, type ShuffleLanes, type TileShape } from './linearFast.wgsl.js';
 import type { GemmChoice } from '../capabilities.js';
 
 export interface LinearShape { M: number; K: number; ldy: number }
@@ -24,10 +24,13 @@ export function linearVariant(gpu: GpuDevice, M: number, N: number, K: number): 
 /**
  * The K loop of each GEMM design (capabilities: GEMM_CHOICES): its pipeline and K step. `double` takes
  * BK 16 where two 128×128 slices fit the workgroup memory (32 KiB: lavapipe, most GPUs), else BK 8.
+ * `shuffle` steps BK 16 where a 64×64 tile's buffers and flags fit (else 8), with the device's lane group up to
+ * BK (tileFor; caps.subgroups.shuffleLanes).
  */
 export function gemmDesign(choice: GemmChoice, wgBytes: number): Pick<TileShape, 'bk' | 'pipe'> {
   switch (choice) {
     case 'tiled': return { bk: 16, pipe: 'single' };
+    case 'shuffle': return { bk: tileBytes({ bm: 64, bn: 64, bk: 16, pipe: 'shuffle' }) <= wgBytes ? 16 : 8, pipe: 'shuffle' };
     case 'tiled8': return { bk: 8, pipe: 'single' };
     case 'prefetch': return { bk: 16, pipe: 'prefetch' };
     case 'double': return { bk: tileBytes({ bm: 128, bn: 128, bk: 16, pipe: 'double' }) <= wgBytes ? 16 : 8, pipe: 'double' };
@@ -40,9 +43,14 @@ export function gemmDesign(choice: GemmChoice, wgBytes: number): Pick<TileShape,
  */
 export function tileFor(gpu: GpuDevice, R: number, C: number): TileShape {
   const wgBytes = gpu.caps.limits.maxComputeWorkgroupStorageSize ?? 16384;
-  const d = gemmDesign(gpu.caps.gemm, wgBytes);
+  const d = { ...gemmDesign(gpu.caps.gemm, wgBytes), ...(gpu.caps.gemm === 'shuffle' ? { lanes: shuffleLanes(gpu, wgBytes) } : {}) };
   const big = (n: number) => n > 64 && tileBytes({ bm: 128, bn: 128, ...d }) <= wgBytes ? 128 : 64;
   return { bm: big(R), bn: big(C), ...d };
+}
+
+/** The `shuffle` design's lane group: the device's (4 without one), at most its K step. */
+function shuffleLanes(gpu: GpuDevice, wgBytes: number): ShuffleLanes {
+  return Math.min(gpu.caps.subgroups?.shuffleLanes ?? 4, gemmDesign('shuffle', wgBytes).bk) as ShuffleLanes;
 }
 
 /** y[:, n0..n0+N) = x · panelᵀ for a dense weight panel of N rows. */

@@ -21,6 +21,8 @@
  * different order, so the two agree to rounding (test/backend/fastKernels.test.ts).
  */
 
+import { SHUFFLE_BUILTINS, SHUFFLE_DECLS, shuffleLoop } from './gemmShuffle.wgsl.js';
+
 /** Largest M the GEMV path takes, and output columns per GEMV workgroup. */
 export const GEMV_MAX_M = 8;
 export const GEMV_ROWS = 16;
@@ -32,22 +34,31 @@ const GEMV_SPLIT = 256 / GEMV_ROWS; // invocations per output column
  * - `single`: load the slice, barrier, compute, barrier (two barriers a step, global latency exposed);
  * - `prefetch`: the next slice is loaded into registers before the current one is computed, and stored
  *   into workgroup memory after it (two barriers a step, the loads in flight during the compute);
- * - `double`: as prefetch, into the other of two workgroup buffers, so one barrier a step (twice the memory).
+ * - `double`: as prefetch, into the other of two workgroup buffers, so one barrier a step (twice the memory);
+ * - `shuffle`: B is read from storage into registers and passed between the lanes of a subgroup by
+ *   subgroupShuffle, never staged in workgroup memory (gemmShuffle.wgsl.ts; the `single` loop where the
+ *   subgroups do not allow it). Needs the device feature 'subgroups'.
  */
-export type GemmPipe = 'single' | 'prefetch' | 'double';
+export type GemmPipe = 'single' | 'prefetch' | 'double' | 'shuffle';
 
-/** Output tile BM×BN per workgroup, K step BK, and the pipeline of the K loop. */
-export interface TileShape { readonly bm: 64 | 128; readonly bn: 64 | 128; readonly bk: 8 | 16; readonly pipe: GemmPipe }
+/**
+ * Output tile BM×BN per workgroup, K step BK, and the pipeline of the K loop; `lanes`: the `shuffle` pipe's
+ * group of lanes sharing B (a divisor of BK and of the device's smallest subgroup; 8 where not given).
+ */
+export interface TileShape { readonly bm: 64 | 128; readonly bn: 64 | 128; readonly bk: 8 | 16; readonly pipe: GemmPipe; readonly lanes?: ShuffleLanes }
+export type ShuffleLanes = 4 | 8 | 16;
 
-/** Workgroup memory of a tiled GEMM, in bytes. */
+/** Workgroup memory of a tiled GEMM, in bytes (`shuffle` keeps B's buffer for its fallback loop, and 12 bytes of flags). */
 export function tileBytes(t: TileShape): number {
-  return (t.bm + t.bn) * t.bk * 4 * (t.pipe === 'double' ? 2 : 1);
+  return (t.bm + t.bn) * t.bk * 4 * (t.pipe === 'double' ? 2 : 1) + (t.pipe === 'shuffle' ? 12 : 0);
 }
 
-/** Pipeline-key name of a tile: `t128x64` for BK 16 single-buffered (the first design), else e.g. `t128x128k8p` / `d`. */
+/** Pipeline-key name of a tile: `t128x64` for BK 16 single-buffered (the first design), else e.g. `t128x128k8p` / `d` / `s8` (shuffle, 8 lanes). */
 export function tileKey(t: TileShape): string {
-  return `t${t.bm}x${t.bn}${t.bk === 16 ? '' : `k${t.bk}`}${t.pipe === 'single' ? '' : t.pipe[0]}`;
+  return `t${t.bm}x${t.bn}${t.bk === 16 ? '' : `k${t.bk}`}${t.pipe === 'single' ? '' : t.pipe[0]}${t.pipe === 'shuffle' ? shuffleLanes(t) : ''}`;
 }
+
+const shuffleLanes = (t: TileShape): ShuffleLanes => t.lanes ?? 8;
 
 /** Params and x for the fast bodies: the reference's fields (the decoders read p.N, p.K, p.bits, p.zw, p.gsize). */
 export function fastParams(x4: boolean): string {
@@ -152,12 +163,15 @@ export function tiledGemm(t: TileShape, o: TiledOperands): string {
   const xSlice = o.x4 ? vec4Slice(t.bm, BK) : scalarSlice('gx', 'xs', t.bm, BK, 'm0', 'R', o.a, !!o.aRowFast);
   const wSlice = scalarSlice('gw', 'ws', t.bn, BK, 'n0', 'C', o.b, !!o.bRowFast);
   // one k of the register tile: VM + VN vec4 reads of workgroup memory (from buffer xo / wo), 16·VM·VN multiply-adds
-  const step = (xo: string, wo: string) => [
-    ...[...Array(VM).keys()].map((i) => `let a${i} = xs[${xo}kk * (BM / 4u) + lid.y + ${16 * i}u];`),
-    ...[...Array(VN).keys()].map((j) => `let b${j} = ws[${wo}kk * (BN / 4u) + lid.x + ${16 * j}u];`),
+  const shuffle = t.pipe === 'shuffle', ty = shuffle ? 'ty' : 'lid.y', tx = shuffle ? 'tx' : 'lid.x'; // the register tile's row and column group
+  // one k of the register tile, b vec4 j from bOf(j)
+  const kStep = (kk: string, bOf: (j: number) => string) => [
+    ...[...Array(VM).keys()].map((i) => `let a${i} = xs[${kk} * (BM / 4u) + ${ty} + ${16 * i}u];`),
+    ...[...Array(VN).keys()].map((j) => `let b${j} = ${bOf(j)};`),
     ...[...Array(VM).keys()].flatMap((i) => [0, 1, 2, 3].flatMap((q) => [...Array(VN).keys()].map((j) =>
       `acc[${(i * 4 + q) * VN + j}] += a${i}.${'xyzw'[q]} * b${j};`))),
   ].join('\n        ');
+  const step = (xo: string, wo: string) => kStep(`${xo}kk`, (j) => `ws[${wo}kk * (BN / 4u) + ${tx} + ${16 * j}u]`);
   const compute = (xo = '', wo = '') => `if (k0 + BK <= J) {
       for (var kk = 0u; kk < BK; kk++) { ${step(xo, wo)} }
     } else {
@@ -167,14 +181,19 @@ export function tiledGemm(t: TileShape, o: TiledOperands): string {
     ${wSlice.fetch(k)}`;
   const put = (xo: string, wo: string) => `${xSlice.put(xo)}
     ${wSlice.put(wo)}`;
-  const loop = {
-    single: `for (var k0 = 0u; k0 < J; k0 += BK) {
+  const single = `for (var k0 = 0u; k0 < J; k0 += BK) {
     ${xSlice.direct}
     ${wSlice.direct}
     workgroupBarrier();
     ${compute()}
     workgroupBarrier();
-  }`,
+  }`;
+  const loop = {
+    shuffle: !shuffle ? '' : shuffleLoop({
+      lanes: shuffleLanes(t), bk: BK, vn: VN, xDirect: xSlice.direct, wDirect: wSlice.direct,
+      wsSteps: `for (var kk = 0u; kk < min(BK, J - k0); kk++) { ${step('', '')} }`, b: o.b, step: kStep,
+    }),
+    single,
     prefetch: `${xSlice.regs} ${wSlice.regs}
   ${fetch('0u')}
   for (var k0 = 0u; k0 < J; k0 += BK) {
@@ -214,10 +233,11 @@ const BM: u32 = ${t.bm}u;
 const BN: u32 = ${t.bn}u;
 const BK: u32 = ${BK}u;
 var<workgroup> xs: array<vec4f, ${bufs * xsLen}>;
-var<workgroup> ws: array<vec4f, ${bufs * wsLen}>;
+var<workgroup> ws: array<vec4f, ${bufs * wsLen}>;${shuffle ? `${SHUFFLE_DECLS}
+enable subgroups;` : ''}
 
 @compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32${shuffle ? `, ${SHUFFLE_BUILTINS}` : ''}) {
   let R = ${o.rows};
   let C = ${o.cols};
   let J = ${o.red};
@@ -227,12 +247,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   var acc: array<vec4f, ${4 * VM * VN}>;
   ${loop}
   for (var i = 0u; i < ${4 * VM}u; i++) {
-    let r = m0 + 4u * lid.y + 64u * (i / 4u) + i % 4u;
+    let r = m0 + 4u * ${ty} + 64u * (i / 4u) + i % 4u;
     if (r >= R) { continue; }
     for (var j = 0u; j < ${VN}u; j++) {
       let v4 = acc[i * ${VN}u + j];
       for (var q = 0u; q < 4u; q++) {
-        let c = n0 + 4u * lid.x + 64u * j + q;
+        let c = n0 + 4u * ${tx} + 64u * j + q;
         if (c < C) { let v = v4[q]; ${o.store} }
       }
     }
