@@ -88,31 +88,48 @@ export class BlockJob {
   layerName(l: LinearName): string { return NAMES.layer(this.index, LINEAR_PART[l]).replace(/\.weight$/, ''); }
 
   /**
+   * Runs the block with the current `weights` over every calibration sequence, each in its own scope, and
+   * calls `seen(key, input)` with the first tensor each requested input takes in that sequence; the tensors
+   * for which it returns true are the scope's result, so they outlive it, and are handed to `done`, which
+   * runs after each sequence's forward (the caller frees them).
+   */
+  private async forEachInput(
+    want: ReadonlySet<InputName>, seen: (key: InputName, input: BTensor) => boolean | void,
+    done?: (kept: ReadonlyMap<InputName, BTensor>) => Promise<void> | void,
+  ): Promise<void> {
+    const be = this.be;
+    const w = uploadHostBlock(be, this.weights);
+    try {
+      for (const x of this.inputs) {
+        const first = new Set<InputName>();
+        const kept = new Map<InputName, BTensor>();
+        const linear: LinearFn = (name, input, weight) => {
+          const key = LINEAR_INPUT[name];
+          if (want.has(key) && !first.has(key)) {
+            first.add(key);
+            if (seen(key, input)) kept.set(key, input);
+          }
+          return be.linear(input, weight);
+        };
+        be.scope(() => { be.free(blockForward(be, this.cfg, w, x, this.rope, { linear }).out); return [...kept.values()]; });
+        await done?.(kept);
+      }
+    } finally {
+      freeAll(be, Object.values(w));
+    }
+  }
+
+  /**
    * Runs the block with the current `weights` over every calibration sequence and returns the rows
    * each requested input takes (host arrays [T, width], one per sequence).
    */
   async capture(names: readonly InputName[]): Promise<Map<InputName, Float32Array[]>> {
     const want = new Set(names);
     const out = new Map<InputName, Float32Array[]>([...want].map((n) => [n, []]));
-    const w = uploadHostBlock(this.be, this.weights);
-    try {
-      for (const x of this.inputs) {
-        const seen = new Set<InputName>();
-        const pending: Promise<void>[] = [];
-        const linear: LinearFn = (name, input, weight) => {
-          const key = LINEAR_INPUT[name];
-          if (want.has(key) && !seen.has(key)) {
-            seen.add(key);
-            pending.push(this.be.read(input).then((d) => { out.get(key)!.push(d.slice()); }));
-          }
-          return this.be.linear(input, weight);
-        };
-        this.be.scope(() => this.be.free(blockForward(this.be, this.cfg, w, x, this.rope, { linear }).out));
-        await Promise.all(pending);
-      }
-    } finally {
-      freeAll(this.be, Object.values(w));
-    }
+    let pending: Promise<void>[] = [];
+    await this.forEachInput(want, (key, input) => {
+      pending.push(this.be.read(input).then((d) => { out.get(key)!.push(d.slice()); }));
+    }, async () => { await Promise.all(pending); pending = []; });
     return out;
   }
 
@@ -120,30 +137,17 @@ export class BlockJob {
    * As `capture`, the rows left on the backend: one [T, width] tensor per sequence and input, nothing read
    * back (free them with `free`; if this throws, what it kept is freed).
    */
-  captureOn(names: readonly InputName[]): Map<InputName, BTensor[]> {
-    const be = this.be, want = new Set(names);
+  async captureOn(names: readonly InputName[]): Promise<Map<InputName, BTensor[]>> {
+    const want = new Set(names);
     const out = new Map<InputName, BTensor[]>([...want].map((n) => [n, []]));
-    const w = uploadHostBlock(be, this.weights);
     try {
-      for (const x of this.inputs) {
-        const seen = new Map<InputName, BTensor>();
-        const linear: LinearFn = (name, input, weight) => {
-          const key = LINEAR_INPUT[name];
-          if (want.has(key) && !seen.has(key)) {
-            if (this.inputs.includes(input)) throw new Error(`captureOn: ${key} is the block's own input, which the pipeline owns`);
-            seen.set(key, input);
-          }
-          return be.linear(input, weight);
-        };
-        // the kept inputs are the scope's result, so they outlive it
-        be.scope(() => { be.free(blockForward(be, this.cfg, w, x, this.rope, { linear }).out); return [...seen.values()]; });
-        for (const [k, t] of seen) out.get(k)!.push(t);
-      }
+      await this.forEachInput(want, (key, input) => {
+        if (this.inputs.includes(input)) throw new Error(`captureOn: ${key} is the block's own input, which the pipeline owns`);
+        return true;
+      }, (kept) => { for (const [k, t] of kept) out.get(k)!.push(t); });
     } catch (e) {
-      for (const ts of out.values()) freeAll(be, ts);
+      for (const ts of out.values()) freeAll(this.be, ts);
       throw e;
-    } finally {
-      freeAll(be, Object.values(w));
     }
     return out;
   }
@@ -162,25 +166,13 @@ export class BlockJob {
     }
     // made outside the sequences' scopes, which free everything else they make
     const acc = new Map<InputName, BTensor>([...new Set(names)].map((n) => [n, be.upload(new Float32Array(width(n)), [width(n)])]));
-    const w = uploadHostBlock(be, this.weights);
     try {
-      for (const x of this.inputs) {
-        const seen = new Set<InputName>();
-        const linear: LinearFn = (name, input, weight) => {
-          const key = LINEAR_INPUT[name];
-          if (acc.has(key) && !seen.has(key)) {
-            seen.add(key);
-            be.columnAbsMax!(input, acc.get(key)!);
-          }
-          return be.linear(input, weight);
-        };
-        be.scope(() => be.free(blockForward(be, this.cfg, w, x, this.rope, { linear }).out));
-      }
+      await this.forEachInput(new Set(acc.keys()), (key, input) => { be.columnAbsMax!(input, acc.get(key)!); });
       const out = new Map<InputName, Float32Array>();
       for (const [n, a] of acc) out.set(n, await be.read(a));
       return out;
     } finally {
-      freeAll(be, [...Object.values(w), ...acc.values()]);
+      freeAll(be, [...acc.values()]);
     }
   }
 

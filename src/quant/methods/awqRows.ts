@@ -23,7 +23,7 @@ export function rowsStayOnBackend(be: Backend): boolean {
 
 /** Each requested input's rows over every calibration sequence, the block run with the current weights. */
 export async function captureRows(job: BlockJob, names: readonly InputName[]): Promise<Map<InputName, CapturedRows>> {
-  if (rowsStayOnBackend(job.be)) return new Map([...job.captureOn(names)].map(([n, xs]) => [n, { on: 'backend', xs }]));
+  if (rowsStayOnBackend(job.be)) return new Map([...await job.captureOn(names)].map(([n, xs]) => [n, { on: 'backend', xs }]));
   return new Map([...await job.capture(names)].map(([n, xs]) => [n, { on: 'host', xs }]));
 }
 
