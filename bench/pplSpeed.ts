@@ -1,6 +1,7 @@
 // Block-streamed perplexity speed and peak resident memory.
 // Usage: node --expose-gc dist/bench/pplSpeed.js bundled|llama3-8b [windows] [seqlen] [--threads N] [--no-torch]
-//          [--backend cpu|webgpu]
+//          [--backend cpu|webgpu] [--blocks N]
+// --blocks: decoder blocks of the random llama3-8b model (default 2; 32 is the whole LLaMA-3-8B depth), on both sides.
 // With --backend webgpu the PyTorch anchor runs on CUDA (float32, TF32 off) when torch sees a GPU, else on the CPU.
 // llama3-8b also runs bench/ppl_torch.py (PyTorch, same shapes, windows, seqlen, threads, same block
 // streaming, float32 compute over bf16 weights) when a python3 can import torch, and prints a JSON
@@ -31,8 +32,15 @@ const ti = argv.indexOf('--threads');
 const threads = ti >= 0 ? Number(argv[ti + 1]) : availableParallelism();
 const bi = argv.indexOf('--backend');
 const backend = bi >= 0 ? argv[bi + 1]! : 'cpu';
+const li = argv.indexOf('--blocks');
+const blocks = li >= 0 ? Number(argv[li + 1]) : 2;
+if (!Number.isInteger(blocks) || blocks < 1) {
+  console.error(`pplSpeed: --blocks must be a positive integer, not ${argv[li + 1]}`);
+  process.exit(2);
+}
 const noTorch = argv.includes('--no-torch');
-const positional = argv.filter((a, i) => !a.startsWith('--') && !(ti >= 0 && i === ti + 1) && !(bi >= 0 && i === bi + 1));
+const valueAt = new Set([ti, bi, li].filter((i) => i >= 0).map((i) => i + 1));
+const positional = argv.filter((a, i) => !a.startsWith('--') && !valueAt.has(i));
 const [which = 'bundled', winArg, seqArg] = positional;
 const startRss = process.memoryUsage().rss;
 const be = await createBackend({ backend, threads });
@@ -44,7 +52,7 @@ if (which === 'bundled') {
   tokens = r.windowsEvaluated * r.seqlen;
   label = `TinyStories-656K, tinystories, ${r.windowsEvaluated} windows × ${r.seqlen}, ppl ${r.ppl.toFixed(3)}`;
 } else {
-  const ck = randomLlama3Blocks();
+  const ck = randomLlama3Blocks(blocks);
   const src = ck.weights, read = src.read.bind(src), readRows = src.readRows!.bind(src);
   let depth = 0; // read() goes through readRows(): time the outermost call only
   const timed = <T>(f: () => T): T => {
@@ -59,7 +67,7 @@ if (which === 'bundled') {
   const seqs = Array.from({ length: windows }, () => Int32Array.from({ length: seqlen }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % 128256; }));
   await streamedNll(ck, be, seqs);
   tokens = windows * seqlen;
-  label = `random LLaMA-3-8B block shapes (2 blocks, bf16), ${windows} windows × ${seqlen}`;
+  label = `random LLaMA-3-8B block shapes (${blocks} blocks, bf16), ${windows} windows × ${seqlen}`;
 }
 const sec = (performance.now() - t0) / 1000;
 const peakMiB = process.resourceUsage().maxRSS / 1024;
@@ -102,7 +110,7 @@ if (which !== 'bundled' && !noTorch) {
     console.log(JSON.stringify({ bench: 'ppl-vs-torch', torch: "absent (python3 -c 'import torch' fails)" }));
   } else {
     const cuda = backend !== 'cpu' && spawnSync(py, ['-c', 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)']).status === 0;
-    const r = spawnSync(py, [join(PACKAGE_ROOT, 'bench', 'ppl_torch.py'), String(threads), String(windows), String(seqlen), cuda ? 'cuda' : 'cpu'], { encoding: 'utf8' });
+    const r = spawnSync(py, [join(PACKAGE_ROOT, 'bench', 'ppl_torch.py'), String(threads), String(windows), String(seqlen), cuda ? 'cuda' : 'cpu', String(blocks)], { encoding: 'utf8' });
     const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
     let torch: Record<string, number> & { device?: string } | undefined;
     try { torch = JSON.parse(line); } catch { /* reported below */ }
@@ -112,7 +120,7 @@ if (which !== 'bundled' && !noTorch) {
       console.log(JSON.stringify(torch));
       const ratio = (a: number, b: number) => +(a / b).toFixed(2);
       console.log(JSON.stringify({
-        bench: 'ppl-vs-torch', windows, seqlen, threads, lowbitBackend: be.description, torchDevice: torch.device, note: 'random weights on both sides (they differ): speed/memory only',
+        bench: 'ppl-vs-torch', windows, seqlen, blocks, threads, lowbitBackend: be.description, torchDevice: torch.device, note: 'random weights on both sides (they differ): speed/memory only',
         lowbitTokensPerSecond: lowbit.tokensPerSecond, torchTokensPerSecond: torch.tokensPerSecond,
         ratio: ratio(lowbit.tokensPerSecond, torch.tokensPerSecond!),
         lowbitComputeTokensPerSecond: lowbit.computeTokensPerSecond, torchComputeTokensPerSecond: torch.computeTokensPerSecond,

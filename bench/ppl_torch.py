@@ -10,7 +10,8 @@ logits [256 rows, chunk] at a time, cross-entropy through an online logsumexp.
 Weights are bf16 (torch's RNG, uniform ±1.7/sqrt(in_features) like bench/randomSource.ts, norms 1). The weights are random and differ from lowbit's: only speed and
 memory are comparable, not the NLL.
 
-Usage: python3 bench/ppl_torch.py THREADS WINDOWS SEQLEN [cpu|cuda]
+Usage: python3 bench/ppl_torch.py THREADS WINDOWS SEQLEN [cpu|cuda] [BLOCKS]
+BLOCKS: decoder blocks (default 2; 32 is LLaMA-3-8B's depth).
 Prints one JSON line: tokens, seconds (all, weight generation included), computeSeconds (weight
 generation excluded), tokensPerSecond, computeTokensPerSecond, peakRssMiB (getrusage ru_maxrss).
 With cuda (the anchor of `pplSpeed.js llama3-8b ... --backend webgpu`): everything on the GPU in float32 with
@@ -26,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-D, H, KVH, HD, FF, L, V = 4096, 32, 8, 128, 14336, 2, 128256
+D, H, KVH, HD, FF, L, V = 4096, 32, 8, 128, 14336, 2, 128256  # L: blocks (argv[5])
 EPS, THETA = 1e-5, 500000.0
 SCALING = dict(factor=8.0, low=1.0, high=4.0, original=8192)
 HEAD_ROWS, VOCAB_CHUNK = 256, 16384
@@ -133,9 +134,10 @@ def load_block():
 
 @torch.no_grad()
 def main():
-    global DEVICE
+    global DEVICE, L
     threads, windows, seqlen = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     DEVICE = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+    L = int(sys.argv[5]) if len(sys.argv) > 5 else L
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(12345)
@@ -176,7 +178,7 @@ def main():
     tokens = windows * seqlen
     compute = seconds - gen_seconds
     print(json.dumps(dict(
-        bench="ppl-torch", torch=torch.__version__, threads=torch.get_num_threads(), windows=windows, seqlen=seqlen,
+        bench="ppl-torch", torch=torch.__version__, threads=torch.get_num_threads(), windows=windows, seqlen=seqlen, blocks=L,
         tokens=tokens, seconds=round(seconds, 2), computeSeconds=round(compute, 2),
         tokensPerSecond=round(tokens / seconds, 1), computeTokensPerSecond=round(tokens / compute, 1),
         meanNll=round(total_nll / (windows * (seqlen - 1)), 4),

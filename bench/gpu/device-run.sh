@@ -7,7 +7,7 @@
 # (bench/webgpuGemm.ts, timestamp-query), the fast GEMM's designs side by side at 4096 and 8192, the Gram reference / tiled (its TwoProduct error by fma where the probe finds it fused, and by split products; bench/webgpuGram.ts), attention and its backward reference / tiled (bench/webgpuAttention.ts), the parity tests (first: correctness
 # on this GPU before speed), AWQ and GPTQ of one 8B block (bench/awqBlock.ts), and the time of
 # `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice; block-streamed perplexity
-# on LLaMA-3-8B shapes (bench/pplSpeed.ts: tokens/s, peak device memory) and GPTQ of one 8B block
+# on LLaMA-3-8B shapes (bench/pplSpeed.ts: tokens/s, peak device memory; 2 blocks, and all 32 last if time is left) and GPTQ of one 8B block
 # (bench/gptqBlock.ts), each next to PyTorch on CUDA.
 # Every step runs under what is left of BUDGET_S (default 480 s); a step that fails or runs out is
 # reported and the script goes on.
@@ -47,4 +47,6 @@ step 'WebGPU attention and its backward' node dist/bench/webgpuAttention.js --sh
 for k in reference fast; do
   step "eval ppl, $k kernels" env LOWBIT_WEBGPU_KERNELS=$k bash -c 'time node --expose-gc bin/lowbit.js eval --backend webgpu --ppl tinystories --limit 4'
 done
+# the whole depth where time is left (the step is cut at the budget like the others)
+step 'block-streamed ppl, LLaMA-3-8B shapes (32 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --blocks 32 --backend webgpu
 echo "== done in $((SECONDS - start)) s" | tee -a "$log"
