@@ -17,6 +17,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { BTensor, TrainableBackend } from '../../src/backend/backend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { GEMM_CHOICES, acquireGpu, gemmChoiceOf, gemmShortfall, shuffleLanesFor, type GemmChoice } from '../../src/backend/webgpu/capabilities.js';
@@ -157,10 +159,14 @@ describe('GEMM designs give the tiled design\'s bits (every op on tiledGemm)', {
 });
 
 /**
- * Which loop each workgroup of a shuffle GEMM took, as the kernel sees it: a 64×64 tile whose store writes
- * the fallback flag (gemmShuffle.wgsl.ts: sg_bad_all; 1 = the single loop) for every output.
+ * Which loop each workgroup of a shuffle GEMM took, as the kernel sees it, and the subgroup it ran on: a 64×64 tile
+ * whose store writes, for every output, !shuffles (1 = the single loop; gemmShuffle.wgsl.ts), the subgroup's
+ * top active lane + 1 and its active lanes, packed as fallback·10⁶ + top·10³ + active. (Not sg_bad_all read again
+ * after the loop: lavapipe gave 0 there where the loop had seen 1.) A pipeline's subgroups are what the
+ * implementation chose for it, not always the adapter's reported size: lavapipe at LP_NATIVE_VECTOR_WIDTH=512
+ * reports 16..16 and runs some shaders 8 wide.
  */
-async function fallbackFlags(lanes: ShuffleLanes): Promise<Float32Array> {
+async function shufflePath(lanes: ShuffleLanes): Promise<{ fallback: number[]; active: number[]; top: number[] }> {
   const g = await acquireGpu();
   assert.ok(g.ok);
   const gpu = new GpuDevice(g.device, g.caps);
@@ -172,23 +178,30 @@ struct Params { n: u32 };
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 ${tiledGemm({ bm: 64, bn: 64, bk: 16, pipe: 'shuffle', lanes }, {
     rows: 'p.n', cols: 'p.n', red: '16u', a: (r, j) => `a[(${r}) * 16u + ${j}]`, b: (c, j) => `a[(${c}) * 16u + ${j}]`,
-    store: 'y[r * C + c] = f32(sg_bad_all);',
+    store: 'y[r * C + c] = f32(select(1u, 0u, shuffles) * 1000000u + sg_top * 1000u + sg_active);',
   })}`);
   gpu.dispatch(pipe, [n], [a, y], [1, 1]);
-  const out = new Float32Array(await gpu.read(y, 4 * n * n));
+  const out = [...new Float32Array(await gpu.read(y, 4 * n * n))];
   gpu.destroy(a, y);
-  return out;
+  return { fallback: out.map((v) => Math.floor(v / 1e6)), top: out.map((v) => Math.floor(v / 1e3) % 1000), active: out.map((v) => v % 1000) };
 }
 
+/** LOWBIT_TEST_SHUFFLE_LANES=G (the lavapipe child run below): G lanes must take the shuffles. */
+const mustShuffle = Number(process.env.LOWBIT_TEST_SHUFFLE_LANES ?? 0);
+
 describe('the shuffle design (subgroups)', { skip: skipShuffle }, () => {
-  it('lanes within a subgroup take the shuffles, more lanes than a subgroup the fallback loop', async () => {
-    const sizes = subgroups!;
-    for (const lanes of [8, 16] as const) {
-      const flags = await fallbackFlags(lanes);
-      // full subgroups expected (lavapipe, NVIDIA): a 256-invocation workgroup is launched as whole subgroups
-      const want = lanes > sizes.maxSize ? 1 : lanes <= sizes.minSize ? 0 : undefined;
-      if (want !== undefined) assert.ok(flags.every((f) => f === want), `${lanes} lanes on subgroups of ${sizes.minSize}..${sizes.maxSize}: fallback flags ${[...new Set(flags)]}, expected all ${want}`);
+  it('a workgroup takes the shuffles exactly when each subgroup\'s active lanes are 0..a-1 with a a multiple of the lanes', async (t) => {
+    let shuffled = 0;
+    for (const lanes of [4, 8, 16] as const) {
+      const { fallback, active, top } = await shufflePath(lanes);
+      const bad = active.some((a, i) => top[i] !== a || a % lanes !== 0);
+      const seen = [...new Set(active.map((a, i) => `${a} active, top ${top[i]}`))].join('; ');
+      t.diagnostic(`${lanes} lanes: subgroups of ${seen}; ${bad ? 'the single loop' : 'shuffles'}`);
+      assert.ok(fallback.every((f) => f === (bad ? 1 : 0)), `${lanes} lanes on subgroups of ${seen}: fallback flags ${[...new Set(fallback)]}, expected all ${bad ? 1 : 0}`);
+      if (!bad) shuffled = Math.max(shuffled, lanes);
+      if (lanes === mustShuffle) assert.ok(!bad, `${lanes} lanes must take the shuffles here (LOWBIT_TEST_SHUFFLE_LANES): subgroups of ${seen}`);
     }
+    assert.ok(shuffled >= 4, 'no lane count took the shuffles');
   });
 
   it('4 and 16 lanes, and vec4 loads of x over full K slices, give the tiled design\'s bits', async () => {
@@ -205,4 +218,24 @@ describe('the shuffle design (subgroups)', { skip: skipShuffle }, () => {
     }
   });
 
+});
+
+/**
+ * NVIDIA's subgroups are 32 wide, so its lane group is 16 (shuffleLanesFor), which lavapipe's 8-wide subgroups never
+ * run. Mesa's LP_NATIVE_VECTOR_WIDTH=1024 gives lavapipe subgroups of 32 (16 active lanes, 0..15: the partial
+ * subgroups the kernel accepts): the suite above runs again in a child process so, where 16 lanes must take the shuffles.
+ */
+const lavapipe = probe.ok && /llvmpipe/i.test(probe.backend.caps.adapterName);
+describe('the shuffle design on 32-wide subgroups (lavapipe, LP_NATIVE_VECTOR_WIDTH=1024)', {
+  skip: skipShuffle || (mustShuffle ? 'this is the child run' : !lavapipe && 'the adapter is not lavapipe'),
+}, () => {
+  it('16 lanes take the shuffles and every lane group gives the tiled bits', () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, LP_NATIVE_VECTOR_WIDTH: '1024', LOWBIT_TEST_SHUFFLE_LANES: '16' };
+    delete env.NODE_TEST_CONTEXT; // the child runs its own tests (else node:test skips them as a recursive run)
+    const r = spawnSync(process.execPath, ['--expose-gc', '--test-name-pattern=^the shuffle design \\(subgroups\\)', fileURLToPath(import.meta.url)], { encoding: 'utf8', env });
+    const out = `${r.stdout}${r.stderr}`;
+    assert.equal(r.status, 0, out.split('\n').filter((l) => /not ok|error|lanes:/.test(l)).join('\n'));
+    assert.match(out, /# 16 lanes: subgroups of 16 active, top 16; shuffles/);
+    assert.match(out, /# pass 2\b/);
+  });
 });

@@ -13,10 +13,12 @@
  * Subgroups: WGSL leaves the size (4..128) and which invocations form a subgroup to the implementation, and
  * a subgroup may be partial. So the numbering does not use local_invocation_index: each subgroup's elected
  * lane takes a base from a workgroup atomic counter (atomicAdd of its active count), and e = base +
- * subgroup_invocation_id. Where every subgroup is full with a size a multiple of G, the bases are multiples
- * of G and e runs over 0..255 with each G-block inside one subgroup at lanes g0..g0+G−1 (g0 = lane − lane % G).
- * Otherwise (a subgroup partial, or smaller than G) the workgroup-uniform flag `sg_bad_all` (1; a store may
- * read it, the tests do) sends every slice of the workgroup through the staged `single` steps with e = the
+ * subgroup_invocation_id. Where every subgroup's active lanes are 0..a−1 with a a multiple of G (a full
+ * subgroup, as on NVIDIA; or a partial one whose lanes start at 0, as lavapipe runs 16 active lanes of its
+ * 32-wide subgroups), the bases are multiples of G and e runs over 0..255 with each G-block inside one subgroup
+ * at lanes g0..g0+G−1 (g0 = lane − lane % G). Otherwise (active lanes not from 0 up, or fewer than G, or not a
+ * multiple of G) the workgroup-uniform flag `sg_bad_all` (1), read once into `shuffles` (false; a store may
+ * read it, the tests do), sends every slice of the workgroup through the staged `single` steps with e = the
  * local index: the same sums, no shuffles. Subgroup operations sit only in workgroup-uniform control flow
  * (the flag from workgroupUniformLoad, the slice bounds from uniforms).
  */
@@ -27,7 +29,12 @@ var<workgroup> sg_next: atomic<u32>;
 var<workgroup> sg_bad: atomic<u32>;
 var<workgroup> sg_bad_all: u32;`;
 
-/** The builtins main() takes in addition to the tiled kernel's. */
+/**
+ * The builtins main() takes in addition to the tiled kernel's. The check reads `subgroup_size` (a full subgroup
+ * passes without the lane test); it matters on lavapipe (Mesa 25), which ran this kernel 8 lanes wide whatever
+ * its native width (LP_NATIVE_VECTOR_WIDTH=512 or 1024) when the check did not read it, and at that width
+ * (subgroups of 16, or 16 active lanes of 32) when it does.
+ */
 export const SHUFFLE_BUILTINS = '@builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sg_size: u32';
 
 /**
@@ -59,10 +66,11 @@ export function shuffleLoop(o: {
   return /* wgsl */ `if (li == 0u) { atomicStore(&sg_next, 0u); atomicStore(&sg_bad, 0u); }
   workgroupBarrier();
   let sg_active = subgroupAdd(1u);
+  let sg_top = subgroupMax(lane) + 1u; // == sg_active exactly when the active lanes are 0..sg_active-1
   var base = 0u;
   if (subgroupElect()) {
     base = atomicAdd(&sg_next, sg_active);
-    if (sg_active != sg_size || sg_active % ${G}u != 0u) { atomicOr(&sg_bad, 1u); }
+    if ((sg_active != sg_size && sg_top != sg_active) || sg_active % ${G}u != 0u) { atomicOr(&sg_bad, 1u); }
   }
   base = subgroupBroadcastFirst(base);
   workgroupBarrier();
