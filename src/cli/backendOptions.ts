@@ -7,10 +7,15 @@ import type { Command } from 'commander';
 import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpuBackend.js';
 import { KERNEL_PREFERENCES, selectKernels, type KernelPreference } from '../backend/cpu/kernels/select.js';
+import type { CpuKernels } from '../backend/cpu/kernels/kernels.js';
 import { UsageError } from '../errors.js';
 import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
+import { autoPicksWebGpu, findAdapter } from '../backend/webgpu/capabilities.js';
 
-/** --backend values: auto = WebGPU when an adapter exists, else the CPU (a one-line note says which ran and why). */
+/**
+ * --backend values: auto = WebGPU on a hardware adapter, else the CPU (a one-line note says which ran and why;
+ * a software adapter such as lavapipe is slower than the CPU backend, so auto leaves it: autoPicksWebGpu).
+ */
 export const BACKENDS = ['cpu', 'webgpu', 'auto'] as const;
 export type BackendChoice = typeof BACKENDS[number];
 
@@ -21,7 +26,7 @@ export interface BackendCliOptions { backend?: string; cpuKernels?: string; thre
 /** The CLI's backend flags; `note` adds what the backend does for this command to --backend's help. */
 export function backendOptions(cmd: Command, note?: string): Command {
   return cmd
-    .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')} (auto = webgpu when an adapter exists, else cpu)${note ? `; ${note}` : ''}`, 'cpu')
+    .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')} (auto = webgpu on a hardware adapter, else cpu)${note ? `; ${note}` : ''}`, 'cpu')
     .option('--cpu-kernels <provider>', `CPU kernel provider: ${KERNEL_PREFERENCES.join(', ')} (auto = native, else wasm, else js)`, 'auto')
     .option('--threads <n>', 'worker threads for the CPU kernels (default: the number of cores)');
 }
@@ -44,6 +49,11 @@ export async function createBackend(o: BackendCliOptions): Promise<Backend> {
   const pref = (o.cpuKernels ?? 'auto') as KernelPreference;
   if (!KERNEL_PREFERENCES.includes(pref)) throw new UsageError(`--cpu-kernels must be one of ${KERNEL_PREFERENCES.join(', ')} (got '${o.cpuKernels}')`);
   const { kernels, note } = selectKernels(pref, threadCount(o));
+  if (choice === 'auto') { // a software adapter is left before a device is made (autoPicksWebGpu)
+    const found = await findAdapter();
+    const pick = found.ok ? autoPicksWebGpu(found) : undefined;
+    if (pick && !pick.ok) return cpuAfterAuto(`${pick.reason}; --backend webgpu runs on it`, pref, kernels, note);
+  }
   if (choice !== 'cpu') {
     const gpu = await createWebGpuBackend(kernels, note);
     if (gpu.ok) {
@@ -51,8 +61,15 @@ export async function createBackend(o: BackendCliOptions): Promise<Backend> {
       return gpu.backend;
     }
     if (choice === 'webgpu') throw new UsageError(`--backend webgpu: ${gpu.reason}`);
-    process.stderr.write(`lowbit: --backend auto: running on the CPU: ${gpu.reason}\n`);
+    return cpuAfterAuto(gpu.reason, pref, kernels, note);
   }
+  if (pref === 'auto' && kernels.name !== 'native') providerNotice(note);
+  return new CpuBackend(kernels, note);
+}
+
+/** `--backend auto` on the CPU, the line saying why. */
+function cpuAfterAuto(why: string, pref: KernelPreference, kernels: CpuKernels, note: string): Backend {
+  process.stderr.write(`lowbit: --backend auto: running on the CPU: ${why}\n`);
   if (pref === 'auto' && kernels.name !== 'native') providerNotice(note);
   return new CpuBackend(kernels, note);
 }

@@ -3,7 +3,8 @@
  * fetched dataset files into the tab's file system (vfs.ts), opens the checkpoint with openModel and
  * runs evaluatePpl and evaluateTasks, the same code and protocols as `lowbit eval --ppl SETS --tasks T
  * --limit N`, posting progress.
- * The backend: lowbit's WebGPU backend on the worker's navigator.gpu (auto, webgpu), else the CPU
+ * The backend: lowbit's WebGPU backend on the worker's navigator.gpu (webgpu; auto where the adapter is not a
+ * software one such as SwiftShader, which the wasm kernels outrun: autoPicksWebGpu), else the CPU
  * backend with the wasm SIMD kernels (this worker, and more threads as Web Workers: wasmThreads.ts),
  * else the js kernels; the `backend` message says which ran, on how many threads, and why. Bundled by scripts/build-web.mjs, which maps node:*
  * imports to ./shims and src/paths.ts to ./browserPaths.ts.
@@ -15,6 +16,7 @@ import { CpuBackend } from '../backend/cpu/cpuBackend.js';
 import { selectKernels, type Selected } from '../backend/cpu/kernels/select.js';
 import { WASM_FILE } from '../backend/cpu/kernels/wasm.js';
 import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
+import { autoPicksWebGpu, findAdapter } from '../backend/webgpu/capabilities.js';
 import { PPL_DATASET_INFO } from '../data/pplData.js';
 import { evaluatePpl } from '../eval/ppl.js';
 import { evaluateTasks } from '../eval/taskRun.js';
@@ -81,10 +83,17 @@ function seqlenFor(context: number, given: number | undefined, model: string): n
 /** The backend this run uses, and the line that says which and why (and how many wasm threads ran). */
 async function chooseBackend(choice: BackendChoice, threads: number): Promise<{ be: Backend; name: 'webgpu' | 'wasm' | 'js'; text: string }> {
   let why = 'the backend option asked for the CPU';
-  if (choice !== 'wasm') {
+  const found = choice === 'auto' ? await findAdapter() : undefined;
+  const pick = found?.ok ? autoPicksWebGpu(found) : undefined;
+  if (pick && !pick.ok) {
+    why = `${pick.reason}; the backend option webgpu runs on it`;
+  } else if (choice !== 'wasm') {
     const host = selectKernels('wasm', 1);
     const gpu = await createWebGpuBackend(host.kernels, host.note);
-    if (gpu.ok) return { be: gpu.backend, name: 'webgpu', text: `webgpu: ${gpu.backend.caps.adapterName} (${gpu.backend.caps.runtime}, in a Web Worker)` };
+    if (gpu.ok) {
+      const caps = gpu.backend.caps;
+      return { be: gpu.backend, name: 'webgpu', text: `webgpu: ${caps.adapterName} (${caps.software ? 'a software adapter; ' : ''}${caps.runtime}, in a Web Worker)` };
+    }
     if (choice === 'webgpu') throw new UsageError(`--backend webgpu: ${gpu.reason}`);
     why = `navigator.gpu gave no adapter: ${gpu.reason}`;
   }

@@ -13,7 +13,7 @@ import type { Backend, BTensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { WebGpuBackend, createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
-import { REQUIRED_LIMITS, adapterShortfall } from '../../src/backend/webgpu/capabilities.js';
+import { REQUIRED_LIMITS, adapterShortfall, autoPicksWebGpu } from '../../src/backend/webgpu/capabilities.js';
 import { packGptq } from '../../src/tensor/gptqPack.js';
 import { packAwq } from '../../src/tensor/awqPack.js';
 import { mergeZeroShift } from '../../src/tensor/gptqZeroShift.js';
@@ -219,5 +219,12 @@ describe('WebGPU adapter requirements (no adapter needed)', () => {
       "the WebGPU adapter's maxComputeWorkgroupStorageSize is 4096, below the 8192 the kernels need");
     const { maxStorageBuffersPerShaderStage: _, ...missing } = enough;
     assert.match(adapterShortfall([], missing)!, /maxStorageBuffersPerShaderStage is not reported/);
+  });
+
+  it('auto takes a hardware adapter and leaves a software one (isFallbackAdapter), saying why', () => {
+    assert.deepEqual(autoPicksWebGpu({ adapterName: 'nvidia hopper NVIDIA H200', software: false }), { ok: true });
+    assert.deepEqual(autoPicksWebGpu({ adapterName: 'mesa software llvmpipe', software: true }), {
+      ok: false, reason: 'the WebGPU adapter (mesa software llvmpipe) is a software one (isFallbackAdapter), slower than the CPU kernels on the same cores',
+    });
   });
 });

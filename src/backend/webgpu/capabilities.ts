@@ -37,6 +37,11 @@ export interface GpuCapabilities {
   readonly runtime: string;
   /** vendor / architecture / description as the adapter reports them (may be empty strings) */
   readonly adapterName: string;
+  /**
+   * The adapter is a software one (GPUAdapterInfo.isFallbackAdapter: Mesa lavapipe, SwiftShader): it runs on the
+   * same cores as the CPU backend, slower, so `--backend auto` (and the page's auto) leave it (autoPicksWebGpu).
+   */
+  readonly software: boolean;
   readonly features: readonly string[];
   readonly limits: Readonly<Record<string, number>>;
   readonly maxBinding: number;
@@ -130,9 +135,29 @@ export function shuffleLanesFor(minSize: number | undefined): 4 | 8 | 16 {
 
 export type GpuAcquired = { ok: true; device: GPUDevice; caps: GpuCapabilities } | { ok: false; reason: string };
 
+/** The process's WebGPU adapter, what it is called and whether it is a software one; or why there is none. */
+export type GpuAdapterFound = { ok: true; gpu: GPU; adapter: GPUAdapter; runtime: string; adapterName: string; software: boolean } | { ok: false; reason: string };
+
+let adapterFound: Promise<GpuAdapterFound> | undefined;
 let acquired: Promise<GpuAcquired> | undefined;
 /** Dawn's GPU instance and adapter must outlive the device (collecting them crashes Dawn): held here for the process. */
 const keepAlive: unknown[] = [];
+
+/** The process's WebGPU adapter, requested once (no device: cheap enough to decide `auto` with). */
+export function findAdapter(): Promise<GpuAdapterFound> {
+  adapterFound ??= requestAdapter().catch((e: unknown) => ({ ok: false as const, reason: `WebGPU failed: ${(e as Error).message ?? e}` }));
+  return adapterFound;
+}
+
+/**
+ * Whether `auto` runs on this adapter: on a hardware one, yes; on a software one (lavapipe, SwiftShader) no, with
+ * the line saying why: the CPU backend is faster on the same cores (the README's figures: lavapipe's eval 1.5–2×
+ * and GPTQ 10× the CPU's time; SwiftShader's perplexity in a tab 10× the wasm kernels').
+ */
+export function autoPicksWebGpu(found: Pick<GpuAdapterFound & { ok: true }, 'adapterName' | 'software'>): { ok: true } | { ok: false; reason: string } {
+  if (!found.software) return { ok: true };
+  return { ok: false, reason: `the WebGPU adapter (${found.adapterName}) is a software one (isFallbackAdapter), slower than the CPU kernels on the same cores` };
+}
 
 /** The process's WebGPU device and its capabilities, or why there is none. Requested once. */
 export function acquireGpu(): Promise<GpuAcquired> {
@@ -181,7 +206,7 @@ function dawnToggles(): string[] {
   return v.split(',');
 }
 
-async function requestDevice(): Promise<GpuAcquired> {
+async function requestAdapter(): Promise<GpuAdapterFound> {
   const found = await findGpu();
   if ('reason' in found) return { ok: false, reason: found.reason };
   const adapter = await found.gpu.requestAdapter();
@@ -194,6 +219,17 @@ async function requestDevice(): Promise<GpuAcquired> {
         : 'no WebGPU adapter (Node: a Vulkan driver is needed; without a GPU, Mesa lavapipe from bookworm-backports, see the README)',
     };
   }
+  const info = adapter.info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined;
+  const adapterName = (info ? [info.vendor, info.architecture, info.description].filter((s) => s).join(' ') : '') || 'unnamed adapter';
+  // GPUAdapterInfo.isFallbackAdapter; older runtimes had it on the adapter
+  const software = !!(info?.isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter);
+  return { ok: true, gpu: found.gpu, adapter, runtime: found.runtime, adapterName, software };
+}
+
+async function requestDevice(): Promise<GpuAcquired> {
+  const found = await findAdapter();
+  if (!found.ok) return found;
+  const { adapter } = found;
   const features = [...adapter.features].sort();
   const limits: Record<string, number> = {};
   for (const k in adapter.limits) {
@@ -210,16 +246,14 @@ async function requestDevice(): Promise<GpuAcquired> {
   const quipCacheBytes = quipCacheBytesOf(typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_QUIP_CACHE_MIB);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const probe = fma === 'off' ? undefined : await probeFma(device);
-  const info = adapter.info as GPUAdapterInfo | undefined;
-  const adapterName = info ? [info.vendor, info.architecture, info.description].filter((s) => s).join(' ') : '';
-  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  const sizes = adapter.info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
   const subgroups = device.features.has('subgroups')
     ? Object.freeze({ minSize: sizes?.subgroupMinSize ?? 4, maxSize: sizes?.subgroupMaxSize ?? 128, shuffleLanes: shuffleLanesFor(sizes?.subgroupMinSize) })
     : undefined;
   return {
     ok: true, device,
     caps: Object.freeze({
-      runtime: found.runtime, adapterName: adapterName || 'unnamed adapter', features: Object.freeze(features), limits: Object.freeze(limits),
+      runtime: found.runtime, adapterName: found.adapterName, software: found.software, features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
       kernels, gemm, fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}),
       fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
