@@ -26,3 +26,14 @@ export class UsageError extends LowbitError {
     this.name = 'UsageError';
   }
 }
+
+/**
+ * The compute device failed mid-run (a WebGPU device lost, or out of its memory): nothing computed after it is
+ * trusted and nothing is written (results are written whole at the end, atomically).
+ */
+export class DeviceError extends LowbitError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DeviceError';
+  }
+}

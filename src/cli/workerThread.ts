@@ -6,6 +6,7 @@ import type { Backend } from '../backend/backend.js';
 import { processCellJob, type CellRunner } from '../study/queue/worker.js';
 import type { CellRecord } from '../study/journal.js';
 import { createBackend } from './backendOptions.js';
+import { DeviceError } from '../errors.js';
 
 /** What `lowbit worker` hands each thread: its backend flags and the checkpoint store. */
 export interface WorkerThreadData { backend?: string | undefined; cpuKernels?: string | undefined; threads: number; store?: string | undefined }
@@ -19,5 +20,11 @@ async function makeRunner(d: WorkerThreadData): Promise<CellRunner> {
 
 export default async function runCellJob(job: SandboxedJob): Promise<CellRecord> {
   runner ??= makeRunner(workerData as WorkerThreadData);
-  return processCellJob(job, await runner);
+  try {
+    return await processCellJob(job, await runner);
+  } catch (e) {
+    // a lost device is not used again: the retry (or the next job) makes the backend anew (acquireGpu, a new device)
+    if (e instanceof DeviceError) runner = undefined;
+    throw e;
+  }
 }

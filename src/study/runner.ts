@@ -69,12 +69,27 @@ function scaleNote(grid: Grid): string {
   return dtypes.has('f16') ? `${SCALE_PROTOCOL.f16}` : SCALE_PROTOCOL.f32;
 }
 
+/**
+ * The backends the records' perplexities ran on, as each result names it (a queue's workers, or an earlier run
+ * this one resumed, may differ from this process); this process's where no record names one.
+ */
+export function backendsOf(records: readonly CellRecord[], be: Backend): string[] {
+  const seen = new Set<string>();
+  for (const r of records) {
+    for (const p of Object.values((r.results as { ppl?: Record<string, { backend?: unknown }> }).ppl ?? {})) {
+      if (typeof p?.backend === 'string') seen.add(p.backend);
+    }
+  }
+  return seen.size ? [...seen] : [be.description];
+}
+
 /** The study's tables (table.md, table.csv, results.json in `o.out`) for `records`, in the order given. */
 export function writeStudyReports(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o: Omit<StudyOptions, 'onEvent'>, records: readonly CellRecord[]): string[] {
+  const backends = backendsOf(records, be), backend = backends.join(' | ');
   const header = `# lowbit study: ${grid.name} on ${ckpt.path}\n\nPerplexity: GPTQ protocol, seqlen ${o.seqlen}${o.limit ? `, first ${o.limit} windows of each set (--limit)` : ''}; ` +
     `quantized cells calibrated on ${o.calib} (${o.nsamples} × ${o.seqlen} tokens, seed ${o.seed}); weights asymmetric unless marked; ` +
-    `${scaleNote(grid)}; backend ${be.description}.`;
-  return writeReports(o.out, records, header, { grid, model: ckpt.path, backend: be.description });
+    `${scaleNote(grid)}; backend${backends.length > 1 ? 's' : ''} ${backend}.`;
+  return writeReports(o.out, records, header, { grid, model: ckpt.path, backend });
 }
 
 /** What one cell needs: the study's settings, and the folder its quantized or fine-tuned checkpoint is written to. */

@@ -15,9 +15,12 @@ import { TINY656K, DATA } from '../helpers/paths.js';
 import { QUEUE_NAME, parseQueueUrl } from '../../src/study/queue/connection.js';
 import { cellJob } from '../../src/study/queue/job.js';
 import { FP16 } from '../../src/study/grid.js';
+import { acquireGpu } from '../../src/backend/webgpu/capabilities.js';
 
 const HAS_REDIS = spawnSync('redis-server', ['--version']).status === 0;
 const SKIP = HAS_REDIS ? false : 'needs redis-server on the PATH (Debian: apt-get install redis-server)';
+const gpuProbe = await acquireGpu();
+const NO_WEBGPU = gpuProbe.ok ? false : `WebGPU unavailable: ${gpuProbe.reason}`;
 const PASSWORD = 'lowbit-test';
 
 const dir = mkdtempSync(join(tmpdir(), 'lowbit-queue-'));
@@ -184,6 +187,25 @@ test('cells that fail on the worker are rows of the table saying why; the others
   assert.ok(md.some((l) => l.startsWith(fp.slice(0, fp.indexOf(' | – | – |')))), `the FP16 row has the local numbers:\n${md.join('\n')}`);
   assert.equal(md.filter((l) => /^\| RTN \| [84] \| 32 \| .*c4.*file not found/.test(l)).length, 2, md.join('\n'));
   assert.equal(doneLines(w.log()).join(), 'fp16');
+});
+
+test('a worker whose WebGPU device is lost mid-cell retries the cell on a new device; the table is complete', { skip: SKIP || NO_WEBGPU }, async () => {
+  // LOWBIT_WEBGPU_LOSE_AFTER (tests only): the thread's 20th dispatch destroys its device, in the first cell it runs
+  const w = startWorker(9, { LOWBIT_WEBGPU_LOSE_AFTER: '20' }, ['--backend', 'webgpu']);
+  const r = await runCliAsync([...STUDY, '--out', join(dir, 'lost'), '--queue', url(9)], { timeoutMs: 180_000 });
+  await stop(w.child);
+  assert.equal(r.status, 0, `${r.stderr}\n${w.log()}`);
+  const retried = w.log().split('\n').filter((l) => / will retry: webgpu: the device was lost \(destroyed\)/.test(l));
+  assert.equal(retried.length, 1, w.log());
+  const cell = /^lowbit: (\S+): will retry/.exec(retried[0]!)![1]!;
+  assert.ok(w.log().split('\n').includes(`${cell}: started (attempt 2)`), w.log());
+  assert.deepEqual(doneLines(w.log()).sort(), ['fp16', 'rtn-w4-g32', 'rtn-w8-g32']);
+  // the local CPU runner's rows (WebGPU's perplexities are within 1e-7 of the CPU's here: the same to 2 decimals); the
+  // header names the backend the workers ran, not this process's
+  const md = tables(join(dir, 'lost')).md.split('\n'), want = local.md.split('\n');
+  assert.deepEqual(md.filter((l) => l.startsWith('| ')), want.filter((l) => l.startsWith('| ')));
+  assert.match(md[2]!, /; backend webgpu: [^|]+\.$/);
+  assert.match(want[2]!, /; backend cpu: [^|]+\.$/);
 });
 
 test('a fine-tuning cell (qlora, 1 step) runs on a worker as it does locally', { skip: SKIP }, async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { openModel } from '../../src/io/open.js';
 import { selectKernels } from '../../src/backend/cpu/kernels/select.js';
 import { CpuBackend } from '../../src/backend/cpu/cpuBackend.js';
-import { runStudy, type StudyEvent } from '../../src/study/runner.js';
+import { backendsOf, runStudy, type StudyEvent } from '../../src/study/runner.js';
 import { FP16, GRID_EVAL, cellKey, parseGrid } from '../../src/study/grid.js';
 import type { CellCost } from '../../src/study/cost.js';
 import { TINY656K, DATA } from '../helpers/paths.js';
@@ -114,4 +114,15 @@ test('grid files: bad cells are rejected with the file and cell named', () => {
   writeFileSync(f, '{not json');
   assert.throws(() => parseGrid(f), /g\.json: not a valid grid JSON file/);
   assert.throws(() => parseGrid(join(dir, 'missing.json')), /neither a built-in grid/);
+});
+
+test('the table header names the backends the cells\' perplexities ran on (a queue\'s workers may differ from this process)', () => {
+  const be = new CpuBackend(selectKernels('js', 1).kernels, 'js, 1 thread');
+  const rec = (...backends: string[]) => ({
+    key: 'k', cell: FP16, settings: {}, finishedAt: '', seconds: 0,
+    results: { ppl: Object.fromEntries(backends.map((b, i) => [`set${i}`, { ppl: 1, backend: b }])) },
+  });
+  assert.deepEqual(backendsOf([], be), [be.description]);
+  assert.deepEqual(backendsOf([rec()], be), [be.description]);
+  assert.deepEqual(backendsOf([rec('webgpu: a; b'), rec('webgpu: a; b', 'cpu: x')], be), ['webgpu: a; b', 'cpu: x']);
 });

@@ -74,6 +74,11 @@ export interface GpuCapabilities {
    */
   readonly quipCacheBytes: number;
   /**
+   * Tests only: LOWBIT_WEBGPU_LOSE_AFTER=N destroys the device at the N-th dispatch of this thread (counted over
+   * its devices, so once), as a lost device mid-run (a driver reset, a GPU taken away) would stop it. Absent when unset.
+   */
+  readonly loseAfter?: number;
+  /**
    * Tests only: where QuIP's butterflies live, overriding the rule of kernels/quipRebuild.ts
    * (quipButterfliesOnDevice): 'device' kept with the layer, 'host' uploaded for each rebuild.
    */
@@ -82,6 +87,13 @@ export interface GpuCapabilities {
 
 /** The default budget of rebuilt QuIP weights, MiB: one LLaMA-7B/8B block's seven (808 / 872 MiB as float32). */
 export const QUIP_CACHE_MIB = 1024;
+
+/** LOWBIT_WEBGPU_LOSE_AFTER (tests): a whole number of dispatches, 1 or more; unset or empty: undefined. */
+export function loseAfterOf(v: string | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (!/^[1-9][0-9]*$/.test(v)) throw new Error(`LOWBIT_WEBGPU_LOSE_AFTER is '${v}'; expected a whole number of dispatches (1 or more)`);
+  return Number(v);
+}
 
 /** LOWBIT_WEBGPU_QUIP_CACHE_MIB: a whole number of MiB, 0 or more (unset or empty: QUIP_CACHE_MIB); anything else is refused in one line. */
 export function quipCacheBytesOf(v: string | undefined): number {
@@ -159,10 +171,16 @@ export function autoPicksWebGpu(found: Pick<GpuAdapterFound & { ok: true }, 'ada
   return { ok: false, reason: `the WebGPU adapter (${found.adapterName}) is a software one (isFallbackAdapter), slower than the CPU kernels on the same cores` };
 }
 
-/** The process's WebGPU device and its capabilities, or why there is none. Requested once. */
+/** The process's WebGPU device and its capabilities, or why there is none. Requested once, and again after a loss. */
 export function acquireGpu(): Promise<GpuAcquired> {
-  acquired ??= requestDevice().catch((e: unknown) => ({ ok: false as const, reason: `WebGPU failed: ${(e as Error).message ?? e}` }));
-  return acquired;
+  if (acquired) return acquired;
+  const mine = requestDevice().catch((e: unknown) => ({ ok: false as const, reason: `WebGPU failed: ${(e as Error).message ?? e}` }));
+  acquired = mine;
+  // a lost device is not handed out again: the next acquireGpu requests a new adapter (one device each) and device
+  void mine.then((g) => {
+    if (g.ok) void g.device.lost.then(() => { if (acquired === mine) { acquired = undefined; adapterFound = undefined; } });
+  });
+  return mine;
 }
 
 /** The first feature or limit the kernels need that an adapter lacks, as one line; undefined when it has them all. */
@@ -243,7 +261,9 @@ async function requestDevice(): Promise<GpuAcquired> {
   // timestamp-query only lets benchmarks time passes on the device (GpuDevice.timePasses); subgroups only the shuffle GEMM
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => features.includes(f)) as GPUFeatureName[];
   const kernels = kernelChoice(), gemm = gemmChoice(), fma = fmaChoice(); // bad values are refused before any device exists
-  const quipCacheBytes = quipCacheBytesOf(typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_QUIP_CACHE_MIB);
+  const env = typeof process === 'undefined' ? undefined : process.env;
+  const quipCacheBytes = quipCacheBytesOf(env?.LOWBIT_WEBGPU_QUIP_CACHE_MIB);
+  const loseAfter = loseAfterOf(env?.LOWBIT_WEBGPU_LOSE_AFTER);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const probe = fma === 'off' ? undefined : await probeFma(device);
   const sizes = adapter.info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
@@ -255,7 +275,7 @@ async function requestDevice(): Promise<GpuAcquired> {
     caps: Object.freeze({
       runtime: found.runtime, adapterName: found.adapterName, software: found.software, features: Object.freeze(features), limits: Object.freeze(limits),
       maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-      kernels, gemm, fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}),
+      kernels, gemm, fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}), ...(loseAfter ? { loseAfter } : {}),
       fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
     }),
   };

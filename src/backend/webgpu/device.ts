@@ -3,7 +3,9 @@
  * Buffers and dispatch on one GPUDevice: storage buffers checked against the binding limit before
  * anything is created, uploads padded to whole words, reads through a mapped staging buffer.
  * Validation errors and device loss are recorded when they arrive and thrown, as one line, by the
- * next read: nothing after them is trusted.
+ * next read: nothing after them is trusted. A lost device or one out of memory is a DeviceError (a
+ * LowbitError: the CLI's one line, exit 2, nothing written); a validation or internal error is a bug,
+ * a plain Error.
  *
  * Dispatches are batched: each is recorded into one pending command encoder (one compute pass for
  * consecutive dispatches; copies end the pass and are recorded in between), its uniform parameters
@@ -16,7 +18,7 @@
  */
 import type { GpuCapabilities } from './capabilities.js';
 import { PipelineCache } from './pipelines.js';
-import { UsageError } from '../../errors.js';
+import { DeviceError, UsageError } from '../../errors.js';
 
 const MiB = 1024 * 1024;
 /** Workgroups per dispatch dimension beyond which a dispatch is folded into y (WebGPU's minimum limit). */
@@ -28,13 +30,16 @@ const PARAM_SLOT = 256;
 /** Compute passes one timePasses() session can time. */
 const TIMED_PASSES = 1024;
 
+/** Dispatches of this thread over all its devices (LOWBIT_WEBGPU_LOSE_AFTER counts them). */
+let threadDispatches = 0;
+
 function fmtBytes(n: number): string {
   return n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${n} bytes`;
 }
 
 export class GpuDevice {
   readonly pipelines: PipelineCache;
-  private failure: string | undefined;
+  private failure: { message: string; device: boolean } | undefined;
   /** The batch being recorded: its encoder, open compute pass, dispatch count and the buffers it uses. */
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
@@ -59,13 +64,22 @@ export class GpuDevice {
   constructor(readonly device: GPUDevice, readonly caps: GpuCapabilities) {
     this.pipelines = new PipelineCache(device);
     this.uniform = device.createBuffer({ label: 'dispatch parameters', size: BATCH_CAP * PARAM_SLOT, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    device.addEventListener('uncapturederror', (e) => { this.failure ??= `WebGPU error: ${firstLine((e as GPUUncapturedErrorEvent).error.message)}`; });
-    void device.lost.then((info) => { this.failure ??= `the WebGPU device was lost (${info.reason}): ${firstLine(info.message)}`; });
+    device.addEventListener('uncapturederror', (e) => {
+      const error = (e as GPUUncapturedErrorEvent).error;
+      const oom = error.constructor?.name === 'GPUOutOfMemoryError';
+      this.failure ??= oom
+        ? { message: `webgpu: the device ran out of memory: ${firstLine(error.message)}`, device: true }
+        : { message: `WebGPU error: ${firstLine(error.message)}`, device: false };
+    });
+    void device.lost.then((info) => {
+      this.failure ??= { message: `webgpu: the device was lost (${info.reason}): ${firstLine(info.message)}; nothing after it was trusted or written`, device: true };
+    });
   }
 
-  /** Throws the first recorded device error, if any. */
+  /** Throws the first recorded device error, if any: a DeviceError for a lost device or one out of memory. */
   check(): void {
-    if (this.failure) throw new Error(this.failure);
+    const f = this.failure;
+    if (f) throw f.device ? new DeviceError(f.message) : new Error(f.message);
   }
 
   /**
@@ -201,6 +215,7 @@ export class GpuDevice {
     this.pass.setBindGroup(0, bind);
     this.pass.dispatchWorkgroups(gx, gy);
     this.dispatches++;
+    if (++threadDispatches === this.caps.loseAfter) this.device.destroy(); // tests: a device lost mid-run
     for (const b of buffers) this.used.add(b);
     if (this.recorded === BATCH_CAP) this.flush();
   }

@@ -5,7 +5,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import type { Backend } from '../../backend/backend.js';
 import type { ModelCheckpoint } from '../../io/checkpoint.js';
 import { openModel } from '../../io/open.js';
-import { LowbitError } from '../../errors.js';
+import { DeviceError, LowbitError } from '../../errors.js';
 import { cellKey } from '../grid.js';
 import { runCell, settingsOf } from '../runner.js';
 import type { CellRecord } from '../journal.js';
@@ -35,7 +35,8 @@ export interface CellJobHandle {
  * Runs one job's cell with the local runner's `runCell`. The data is checked as a grid file is
  * (checkCellJob) and must reproduce its own id from the model this worker opens. A cell that fails on
  * its input (a LowbitError: bad model path, impossible setting) throws UnrecoverableError, failed for
- * good; anything else is thrown as it is, and BullMQ retries it with backoff.
+ * good; anything else is thrown as it is, and BullMQ retries it with backoff: a DeviceError too (the worker's
+ * device was lost or full, not the cell's fault).
  */
 export async function processCellJob(job: CellJobHandle, r: CellRunner): Promise<CellRecord> {
   const id = job.id ?? '(no id)';
@@ -57,6 +58,7 @@ export async function processCellJob(job: CellJobHandle, r: CellRunner): Promise
       if (!r.store) rmSync(dir, { recursive: true, force: true });
     }
   } catch (e) {
+    if (e instanceof DeviceError) throw e; // the worker's device, not the cell: retried (workerThread.ts makes a new one)
     if (e instanceof LowbitError) throw new UnrecoverableError(e.message);
     throw e;
   }
