@@ -15,6 +15,7 @@ import { jsKernels } from '../src/backend/cpu/kernels/js.js';
 import { createWebGpuBackend, type WebGpuAvailability, type WebGpuBackend } from '../src/backend/webgpu/webgpuBackend.js';
 import { UsageError } from '../src/errors.js';
 import { GEMM_CHOICES, gemmChoiceOf, type GemmChoice } from '../src/backend/webgpu/capabilities.js';
+import { tuneNote } from '../src/backend/webgpu/gemmTune.js';
 import type { BTensor } from '../src/backend/backend.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { encodeHalf } from '../src/tensor/codecs.js';
@@ -29,7 +30,12 @@ const tokens = arg('--tokens', '128');
 const sizes = arg('--sizes', '256,1024').split(',').map(Number);
 const dtypes = arg('--dtypes', 'f32,bf16,f16,gptq,awq').split(',');
 const variantsArg = arg('--variants', '');
-const variants: GemmChoice[] = variantsArg === 'all' ? [...GEMM_CHOICES] : variantsArg ? variantsArg.split(',').map(gemmChoiceOf) : [];
+const design = (v: string): GemmChoice => {
+  const c = gemmChoiceOf(v);
+  if (!c || c === 'auto') throw new Error(`--variants: '${v}' is not a GEMM design (${GEMM_CHOICES.join(', ')}, or all)`);
+  return c;
+};
+const variants: GemmChoice[] = variantsArg === 'all' ? [...GEMM_CHOICES] : variantsArg ? variantsArg.split(',').map(design) : [];
 const GROUP = 128, BITS = 4;
 
 /** Deterministic values in [−0.5, 0.5). */
@@ -145,7 +151,8 @@ async function compareKernels(): Promise<void> {
   }
   const device = ref.backend.timePasses() && (await ref.backend.gpuSeconds(), true);
   const be = fast.backend;
-  console.log(`webgpu linear GFLOP/s, reference / fast kernels, M = ${mShape}, on ${be.caps.adapterName} (${be.caps.runtime}); ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}`);
+  console.log(`webgpu linear GFLOP/s, reference / fast kernels, M = ${mShape}, on ${be.caps.adapterName} (${be.caps.runtime}); ${device ? 'device time (timestamp-query)' : 'wall clock around a read'}; ` +
+    `fast GEMM design ${be.caps.gemmTune ? tuneNote(be.caps.gemmTune) : `${be.caps.gemm} (LOWBIT_WEBGPU_GEMM or the adapter's default)`}`);
   console.log(`| N = K | ${dtypes.join(' | ')} |`);
   console.log(`| --- |${dtypes.map(() => ' --- |').join('')}`);
   for (const n of sizes) {

@@ -24,6 +24,8 @@ import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { GEMM_CHOICES, acquireGpu, gemmChoiceOf, gemmShortfall, shuffleLanesFor, type GemmChoice } from '../../src/backend/webgpu/capabilities.js';
 import { GpuDevice } from '../../src/backend/webgpu/device.js';
 import { directivesFirst } from '../../src/backend/webgpu/pipelines.js';
+import { tuneGemm, tuneNote } from '../../src/backend/webgpu/gemmTune.js';
+import { runCli } from '../cli/helpers.js';
 import { gemmDesign } from '../../src/backend/webgpu/kernels/linear.js';
 import { tileKey, tiledGemm, type ShuffleLanes } from '../../src/backend/webgpu/kernels/linearFast.wgsl.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
@@ -104,12 +106,13 @@ async function gramF32(be: WebGpuBackend, T: number, K: number): Promise<Float64
 }
 
 describe('LOWBIT_WEBGPU_GEMM', () => {
-  it('names a design; an unknown value is refused in one line', () => {
-    assert.equal(gemmChoiceOf(undefined), 'tiled');
-    assert.equal(gemmChoiceOf(''), 'tiled');
+  it('names a design or auto; unset is the adapter\'s default; an unknown value is refused in one line', () => {
+    assert.equal(gemmChoiceOf(undefined), undefined);
+    assert.equal(gemmChoiceOf(''), undefined);
+    assert.equal(gemmChoiceOf('auto'), 'auto');
     for (const c of GEMM_CHOICES) assert.equal(gemmChoiceOf(c), c);
     assert.throws(() => gemmChoiceOf('pipelined'), (e: Error) =>
-      e.message === "LOWBIT_WEBGPU_GEMM is 'pipelined'; expected one of tiled, tiled8, prefetch, double, shuffle" && !e.message.includes('\n'));
+      e.message === "LOWBIT_WEBGPU_GEMM is 'pipelined'; expected auto or one of tiled, tiled8, prefetch, double, shuffle" && !e.message.includes('\n'));
   });
 
   it('shuffle needs the feature subgroups (one line); its lane group is the smallest subgroup within 4..16', () => {
@@ -218,6 +221,33 @@ describe('the shuffle design (subgroups)', { skip: skipShuffle }, () => {
     }
   });
 
+});
+
+describe('auto: the fastest design on the device (gemmTune.ts)', { skip }, () => {
+  it('times every design the device runs and takes the fastest; the default on a software adapter is tiled, untimed', async () => {
+    const g = await acquireGpu();
+    assert.ok(g.ok);
+    const t = await tuneGemm(g.device, g.caps, DESIGNS, [40, 72, 36]);
+    assert.deepEqual(Object.keys(t.seconds), [...DESIGNS]);
+    for (const s of Object.values(t.seconds)) assert.ok(s > 0 && Number.isFinite(s), `seconds ${s}`);
+    assert.equal(t.seconds[t.choice], Math.min(...Object.values(t.seconds)));
+    assert.equal(t.clock, g.device.features.has('timestamp-query') ? 'device' : 'wall');
+    assert.match(tuneNote(t), new RegExp(`^${t.choice} \\(fastest on this device of tiled [0-9.]+ ms, .*; 40×72×36 f32, (device|wall) time\\)$`));
+    if (g.caps.software && !process.env.LOWBIT_WEBGPU_GEMM) assert.equal(g.caps.gemm, 'tiled');
+    if (g.caps.software && !process.env.LOWBIT_WEBGPU_GEMM) assert.equal(g.caps.gemmTune, undefined);
+  });
+
+  it('LOWBIT_WEBGPU_GEMM=auto: eval takes the tuned design, says so, and gives tiled\'s perplexity bit for bit', () => {
+    const ppl = (gemm: string) => {
+      const r = runCli(['eval', '--backend', 'webgpu', '--ppl', 'tinystories', '--limit', '1', '--json'], { env: { LOWBIT_WEBGPU_GEMM: gemm } });
+      assert.equal(r.status, 0, r.stderr);
+      const res = (JSON.parse(r.stdout) as { results: { ppl: number; backend: string }[] }).results[0]!;
+      return res;
+    };
+    const auto = ppl('auto'), tiled = ppl('tiled');
+    assert.match(auto.backend, /\(GEMM (tiled|tiled8|prefetch|double|shuffle), the fastest here\)/);
+    assert.equal(auto.ppl, tiled.ppl);
+  });
 });
 
 /**

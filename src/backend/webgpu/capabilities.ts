@@ -11,6 +11,7 @@
  * `shuffle` GEMM design).
  */
 import { fmaChoice, probeFma } from './fmaProbe.js';
+import { SOFTWARE_TUNE_SHAPE, TUNE_SHAPE, tuneGemm, type GemmTune } from './gemmTune.js';
 
 /** What the kernels need; an adapter below any of these is refused with the limit's name. */
 export const REQUIRED_LIMITS = Object.freeze({
@@ -60,8 +61,13 @@ export interface GpuCapabilities {
    * products), so that their text is checked on a device whose fma is not fused (createWebGpuBackend's `fma`).
    */
   readonly fmaEmulated?: boolean;
-  /** Which design the fast tiled GEMM runs (kernels/linear.ts: GEMM_DESIGNS): LOWBIT_WEBGPU_GEMM, read once (default tiled). */
+  /**
+   * Which design the fast tiled GEMM runs (kernels/linear.ts: GEMM_DESIGNS): LOWBIT_WEBGPU_GEMM, read once; unset,
+   * the fastest on this device (`auto`, gemmTune.ts) on a hardware adapter and `tiled` on a software one.
+   */
   readonly gemm: GemmChoice;
+  /** How `auto` chose `gemm`: each design's time on this device (absent when the design was named or defaulted). */
+  readonly gemmTune?: GemmTune;
   /**
    * Where the device has the feature 'subgroups' (requested whenever the adapter has it): the adapter's
    * smallest and largest subgroup size ([4, 128] where it does not say), and the lanes the `shuffle`
@@ -122,15 +128,21 @@ function kernelChoice(): KernelChoice {
 export const GEMM_CHOICES = Object.freeze(['tiled', 'tiled8', 'prefetch', 'double', 'shuffle'] as const);
 export type GemmChoice = (typeof GEMM_CHOICES)[number];
 
-function gemmChoice(): GemmChoice {
+/** LOWBIT_WEBGPU_GEMM's values: a design, or `auto` (the fastest on the device, timed once: gemmTune.ts). */
+export type GemmSetting = GemmChoice | 'auto';
+
+function gemmChoice(): GemmSetting | undefined {
   return gemmChoiceOf(typeof process === 'undefined' ? undefined : process.env?.LOWBIT_WEBGPU_GEMM);
 }
 
-/** A LOWBIT_WEBGPU_GEMM value: one of GEMM_CHOICES (unset or empty: tiled); anything else is refused in one line. */
-export function gemmChoiceOf(v: string | undefined): GemmChoice {
-  if (v === undefined || v === '') return 'tiled';
-  if (!(GEMM_CHOICES as readonly string[]).includes(v)) throw new Error(`LOWBIT_WEBGPU_GEMM is '${v}'; expected one of ${GEMM_CHOICES.join(', ')}`);
-  return v as GemmChoice;
+/**
+ * A LOWBIT_WEBGPU_GEMM value: one of GEMM_CHOICES or `auto` (unset or empty: undefined, the adapter's default:
+ * auto on a hardware adapter, tiled on a software one); anything else is refused in one line.
+ */
+export function gemmChoiceOf(v: string | undefined): GemmSetting | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (v !== 'auto' && !(GEMM_CHOICES as readonly string[]).includes(v)) throw new Error(`LOWBIT_WEBGPU_GEMM is '${v}'; expected auto or one of ${GEMM_CHOICES.join(', ')}`);
+  return v as GemmSetting;
 }
 
 /** Why a device cannot run GEMM design `gemm` (one line), or undefined: `shuffle` needs the feature 'subgroups'. */
@@ -270,13 +282,15 @@ async function requestDevice(): Promise<GpuAcquired> {
   const subgroups = device.features.has('subgroups')
     ? Object.freeze({ minSize: sizes?.subgroupMinSize ?? 4, maxSize: sizes?.subgroupMaxSize ?? 128, shuffleLanes: shuffleLanesFor(sizes?.subgroupMinSize) })
     : undefined;
-  return {
-    ok: true, device,
-    caps: Object.freeze({
-      runtime: found.runtime, adapterName: found.adapterName, software: found.software, features: Object.freeze(features), limits: Object.freeze(limits),
-      maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-      kernels, gemm, fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}), ...(loseAfter ? { loseAfter } : {}),
-      fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
-    }),
-  };
+  const base: GpuCapabilities = Object.freeze({
+    runtime: found.runtime, adapterName: found.adapterName, software: found.software, features: Object.freeze(features), limits: Object.freeze(limits),
+    maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
+    kernels, gemm: 'tiled', fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}), ...(loseAfter ? { loseAfter } : {}),
+    fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
+  });
+  const setting = gemm ?? (found.software ? 'tiled' : 'auto');
+  if (setting !== 'auto') return { ok: true, device, caps: Object.freeze({ ...base, gemm: setting }) };
+  const designs = GEMM_CHOICES.filter((c) => !gemmShortfall(c, base));
+  const tune = await tuneGemm(device, base, designs, found.software ? SOFTWARE_TUNE_SHAPE : TUNE_SHAPE);
+  return { ok: true, device, caps: Object.freeze({ ...base, gemm: tune.choice, gemmTune: tune }) };
 }

@@ -114,7 +114,7 @@ export async function createWebGpuBackend(
     ...(opts.maxBinding ? { maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : {}),
     ...(opts.kernels ? { kernels: opts.kernels } : {}),
     ...(opts.fma ? { fmaFused: false, fmaEmulated: opts.fma === 'emulated' } : {}),
-    ...(opts.gemm ? { gemm: opts.gemm } : {}),
+    ...(opts.gemm ? { gemm: opts.gemm, gemmTune: undefined } : {}), // a named design, not the tuned one
     ...(opts.quipCacheBytes !== undefined ? { quipCacheBytes: opts.quipCacheBytes } : {}),
     ...(opts.quipButterflies ? { quipButterflies: opts.quipButterflies } : {}),
     ...(opts.maxWorkgroupBytes ? {
@@ -164,7 +164,7 @@ export class WebGpuBackend implements TrainableBackend {
   get caps(): GpuCapabilities { return this.gpu.caps; }
   get description(): string {
     const notes = [
-      this.caps.kernels === 'reference' ? 'reference kernels' : this.caps.gemm !== 'tiled' ? `GEMM ${this.caps.gemm}` : '',
+      this.caps.kernels === 'reference' ? 'reference kernels' : this.caps.gemmTune ? `GEMM ${this.caps.gemm}, the fastest here` : this.caps.gemm !== 'tiled' ? `GEMM ${this.caps.gemm}` : '',
       this.caps.fmaFused ? 'fma fused' : '',
     ].filter((n) => n);
     return `webgpu: ${this.caps.adapterName}, ${this.caps.runtime}${notes.length ? ` (${notes.join(', ')})` : ''}; host kernels ${this.hostNote}`;
