@@ -291,6 +291,7 @@ async function requestDevice(): Promise<GpuAcquired> {
   const setting = gemm ?? (found.software ? 'tiled' : 'auto');
   if (setting !== 'auto') return { ok: true, device, caps: Object.freeze({ ...base, gemm: setting }) };
   const designs = GEMM_CHOICES.filter((c) => !gemmShortfall(c, base));
-  const tune = await tuneGemm(device, base, designs, found.software ? SOFTWARE_TUNE_SHAPE : TUNE_SHAPE);
-  return { ok: true, device, caps: Object.freeze({ ...base, gemm: tune.choice, gemmTune: tune }) };
+  // timing needs 128 MiB of buffers: a device that cannot time them runs `tiled` (a lost device fails at its next use)
+  const tune = await tuneGemm(device, base, designs, found.software ? SOFTWARE_TUNE_SHAPE : TUNE_SHAPE).catch(() => undefined);
+  return { ok: true, device, caps: Object.freeze({ ...base, ...(tune ? { gemm: tune.choice, gemmTune: tune } : {}) }) };
 }
