@@ -2,12 +2,20 @@ import type { Command } from 'commander';
 import { fmtInt } from '../numbers.js';
 import { loadCheckpoint, modelOptions, modelPath, type CommonOptions } from './common.js';
 import { describeCheckpoint } from '../io/open.js';
+import { backendsLines, backendsReport } from './backendsInfo.js';
+import { availableParallelism } from 'node:os';
 
 export function registerInfo(program: Command): void {
   modelOptions(program.command('info'))
-    .description('print a checkpoint\'s architecture, parameter count, dtypes and tokenizer')
+    .description('print a checkpoint\'s architecture, parameter count, dtypes and tokenizer (--backends: the compute backends)')
+    .option('--backends', 'print the compute backends instead: the CPU kernels, the WebGPU adapter (limits, subgroups, fma, GEMM design) and what --backend auto takes')
     .option('--json', 'print as JSON')
-    .action((o: CommonOptions) => {
+    .action(async (o: CommonOptions & { backends?: boolean }) => {
+      if (o.backends) {
+        const r = await backendsReport(availableParallelism());
+        process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : backendsLines(r).join('\n') + '\n');
+        return;
+      }
       const s = describeCheckpoint(loadCheckpoint(o));
       if (o.json) { process.stdout.write(JSON.stringify(s, null, 2) + '\n'); return; }
       const c = s.config;

@@ -105,6 +105,36 @@ describe('WebGPU end to end vs CPU', { skip }, () => {
   });
 });
 
+describe('CLI: info --backends', () => {
+  it('names the CPU kernels, the adapter (software or not, limits, subgroups, fma, GEMM design) and what auto takes', () => {
+    const r = runCli(['info', '--backends', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      cpu: { kernels: string; note: string };
+      webgpu: { ok: boolean; reason?: string; adapter?: string; software?: boolean; limits?: Record<string, number>; gemm?: string; gemmChosen?: string; fma?: string };
+      auto: { backend: string; reason?: string };
+    };
+    assert.equal(j.cpu.kernels, kernels.name);
+    if (!made.ok) {
+      assert.equal(j.webgpu.ok, false);
+      assert.deepEqual(j.auto, { backend: 'cpu', reason: j.webgpu.reason });
+      return;
+    }
+    const caps = (gpu as WebGpuBackend).caps;
+    assert.equal(j.webgpu.adapter, caps.adapterName);
+    assert.equal(j.webgpu.software, caps.software);
+    assert.equal(j.webgpu.limits!.maxStorageBufferBindingSize, caps.limits.maxStorageBufferBindingSize);
+    assert.equal(j.webgpu.fma, caps.fmaProbe);
+    assert.equal(j.webgpu.gemm, caps.gemm);
+    assert.equal(j.auto.backend, caps.software ? 'cpu' : 'webgpu');
+    if (caps.software && !process.env.LOWBIT_WEBGPU_GEMM) assert.equal(j.webgpu.gemmChosen, 'the default on a software adapter (untimed)');
+    // the text form: one line each, the design and how it was chosen
+    const t = runCli(['info', '--backends'], { env: { LOWBIT_WEBGPU_GEMM: 'double' } });
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stdout, /^cpu {10}.+\nwebgpu {7}.+, a (software|hardware) adapter.*\n {2}limits {5}maxStorageBufferBindingSize .+\n {2}features .+\n {2}subgroups .+\n {2}fma {8}.+\n {2}GEMM {7}double: LOWBIT_WEBGPU_GEMM=double\nauto {9}(webgpu|cpu: .+)\n$/);
+  });
+});
+
 describe('CLI: Dawn toggles (LOWBIT_DAWN_TOGGLES)', { skip }, () => {
   it('disable_robustness runs, gives the same perplexity and is named in the result; a malformed value is refused in one line', () => {
     const run = (env: Record<string, string>) => runCli(['eval', '--backend', 'webgpu', '--ppl', 'tinystories', '--limit', '1', '--json'], { env });

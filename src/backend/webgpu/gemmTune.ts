@@ -65,8 +65,13 @@ export async function tuneGemm(device: GPUDevice, caps: GpuCapabilities, designs
   return Object.freeze({ choice, seconds: Object.freeze(seconds), shape, clock });
 }
 
-/** One line for benchmarks: the design and what it was chosen from, e.g. `double (fastest on this device of tiled 3.10 ms, …; 2048×4096×4096 f32, device time)`. */
-export function tuneNote(t: GemmTune): string {
+/** What the choice was made from, e.g. `fastest on this device of tiled 3.10 ms, …; 2048×4096×4096 f32, device time`. */
+export function tuneTimes(t: GemmTune): string {
   const ms = (s: number) => `${(s * 1000).toPrecision(3)} ms`;
-  return `${t.choice} (fastest on this device of ${Object.entries(t.seconds).map(([g, s]) => `${g} ${ms(s)}`).join(', ')}; ${t.shape.join('×')} f32, ${t.clock} time)`;
+  return `fastest on this device of ${Object.entries(t.seconds).map(([g, s]) => `${g} ${ms(s)}`).join(', ')}; ${t.shape.join('×')} f32, ${t.clock} time`;
+}
+
+/** One line for benchmarks: the design and what it was chosen from, e.g. `double (fastest on this device of …)`. */
+export function tuneNote(t: GemmTune): string {
+  return `${t.choice} (${tuneTimes(t)})`;
 }
