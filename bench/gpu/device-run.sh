@@ -29,6 +29,8 @@ if [ -L node_modules ] && [ ! -e node_modules ]; then rm node_modules; fi
 # shellcheck disable=SC1091
 source .gpu/boot.sh
 step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+# the adapter as lowbit sees it: hardware or software, limits, subgroups, the fma probe, the GEMM design auto timed
+step 'lowbit info --backends' node bin/lowbit.js info --backends
 step 'parity tests on this GPU (the fma probe, fast and reference kernels, the GEMM designs, the Gram, div_cr, the column ops, QuIP rebuild)' node --expose-gc --test dist/test/backend/fmaProbe.test.js dist/test/backend/fastKernels.test.js dist/test/backend/gemmDesigns.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/columnOps.test.js dist/test/backend/quipDevice.test.js dist/test/backend/quipCache.test.js
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
