@@ -7,7 +7,6 @@ import type { Command } from 'commander';
 import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpuBackend.js';
 import { KERNEL_PREFERENCES, selectKernels, type KernelPreference } from '../backend/cpu/kernels/select.js';
-import type { CpuKernels } from '../backend/cpu/kernels/kernels.js';
 import { UsageError } from '../errors.js';
 import { createWebGpuBackend } from '../backend/webgpu/webgpuBackend.js';
 import { autoPicksWebGpu, findAdapter } from '../backend/webgpu/capabilities.js';
@@ -49,27 +48,22 @@ export async function createBackend(o: BackendCliOptions): Promise<Backend> {
   const pref = (o.cpuKernels ?? 'auto') as KernelPreference;
   if (!KERNEL_PREFERENCES.includes(pref)) throw new UsageError(`--cpu-kernels must be one of ${KERNEL_PREFERENCES.join(', ')} (got '${o.cpuKernels}')`);
   const { kernels, note } = selectKernels(pref, threadCount(o));
+  let cpuWhy: string | undefined; // why `auto` runs on the CPU
   if (choice === 'auto') { // a software adapter is left before a device is made (autoPicksWebGpu)
     const found = await findAdapter();
     const pick = found.ok ? autoPicksWebGpu(found) : undefined;
-    if (pick && !pick.ok) return cpuAfterAuto(`${pick.reason}; --backend webgpu runs on it`, pref, kernels, note);
+    if (pick && !pick.ok) cpuWhy = `${pick.reason}; --backend webgpu runs on it`;
   }
-  if (choice !== 'cpu') {
+  if (choice !== 'cpu' && cpuWhy === undefined) {
     const gpu = await createWebGpuBackend(kernels, note);
     if (gpu.ok) {
       if (choice === 'auto') process.stderr.write(`lowbit: --backend auto: running on WebGPU (${gpu.backend.caps.adapterName})\n`);
       return gpu.backend;
     }
     if (choice === 'webgpu') throw new UsageError(`--backend webgpu: ${gpu.reason}`);
-    return cpuAfterAuto(gpu.reason, pref, kernels, note);
+    cpuWhy = gpu.reason;
   }
-  if (pref === 'auto' && kernels.name !== 'native') providerNotice(note);
-  return new CpuBackend(kernels, note);
-}
-
-/** `--backend auto` on the CPU, the line saying why. */
-function cpuAfterAuto(why: string, pref: KernelPreference, kernels: CpuKernels, note: string): Backend {
-  process.stderr.write(`lowbit: --backend auto: running on the CPU: ${why}\n`);
+  if (cpuWhy !== undefined) process.stderr.write(`lowbit: --backend auto: running on the CPU: ${cpuWhy}\n`);
   if (pref === 'auto' && kernels.name !== 'native') providerNotice(note);
   return new CpuBackend(kernels, note);
 }

@@ -6,7 +6,6 @@
  */
 import { selectKernels } from '../backend/cpu/kernels/select.js';
 import { acquireGpu, autoPicksWebGpu, findAdapter, type GpuCapabilities } from '../backend/webgpu/capabilities.js';
-import { tuneTimes } from '../backend/webgpu/gemmTune.js';
 
 /** The features lowbit looks at: subgroups (the shuffle GEMM), timestamp-query (device time), shader-f16 (present or not: not needed). */
 const FEATURES = ['subgroups', 'timestamp-query', 'shader-f16'] as const;
@@ -42,19 +41,10 @@ export async function backendsReport(threads: number): Promise<BackendsReport> {
       ok: true, adapter: c.adapterName, runtime: c.runtime, software: c.software, features: FEATURES.filter((f) => c.features.includes(f)),
       limits: Object.fromEntries(LIMITS.filter((k) => c.limits[k] !== undefined).map((k) => [k, c.limits[k]!])),
       subgroups: c.subgroups ?? null, fma: c.fmaProbe, gemm: c.gemm,
-      gemmChosen: gemmChosen(c),
+      gemmChosen: c.gemmChosen,
     },
     auto: pick.ok ? { backend: 'webgpu' } : { backend: 'cpu', reason: pick.reason },
   };
-}
-
-/** How the device's GEMM design was chosen (capabilities.ts: requestDevice). */
-function gemmChosen(c: GpuCapabilities): string {
-  if (c.gemmTune) return tuneTimes(c.gemmTune);
-  const env = process.env.LOWBIT_WEBGPU_GEMM;
-  if (env && env !== 'auto') return `LOWBIT_WEBGPU_GEMM=${env}`;
-  if (!env && c.software) return 'the default on a software adapter (untimed)';
-  return 'auto, but the designs could not be timed on this device';
 }
 
 const bytes = (n: number) => (n >= 2 ** 30 ? `${+(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${+(n / 2 ** 20).toFixed(1)} MiB` : `${+(n / 1024).toFixed(1)} KiB`);

@@ -11,7 +11,7 @@
  * `shuffle` GEMM design).
  */
 import { fmaChoice, probeFma } from './fmaProbe.js';
-import { SOFTWARE_TUNE_SHAPE, TUNE_SHAPE, tuneGemm, type GemmTune } from './gemmTune.js';
+import { SOFTWARE_TUNE_SHAPE, TUNE_SHAPE, tuneGemm, tuneTimes, type GemmTune } from './gemmTune.js';
 
 /** What the kernels need; an adapter below any of these is refused with the limit's name. */
 export const REQUIRED_LIMITS = Object.freeze({
@@ -68,6 +68,8 @@ export interface GpuCapabilities {
   readonly gemm: GemmChoice;
   /** How `auto` chose `gemm`: each design's time on this device (absent when the design was named or defaulted). */
   readonly gemmTune?: GemmTune;
+  /** How `gemm` was chosen, one line: the times `auto` compared, LOWBIT_WEBGPU_GEMM=…, or a default and why. */
+  readonly gemmChosen: string;
   /**
    * Where the device has the feature 'subgroups' (requested whenever the adapter has it): the adapter's
    * smallest and largest subgroup size ([4, 128] where it does not say), and the lanes the `shuffle`
@@ -285,13 +287,19 @@ async function requestDevice(): Promise<GpuAcquired> {
   const base: GpuCapabilities = Object.freeze({
     runtime: found.runtime, adapterName: found.adapterName, software: found.software, features: Object.freeze(features), limits: Object.freeze(limits),
     maxBinding: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize,
-    kernels, gemm: 'tiled', fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}), ...(loseAfter ? { loseAfter } : {}),
+    kernels, gemm: 'tiled', gemmChosen: '', fmaFused: !!probe?.fused, quipCacheBytes, ...(subgroups ? { subgroups } : {}), ...(loseAfter ? { loseAfter } : {}),
     fmaProbe: !probe ? 'off (LOWBIT_WEBGPU_FMA=off)' : probe.fused ? 'fused' : `not fused: ${probe.miss}`,
   });
   const setting = gemm ?? (found.software ? 'tiled' : 'auto');
-  if (setting !== 'auto') return { ok: true, device, caps: Object.freeze({ ...base, gemm: setting }) };
+  if (setting !== 'auto') {
+    const gemmChosen = gemm ? `LOWBIT_WEBGPU_GEMM=${gemm}` : 'the default on a software adapter (untimed)';
+    return { ok: true, device, caps: Object.freeze({ ...base, gemm: setting, gemmChosen }) };
+  }
   const designs = GEMM_CHOICES.filter((c) => !gemmShortfall(c, base));
   // timing needs 128 MiB of buffers: a device that cannot time them runs `tiled` (a lost device fails at its next use)
   const tune = await tuneGemm(device, base, designs, found.software ? SOFTWARE_TUNE_SHAPE : TUNE_SHAPE).catch(() => undefined);
-  return { ok: true, device, caps: Object.freeze({ ...base, ...(tune ? { gemm: tune.choice, gemmTune: tune } : {}) }) };
+  return {
+    ok: true, device,
+    caps: Object.freeze({ ...base, ...(tune ? { gemm: tune.choice, gemmTune: tune, gemmChosen: tuneTimes(tune) } : { gemmChosen: 'auto, but the designs could not be timed on this device' }) }),
+  };
 }

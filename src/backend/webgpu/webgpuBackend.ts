@@ -114,7 +114,7 @@ export async function createWebGpuBackend(
     ...(opts.maxBinding ? { maxBinding: Math.min(opts.maxBinding, g.caps.maxBinding) } : {}),
     ...(opts.kernels ? { kernels: opts.kernels } : {}),
     ...(opts.fma ? { fmaFused: false, fmaEmulated: opts.fma === 'emulated' } : {}),
-    ...(opts.gemm ? { gemm: opts.gemm, gemmTune: undefined } : {}), // a named design, not the tuned one
+    ...(opts.gemm ? { gemm: opts.gemm, gemmTune: undefined, gemmChosen: 'named by the caller' } : {}), // not the tuned one
     ...(opts.quipCacheBytes !== undefined ? { quipCacheBytes: opts.quipCacheBytes } : {}),
     ...(opts.quipButterflies ? { quipButterflies: opts.quipButterflies } : {}),
     ...(opts.maxWorkgroupBytes ? {
