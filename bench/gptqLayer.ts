@@ -2,7 +2,7 @@
  * Times GPTQ on one random linear layer: Hessian accumulation (XᵀX over `tokens` calibration tokens,
  * fed in sequences of up to 2048) and the solve (damping, Cholesky, blocked quantization), with a
  * linear-algebra provider (a CpuKernels) or the TypeScript reference. benchGptqLayer prints nothing.
- *   node dist/bench/gptqLayer.js [--full] [--samples N] [--threads N] [--only q_proj,up_proj,down_proj]
+ *   node dist/bench/gptqLayer.js [--full] [--samples N] [--threads N] [--only q_proj,up_proj,down_proj] [--kernels auto|native|wasm|js]
  * prints, per LLaMA-3-8B shape (q_proj 4096×4096, up_proj 14336×4096, down_proj 4096×14336), the
  * provider's ('auto': native when built) Hessian and solve times in gptq.py's float32 precision and in
  * lowbit's float64 default, PyTorch's times for the same algorithm when python3 can import torch
@@ -74,9 +74,9 @@ function torchAnchor(tokens: number, threads: number, rows: number, cols: number
 }
 
 async function main(): Promise<void> {
-  const { threads, only, samples } = layerBenchArgs();
+  const { threads, only, samples, opt } = layerBenchArgs();
   const tokens = samples * SEQ;
-  const { kernels, note } = selectKernels('auto', threads);
+  const { kernels, note } = selectKernels((opt('--kernels') ?? 'auto') as 'auto' | 'native' | 'wasm' | 'js', threads);
   const log = (l: string) => console.log(l);
   log(`GPTQ on one layer, 4-bit, group 128, ${samples} × ${SEQ} calibration tokens, ${threads} threads; provider: ${note}`);
   log('  f32 = gptq.py\'s precision (float32 XᵀX per sequence, float32 lazy update), the algorithm PyTorch runs;');

@@ -1,7 +1,8 @@
 /**
  * Float64 gemmF64, symmetricEigen and qr of the js references and of every provider that has them:
  * residuals on random and ill-conditioned matrices, agreement with js, independence of the thread
- * count, and GPTQ's use of the provider's gemmF64.
+ * count (cholesky, triangularInverse and gram too: the wasm provider blocks them), and GPTQ's use of
+ * the provider's gemmF64.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -197,6 +198,37 @@ for (const p of PROVIDERS) {
       const B = randF64(400 * 300, 5), q1 = k1.qr!(B, 400, 300), q3 = k3.qr!(B, 400, 300);
       assert.deepEqual(q3.Q, q1.Q, 'qr Q');
       assert.deepEqual(q3.R, q1.R, 'qr R');
+      // GPTQ's Hinv and Hessian: several blocks of the blocked factorizations and tiles of the Gram
+      const H = illConditionedSpd(n, n + 7, n), L1 = H.slice(), L3 = H.slice();
+      assert.equal(k1.cholesky!(L1, n), true); assert.equal(k3.cholesky!(L3, n), true);
+      assert.deepEqual(L3, L1, 'cholesky');
+      k1.triangularInverse!(L1, n); k3.triangularInverse!(L3, n);
+      assert.deepEqual(L3, L1, 'triangularInverse');
+      const xs = new Float32Array(randF64(257 * 201, 6)), S1 = new Float64Array(201 * 201).fill(0.25), S3 = S1.slice();
+      k1.gram!(xs, S1, 257, 201); k3.gram!(xs, S3, 257, 201);
+      assert.deepEqual(S3, S1, 'gram');
+    });
+
+    it(`${p.name}: blocked cholesky and triangularInverse across many blocks: residuals and js agreement`, () => {
+      const k = kernelsOf(p, 2), js = withLinalg(jsKernels);
+      for (const n of [191, 320]) { // 64-column blocks with a ragged last one, and whole ones
+        const H = illConditionedSpd(n, n + 100, n), L = H.slice(), ref = H.slice();
+        assert.equal(k.cholesky!(L, n), true); js.cholesky!(ref, n);
+        let d = 0, scale = 0;
+        for (let i = 0; i < n * n; i++) { d = Math.max(d, Math.abs(L[i]! - ref[i]!)); scale = Math.max(scale, Math.abs(ref[i]!)); }
+        assert.ok(d <= 1e-12 * scale, `cholesky n=${n}: ${d / scale} from js`);
+        const Li = L.slice();
+        k.triangularInverse!(Li, n);
+        let worst = 0;
+        for (let i = 0; i < n; i++)
+          for (let j = 0; j < n; j++) {
+            let s = 0;
+            for (let t = 0; t < n; t++) s += L[i * n + t]! * Li[t * n + j]!;
+            worst = Math.max(worst, Math.abs(s - (i === j ? 1 : 0)));
+            if (j > i) assert.equal(Li[i * n + j], 0, `triangularInverse n=${n}: upper (${i},${j}) not 0`);
+          }
+        assert.ok(worst < 1e-10, `triangularInverse n=${n}: max|L·L⁻¹ − I| = ${worst}`);
+      }
     });
 
     const noGemm = kernelsOf(p).gemmF64 ? false : `${p.name} has no gemmF64`;

@@ -10,9 +10,11 @@
  *   float64), so H matches the TypeScript accumulator up to summation order (~1e-15 relative).
  * - gramF32: gptq.py's precision: float32 sums over each calibration sequence (≤ 2048 rows, BLAS
  *   sgemm), float64 across sequences.
- * - cholesky, triangularInverse: float64 (LAPACK dpotrf, dtrtri in the native provider).
- * - gemmF64: float64 throughout (BLAS dgemm on a fixed tile grid in the native provider, the plain
- *   dot-product loop of jsLinalg.ts otherwise). GPTQ's lazy batch update uses it when present.
+ * - cholesky, triangularInverse: float64 (LAPACK dpotrf, dtrtri in the native provider; blocked the
+ *   same way in the wasm provider's kernels.c).
+ * - gemmF64: float64 throughout (BLAS dgemm on a fixed tile grid in the native provider, two-lane dot
+ *   products in the wasm provider, the plain dot-product loop of jsLinalg.ts otherwise). GPTQ's lazy
+ *   batch update uses it when present.
  * - gemm: float32 in, float32 out, float32 accumulation (BLAS sgemm): the precision gptq.py works in
  *   throughout, not the float64 of our reference; GPTQ uses it only when asked (see gptq.ts for why).
  */

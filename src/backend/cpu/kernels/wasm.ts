@@ -3,8 +3,11 @@
  * committed: built by scripts/build-wasm.mjs, which CI reruns to check the file), run on a pool of worker_threads over one shared memory
  * (../wasm/pool.ts). Each call copies its arrays into the shared memory, runs, and copies the outputs
  * back, except arrays that already live there: those from `resident.alloc` (weights, see
- * CpuBackend.uploadWeight), passed by address. The float64 linear algebra comes from the js
- * references (jsLinalg.ts).
+ * CpuBackend.uploadWeight), passed by address. GPTQ's float64 linear algebra runs here too: gram, gemmF64,
+ * and cholesky and triangularInverse blocked as LAPACK's dpotrf and dtrtri (LA_BLOCK columns a step, each
+ * step one op over the matrix, which stays in the pool's memory for the whole factorization); the other
+ * float64 methods (symmetricEigen, qr) come from the js references (jsLinalg.ts). gram (the Hessian's XᵀX) runs
+ * here on a transposed float64 copy of x, as one dot product per entry.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -140,6 +143,74 @@ class Frame {
 
 const W_DTYPE = { bf16: 1, f16: 2 } as const;
 
+/** Columns per step of the blocked Cholesky and triangular inverse (the trailing update's tile in kernels.c is 64). */
+const LA_BLOCK = 64;
+
+/**
+ * Runs `steps` on the square float64 A in the pool's memory (copied in unless resident), with `extraBytes`
+ * of scratch beside it; copies A back when steps returns true. Undefined when the memory cannot hold them
+ * (past wasm32's 4 GiB): the caller then uses the js reference.
+ */
+function onSquare(pool: WasmPool, res: Resident, A: Float64Array, extraBytes: number,
+  steps: (a: number, extra: number, run: (op: number, args: number[]) => void) => boolean): boolean | undefined {
+  const resident = res.addressOf(A);
+  let top = pool.frameBase;
+  const a = resident ?? align(top, 64);
+  if (resident === undefined) top = a + A.byteLength;
+  const extra = align(top, 64), scratch = align(extra + extraBytes, 64);
+  try { pool.ensure(scratch + 64); } catch (e) { if (e instanceof RangeError) return undefined; throw e; }
+  if (resident === undefined) new Float64Array(pool.memory.buffer, a, A.length).set(A);
+  const ok = steps(a, extra, (op, args) => pool.run(op, args, 0, scratch));
+  if (ok && resident === undefined) A.set(new Float64Array(pool.memory.buffer, a, A.length));
+  return ok;
+}
+
+/** Zeroes the strict upper triangle of the n×n A at byte address a of the pool's memory. */
+function zeroUpper(pool: WasmPool, a: number, n: number): void {
+  const m = new Float64Array(pool.memory.buffer, a, n * n);
+  for (let i = 0; i < n; i++) m.fill(0, i * n + i + 1, (i + 1) * n);
+}
+
+/** S[K,K] += xᵀx in float64 on the upper triangle (x float32 [N, K]); undefined when it does not fit wasm32 memory. */
+function wasmGram(pool: WasmPool, res: Resident, x: Float32Array, S: Float64Array, N: number, K: number): boolean | undefined {
+  const xBytes = align(x.byteLength, 64);
+  return onSquare(pool, res, S, xBytes + K * N * 8, (s, extra, run) => {
+    const xAt = res.addressOf(x) ?? extra;
+    if (xAt === extra) new Float32Array(pool.memory.buffer, extra, x.length).set(x);
+    run(OP.GRAM_TRANS, [xAt, s, extra + xBytes, N, K]);
+    run(OP.GRAM, [xAt, s, extra + xBytes, N, K]);
+    return true;
+  });
+}
+
+function wasmCholesky(pool: WasmPool, res: Resident, A: Float64Array, n: number): boolean {
+  const ok = onSquare(pool, res, A, 4, (a, status, run) => {
+    new Int32Array(pool.memory.buffer, status, 1)[0] = 1;
+    for (let k0 = 0; k0 < n; k0 += LA_BLOCK) {
+      const b = Math.min(LA_BLOCK, n - k0);
+      run(OP.CHOL_DIAG, [a, n, k0, b, status]);
+      if (new Int32Array(pool.memory.buffer, status, 1)[0] !== 1) return false;
+      if (k0 + b < n) { run(OP.CHOL_PANEL, [a, n, k0, b]); run(OP.CHOL_UPDATE, [a, n, k0, b]); }
+    }
+    zeroUpper(pool, a, n);
+    return true;
+  });
+  return ok ?? jsLinalg.cholesky(A, n);
+}
+
+function wasmTriangularInverse(pool: WasmPool, res: Resident, L: Float64Array, n: number): void {
+  const ok = onSquare(pool, res, L, 2 * n * LA_BLOCK * 8, (a, T, run) => {
+    zeroUpper(pool, a, n);
+    for (let j0 = Math.floor((n - 1) / LA_BLOCK) * LA_BLOCK; j0 >= 0; j0 -= LA_BLOCK) {
+      const jb = Math.min(LA_BLOCK, n - j0);
+      if (j0 + jb < n) for (const op of [OP.TRI_TRANS, OP.TRI_TRMM, OP.TRI_TRSM]) run(op, [a, n, j0, jb, T]);
+      run(OP.TRI_DIAG, [a, n, j0, jb]);
+    }
+    return true;
+  });
+  if (ok === undefined) jsLinalg.triangularInverse(L, n);
+}
+
 function makeKernels(pool: WasmPool): CpuKernels {
   const resident = residentOf(pool);
   const frame = (): Frame => new Frame(pool, resident);
@@ -160,6 +231,10 @@ function makeKernels(pool: WasmPool): CpuKernels {
     siluMul: (g, u, o, n) => { const f = frame(); f.run(OP.SILU_MUL, [f.input(g), f.input(u), f.output(o), n]); },
     nll: (l, t, o, T, V) => { const f = frame(); f.run(OP.NLL, [f.input(l), f.input(t), f.output(o), T, V]); },
     ...jsLinalg,
+    gram: (x, S, n, K) => { if (wasmGram(pool, resident, x, S, n, K) === undefined) jsLinalg.gram(x, S, n, K); },
+    gemmF64: (x, w, y, M, N, K) => { const f = frame(); f.run(OP.GEMM_F64, [f.input(x), f.input(w), f.output(y), M, N, K]); },
+    cholesky: (A, n) => wasmCholesky(pool, resident, A, n),
+    triangularInverse: (L, n) => wasmTriangularInverse(pool, resident, L, n),
     resident: resident.api,
   };
 }

@@ -16,12 +16,14 @@ typedef struct {
   double eps;
 } Job;
 
-enum { OP_GEMM = 1, OP_RMSNORM, OP_ROPE, OP_ATTENTION, OP_SILU_MUL, OP_NLL };
+enum { OP_GEMM = 1, OP_RMSNORM, OP_ROPE, OP_ATTENTION, OP_SILU_MUL, OP_NLL,
+       OP_GEMM_F64, OP_CHOL_DIAG, OP_CHOL_PANEL, OP_CHOL_UPDATE, OP_TRI_TRMM, OP_TRI_TRSM, OP_TRI_DIAG, OP_TRI_TRANS, OP_GRAM_TRANS, OP_GRAM };
 enum { W_F32 = 0, W_BF16 = 1, W_F16 = 2 };
 
 #define ROWS_PER_TASK 8
 #define ELEMS_PER_TASK 65536
 #define GEMM_MB 64  // rows of x per task
+#define LA_TILE 64  // float64 linear algebra: the trailing update's square tiles, rows per panel task
 
 static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 static inline int min_i(int a, int b) { return a < b ? a : b; }
@@ -275,6 +277,240 @@ static void nll_task(const Job* j, int task) {
   }
 }
 
+
+// ---- float64 linear algebra (GPTQ's Hinv and lazy update; reference: ../kernels/jsLinalg.ts) ------
+// Dot products of float64 rows: two lanes over k (k ≡ lane mod 2), lanes summed, then the odd tail.
+// Every kernel below computes each dot product this way, so tiles, tails and threads give the same bits.
+// Matrices are row-major; the square ones have n columns (lda = n). Blocked as LAPACK's dpotrf and
+// dtrtri (block size: the caller's), each step an op whose tasks are cut by shape only.
+
+static inline double hsum2(v128_t a) { return wasm_f64x2_extract_lane(a, 0) + wasm_f64x2_extract_lane(a, 1); }
+
+static double ddot1(const double* x, const double* w, int K) {
+  v128_t acc = wasm_f64x2_splat(0);
+  int k = 0;
+  for (; k + 2 <= K; k += 2) acc = wasm_f64x2_add(acc, wasm_f64x2_mul(wasm_v128_load(x + k), wasm_v128_load(w + k)));
+  double s = hsum2(acc);
+  if (k < K) s += x[k] * w[k];
+  return s;
+}
+
+// y[0..1][0..3] (row stride ys) = dot(x row 0..1, w row 0..3) (mode 0), y −= it (mode −1) or y += it (mode 1);
+// x rows xs apart, w rows ws apart.
+static void ddot2x4(const double* x0, int64_t xs, const double* w0, int64_t ws, double* y0, int64_t ys, int K, int mode) {
+  const double *x1 = x0 + xs, *w1 = w0 + ws, *w2 = w1 + ws, *w3 = w2 + ws;
+  v128_t a00 = wasm_f64x2_splat(0), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  int k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const v128_t p = wasm_v128_load(x0 + k), q = wasm_v128_load(x1 + k);
+    const v128_t b0 = wasm_v128_load(w0 + k), b1 = wasm_v128_load(w1 + k);
+    const v128_t b2 = wasm_v128_load(w2 + k), b3 = wasm_v128_load(w3 + k);
+    a00 = wasm_f64x2_add(a00, wasm_f64x2_mul(p, b0)); a01 = wasm_f64x2_add(a01, wasm_f64x2_mul(p, b1));
+    a02 = wasm_f64x2_add(a02, wasm_f64x2_mul(p, b2)); a03 = wasm_f64x2_add(a03, wasm_f64x2_mul(p, b3));
+    a10 = wasm_f64x2_add(a10, wasm_f64x2_mul(q, b0)); a11 = wasm_f64x2_add(a11, wasm_f64x2_mul(q, b1));
+    a12 = wasm_f64x2_add(a12, wasm_f64x2_mul(q, b2)); a13 = wasm_f64x2_add(a13, wasm_f64x2_mul(q, b3));
+  }
+  double s00 = hsum2(a00), s01 = hsum2(a01), s02 = hsum2(a02), s03 = hsum2(a03);
+  double s10 = hsum2(a10), s11 = hsum2(a11), s12 = hsum2(a12), s13 = hsum2(a13);
+  if (k < K) {
+    s00 += x0[k] * w0[k]; s01 += x0[k] * w1[k]; s02 += x0[k] * w2[k]; s03 += x0[k] * w3[k];
+    s10 += x1[k] * w0[k]; s11 += x1[k] * w1[k]; s12 += x1[k] * w2[k]; s13 += x1[k] * w3[k];
+  }
+  double* y1 = y0 + ys;
+  if (mode > 0) {
+    y0[0] += s00; y0[1] += s01; y0[2] += s02; y0[3] += s03;
+    y1[0] += s10; y1[1] += s11; y1[2] += s12; y1[3] += s13;
+  } else if (mode < 0) {
+    y0[0] -= s00; y0[1] -= s01; y0[2] -= s02; y0[3] -= s03;
+    y1[0] -= s10; y1[1] -= s11; y1[2] -= s12; y1[3] -= s13;
+  } else {
+    y0[0] = s00; y0[1] = s01; y0[2] = s02; y0[3] = s03;
+    y1[0] = s10; y1[1] = s11; y1[2] = s12; y1[3] = s13;
+  }
+}
+
+// w rows per task of gemm_f64: a block of w that stays in L2 (256 KiB) while the task's rows of x pass.
+static int gemm_f64_nb(int K) {
+  int nb = (256 * 1024 / 8) / (K > 0 ? K : 1);
+  nb = nb < 4 ? 4 : nb > 256 ? 256 : nb;
+  return nb & ~3;
+}
+
+// y[M,N] = x[M,K] · w[N,K]ᵀ.
+static void gemm_f64_task(const Job* j, int task) {
+  const double *x = (const double*)j->a[0], *w = (const double*)j->a[1];
+  double* y = (double*)j->a[2];
+  const int M = j->a[3], N = j->a[4], K = j->a[5];
+  const int nb = gemm_f64_nb(K), mblocks = ceil_div(M, GEMM_MB);
+  const int n0 = (task / mblocks) * nb, m0 = (task % mblocks) * GEMM_MB;
+  const int n1 = min_i(N, n0 + nb), m1 = min_i(M, m0 + GEMM_MB);
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    int m = m0;
+    for (; m + 2 <= m1; m += 2) ddot2x4(x + (int64_t)m * K, K, w + (int64_t)n * K, K, y + (int64_t)m * N + n, N, K, 0);
+    for (; m < m1; m++)
+      for (int c = 0; c < 4; c++) y[(int64_t)m * N + n + c] = ddot1(x + (int64_t)m * K, w + (int64_t)(n + c) * K, K);
+  }
+  for (; n < n1; n++)
+    for (int m = m0; m < m1; m++) y[(int64_t)m * N + n] = ddot1(x + (int64_t)m * K, w + (int64_t)n * K, K);
+}
+
+// Gram step 1: xT[a, r] = x[r, a] in float64 (x float32 [N, K]; xT after S in the call's arrays), 64 columns a task.
+static void gram_trans_task(const Job* j, int task) {
+  const float* x = (const float*)j->a[0];
+  double* xT = (double*)j->a[2];
+  const int N = j->a[3], K = j->a[4];
+  const int a0 = task * LA_TILE, a1 = min_i(K, a0 + LA_TILE);
+  for (int r = 0; r < N; r++)
+    for (int a = a0; a < a1; a++) xT[(int64_t)a * N + r] = (double)x[(int64_t)r * K + a];
+}
+
+// Gram step 2: S[a, b] += Σ_r xT[a, r]·xT[b, r] for b >= a (the upper triangle), LA_TILE-square tiles
+// (tasks below the diagonal do nothing). float32 products are exact in float64.
+static void gram_task(const Job* j, int task) {
+  double* S = (double*)j->a[1];
+  const double* xT = (const double*)j->a[2];
+  const int N = j->a[3], K = j->a[4];
+  const int tiles = ceil_div(K, LA_TILE), ta = task / tiles, tb = task % tiles;
+  if (tb < ta) return;
+  const int a0 = ta * LA_TILE, a1 = min_i(K, a0 + LA_TILE), b1 = min_i(K, tb * LA_TILE + LA_TILE);
+  int a = a0;
+  for (; a + 2 <= a1; a += 2) {
+    int b = tb * LA_TILE > a + 1 ? tb * LA_TILE : a + 1;  // both rows have b..b+3 (row a also has b = a, below)
+    if (b == a + 1) S[(int64_t)a * K + a] += ddot1(xT + (int64_t)a * N, xT + (int64_t)a * N, N);
+    for (; b + 4 <= b1; b += 4)
+      ddot2x4(xT + (int64_t)a * N, N, xT + (int64_t)b * N, N, S + (int64_t)a * K + b, K, N, 1);
+    for (int r = a; r < a + 2; r++)
+      for (int c = b; c < b1; c++) S[(int64_t)r * K + c] += ddot1(xT + (int64_t)r * N, xT + (int64_t)c * N, N);
+  }
+  for (; a < a1; a++)
+    for (int c = tb * LA_TILE > a ? tb * LA_TILE : a; c < b1; c++) S[(int64_t)a * K + c] += ddot1(xT + (int64_t)a * N, xT + (int64_t)c * N, N);
+}
+
+// Cholesky step 1 (one task): the diagonal block A[k0:k0+b, k0:k0+b], its trailing updates in, factored
+// in place row by row (Cholesky–Banachiewicz); *status = 0 at a pivot that is not > 0 (NaN included).
+static void chol_diag_task(const Job* j) {
+  double* A = (double*)j->a[0];
+  const int n = j->a[1], k0 = j->a[2], b = j->a[3];
+  int32_t* status = (int32_t*)j->a[4];
+  for (int i = 0; i < b; i++) {
+    double* ri = A + (int64_t)(k0 + i) * n + k0;
+    for (int c = 0; c <= i; c++) {
+      const double* rc = A + (int64_t)(k0 + c) * n + k0;
+      const double s = ri[c] - ddot1(ri, rc, c);
+      if (c == i) {
+        if (!(s > 0)) { *status = 0; return; }
+        ri[i] = __builtin_sqrt(s);
+      } else {
+        ri[c] = s / rc[c];
+      }
+    }
+  }
+}
+
+// Cholesky step 2: rows [k0+b, n) of the panel, L[i, k0:k0+b] = A[i, k0:k0+b] · L_kkᵀ⁻¹, LA_TILE rows a task.
+static void chol_panel_task(const Job* j, int task) {
+  double* A = (double*)j->a[0];
+  const int n = j->a[1], k0 = j->a[2], b = j->a[3];
+  const int i0 = k0 + b + task * LA_TILE, i1 = min_i(n, i0 + LA_TILE);
+  for (int i = i0; i < i1; i++) {
+    double* ri = A + (int64_t)i * n + k0;
+    for (int c = 0; c < b; c++) {
+      const double* rc = A + (int64_t)(k0 + c) * n + k0;
+      ri[c] = (ri[c] - ddot1(ri, rc, c)) / rc[c];
+    }
+  }
+}
+
+// Cholesky step 3: the trailing lower triangle, A[i, c] -= L[i, k0:k0+b] · L[c, k0:k0+b] for
+// k0+b <= c <= i < n, on a grid of LA_TILE-square tiles (tasks above the diagonal do nothing).
+static void chol_update_task(const Job* j, int task) {
+  double* A = (double*)j->a[0];
+  const int n = j->a[1], k0 = j->a[2], b = j->a[3], r0 = k0 + b;
+  const int tiles = ceil_div(n - r0, LA_TILE), ti = task / tiles, tc = task % tiles;
+  if (tc > ti) return;
+  const int i0 = r0 + ti * LA_TILE, i1 = min_i(n, i0 + LA_TILE), c0 = r0 + tc * LA_TILE, c1 = min_i(n, c0 + LA_TILE);
+  int i = i0;
+  for (; i + 2 <= i1; i += 2) {
+    const int ce = min_i(c1, i + 1);  // row i's columns end here; row i + 1 has one more
+    int c = c0;
+    for (; c + 4 <= ce; c += 4)
+      ddot2x4(A + (int64_t)i * n + k0, n, A + (int64_t)c * n + k0, n, A + (int64_t)i * n + c, n, b, -1);
+    for (int r = i; r < i + 2; r++)
+      for (int cc = c, e = min_i(c1, r + 1); cc < e; cc++) A[(int64_t)r * n + cc] -= ddot1(A + (int64_t)r * n + k0, A + (int64_t)cc * n + k0, b);
+  }
+  for (; i < i1; i++)
+    for (int cc = c0, e = min_i(c1, i + 1); cc < e; cc++) A[(int64_t)i * n + cc] -= ddot1(A + (int64_t)i * n + k0, A + (int64_t)cc * n + k0, b);
+}
+
+// Triangular inverse step 1a: At[c, k] = A[r0+k, j0+c] (the block column below the diagonal block,
+// transposed into scratch after T: At = T + m·jb, m = n − r0), so that step 1b reads it by rows.
+static void tri_trans_task(const Job* j, int task) {
+  const double* A = (const double*)j->a[0];
+  const int n = j->a[1], j0 = j->a[2], jb = j->a[3], r0 = j0 + jb, m = n - r0;
+  double* At = (double*)j->a[4] + (int64_t)m * jb;
+  for (int k = task * LA_TILE, k1 = min_i(m, k + LA_TILE); k < k1; k++)
+    for (int c = 0; c < jb; c++) At[(int64_t)c * m + k] = A[(int64_t)(r0 + k) * n + j0 + c];
+}
+
+// Triangular inverse step 1b: T[i, c] = Σ_{k<=i'} X[r0+i, r0+k] · At[c, k] for i in [0, m), r0 = j0 + jb,
+// X the trailing lower triangle already inverted in place (its strict upper triangle is 0, so rows
+// are taken in pairs with the pair's longer length i' = the second row's); LA_TILE rows a task.
+static void tri_trmm_task(const Job* j, int task) {
+  const double* A = (const double*)j->a[0];
+  const int n = j->a[1], j0 = j->a[2], jb = j->a[3], r0 = j0 + jb, m = n - r0;
+  double* T = (double*)j->a[4];
+  const double* At = T + (int64_t)m * jb;
+  const int i0 = task * LA_TILE, i1 = min_i(m, i0 + LA_TILE);
+  int i = i0;
+  for (; i + 2 <= i1; i += 2) {
+    const double* xi = A + (int64_t)(r0 + i) * n + r0;
+    int c = 0;
+    for (; c + 4 <= jb; c += 4) ddot2x4(xi, n, At + (int64_t)c * m, m, T + (int64_t)i * jb + c, jb, i + 2, 0);
+    for (; c < jb; c++) {
+      T[(int64_t)i * jb + c] = ddot1(xi, At + (int64_t)c * m, i + 2);
+      T[(int64_t)(i + 1) * jb + c] = ddot1(xi + n, At + (int64_t)c * m, i + 2);
+    }
+  }
+  for (; i < i1; i++)
+    for (int c = 0; c < jb; c++) T[(int64_t)i * jb + c] = ddot1(A + (int64_t)(r0 + i) * n + r0, At + (int64_t)c * m, i + 1);
+}
+
+// Triangular inverse step 2: A[r0+i, j0:j0+jb] = Y with Y · L11 = −T[i, :] (L11 = A[j0:j0+jb, j0:j0+jb], not
+// yet inverted), solved from the last column back; LA_TILE rows a task.
+static void tri_trsm_task(const Job* j, int task) {
+  double* A = (double*)j->a[0];
+  const int n = j->a[1], j0 = j->a[2], jb = j->a[3], r0 = j0 + jb;
+  const double* T = (const double*)j->a[4];
+  const int i0 = task * LA_TILE, i1 = min_i(n - r0, i0 + LA_TILE);
+  for (int i = i0; i < i1; i++) {
+    double* y = A + (int64_t)(r0 + i) * n + j0;
+    const double* t = T + (int64_t)i * jb;
+    for (int c = jb - 1; c >= 0; c--) {
+      double s = -t[c];
+      for (int u = c + 1; u < jb; u++) s -= y[u] * A[(int64_t)(j0 + u) * n + j0 + c];
+      y[c] = s / A[(int64_t)(j0 + c) * n + j0 + c];
+    }
+  }
+}
+
+// Triangular inverse step 3 (one task): the diagonal block inverted in place, column by column as
+// jsLinalg's triangularInverse: X[c,c] = 1 / L[c,c], then X[i,c] = (−Σ_{k=c}^{i−1} L[i,k]·X[k,c]) / L[i,i]
+// (column c's X[k,c] are above row i, columns k > c of row i still hold L).
+static void tri_diag_task(const Job* j) {
+  double* A = (double*)j->a[0];
+  const int n = j->a[1], j0 = j->a[2], jb = j->a[3];
+  double* D = A + (int64_t)j0 * n + j0;
+  for (int c = 0; c < jb; c++) {
+    D[(int64_t)c * n + c] = 1 / D[(int64_t)c * n + c];
+    for (int i = c + 1; i < jb; i++) {
+      double s = 0;
+      for (int k = c; k < i; k++) s -= D[(int64_t)i * n + k] * D[(int64_t)k * n + c];
+      D[(int64_t)i * n + c] = s / D[(int64_t)i * n + i];
+    }
+  }
+}
+
 // ---- entry points ----------------------------------------------------------------------------------
 
 // Number of tasks of the job, and the scratch bytes each thread needs (in j->scratch_bytes).
@@ -291,6 +527,13 @@ EXPORT(plan) int plan(Job* j) {
     case OP_ATTENTION: j->scratch_bytes = j->a[5] * 4; return j->a[7] * j->a[4];
     case OP_SILU_MUL: return ceil_div(j->a[3], ELEMS_PER_TASK);
     case OP_NLL: return ceil_div(j->a[3], ROWS_PER_TASK);
+    case OP_GEMM_F64: return ceil_div(j->a[4], gemm_f64_nb(j->a[5])) * ceil_div(j->a[3], GEMM_MB);
+    case OP_CHOL_DIAG: case OP_TRI_DIAG: return 1;
+    case OP_CHOL_PANEL: return ceil_div(j->a[1] - j->a[2] - j->a[3], LA_TILE);
+    case OP_CHOL_UPDATE: { const int t = ceil_div(j->a[1] - j->a[2] - j->a[3], LA_TILE); return t * t; }
+    case OP_TRI_TRMM: case OP_TRI_TRSM: case OP_TRI_TRANS: return ceil_div(j->a[1] - j->a[2] - j->a[3], LA_TILE);
+    case OP_GRAM_TRANS: return ceil_div(j->a[4], LA_TILE);
+    case OP_GRAM: { const int t = ceil_div(j->a[4], LA_TILE); return t * t; }
   }
   return 0;
 }
@@ -303,6 +546,16 @@ EXPORT(run_task) void run_task(Job* j, int task, float* scratch) {
     case OP_ATTENTION: attention_task(j, task, scratch); break;
     case OP_SILU_MUL: silu_task(j, task); break;
     case OP_NLL: nll_task(j, task); break;
+    case OP_GEMM_F64: gemm_f64_task(j, task); break;
+    case OP_CHOL_DIAG: chol_diag_task(j); break;
+    case OP_CHOL_PANEL: chol_panel_task(j, task); break;
+    case OP_CHOL_UPDATE: chol_update_task(j, task); break;
+    case OP_TRI_TRMM: tri_trmm_task(j, task); break;
+    case OP_TRI_TRSM: tri_trsm_task(j, task); break;
+    case OP_TRI_DIAG: tri_diag_task(j); break;
+    case OP_TRI_TRANS: tri_trans_task(j, task); break;
+    case OP_GRAM_TRANS: gram_trans_task(j, task); break;
+    case OP_GRAM: gram_task(j, task); break;
   }
 }
 

@@ -41,7 +41,10 @@ export const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembl
 /** Int32 slots of the job block (byte offset = 4 × index); f64 `eps` at byte 96. */
 export const JOB = { GEN: 0, OP: 1, NTASKS: 2, NEXT: 3, LEFT: 4, ERROR: 5, READY: 6, SCRATCH: 7, ARGS: 8, EPS_BYTE: 96, BYTES: 128 } as const;
 /** Op codes (enum in kernels.c); STOP ends the workers. */
-export const OP = { GEMM: 1, RMSNORM: 2, ROPE: 3, ATTENTION: 4, SILU_MUL: 5, NLL: 6, STOP: -1 } as const;
+export const OP = {
+  GEMM: 1, RMSNORM: 2, ROPE: 3, ATTENTION: 4, SILU_MUL: 5, NLL: 6,
+  GEMM_F64: 7, CHOL_DIAG: 8, CHOL_PANEL: 9, CHOL_UPDATE: 10, TRI_TRMM: 11, TRI_TRSM: 12, TRI_DIAG: 13, TRI_TRANS: 14, GRAM_TRANS: 15, GRAM: 16, STOP: -1,
+} as const;
 /** Argument slots that the pool itself fills: scratch stride and base. */
 const ARG_SCRATCH_STRIDE = 14, ARG_SCRATCH_BASE = 15;
 const POISON = 1 << 24;
