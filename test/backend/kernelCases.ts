@@ -81,6 +81,18 @@ export function assertSameBits(a: Float32Array | Float64Array, b: Float32Array |
   }
 }
 
+/** max |A·B − I| for n×n A and B. */
+export function offIdentity(A: Float64Array, B: Float64Array, n: number): number {
+  let worst = 0;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += A[i * n + k]! * B[k * n + j]!;
+      worst = Math.max(worst, Math.abs(s - (i === j ? 1 : 0)));
+    }
+  return worst;
+}
+
 /** Symmetric positive definite with condition number about 1/delta: AᵀA (rank m < n) + delta·I. */
 export function illConditionedSpd(n: number, seed: number, delta = 1e-8): Float64Array {
   const m = Math.max(1, Math.floor(n / 2)), r = rng(seed), A = new Float64Array(m * n), H = new Float64Array(n * n);

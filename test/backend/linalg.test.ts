@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { CpuKernels } from '../../src/backend/cpu/kernels/kernels.js';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
 import { withLinalg } from '../../src/backend/cpu/kernels/jsLinalg.js';
-import { NMSE_MAX, PROVIDERS, assertClose, availability, illConditionedSpd, kernelsOf, randF32 } from './kernelCases.js';
+import { NMSE_MAX, PROVIDERS, assertClose, availability, illConditionedSpd, kernelsOf, offIdentity, randF32 } from './kernelCases.js';
 
 const SIZES = [1, 3, 127, 129];
 
@@ -22,18 +22,6 @@ function residual(L: Float64Array, H: Float64Array, n: number): number {
       den += H[i * n + j]! ** 2;
     }
   return Math.sqrt(num / den);
-}
-
-/** max |A·B − I| for n×n A and B. */
-function offIdentity(A: Float64Array, B: Float64Array, n: number): number {
-  let worst = 0;
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let k = 0; k < n; k++) s += A[i * n + k]! * B[k * n + j]!;
-      worst = Math.max(worst, Math.abs(s - (i === j ? 1 : 0)));
-    }
-  return worst;
 }
 
 function suite(name: string, load: () => CpuKernels): void {
