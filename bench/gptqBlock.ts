@@ -1,12 +1,12 @@
 /**
  * GPTQ of one whole LLaMA-3-8B decoder block (random bf16 weights), as `lowbit quantize --method gptq` runs it:
  * the block's forward over N calibration windows per true-sequential group (k/v/q, o, up/gate, down), the
- * Hessian of each layer's inputs (on the backend's Gram op: the device for WebGPU), the solves on the host, then
- * the block's output. Prints seconds per block next to PyTorch running gptq.py's llama_sequential on the same
+ * Hessian of each layer's inputs (on the backend's Gram op: the device for WebGPU), the solves on the host (float64;
+ * with --device-solve on the WebGPU device in float32, gptq.py's precision), then the block's output. Prints seconds per block next to PyTorch running gptq.py's llama_sequential on the same
  * shapes in the same process run (bench/gptq_block_torch.py: CUDA when the backend is not the CPU and torch sees a
  * GPU, else the CPU; float32, TF32 off).
  *   node --expose-gc dist/bench/gptqBlock.js [--backend cpu|webgpu] [--samples N] [--seqlen T] [--threads N]
- *     [--hessian f64|f32] [--no-torch]
+ *     [--hessian f64|f32] [--device-solve] [--no-torch]
  * Defaults: 4 windows of 2048 tokens (the issue's figure is 128 × 2048: --samples 128).
  */
 import { availableParallelism } from 'node:os';
@@ -34,7 +34,8 @@ const be = await createBackend({ backend, threads });
 let s = 12345;
 const windows = Array.from({ length: samples }, () => Int32Array.from({ length: seqlen }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % 128256; }));
 const method = getMethod('gptq');
-const options = resolveOptions(method, {}, allOptions(METHODS));
+const deviceSolve = argv.includes('--device-solve');
+const options = resolveOptions(method, deviceSolve ? { deviceSolve: true } : {}, allOptions(METHODS));
 let blockStart = 0, blockEnd = 0;
 const layerSeconds: Record<string, number> = {};
 let last = 0;
@@ -51,7 +52,7 @@ await quantizeBlocks(ckpt, be, {
 const end = performance.now();
 const blockSeconds = ((blockEnd || end) - blockStart) / 1000;
 const lowbit = {
-  bench: 'gptq-block', label: 'random LLaMA-3-8B block, W4 g128 asym, true-sequential', backend: be.description, hessian, samples, seqlen,
+  bench: 'gptq-block', label: 'random LLaMA-3-8B block, W4 g128 asym, true-sequential', backend: be.description, hessian, solve: deviceSolve ? 'device, float32' : 'host, float64', samples, seqlen,
   blockSeconds: +blockSeconds.toFixed(2), totalSeconds: +((end - t0) / 1000).toFixed(2),
   note: 'layer seconds run from the previous layer written to this one (forwards of its group included)', layerSeconds,
 };

@@ -31,7 +31,7 @@ source .gpu/boot.sh
 step 'GPU' nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 # the adapter as lowbit sees it: hardware or software, limits, subgroups, the fma probe, the GEMM design auto timed
 step 'lowbit info --backends' node bin/lowbit.js info --backends
-step 'parity tests on this GPU (the fma probe, fast and reference kernels, the GEMM designs, the Gram, div_cr, the column ops, QuIP rebuild)' node --expose-gc --test dist/test/backend/fmaProbe.test.js dist/test/backend/fastKernels.test.js dist/test/backend/gemmDesigns.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/columnOps.test.js dist/test/backend/quipDevice.test.js dist/test/backend/quipCache.test.js
+step 'parity tests on this GPU (the fma probe, fast and reference kernels, the GEMM designs, the Gram, div_cr, the column ops, QuIP rebuild, the GPTQ device solve)' node --expose-gc --test dist/test/backend/fmaProbe.test.js dist/test/backend/gptqDevice.test.js dist/test/backend/fastKernels.test.js dist/test/backend/gemmDesigns.test.js dist/test/backend/fastAttentionBackward.test.js dist/test/backend/parity.test.js dist/test/backend/gram.test.js dist/test/backend/searchOps.test.js dist/test/backend/columnOps.test.js dist/test/backend/quipDevice.test.js dist/test/backend/quipCache.test.js
 step 'PyTorch fp32 GEMM anchor' python3 bench/gpu/torch_gemm.py 1024 2048 4096 8192
 step 'WebGPU linear, square' node dist/bench/webgpuGemm.js --tokens square --sizes 1024,2048,4096,8192 --dtypes f32,bf16,gptq
 # the fast GEMM's designs (LOWBIT_WEBGPU_GEMM: tiled, tiled8, prefetch, double, shuffle (subgroups: B passed between
@@ -41,7 +41,11 @@ step 'WebGPU linear, square, GEMM designs (LOWBIT_WEBGPU_GEMM)' timeout 110 node
 step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=disable_robustness node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq
 # issue 13's other two targets, each beside PyTorch on CUDA (float32, TF32 off) in the same step
 step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --backend webgpu
-step 'GPTQ of one LLaMA-3-8B block, 16 x 2048' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048
+# GPTQ with its solve on the device (float32, --device-solve) beside gptq.py on CUDA, then with the host's float64 solve
+# (the wasm kernels here: no OpenBLAS on this machine)
+step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, solve on the device (float32)' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --device-solve
+step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, Hessian f32, solve on the device' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --device-solve --hessian f32 --no-torch
+step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, solve on the host (wasm kernels)' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --no-torch
 step 'AWQ and GPTQ of one LLaMA-3-8B block, 16 x 512 (scale search on the device)' node --expose-gc dist/bench/awqBlock.js 16 512 --backend webgpu
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
 step 'WebGPU Gram (GPTQ Hessian sums), reference / fast (fma where fused) / fast with split products / f32' node dist/bench/webgpuGram.js --shapes 1024:2048,4096:2048,14336:2048 --kernels reference,fast,fast-split,f32

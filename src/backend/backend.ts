@@ -29,6 +29,44 @@ export interface GramAccumulator {
  */
 export type GramPrecision = 'f64' | 'f32';
 
+/** One layer's GPTQ problem as `Backend.gptqSolve` takes it; columns in processing order (act-order applied). */
+export interface GptqSolveInput {
+  /** [rows, cols], dead columns zeroed */
+  readonly W: Float32Array;
+  /** [cols, cols], damped */
+  readonly H: Float64Array;
+  readonly rows: number;
+  readonly cols: number;
+  /** gptq.py's block: columns per lazy batch update */
+  readonly blocksize: number;
+  readonly maxq: number;
+  /** each column's group (its slot in scale / zero) */
+  readonly group: Int32Array;
+  /** [group][row], filled for groups known up front (per channel, static groups) */
+  readonly scale: Float32Array;
+  readonly zero: Float32Array;
+  /**
+   * Dynamic groups: at column c where starts[c] ≥ 0 (group starts[c]), the group's parameters from each
+   * row's min and max of W[r, c .. c + size) as it stands at the start of c's block (gptq.py's find_params).
+   */
+  readonly dynamic?: {
+    readonly size: number;
+    readonly starts: Int32Array;
+    params(min: Float32Array, max: Float32Array): { scale: Float32Array; zero: Float32Array };
+  };
+}
+
+export interface GptqSolveOutput {
+  /** [rows, cols] in processing order */
+  readonly codes: Uint8Array;
+  readonly Q: Float32Array;
+  /** [group][row], the dynamic groups' found on the way */
+  readonly scale: Float32Array;
+  readonly zero: Float32Array;
+  /** Σ err² / 2 over the layer (float32 per row, summed in float64) */
+  readonly loss: number;
+}
+
 /**
  * The few ops the model and the evaluations call. Ops enqueue work and return handles at once;
  * only `read` and `nll` wait for results, so a GPU backend can keep data on the device.
@@ -133,6 +171,13 @@ export interface Backend {
    * searches on the host.
    */
   clipSearch?(x: BTensor, w: BTensor, maxVal: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }): Promise<Uint8Array>;
+  /**
+   * GPTQ's solve of one layer on the device in float32 (gptq.py's precision; `gptq --device-solve`):
+   * Hinv from H, then the blocks of columns and their lazy updates (kernels/gptq.wgsl.ts). Undefined
+   * when H (damped by the caller) is not positive definite in float32, so the caller can damp more.
+   * Optional: the host's float64 solve (quant/methods/gptq.ts) is the reference.
+   */
+  gptqSolve?(input: GptqSolveInput): Promise<GptqSolveOutput | undefined>;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
   /**

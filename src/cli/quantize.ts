@@ -64,9 +64,9 @@ export function registerQuantize(program: Command): void {
     });
     progress.stop();
     if (o.json) { process.stdout.write(JSON.stringify(report, null, 2) + '\n'); return; }
-    const s = report.settings as { bits: number; groupSize: number; sym: boolean; actOrder: boolean; scaleProtocol: string };
+    const s = report.settings as { bits: number; groupSize: number; sym: boolean; actOrder: boolean; deviceSolve?: boolean; scaleProtocol: string };
     console.log(`${report.method} W${s.bits} ${s.groupSize === -1 ? 'per-channel' : `g${s.groupSize}`} ` +
-      `${s.sym ? 'sym' : 'asym'}${s.actOrder ? ', act-order' : ''} — ${report.layers.length} layers in ${report.seconds.toFixed(1)} s (${report.backend})`);
+      `${s.sym ? 'sym' : 'asym'}${s.actOrder ? ', act-order' : ''}${s.deviceSolve ? ', solved on the device in float32' : ''} — ${report.layers.length} layers in ${report.seconds.toFixed(1)} s (${report.backend})`);
     console.log(`scales: ${s.scaleProtocol}`);
     if (report.calibration) console.log(`calibration: ${report.calibration.source} (${report.calibration.file}), ${report.calibration.nsamples} × ${report.calibration.seqlen} tokens, seed ${report.calibration.seed}`);
     if (report.totalError !== null) console.log(`reconstruction error on the calibration inputs, summed over layers: ${report.totalError.toExponential(4)}`);

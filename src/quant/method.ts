@@ -59,6 +59,8 @@ export interface MethodOptions {
   readonly linalg?: QuantLinalg | undefined;
   /** the run's seed (`--seed`: the calibration sampler's, and any random transform a method draws) */
   readonly seed?: number;
+  /** the backend the forward passes run on (a method may solve there too: GPTQ's --device-solve) */
+  readonly backend?: Backend | undefined;
 }
 
 export interface LayerInput {
@@ -114,7 +116,9 @@ export interface QuantMethod {
   validate?(spec: QuantSpec, options: OptionValues): void;
   /** changes the whole block in floating point before its layers are quantized (norms included) */
   transformBlock?(job: BlockJob, opts: MethodOptions): Promise<void>;
-  quantizeLayer(layer: LayerInput, opts: MethodOptions): LayerOutput;
+  /** checks, before any work, that the backend can run these options (a UsageError) */
+  checkBackend?(be: Backend, options: OptionValues): void;
+  quantizeLayer(layer: LayerInput, opts: MethodOptions): LayerOutput | Promise<LayerOutput>;
   /**
    * After every layer is quantized, trains the stored layers end to end (DB-LLM's distillation):
    * returns them changed, in the same order. Runs before the checkpoint is written.

@@ -83,6 +83,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
   const calib = o.calibration ?? [];
   const { method } = o;
   if (method.needsCalibration && calib.length === 0) throw new UsageError(`${method.name} needs calibration data (--calib)`);
+  method.checkBackend?.(be, o.options);
   const reports: LayerReport[] = [];
   const seqlen = calib[0]?.length ?? 0;
   if (calib.some((c) => c.length !== seqlen)) throw new UsageError('calibration windows must have equal lengths');
@@ -123,7 +124,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
           throw new UsageError(`group size ${o.spec.groupSize} does not divide the ${cols} input columns of ${name}`);
         }
         const s = stats.get(LINEAR_INPUT[l]);
-        const out = method.quantizeLayer({ name, linear: l, W, rows, cols, stats: s }, { ...o, linalg });
+        const out = await method.quantizeLayer({ name, linear: l, W, rows, cols, stats: s }, { ...o, linalg, backend: be });
         swap(l, be.uploadWeight(new Tensor('f32', [rows, cols], out.Q)));
         o.onLayer({ name, rows, cols, out });
         reports.push({

@@ -3,7 +3,7 @@
  * task accuracy, equal the CPU backend's (perplexity within 1e-4 relative, accuracies identical)
  * on a few windows / examples; checkpoints quantized on WebGPU (RTN, GPTQ, SmoothQuant: forward
  * passes and the Hessian's Gram on the device, solvers on the host; GPTQ also with the float32
- * Hessian, a GEMM on the device) give the CPU-made checkpoints'
+ * Hessian, a GEMM on the device; GPTQ with its solve on the device, --device-solve) give the CPU-made checkpoints'
  * perplexity within 1e-3 relative (issue 13's bound); and the CLI's --backend contract (webgpu, auto
  * with its note, quantize and study on webgpu). Skipped, with the reason, when no WebGPU adapter exists.
  */
@@ -76,6 +76,19 @@ describe('WebGPU end to end vs CPU', { skip }, () => {
       assertRel(got, want, 1e-3, `${method} W${bits} tinystories`);
     });
   }
+
+  it('gptq --device-solve (float32 solve on the device): perplexity within 1e-3 relative of the CPU-made checkpoint; the CPU backend refuses it', async () => {
+    const make = async (be: Backend, name: string, options: Record<string, boolean>) => {
+      const out = join(dir, `gptq-solve-${name}`);
+      await quantizeModel(openModel(TINY656K), be, { method: 'gptq', bits: 3, group: 32, options, calib: 'c4', nsamples: 4, seqlen: 256, out });
+      return (await evaluatePpl(openModel(out), cpu, 'tinystories', { seqlen: 512, limit: 2 })).ppl;
+    };
+    const want = await make(cpu, 'cpu', {}), got = await make(gpu, 'gpu', { deviceSolve: true, actOrder: true });
+    const host = await make(gpu, 'gpu-host', { actOrder: true });
+    assertRel(got, host, 1e-3, 'gptq W3 g32 act-order, device solve vs host solve');
+    assert.notEqual(got, want, 'act-order changed the checkpoint');
+    await assert.rejects(make(cpu, 'cpu-device', { deviceSolve: true }), /--device-solve needs --backend webgpu/);
+  });
 
   it('zero-shot accuracy (KV reuse: attention at an offset, concatRows, nll) identical', { skip: HAS_TASK_DATA ? false : 'no task data' }, async () => {
     const ckpt = openModel(TINY656K);

@@ -109,8 +109,8 @@ test('the block is its parts: x + attention(rmsnorm x), then h + mlp(rmsnorm h),
 
 test('method options: checked against the method\'s schema, defaults filled in, non-defaults named in a cell key', () => {
   const gptq = getMethod('gptq');
-  assert.deepEqual(resolveOptions(gptq, {}), { actOrder: false, staticGroups: false, percdamp: 0.01, blocksize: 128 });
-  assert.deepEqual(resolveOptions(gptq, { actOrder: true, percdamp: '0.1' }), { actOrder: true, staticGroups: false, percdamp: 0.1, blocksize: 128 });
+  assert.deepEqual(resolveOptions(gptq, {}), { actOrder: false, staticGroups: false, percdamp: 0.01, blocksize: 128, deviceSolve: false });
+  assert.deepEqual(resolveOptions(gptq, { actOrder: true, percdamp: '0.1' }), { actOrder: true, staticGroups: false, percdamp: 0.1, blocksize: 128, deviceSolve: false });
   assert.deepEqual(optionKeyParts(gptq, resolveOptions(gptq, { actOrder: true })), ['act']);
   assert.throws(() => resolveOptions(getMethod('rtn'), { actOrder: true }, allOptions(METHODS)), (e) => e instanceof UsageError && /--act-order is not an option of rtn/.test(e.message));
   assert.throws(() => resolveOptions(gptq, { percdamp: 11 }), /--percdamp must be a number in 0\.\.10/);

@@ -40,6 +40,7 @@ import { QuantSpec, QuantizedMatrix, checkSpec, maxqOf, paramsFromRange } from '
 import { QuantLinalg, upperCholeskyOfInverse } from '../core/linalgProvider.js';
 import { BlockColumns, GptqSolver, GridState } from './gptqSolve.js';
 import type { QuantMethod } from '../method.js';
+import type { Backend } from '../../backend/backend.js';
 
 export interface GptqOptions {
   spec: QuantSpec;
@@ -84,7 +85,25 @@ export interface GptqResult extends QuantizedMatrix {
 
 const SUB_BLOCK = 32, LAZY_BLOCK = 512; // defaults with a provider gemmF64
 
-export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): GptqResult {
+/** What both solves start from: W and H in processing order, the grid, and each column's group. */
+interface Prepared {
+  Wd: Float64Array;
+  /** H in processing order with dead columns' diagonal set to 1, not yet damped */
+  Hp: Float64Array;
+  perm?: Int32Array;
+  grid: GridState;
+  gIdx: Int32Array;
+  /** per processing position: its group, and the dynamic group that starts there (else −1) */
+  group: Int32Array;
+  groupStart: Int32Array;
+  blocksize: number;
+  percdamp: number;
+  maxq: number;
+  notes: string[];
+  at: string;
+}
+
+function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): Prepared {
   const { spec, where } = opts;
   const blocksize = opts.blocksize ?? 128, percdamp = opts.percdamp ?? 0.01;
   const actOrder = opts.actOrder ?? false, staticGroups = opts.staticGroups ?? false;
@@ -130,9 +149,9 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
     }
   }
 
-  // Act-order: columns by decreasing diag H; W's columns and Hinv's rows/columns in that order.
+  // Act-order: columns by decreasing diag H; W's columns and H's rows/columns in that order.
   let perm: Int32Array | undefined;
-  let Hinv: Float64Array;
+  let Hp: Float64Array;
   if (actOrder) {
     perm = Int32Array.from({ length: n }, (_, i) => i).sort((a, b) => diagH[b]! - diagH[a]! || a - b);
     const Wp = new Float64Array(rows * cols);
@@ -141,33 +160,20 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
       for (let j = 0; j < n; j++) Wp[o + j] = Wd[o + perm[j]!]!;
     }
     Wd = Wp;
-    Hinv = new Float64Array(n * n);
+    Hp = new Float64Array(n * n);
     for (let i = 0; i < n; i++) {
       const src = perm[i]! * n, dst = i * n;
-      for (let j = 0; j < n; j++) Hinv[dst + j] = H[src + perm[j]!]!;
+      for (let j = 0; j < n; j++) Hp[dst + j] = H[src + perm[j]!]!;
     }
-    for (let i = 0; i < n; i++) Hinv[i * n + i] = diagH[perm[i]!]!;
+    for (let i = 0; i < n; i++) Hp[i * n + i] = diagH[perm[i]!]!;
   } else {
-    Hinv = opts.consumeH ? H : H.slice();
-    for (let i = 0; i < n; i++) Hinv[i * n + i] = diagH[i]!;
+    Hp = opts.consumeH ? H : H.slice();
+    for (let i = 0; i < n; i++) Hp[i * n + i] = diagH[i]!;
   }
 
-  const { linalg } = opts;
-  const dampUsed = dampedInverseFactor(Hinv, n, percdamp, opts.maxDampRetries ?? 3, notes, at, linalg);
-  const gemm32 = opts.lazyUpdate === 'f32' ? linalg?.gemm?.bind(linalg) : undefined;
-  const gemm64 = linalg?.gemmF64?.bind(linalg);
-  const sub = opts.subBlock ?? (gemm64 ? SUB_BLOCK : blocksize);
-  // Lazy block: a multiple of blocksize; with dynamic groups also of the group size, so that no group
-  // reaches past its lazy block and every group's range is read as of its gptq.py block's start.
-  let outer = Math.max(1, Math.floor((opts.lazyBlock ?? (gemm64 ? LAZY_BLOCK : blocksize)) / blocksize)) * blocksize;
-  if (!perChannel && !staticGroups && outer % gs !== 0) outer = blocksize;
-
-  // Outputs in the original column order.
-  const codes = new Uint8Array(rows * cols), Q = new Float32Array(rows * cols);
+  // Outputs in the original column order. Grid parameters [group][row]: per channel one group; static
+  // groups all found above; dynamic groups found by the solver when their first column is reached.
   const scales = new Float32Array(rows * nGroups), zeros = new Uint8Array(rows * nGroups);
-  const gIdx = new Int32Array(cols);
-  // Grid parameters [group][row]: per channel one group; static groups all found above; dynamic
-  // groups found by the solver when their first column is reached.
   const grid: GridState = {
     spec, gs, nGroups, scales, zeros,
     scale: perChannel ? chScale : stScale ?? new Float64Array(nGroups * rows),
@@ -178,7 +184,32 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
       for (let g = 0; g < nGroups; g++) { scales[r * nGroups + g] = grid.scale[g * rows + r]!; zeros[r * nGroups + g] = grid.zero[g * rows + r]!; }
     }
   }
+  const gIdx = new Int32Array(cols), group = new Int32Array(cols), groupStart = new Int32Array(cols);
+  for (let j = 0; j < cols; j++) {
+    const c = perm ? perm[j]! : j; // processing position j, original column c
+    const g = perChannel ? 0 : stScale ? Math.floor(c / gs) : Math.floor(j / gs);
+    gIdx[c] = g;
+    group[j] = g;
+    groupStart[j] = !perChannel && !stScale && j % gs === 0 ? g : -1;
+  }
+  return { Wd, Hp, ...(perm ? { perm } : {}), grid, gIdx, group, groupStart, blocksize, percdamp, maxq, notes, at };
+}
 
+export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): GptqResult {
+  const pr = prepare(W, rows, cols, H, opts);
+  const { Wd, perm, grid, gIdx, blocksize, maxq, notes, at } = pr;
+  const Hinv = pr.Hp, perChannel = opts.spec.groupSize === -1, staticGroups = !perChannel && (opts.staticGroups ?? false);
+  const { linalg } = opts;
+  const dampUsed = dampedInverseFactor(Hinv, cols, pr.percdamp, opts.maxDampRetries ?? 3, notes, at, linalg);
+  const gemm32 = opts.lazyUpdate === 'f32' ? linalg?.gemm?.bind(linalg) : undefined;
+  const gemm64 = linalg?.gemmF64?.bind(linalg);
+  const sub = opts.subBlock ?? (gemm64 ? SUB_BLOCK : blocksize);
+  // Lazy block: a multiple of blocksize; with dynamic groups also of the group size, so that no group
+  // reaches past its lazy block and every group's range is read as of its gptq.py block's start.
+  let outer = Math.max(1, Math.floor((opts.lazyBlock ?? (gemm64 ? LAZY_BLOCK : blocksize)) / blocksize)) * blocksize;
+  if (!perChannel && !staticGroups && outer % grid.gs !== 0) outer = blocksize;
+
+  const codes = new Uint8Array(rows * cols), Q = new Float32Array(rows * cols);
   const solver = new GptqSolver(Wd, rows, cols, Hinv, grid, {
     maxq, blocksize, outer, sub, ...(gemm64 ? { gemm64 } : {}),
     lazy: gemm32 ? { kind: 'f32', gemm: gemm32 } : gemm64 ? { kind: 'f64', gemm: gemm64 } : { kind: 'ts' },
@@ -189,17 +220,71 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
   for (let o1 = 0; o1 < cols; o1 += outer) {
     const o2 = Math.min(o1 + outer, cols);
     for (let j = o1; j < o2; j++) {
-      const c = perm ? perm[j]! : j; // processing position j, original column c
-      const g = perChannel ? 0 : stScale ? Math.floor(c / gs) : Math.floor(j / gs);
-      gIdx[c] = g;
-      bc.col[j - o1] = c;
-      bc.paramOffset[j - o1] = g * rows;
-      bc.groupStart[j - o1] = !perChannel && !stScale && j % gs === 0 ? g : -1;
+      bc.col[j - o1] = perm ? perm[j]! : j;
+      bc.paramOffset[j - o1] = pr.group[j]! * rows;
+      bc.groupStart[j - o1] = pr.groupStart[j]!;
     }
     loss += solver.solveBlock(o1, o2, bc, codes, Q);
   }
 
-  return { Q, codes, scales, zeros, gIdx, ...(perm ? { perm } : {}), loss, dampUsed, notes };
+  return { Q, codes, scales: grid.scales, zeros: grid.zeros, gIdx, ...(perm ? { perm } : {}), loss, dampUsed, notes };
+}
+
+/**
+ * GPTQ with its solve on the backend's device in float32 (`Backend.gptqSolve`, gptq.py's precision):
+ * the same preparation as `gptq` (dead columns, act-order, static groups, per-channel parameters on the
+ * host), damping retried ×10 when H is not positive definite in float32, the dynamic groups' parameters
+ * found on the host from the device's per-row ranges (paramsFromRange, as the host solve), outputs back in
+ * the original column order. Results agree with the float64 solve in loss, not code for code (see the
+ * comment at the top on float32 updates).
+ */
+export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): Promise<GptqResult> {
+  if (!be.gptqSolve) throw new UsageError(`gptq --device-solve needs a backend with a device solve (--backend webgpu); ${be.name} has none`);
+  const pr = prepare(W, rows, cols, H, opts);
+  const { spec } = opts;
+  const { grid, perm, maxq, notes, at } = pr;
+  const n = cols, nGroups = grid.nGroups;
+  const Wf = Float32Array.from(pr.Wd);
+  const scale = Float32Array.from(grid.scale), zero = Float32Array.from(grid.zero);
+  const dynamic = pr.groupStart.some((g) => g >= 0) ? {
+    size: grid.gs,
+    starts: pr.groupStart,
+    params: (min: Float32Array, max: Float32Array) => {
+      const s = new Float32Array(rows), z = new Float32Array(rows);
+      for (let r = 0; r < rows; r++) {
+        const p = paramsFromRange(min[r]!, max[r]!, spec.bits, spec.sym, spec.scaleDtype);
+        s[r] = p.scale; z[r] = p.zero;
+      }
+      return { scale: s, zero: z };
+    },
+  } : undefined;
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += pr.Hp[i * n + i]!;
+  mean /= n;
+  const maxRetries = opts.maxDampRetries ?? 3;
+  let frac = pr.percdamp;
+  for (let attempt = 0; ; attempt++) {
+    const Hd = pr.Hp.slice(), damp = frac * mean;
+    for (let i = 0; i < n; i++) Hd[i * n + i] = pr.Hp[i * n + i]! + damp;
+    const out = await be.gptqSolve({
+      W: Wf, H: Hd, rows, cols, blocksize: pr.blocksize, maxq, group: pr.group, scale, zero, ...(dynamic ? { dynamic } : {}),
+    });
+    if (out) {
+      if (attempt > 0) notes.push(`Cholesky failed with damping ${pr.percdamp}; succeeded with ${frac} of mean(diag H)`);
+      const codes = new Uint8Array(rows * cols), Q = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) {
+        const o = r * cols;
+        for (let j = 0; j < cols; j++) { const c = o + (perm ? perm[j]! : j); codes[c] = out.codes[o + j]!; Q[c] = out.Q[o + j]!; }
+        for (let g = 0; g < nGroups; g++) { grid.scales[r * nGroups + g] = out.scale[g * rows + r]!; grid.zeros[r * nGroups + g] = out.zero[g * rows + r]!; }
+      }
+      return { Q, codes, scales: grid.scales, zeros: grid.zeros, gIdx: pr.gIdx, ...(perm ? { perm } : {}), loss: out.loss, dampUsed: frac, notes };
+    }
+    if (attempt >= maxRetries) {
+      throw new LowbitError(`${at}the Hessian is not positive definite in float32 even with damping ${frac} of mean(diag H) `
+        + `(${attempt} retries from ${pr.percdamp}); use more calibration samples or a larger damping`);
+    }
+    frac *= 10;
+  }
 }
 
 /** Per-row grid parameters over columns [c0, c1) of the row-major W. */
@@ -261,19 +346,31 @@ export const GPTQ: QuantMethod = {
     },
     percdamp: { kind: 'number', default: 0.01, min: 0, max: 10, flag: '--percdamp', help: 'damping as a fraction of mean(diag H)', key: (v) => `d${v}` },
     blocksize: { kind: 'integer', default: 128, min: 1, max: 1 << 20, flag: '--blocksize', help: 'columns per GPTQ block (lazy batch update)', key: (v) => `b${v}` },
+    deviceSolve: {
+      kind: 'boolean', default: false, flag: '--device-solve', key: () => 'dev',
+      help: 'solve on the --backend webgpu device in float32 (gptq.py\'s precision) instead of the host\'s float64',
+    },
   },
   format: () => 'gptq',
   validate(spec, options) {
     if (options.staticGroups && !options.actOrder) throw new UsageError('--static-groups only applies with --act-order (it keeps act-order\'s groups sequential, as AutoGPTQ\'s static_groups)');
     if (options.staticGroups && spec.groupSize === -1) throw new UsageError('--static-groups needs groups (--group N); per-channel quantization has one group per row');
   },
+  checkBackend(be, options) {
+    if (options.deviceSolve && !be.gptqSolve) throw new UsageError(`--device-solve needs --backend webgpu: the ${be.name} backend has no device solve (its solve is the host's)`);
+  },
   quantizeLayer(l, o) {
     if (!l.stats?.H) throw new UsageError(`gptq needs calibration statistics for ${l.name}`);
-    const r = gptq(l.W, l.rows, l.cols, l.stats.H, {
+    const g: GptqOptions = {
       spec: o.spec, blocksize: o.options.blocksize as number, percdamp: o.options.percdamp as number,
       actOrder: o.options.actOrder as boolean, staticGroups: o.options.staticGroups as boolean,
       consumeH: false, where: l.name, ...(o.linalg ? { linalg: o.linalg } : {}),
-    });
-    return { Q: r.Q, stored: { kind: 'uniform', grid: { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx } }, dampUsed: r.dampUsed, notes: r.notes };
+    };
+    const out = (r: GptqResult) => ({ Q: r.Q, stored: { kind: 'uniform' as const, grid: { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx } }, dampUsed: r.dampUsed, notes: r.notes });
+    if (o.options.deviceSolve) {
+      if (!o.backend) throw new UsageError('--device-solve needs --backend webgpu');
+      return gptqOnDevice(o.backend, l.W, l.rows, l.cols, l.stats.H, g).then(out);
+    }
+    return out(gptq(l.W, l.rows, l.cols, l.stats.H, g));
   },
 };

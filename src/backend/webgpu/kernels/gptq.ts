@@ -1,0 +1,91 @@
+/// <reference types="@webgpu/types" />
+/**
+ * GPTQ's float32 solve on the device (gptq.wgsl.ts): `gptqSolve` runs the kernels for one layer and
+ * reads back codes, q, the dynamic groups' parameters and the loss. Buffers that cannot be one storage
+ * binding are refused with their size before anything runs (GpuDevice.fits).
+ */
+import type { GpuDevice } from '../device.js';
+import type { GptqSolveInput, GptqSolveOutput } from '../../backend.js';
+import {
+  CHOL_COL_WGSL, CHOL_UPDATE_WGSL, GPTQ_BLOCK_WGSL, GPTQ_LAZY_WGSL, GPTQ_RANGE_WGSL, ROW_WG, TILE,
+  TRI_INIT_WGSL, TRI_SCALE_WGSL, TRI_UPDATE_WGSL,
+} from './gptq.wgsl.js';
+
+const MAX_GROUPS_X = 65535;
+
+/** Workgroups for `n` invocations of ROW_WG, folded into x·y like GpuDevice.dispatch does (the kernels rebuild the index). */
+function rowGroups(n: number): number { return Math.max(1, Math.ceil(n / ROW_WG)); }
+function tiles(n: number): number { return Math.max(1, Math.ceil(n / TILE)); }
+
+export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput): Promise<GptqSolveOutput | undefined> {
+  const { rows, cols: n, blocksize, maxq } = p;
+  const what = (x: string) => `gptq --device-solve: ${x}`;
+  // every buffer checked against one binding before anything is made or runs
+  const sq = `[${n}, ${n}]`, wShape = `[${rows}, ${n}]`;
+  for (const [name, bytes] of [[`H ${sq}`, n * n * 4], [`its inverse factor ${sq}`, n * n * 4], [`W ${wShape}`, rows * n * 4],
+    [`the codes ${wShape}`, rows * n * 4], [`the block errors [${rows}, ${blocksize}]`, rows * blocksize * 4]] as const) gpu.fits(what(name), bytes);
+  if (tiles(n) > MAX_GROUPS_X || tiles(rows) > MAX_GROUPS_X) throw new RangeError(what(`${rows}x${n} is beyond the dispatch grid`));
+  const pl = gpu.pipelines;
+  const made: GPUBuffer[] = [];
+  const buf = (name: string, bytes: number, data?: ArrayBufferView): GPUBuffer => {
+    const b = data ? gpu.upload(what(name), data) : gpu.storage(what(name), bytes);
+    made.push(b);
+    return b;
+  };
+  try {
+    // J·H·J in float32: the flat array reversed
+    const Hr = new Float32Array(n * n);
+    for (let i = 0, m = n * n; i < m; i++) Hr[i] = p.H[m - 1 - i]!;
+    const A = buf('H', 0, Hr), X = buf('inverse factor', n * n * 4), status = buf('status', 4, new Uint32Array(1));
+    const col = pl.get('gptq_chol_col', () => CHOL_COL_WGSL), upd = pl.get('gptq_chol_update', () => CHOL_UPDATE_WGSL);
+    for (let j = 0; j < n; j++) {
+      gpu.dispatch(col, [n, j], [A, status], 1);
+      const m = n - j - 1;
+      if (m > 0) gpu.dispatch(upd, [n, j], [A], [tiles(m), tiles(m)]);
+    }
+    if (new Uint32Array(await gpu.read(status, 4))[0] !== 0) return undefined;
+    gpu.dispatch(pl.get('gptq_tri_init', () => TRI_INIT_WGSL), [n], [X], rowGroups(n));
+    const scale = pl.get('gptq_tri_scale', () => TRI_SCALE_WGSL), triUpd = pl.get('gptq_tri_update', () => TRI_UPDATE_WGSL);
+    for (let k = 0; k < n; k++) {
+      gpu.dispatch(scale, [n, k], [A, X], rowGroups(k + 1));
+      if (k + 1 < n) gpu.dispatch(triUpd, [n, k], [A, X], [tiles(k + 1), tiles(n - k - 1)]);
+    }
+    gpu.destroy(A);
+    made.splice(made.indexOf(A), 1);
+
+    const W = buf('W', 0, p.W), group = buf('groups', 0, Uint32Array.from(p.group));
+    const zoff = p.scale.length, sz = new Float32Array(2 * zoff);
+    sz.set(p.scale); sz.set(p.zero, zoff);
+    const szBuf = buf('scales and zeros', 0, sz);
+    const codes = buf('codes', rows * n * 4), Q = buf('q', rows * n * 4), E = buf('block errors', rows * blocksize * 4);
+    const loss = buf('loss', 0, new Float32Array(rows)), range = buf('group range', 2 * rows * 4);
+    const blockK = pl.get('gptq_block', () => GPTQ_BLOCK_WGSL), lazyK = pl.get('gptq_lazy', () => GPTQ_LAZY_WGSL);
+    const rangeK = pl.get('gptq_range', () => GPTQ_RANGE_WGSL);
+    const scaleOut = p.scale.slice(), zeroOut = p.zero.slice();
+    const dyn = p.dynamic;
+    for (let i1 = 0; i1 < n; i1 += blocksize) {
+      const i2 = Math.min(i1 + blocksize, n), count = i2 - i1;
+      if (dyn) {
+        for (let c = i1; c < i2; c++) {
+          const g = dyn.starts[c]!;
+          if (g < 0) continue;
+          gpu.dispatch(rangeK, [rows, n, c, Math.min(dyn.size, n - c)], [W, range], rowGroups(rows));
+          const mm = new Float32Array(await gpu.read(range, 2 * rows * 4));
+          const prm = dyn.params(mm.subarray(0, rows), mm.subarray(rows));
+          scaleOut.set(prm.scale, g * rows); zeroOut.set(prm.zero, g * rows);
+          gpu.write(szBuf, prm.scale, g * rows * 4); gpu.write(szBuf, prm.zero, (zoff + g * rows) * 4);
+        }
+      }
+      gpu.dispatch(blockK, [rows, n, n - 1, i1, count, maxq, 0, zoff], [W, X, group, szBuf, codes, Q, E, loss], rowGroups(rows));
+      if (i2 < n) gpu.dispatch(lazyK, [rows, n, n - 1, i1, count, i2], [W, X, E], [tiles(n - i2), tiles(rows)]);
+    }
+    const codes32 = new Uint32Array(await gpu.read(codes, rows * n * 4));
+    const q = new Float32Array(await gpu.read(Q, rows * n * 4));
+    const rowLoss = new Float32Array(await gpu.read(loss, rows * 4));
+    let total = 0;
+    for (const v of rowLoss) total += v;
+    return { codes: Uint8Array.from(codes32), Q: q, scale: scaleOut, zero: zeroOut, loss: total };
+  } finally {
+    gpu.destroy(...made);
+  }
+}
