@@ -347,7 +347,7 @@ export const GPTQ: QuantMethod = {
     percdamp: { kind: 'number', default: 0.01, min: 0, max: 10, flag: '--percdamp', help: 'damping as a fraction of mean(diag H)', key: (v) => `d${v}` },
     blocksize: { kind: 'integer', default: 128, min: 1, max: 1 << 20, flag: '--blocksize', help: 'columns per GPTQ block (lazy batch update)', key: (v) => `b${v}` },
     deviceSolve: {
-      kind: 'boolean', default: false, flag: '--device-solve', key: () => 'dev',
+      kind: 'boolean', default: false, flag: '--device-solve', key: () => 'device-f32',
       help: 'solve on the --backend webgpu device in float32 (gptq.py\'s precision) instead of the host\'s float64',
     },
   },

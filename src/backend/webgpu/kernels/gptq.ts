@@ -41,7 +41,7 @@ export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput): Promise<Gptq
     for (let j = 0; j < n; j++) {
       gpu.dispatch(col, [n, j], [A, status], 1);
       const m = n - j - 1;
-      if (m > 0) gpu.dispatch(upd, [n, j], [A], [tiles(m), tiles(m)]);
+      if (m > 0) gpu.dispatch(upd, [n, j], [A], (tiles(m) * (tiles(m) + 1)) / 2);
     }
     if (new Uint32Array(await gpu.read(status, 4))[0] !== 0) return undefined;
     gpu.dispatch(pl.get('gptq_tri_init', () => TRI_INIT_WGSL), [n], [X], rowGroups(n));

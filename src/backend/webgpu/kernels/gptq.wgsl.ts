@@ -49,18 +49,27 @@ fn main(@builtin(local_invocation_index) li: u32) {
 }
 `;
 
-/** Rank-1 update after column j: A[i, k] −= L[i, j]·L[k, j] for j < k ≤ i < n; TILE×TILE invocations a workgroup. */
+/**
+ * Rank-1 update after column j: A[i, k] −= L[i, j]·L[k, j] for j < k ≤ i < n; one TILE×TILE workgroup per
+ * tile on or below the diagonal of the trailing triangle (tile t = ti·(ti + 1)/2 + tc, tc ≤ ti; the
+ * workgroups are folded into x·y as GpuDevice.dispatch does).
+ */
 export const CHOL_UPDATE_WGSL = /* wgsl */ `
 struct Params { n: u32, j: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> A: array<f32>;
 
 @compute @workgroup_size(${TILE}, ${TILE})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wid.x + wid.y * nwg.x;
+  var ti = u32((sqrt(8.0 * f32(t) + 1.0) - 1.0) / 2.0);
+  while ((ti + 1u) * (ti + 2u) / 2u <= t) { ti++; }
+  while (ti * (ti + 1u) / 2u > t) { ti--; }
+  let tc = t - ti * (ti + 1u) / 2u;
   let n = p.n;
   let j = p.j;
-  let k = j + 1u + gid.x;
-  let i = j + 1u + gid.y;
+  let k = j + 1u + tc * ${TILE}u + lid.x;
+  let i = j + 1u + ti * ${TILE}u + lid.y;
   if (i >= n || k > i) { return; }
   A[i * n + k] = A[i * n + k] - A[i * n + j] * A[k * n + j];
 }
