@@ -17,7 +17,7 @@
  * code is decided by it, and round() is WGSL's ties-to-even, as the host's. The lazy batch update
  * W[:, i2:] −= Err·Hinv[i1:i2, i2:] is one invocation per weight, its products summed in k order.
  */
-import { DIV_CR, FLOAT_CONSTS } from './common.wgsl.js';
+import { DIV_CR, FLAT_INDEX, FLOAT_CONSTS } from './common.wgsl.js';
 
 export const CHOL_WG = 256;
 export const TILE = 16;
@@ -55,13 +55,15 @@ fn main(@builtin(local_invocation_index) li: u32) {
  * workgroups are folded into x·y as GpuDevice.dispatch does).
  */
 export const CHOL_UPDATE_WGSL = /* wgsl */ `
+const WG: u32 = ${TILE * TILE}u;
+${FLAT_INDEX}
 struct Params { n: u32, j: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> A: array<f32>;
 
 @compute @workgroup_size(${TILE}, ${TILE})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let t = wid.x + wid.y * nwg.x;
+  let t = flat_group(wid, nwg);
   var ti = u32((sqrt(8.0 * f32(t) + 1.0) - 1.0) / 2.0);
   while ((ti + 1u) * (ti + 2u) / 2u <= t) { ti++; }
   while (ti * (ti + 1u) / 2u > t) { ti--; }
@@ -77,6 +79,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 /** Forward substitution, row k: X[k, c] = X[k, c] / L[k, k] for c ≤ k (X starts as I; rows above are final). */
 export const TRI_SCALE_WGSL = /* wgsl */ `
+const WG: u32 = ${ROW_WG}u;
+${FLAT_INDEX}
 struct Params { n: u32, k: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> L: array<f32>;
@@ -84,7 +88,7 @@ struct Params { n: u32, k: u32 };
 
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let c = gid.x + gid.y * nwg.x * ${ROW_WG}u;
+  let c = flat_index(gid, nwg);
   let n = p.n;
   let k = p.k;
   if (c > k) { return; }
@@ -112,13 +116,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** X = I on the lower triangle (the forward substitution's right-hand side); one invocation per row. */
 export const TRI_INIT_WGSL = /* wgsl */ `
+const WG: u32 = ${ROW_WG}u;
+${FLAT_INDEX}
 struct Params { n: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> X: array<f32>;
 
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * ${ROW_WG}u;
+  let i = flat_index(gid, nwg);
   if (i >= p.n) { return; }
   for (var c = 0u; c <= i; c++) { X[i * p.n + c] = select(0.0, 1.0, c == i); }
 }
@@ -137,6 +143,8 @@ fn hinv(a: u32, b: u32) -> f32 { return X[(p.last - a) * p.n + (p.last - b)]; }
  */
 export const GPTQ_BLOCK_WGSL = /* wgsl */ `
 ${FLOAT_CONSTS}
+const WG: u32 = ${ROW_WG}u;
+${FLAT_INDEX}
 struct Params { rows: u32, n: u32, last: u32, i1: u32, count: u32, maxq: u32, zero: u32, zoff: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> W: array<f32>;
@@ -152,7 +160,7 @@ ${DIV_CR}
 
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let r = gid.x + gid.y * nwg.x * ${ROW_WG}u;
+  let r = flat_index(gid, nwg);
   if (r >= p.rows) { return; }
   let base = r * p.n;
   let maxq = f32(p.maxq);
@@ -200,6 +208,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** Per row, min and max of W[r, c0 .. c0 + gs) (a dynamic group's range at its block's start): out [2][rows]. */
 export const GPTQ_RANGE_WGSL = /* wgsl */ `
+const WG: u32 = ${ROW_WG}u;
+${FLAT_INDEX}
 struct Params { rows: u32, n: u32, c0: u32, gs: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<f32>;
@@ -207,7 +217,7 @@ struct Params { rows: u32, n: u32, c0: u32, gs: u32 };
 
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let r = gid.x + gid.y * nwg.x * ${ROW_WG}u;
+  let r = flat_index(gid, nwg);
   if (r >= p.rows) { return; }
   var lo = W[r * p.n + p.c0];
   var hi = lo;
