@@ -8,7 +8,8 @@
 # on this GPU before speed), AWQ and GPTQ of one 8B block (bench/awqBlock.ts), and the time of
 # `lowbit eval --backend webgpu --ppl tinystories --limit 4` with each kernel choice; block-streamed perplexity
 # on LLaMA-3-8B shapes (bench/pplSpeed.ts: tokens/s, peak device memory; 2 blocks, and all 32 last if time is left) and GPTQ of one 8B block
-# (bench/gptqBlock.ts), each next to PyTorch on CUDA.
+# (bench/gptqBlock.ts: with the solve on the device, --device-solve, then on the host's wasm kernels near the end),
+# each next to PyTorch on CUDA.
 # Every step runs under what is left of BUDGET_S (default 480 s); a step that fails or runs out is
 # reported and the script goes on.
 set -euo pipefail
@@ -41,11 +42,9 @@ step 'WebGPU linear, square, GEMM designs (LOWBIT_WEBGPU_GEMM)' timeout 110 node
 step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=disable_robustness node dist/bench/webgpuGemm.js --tokens square --sizes 4096,8192 --dtypes f32,gptq
 # issue 13's other two targets, each beside PyTorch on CUDA (float32, TF32 off) in the same step
 step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --backend webgpu
-# GPTQ with its solve on the device (float32, --device-solve) beside gptq.py on CUDA, then with the host's float64 solve
-# (the wasm kernels here: no OpenBLAS on this machine)
+# GPTQ with its solve on the device (float32, --device-solve) beside gptq.py on CUDA (the host's float64 solve: near the end)
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, solve on the device (float32)' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --device-solve
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, Hessian f32, solve on the device' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --device-solve --hessian f32 --no-torch
-step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, solve on the host (wasm kernels)' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --no-torch
 step 'AWQ and GPTQ of one LLaMA-3-8B block, 16 x 512 (scale search on the device)' node --expose-gc dist/bench/awqBlock.js 16 512 --backend webgpu
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq
 step 'WebGPU Gram (GPTQ Hessian sums), reference / fast (fma where fused) / fast with split products / f32' node dist/bench/webgpuGram.js --shapes 1024:2048,4096:2048,14336:2048 --kernels reference,fast,fast-split,f32
@@ -53,6 +52,8 @@ step 'WebGPU attention and its backward' node dist/bench/webgpuAttention.js --sh
 for k in reference fast; do
   step "eval ppl, $k kernels" env LOWBIT_WEBGPU_KERNELS=$k bash -c 'time node --expose-gc bin/lowbit.js eval --backend webgpu --ppl tinystories --limit 4'
 done
+# GPTQ with the host's float64 solve: the wasm kernels here (this machine has no OpenBLAS)
+step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, solve on the host (wasm kernels)' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --no-torch
 # the whole depth where time is left (the step is cut at the budget like the others)
 step 'block-streamed ppl, LLaMA-3-8B shapes (32 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --blocks 32 --backend webgpu
 echo "== done in $((SECONDS - start)) s" | tee -a "$log"
