@@ -83,7 +83,7 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
   const calib = o.calibration ?? [];
   const { method } = o;
   if (method.needsCalibration && calib.length === 0) throw new UsageError(`${method.name} needs calibration data (--calib)`);
-  method.checkBackend?.(be, o.options);
+  method.checkBackend?.(be, o.options); // quantizeModel checks it before calibration; this is for direct callers
   const reports: LayerReport[] = [];
   const seqlen = calib[0]?.length ?? 0;
   if (calib.some((c) => c.length !== seqlen)) throw new UsageError('calibration windows must have equal lengths');

@@ -90,6 +90,7 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
   const spec = { bits: o.bits, groupSize: group, sym: method.symmetric ?? o.sym ?? false, scaleDtype };
   const options = resolveOptions(method, o.options ?? {}, allOptions(METHODS));
   method.validate?.(spec, options);
+  method.checkBackend?.(be, options);
   const calibSource = o.calib ?? DEFAULT_CALIBRATION;
   if (method.needsCalibration && calibSource === 'none') throw new UsageError(`${method.name} needs calibration data: --calib none is only for methods without (${Object.values(METHODS).filter((m) => !m.needsCalibration).map((m) => m.name).join(', ')})`);
   const format = method.format(spec, ckpt.config, options);

@@ -178,6 +178,8 @@ export async function runStudy(ckpt: ModelCheckpoint, be: Backend, grid: Grid, o
   const records: CellRecord[] = [];
   const total = grid.cells.length;
   const files = () => writeStudyReports(ckpt, be, grid, o, records);
+  // settings this backend cannot run (gptq --device-solve on the CPU) are refused before any cell runs
+  for (const cell of grid.cells) if (cell.method !== 'fp16' && !cell.finetune) getMethod(cell.method).checkBackend?.(be, cell.options);
   for (const [index, cell] of grid.cells.entries()) {
     const key = cellKey(cell);
     const done = o.force ? undefined : journal.find(cell, settingsOf(ckpt, be, cell, o));

@@ -132,3 +132,15 @@ test('--static-groups without --act-order, and GPTQ options on RTN, are refused'
   assertBadInput(runCli([...quick(join(scratch(), 'q')), '--method', 'gptq', '--static-groups']), ['--static-groups', '--act-order']);
   assertBadInput(runCli([...quick(join(scratch(), 'q')), '--act-order']), ['--act-order', 'rtn']);
 });
+
+test('gptq --device-solve on the CPU backend is refused before any work, in quantize and in a study (its other cells too)', () => {
+  const q = join(scratch(), 'q');
+  assertBadInput(runCli(['quantize', '--model', BIN260K, '--method', 'gptq', '--wbits', '4', '--group', '-1', '--nsamples', '1', '--seqlen', '32', '--device-solve', '--out', q]),
+    ['--device-solve', '--backend webgpu', 'cpu']);
+  assert.equal(existsSync(join(q, 'quantize_config.json')), false, 'no checkpoint written');
+  const dir = scratch(), grid = join(dir, 'grid.json');
+  writeFileSync(grid, JSON.stringify({ cells: [{ method: 'rtn', wbits: 4 }, { method: 'gptq', wbits: 4 }] }));
+  assertBadInput(runCli(['study', '--model', BIN260K, '--grid', grid, '--device-solve', '--ppl', 'tinystories', '--limit', '1', '--no-speed', '--out', join(dir, 'study')]),
+    ['--device-solve', '--backend webgpu']);
+  assert.equal(existsSync(join(dir, 'study', 'results.json')), false, 'no cell ran');
+});
