@@ -4,14 +4,12 @@
  * reads back codes, q, the dynamic groups' parameters and the loss. Buffers that cannot be one storage
  * binding are refused with their size before anything runs (GpuDevice.fits).
  */
-import type { GpuDevice } from '../device.js';
+import { MAX_GROUPS_X, type GpuDevice } from '../device.js';
 import type { GptqSolveInput, GptqSolveOutput } from '../../backend.js';
 import {
   CHOL_COL_WGSL, CHOL_UPDATE_WGSL, GPTQ_BLOCK_WGSL, GPTQ_LAZY_WGSL, GPTQ_RANGE_WGSL, ROW_WG, TILE,
   TRI_INIT_WGSL, TRI_SCALE_WGSL, TRI_UPDATE_WGSL,
 } from './gptq.wgsl.js';
-
-const MAX_GROUPS_X = 65535;
 
 /** Workgroups for `n` invocations of ROW_WG, folded into x·y like GpuDevice.dispatch does (the kernels rebuild the index). */
 function rowGroups(n: number): number { return Math.max(1, Math.ceil(n / ROW_WG)); }
