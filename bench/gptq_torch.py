@@ -1,19 +1,21 @@
 """PyTorch anchor for bench/gptqLayer.ts: GPTQ on one random layer, the algorithm of IST-DASLab/gptq
 gptq.py (add_batch per 2048-token sequence in float32; fasterquant: damping 0.01, Cholesky of the
-inverse, blocks of 128, 4-bit asymmetric groups of 128), on the CPU. Prints one line per shape:
-  ROWSxCOLS hessian_s H solve_s S (torch VERSION, N threads)
-Usage: python3 bench/gptq_torch.py THREADS TOKENS ROWSxCOLS [ROWSxCOLS ...]"""
+inverse, blocks of 128, 4-bit asymmetric groups of 128), on the CPU, or on CUDA with --cuda (float32, TF32
+off, timed with synchronize; the CPU when torch sees no GPU, said in the line). Prints one line per shape:
+  ROWSxCOLS hessian_s H solve_s S (torch VERSION, N threads|cuda NAME)
+Usage: python3 bench/gptq_torch.py THREADS TOKENS ROWSxCOLS [ROWSxCOLS ...] [--cuda]"""
 import sys
 import time
 
 import torch
 
+DEV = torch.device("cuda" if "--cuda" in sys.argv and torch.cuda.is_available() else "cpu")
 SEQ, BLOCK, GROUP, BITS, PERCDAMP = 2048, 128, 128, 4, 0.01
 
 
 def params(w, maxq):
-    xmin = torch.minimum(w.min(1).values, torch.zeros(1))
-    xmax = torch.maximum(w.max(1).values, torch.zeros(1))
+    xmin = torch.minimum(w.min(1).values, torch.zeros(1, device=w.device))
+    xmax = torch.maximum(w.max(1).values, torch.zeros(1, device=w.device))
     tmp = (xmin == 0) & (xmax == 0)
     xmin[tmp], xmax[tmp] = -1, 1
     scale = (xmax - xmin) / maxq
@@ -32,7 +34,7 @@ def solve(W, H):
     H[dead, dead] = 1
     W[:, dead] = 0
     damp = PERCDAMP * torch.mean(torch.diag(H))
-    H += damp * torch.eye(cols)
+    H += damp * torch.eye(cols, device=H.device)
     H = torch.linalg.cholesky(H)
     H = torch.cholesky_inverse(H)
     Hinv = torch.linalg.cholesky(H, upper=True)
@@ -55,18 +57,29 @@ def solve(W, H):
     return Q
 
 
+def sync():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def main():
-    threads, tokens, shapes = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+    args = [a for a in sys.argv[1:] if a != "--cuda"]
+    threads, tokens, shapes = int(args[0]), int(args[1]), args[2:]
     torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
-    # warm-up: the first LAPACK/BLAS calls of a process pay one-time initialisation
-    a = torch.randn(256, 256)
-    solve(0.02 * torch.randn(64, 256), a.t() @ a + torch.eye(256))
+    where = f"cuda {torch.cuda.get_device_name(DEV)}" if DEV.type == "cuda" else f"{torch.get_num_threads()} threads"
+    # warm-up: the first LAPACK/BLAS (cuSOLVER/cuBLAS) calls of a process pay one-time initialisation
+    a = torch.randn(256, 256, device=DEV)
+    solve(0.02 * torch.randn(64, 256, device=DEV), a.t() @ a + torch.eye(256, device=DEV))
+    sync()
     for shape in shapes:
         rows, cols = (int(s) for s in shape.split("x"))
         seq = min(SEQ, tokens)
-        X = torch.randn(seq, cols)
-        H, n = torch.zeros(cols, cols), 0
+        X = torch.randn(seq, cols, device=DEV)
+        H, n = torch.zeros(cols, cols, device=DEV), 0
+        sync()
         t0 = time.perf_counter()
         for done in range(0, tokens, seq):
             inp = X[: min(seq, tokens - done)].t().float()
@@ -74,12 +87,15 @@ def main():
             n += 1
             inp = (2 / n) ** 0.5 * inp
             H += inp.matmul(inp.t())
+        sync()
         hessian = time.perf_counter() - t0
-        W = 0.02 * torch.randn(rows, cols)
+        W = 0.02 * torch.randn(rows, cols, device=DEV)
+        sync()
         t0 = time.perf_counter()
         solve(W, H)
+        sync()
         print(f"{shape} hessian_s {hessian:.2f} solve_s {time.perf_counter() - t0:.2f}"
-              f" (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+              f" (torch {torch.__version__}, {where})", flush=True)
 
 
 if __name__ == "__main__":

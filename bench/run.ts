@@ -15,6 +15,7 @@ const runs: [string, string[]][] = [
   ['webgpuGemm.js', ['--sizes', quick ? '256' : '256,1024']],
   ['webgpuAttention.js', quick ? ['--shapes', '512:8:4:16', '--backward-shapes', '256:8:4:64'] : []],
   ['webgpuGram.js', ['--shapes', quick ? '1024:256,4096:256' : '1024:2048,4096:2048']],
+  ['webgpuGptqSolve.js', ['--shapes', quick ? '256x512' : '512x1024', '--kernels', 'fast,reference']],
   ['pplSpeed.js', ['bundled']],
   ['pplSpeed.js', ['llama3-8b', '1', quick ? '64' : '256']],
   // the WebGPU backend on the same shapes (lavapipe here: a few tokens; exits 2 without an adapter)

@@ -44,6 +44,8 @@ step 'WebGPU linear, square, Dawn bounds clamping off' env LOWBIT_DAWN_TOGGLES=d
 step 'block-streamed ppl, LLaMA-3-8B shapes (2 blocks), 1 x 2048' node --expose-gc dist/bench/pplSpeed.js llama3-8b 1 2048 --backend webgpu
 # GPTQ with its solve on the device (float32, --device-solve) beside gptq.py on CUDA (the host's float64 solve: near the end)
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, solve on the device (float32)' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --device-solve
+# the device solve alone per 8B layer shape, fast (blocked) and reference kernels, beside fasterquant on CUDA
+step 'GPTQ solve on the device per LLaMA-3-8B layer, fast / reference kernels' timeout 75 node dist/bench/webgpuGptqSolve.js --kernels fast,reference
 step 'GPTQ of one LLaMA-3-8B block, 16 x 2048, Hessian f32, solve on the device' node --expose-gc dist/bench/gptqBlock.js --backend webgpu --samples 16 --seqlen 2048 --device-solve --hessian f32 --no-torch
 step 'AWQ and GPTQ of one LLaMA-3-8B block, 16 x 512 (scale search on the device)' node --expose-gc dist/bench/awqBlock.js 16 512 --backend webgpu
 step 'WebGPU linear, 128 tokens' node dist/bench/webgpuGemm.js --tokens 128 --sizes 4096 --dtypes f32,gptq

@@ -9,7 +9,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { jsKernels } from '../../src/backend/cpu/kernels/js.js';
-import { createWebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
+import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpuBackend.js';
 import { gptq, gptqOnDevice, type GptqOptions } from '../../src/quant/methods/gptq.js';
 import { dequantize } from '../../src/quant/core/grid.js';
 import { rng } from './kernelCases.js';
@@ -17,6 +17,7 @@ import * as GPTQ_WGSL from '../../src/backend/webgpu/kernels/gptq.wgsl.js';
 import { REQUIRED_LIMITS } from '../../src/backend/webgpu/capabilities.js';
 
 const made = await createWebGpuBackend(jsKernels, 'js, 1 thread');
+const reference = await createWebGpuBackend(jsKernels, 'js, 1 thread', { kernels: 'reference' });
 const skip = made.ok ? false : `WebGPU unavailable: ${made.reason}`;
 if (!made.ok) console.log(`# gptqDevice: skipped: ${made.reason}`);
 
@@ -47,12 +48,20 @@ const CASES: [string, number, number, Omit<GptqOptions, 'where'>][] = [
 ];
 
 describe('gptq --device-solve kernels', () => {
-  it('each kernel binds at most the storage buffers every adapter offers (REQUIRED_LIMITS)', () => {
+  it('each kernel binds at most the storage buffers and the workgroup memory every adapter offers (REQUIRED_LIMITS)', () => {
     const kernels = Object.entries(GPTQ_WGSL).filter(([, v]) => typeof v === 'string' && v.includes('@compute'));
-    assert.ok(kernels.length >= 7);
+    assert.ok(kernels.length >= 10);
     for (const [name, text] of kernels) {
       const n = (text as string).split('var<storage').length - 1;
       assert.ok(n >= 1 && n <= REQUIRED_LIMITS.maxStorageBuffersPerShaderStage, `${name}: ${n} storage bindings`);
+      // workgroup memory within what every adapter offers: arrays of 4-byte words and single words
+      let bytes = 0;
+      for (const m of (text as string).matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)) {
+        const arr = /^array<(?:f32|u32|i32),\s*(\d+)>$/.exec(m[1]!.trim());
+        assert.ok(arr || /^(f32|u32|i32)$/.test(m[1]!.trim()), `${name}: workgroup variable of type ${m[1]}`);
+        bytes += arr ? 4 * Number(arr[1]) : 4;
+      }
+      assert.ok(bytes <= REQUIRED_LIMITS.maxComputeWorkgroupStorageSize, `${name}: ${bytes} bytes of workgroup memory`);
     }
   });
 });
@@ -84,6 +93,29 @@ describe('gptq --device-solve (float32 on WebGPU) against the host float64 solve
       if (o.spec.groupSize === -1 || o.staticGroups) assert.deepEqual(dev.scales, host.scales, 'parameters found before the solve');
     });
   }
+
+  it('the blocked factorization (fast kernels) gives the reference kernels\' bits: codes, q, parameters, loss', async () => {
+    const be = made.ok ? made.backend : undefined!;
+    assert.ok(reference.ok);
+    assert.equal((be as WebGpuBackend).caps.kernels, 'fast');
+    assert.equal((reference.backend as WebGpuBackend).caps.kernels, 'reference');
+    // several panels of NB columns and a ragged last one; act-order and dynamic groups
+    const layers: [number, number, Omit<GptqOptions, 'where'>][] = [
+      ...CASES.map(([, rows, cols, o]) => [rows, cols, o] as [number, number, Omit<GptqOptions, 'where'>]),
+      [24, 300, { spec: { bits: 3, groupSize: 60, sym: false }, actOrder: true, blocksize: 64 }],
+      [8, 2 * GPTQ_WGSL.NB + 1, { spec: { bits: 4, groupSize: -1, sym: true } }],
+    ];
+    for (const [rows, cols, o] of layers) {
+      const { W, H } = layer(rows, cols, rows * 5 + cols, [3]);
+      const fast = await gptqOnDevice(be, W, rows, cols, H, o), ref = await gptqOnDevice(reference.backend, W, rows, cols, H, o);
+      const at = `${rows}x${cols}`;
+      assert.deepEqual(fast.codes, ref.codes, `${at}: codes`);
+      assert.deepEqual(fast.Q, ref.Q, `${at}: q`);
+      assert.deepEqual(fast.scales, ref.scales, `${at}: scales`);
+      assert.deepEqual(fast.zeros, ref.zeros, `${at}: zeros`);
+      assert.equal(fast.loss, ref.loss, `${at}: loss`);
+    }
+  });
 
   it('damping: retried ×10 as on the host; a Hessian no damping saves is one error', async () => {
     const be = made.ok ? made.backend : undefined!;
