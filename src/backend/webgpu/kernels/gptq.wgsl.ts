@@ -23,6 +23,16 @@ export const CHOL_WG = 256;
 export const TILE = 16;
 export const ROW_WG = 64;
 
+/** Tile t of a lower triangle of tiles, row by row (t = ti·(ti + 1)/2 + tc, tc ≤ ti): (ti, tc). */
+const LOWER_TILE = /* wgsl */ `
+fn lower_tile(t: u32) -> vec2u {
+  var ti = u32((sqrt(8.0 * f32(t) + 1.0) - 1.0) / 2.0);
+  while ((ti + 1u) * (ti + 2u) / 2u <= t) { ti++; }
+  while (ti * (ti + 1u) / 2u > t) { ti--; }
+  return vec2u(ti, t - ti * (ti + 1u) / 2u);
+}
+`;
+
 /** Pivot step of column j: L[j, j] = √A[j, j] (status = 1 if it is not > 0 and finite), L[i, j] = A[i, j] / L[j, j] below. */
 export const CHOL_COL_WGSL = /* wgsl */ `
 ${FLOAT_CONSTS}
@@ -57,17 +67,16 @@ fn main(@builtin(local_invocation_index) li: u32) {
 export const CHOL_UPDATE_WGSL = /* wgsl */ `
 const WG: u32 = ${TILE * TILE}u;
 ${FLAT_INDEX}
+${LOWER_TILE}
 struct Params { n: u32, j: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> A: array<f32>;
 
 @compute @workgroup_size(${TILE}, ${TILE})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let t = flat_group(wid, nwg);
-  var ti = u32((sqrt(8.0 * f32(t) + 1.0) - 1.0) / 2.0);
-  while ((ti + 1u) * (ti + 2u) / 2u <= t) { ti++; }
-  while (ti * (ti + 1u) / 2u > t) { ti--; }
-  let tc = t - ti * (ti + 1u) / 2u;
+  let tt = lower_tile(flat_group(wid, nwg));
+  let ti = tt.x;
+  let tc = tt.y;
   let n = p.n;
   let j = p.j;
   let k = j + 1u + tc * ${TILE}u + lid.x;
@@ -120,6 +129,32 @@ export const NB = 32;
 export const PANEL_WG = 64;
 
 /**
+ * What the two panel kernels share: NB, the workgroup size WG, the Params (n, the panel's first column k0, its
+ * width nb ≤ NB, its slot blk in D), `decls` (bindings and workgroup variables), and main's signature with n, k0
+ * and nb bound; `body` is main's rest.
+ */
+function panelKernel(wg: number, decls: string, body: string): string {
+  return /* wgsl */ `
+${FLOAT_CONSTS}
+const WG: u32 = ${wg}u;
+const NB: u32 = ${NB}u;
+${FLAT_INDEX}
+struct Params { n: u32, k0: u32, nb: u32, blk: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+${decls}
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) li: u32) {
+  let n = p.n;
+  let k0 = p.k0;
+  let nb = p.nb;
+${body}}
+`;
+}
+
+
+/**
  * Blocked Cholesky, the panel of columns k0 .. k0 + nb (nb ≤ NB): every workgroup loads the diagonal block
  * A[k0.., k0..] into workgroup memory and factors it there (the unblocked steps: pivot √d, column / pivot,
  * rank-1 update, in the same order; status = 1 on a pivot that is not > 0 and finite); workgroup 0 writes that
@@ -128,24 +163,11 @@ export const PANEL_WG = 64;
  * L[i, k0 + j] = (A[i, k0 + j] − Σ_{m<j} L[i, k0 + m]·L11[j, m]) / L11[j, j], the products subtracted in m order,
  * exactly the sequence of the unblocked right-looking steps for that entry.
  */
-export const CHOL_PANEL_WGSL = /* wgsl */ `
-${FLOAT_CONSTS}
-const WG: u32 = ${PANEL_WG}u;
-const NB: u32 = ${NB}u;
-${FLAT_INDEX}
-struct Params { n: u32, k0: u32, nb: u32, blk: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
+export const CHOL_PANEL_WGSL = panelKernel(PANEL_WG, /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> A: array<f32>;
 @group(0) @binding(2) var<storage, read_write> D: array<f32>;
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
-var<workgroup> d: array<f32, ${NB * NB}>;
-
-@compute @workgroup_size(${PANEL_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) li: u32) {
-  let n = p.n;
-  let k0 = p.k0;
-  let nb = p.nb;
+var<workgroup> d: array<f32, ${NB * NB}>;`, /* wgsl */ `
   for (var e = li; e < NB * NB; e += WG) {
     let r = e / NB;
     let c = e % NB;
@@ -184,8 +206,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
     x[j] = v / d[j * NB + j];
     A[i * n + k0 + j] = x[j];
   }
-}
-`;
+`);
 
 /**
  * Blocked Cholesky, the trailing update after a panel: A[i, k] −= L[i, k0 + m]·L[k, k0 + m] for m ascending
@@ -197,6 +218,7 @@ export const CHOL_SYRK_WGSL = /* wgsl */ `
 const NB: u32 = ${NB}u;
 const WG: u32 = 256u;
 ${FLAT_INDEX}
+${LOWER_TILE}
 struct Params { n: u32, k0: u32, nb: u32, start: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> A: array<f32>;
@@ -206,11 +228,9 @@ var<workgroup> lkT: array<f32, ${NB * NB}>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u,
         @builtin(local_invocation_index) lx: u32) {
-  let t = flat_group(wid, nwg);
-  var ti = u32((sqrt(8.0 * f32(t) + 1.0) - 1.0) / 2.0);
-  while ((ti + 1u) * (ti + 2u) / 2u <= t) { ti++; }
-  while (ti * (ti + 1u) / 2u > t) { ti--; }
-  let tc = t - ti * (ti + 1u) / 2u;
+  let tt = lower_tile(flat_group(wid, nwg));
+  let ti = tt.x;
+  let tc = tt.y;
   let n = p.n;
   let k0 = p.k0;
   let nb = p.nb;
@@ -266,23 +286,11 @@ export const TRI_WG = 64;
  * k < c subtract zeros from the starting +0 and leave it +0: the same bits as skipping them. Reads rows < k0 of X
  * and writes rows k0 .. k0 + nb only, so workgroups do not race.
  */
-export const TRI_PANEL_WGSL = /* wgsl */ `
-const NB: u32 = ${NB}u;
-const WG: u32 = ${TRI_WG}u;
-${FLAT_INDEX}
-struct Params { n: u32, k0: u32, nb: u32, blk: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
+export const TRI_PANEL_WGSL = panelKernel(TRI_WG, /* wgsl */ `
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> D: array<f32>;
 @group(0) @binding(3) var<storage, read_write> X: array<f32>;
-var<workgroup> ls: array<f32, ${NB * NB}>;
-
-@compute @workgroup_size(${TRI_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) li: u32) {
-  let n = p.n;
-  let k0 = p.k0;
-  let nb = p.nb;
+var<workgroup> ls: array<f32, ${NB * NB}>;`, /* wgsl */ `
   let c0 = flat_group(wid, nwg) * WG;
   let c = flat_index(gid, nwg);
   let live = c < k0 + nb;
@@ -315,8 +323,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
       for (var r2 = r + 1u; r2 < NB; r2++) { acc[r2] = acc[r2] - D[dbase + r2 * NB + r] * x; }
     }
   }
-}
-`;
+`);
 
 /** X = I on the lower triangle (the forward substitution's right-hand side); one invocation per row. */
 export const TRI_INIT_WGSL = /* wgsl */ `
