@@ -232,3 +232,55 @@ test("the solver's branch-free grid code equals grid.ts's quantize, ties and ext
   }
   assert.ok(checked > 20000);
 });
+
+test('layers reading one input (readers > 1) share its inverse factor: factored once, the same bits as factoring each', () => {
+  const { kernels } = selectKernels('js', 1);
+  let factored = 0;
+  const counting = { ...kernels, name: 'counting', cholesky: (A: Float64Array, n: number) => { factored++; return kernels.cholesky!(A, n); } };
+  const cols = 48, spec: QuantSpec = { bits: 3, groupSize: 16, sym: false };
+  const { H } = layer(7, 8, cols);
+  H[5 * cols + 5] = 0; // a dead column: its note comes from prepare, per layer
+  for (let r = 0; r < cols; r++) { H[5 * cols + r] = 0; H[r * cols + 5] = 0; }
+  const Ws = [1, 2, 3].map((s) => layer(100 + s, 8 + s, cols).W);
+  for (const actOrder of [false, true]) {
+    factored = 0;
+    const alone = Ws.map((W, i) => gptq(W, 8 + i + 1, cols, H, { spec, actOrder, linalg: counting }));
+    assert.equal(factored, 3, 'each factored on its own');
+    factored = 0;
+    const shared = Ws.map((W, i) => gptq(W, 8 + i + 1, cols, H, { spec, actOrder, linalg: counting, readers: 3 }));
+    assert.equal(factored, 1, 'factored once for three readers');
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(shared[i]!.codes, alone[i]!.codes);
+      assert.deepEqual(shared[i]!.Q, alone[i]!.Q);
+      assert.deepEqual(shared[i]!.scales, alone[i]!.scales);
+      assert.equal(shared[i]!.loss, alone[i]!.loss);
+      assert.deepEqual(shared[i]!.notes, alone[i]!.notes);
+      assert.deepEqual(shared[i]!.perm, alone[i]!.perm);
+    }
+    // the last reader dropped it: the next layer factors again
+    gptq(Ws[0]!, 9, cols, H, { spec, actOrder, linalg: counting, readers: 3 });
+    assert.equal(factored, 2);
+    // other settings do not take a kept factor: damping 0.1 after a kept 0.01
+    factored = 0;
+    gptq(Ws[1]!, 10, cols, H, { spec, actOrder, linalg: counting, readers: 2, percdamp: 0.1 });
+    assert.equal(factored, 1);
+    // nor another provider
+    const other = { ...counting, name: 'other' };
+    gptq(Ws[1]!, 10, cols, H, { spec, actOrder, linalg: other, readers: 2 });
+    assert.equal(factored, 2);
+  }
+});
+
+test('a shared factor keeps the damping retries\' notes and damping for every reader', () => {
+  const n = 8, spec: QuantSpec = { bits: 4, groupSize: -1, sym: false };
+  const H = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) H[i * n + i] = 1;
+  H[1] = H[n] = 1.05; // not positive definite with damping 0.01, positive with 0.1
+  const W = Float32Array.from({ length: 4 * n }, (_, i) => Math.sin(i) * 0.1);
+  const a = gptq(W, 4, n, H, { spec, readers: 2 }), b = gptq(W, 4, n, H, { spec, readers: 2 });
+  assert.equal(a.dampUsed, 0.1);
+  assert.equal(b.dampUsed, 0.1);
+  assert.deepEqual(b.notes, a.notes);
+  assert.equal(a.notes.length, 1);
+  assert.deepEqual(b.codes, a.codes);
+});

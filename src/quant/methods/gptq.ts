@@ -41,6 +41,8 @@ import { QuantLinalg, upperCholeskyOfInverse } from '../core/linalgProvider.js';
 import { BlockColumns, GptqSolver, GridState } from './gptqSolve.js';
 import type { QuantMethod } from '../method.js';
 import type { Backend } from '../../backend/backend.js';
+import { LINEARS } from '../../model/block.js';
+import { LINEAR_INPUT } from '../../model/layout.js';
 
 export interface GptqOptions {
   spec: QuantSpec;
@@ -54,6 +56,13 @@ export interface GptqOptions {
   consumeH?: boolean;
   /** Layer name for error messages. */
   where?: string;
+  /**
+   * The layers quantized against this same H (the linears that read one input: q/k/v 3, gate/up 2; default 1).
+   * Above 1 the first keeps its inverse factor (keyed by H's identity, the settings it depends on and the
+   * provider) and the others take it instead of factoring H again: the same bits, since the factor depends on
+   * nothing else; the last drops it. Not with consumeH (H is the factor's buffer then).
+   */
+  readers?: number;
   /** Provider for Hinv (cholesky + triangularInverse) and the lazy batch update (gemm); default: TypeScript. */
   linalg?: QuantLinalg;
   /** Lazy batch update: 'f64' (default; provider's gemmF64 or TypeScript) or 'f32' (provider's gemm, as gptq.py). */
@@ -88,8 +97,8 @@ const SUB_BLOCK = 32, LAZY_BLOCK = 512; // defaults with a provider gemmF64
 /** What both solves start from: W and H in processing order, the grid, and each column's group. */
 interface Prepared {
   Wd: Float64Array;
-  /** H in processing order with dead columns' diagonal set to 1, not yet damped */
-  Hp: Float64Array;
+  /** H in processing order with dead columns' diagonal set to 1, not yet damped (unless prepare was told it is not needed) */
+  Hp?: Float64Array;
   perm?: Int32Array;
   grid: GridState;
   gIdx: Int32Array;
@@ -103,7 +112,7 @@ interface Prepared {
   at: string;
 }
 
-function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): Prepared {
+function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions, withH = true): Prepared {
   const { spec, where } = opts;
   const blocksize = opts.blocksize ?? 128, percdamp = opts.percdamp ?? 0.01;
   const actOrder = opts.actOrder ?? false, staticGroups = opts.staticGroups ?? false;
@@ -151,7 +160,7 @@ function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, o
 
   // Act-order: columns by decreasing diag H; W's columns and H's rows/columns in that order.
   let perm: Int32Array | undefined;
-  let Hp: Float64Array;
+  let Hp: Float64Array | undefined;
   if (actOrder) {
     perm = Int32Array.from({ length: n }, (_, i) => i).sort((a, b) => diagH[b]! - diagH[a]! || a - b);
     const Wp = new Float64Array(rows * cols);
@@ -160,13 +169,15 @@ function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, o
       for (let j = 0; j < n; j++) Wp[o + j] = Wd[o + perm[j]!]!;
     }
     Wd = Wp;
-    Hp = new Float64Array(n * n);
-    for (let i = 0; i < n; i++) {
-      const src = perm[i]! * n, dst = i * n;
-      for (let j = 0; j < n; j++) Hp[dst + j] = H[src + perm[j]!]!;
+    if (withH) {
+      Hp = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) {
+        const src = perm[i]! * n, dst = i * n;
+        for (let j = 0; j < n; j++) Hp[dst + j] = H[src + perm[j]!]!;
+      }
+      for (let i = 0; i < n; i++) Hp[i * n + i] = diagH[perm[i]!]!;
     }
-    for (let i = 0; i < n; i++) Hp[i * n + i] = diagH[perm[i]!]!;
-  } else {
+  } else if (withH) {
     Hp = opts.consumeH ? H : H.slice();
     for (let i = 0; i < n; i++) Hp[i * n + i] = diagH[i]!;
   }
@@ -192,15 +203,55 @@ function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, o
     group[j] = g;
     groupStart[j] = !perChannel && !stScale && j % gs === 0 ? g : -1;
   }
-  return { Wd, Hp, ...(perm ? { perm } : {}), grid, gIdx, group, groupStart, blocksize, percdamp, maxq, notes, at };
+  return { Wd, ...(Hp ? { Hp } : {}), ...(perm ? { perm } : {}), grid, gIdx, group, groupStart, blocksize, percdamp, maxq, notes, at };
+}
+
+/** An inverse factor kept for the other layers that read the same input (GptqOptions.readers). */
+interface SharedFactor {
+  /** factorKey of the settings it was made with */
+  readonly key: string;
+  readonly linalg: QuantLinalg | undefined;
+  readonly Hinv: Float64Array;
+  readonly dampUsed: number;
+  /** the damping retries' notes */
+  readonly notes: readonly string[];
+  /** layers still to take it */
+  left: number;
+}
+const sharedFactors = new WeakMap<Float64Array, SharedFactor>();
+
+/** What an inverse factor depends on besides H and the provider: act-order, damping, retries. */
+function factorKey(opts: GptqOptions): string {
+  return `${opts.actOrder ?? false}/${opts.percdamp ?? 0.01}/${opts.maxDampRetries ?? 3}`;
+}
+
+/** The factor an earlier reader of H kept for these settings, if any. */
+function keptFactor(H: Float64Array, opts: GptqOptions): SharedFactor | undefined {
+  if (opts.consumeH || (opts.readers ?? 1) <= 1) return undefined;
+  const kept = sharedFactors.get(H);
+  return kept && kept.key === factorKey(opts) && kept.linalg === opts.linalg ? kept : undefined;
+}
+
+/** Hinv: the kept one (its notes replayed; the last reader drops it), else pr.Hp damped and factored, kept for later readers. */
+function inverseFactor(H: Float64Array, pr: Prepared, n: number, opts: GptqOptions, kept: SharedFactor | undefined): { Hinv: Float64Array; dampUsed: number } {
+  if (kept) {
+    pr.notes.push(...kept.notes);
+    if (--kept.left <= 0) sharedFactors.delete(H);
+    return { Hinv: kept.Hinv, dampUsed: kept.dampUsed };
+  }
+  const Hinv = pr.Hp!, before = pr.notes.length, readers = opts.consumeH ? 1 : opts.readers ?? 1;
+  const dampUsed = dampedInverseFactor(Hinv, n, pr.percdamp, opts.maxDampRetries ?? 3, pr.notes, pr.at, opts.linalg);
+  if (readers > 1) sharedFactors.set(H, { key: factorKey(opts), linalg: opts.linalg, Hinv, dampUsed, notes: pr.notes.slice(before), left: readers - 1 });
+  return { Hinv, dampUsed };
 }
 
 export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): GptqResult {
-  const pr = prepare(W, rows, cols, H, opts);
-  const { Wd, perm, grid, gIdx, blocksize, maxq, notes, at } = pr;
-  const Hinv = pr.Hp, perChannel = opts.spec.groupSize === -1, staticGroups = !perChannel && (opts.staticGroups ?? false);
+  const kept = keptFactor(H, opts);
+  const pr = prepare(W, rows, cols, H, opts, !kept);
+  const { Wd, perm, grid, gIdx, blocksize, maxq, notes } = pr;
+  const perChannel = opts.spec.groupSize === -1, staticGroups = !perChannel && (opts.staticGroups ?? false);
   const { linalg } = opts;
-  const dampUsed = dampedInverseFactor(Hinv, cols, pr.percdamp, opts.maxDampRetries ?? 3, notes, at, linalg);
+  const { Hinv, dampUsed } = inverseFactor(H, pr, cols, opts, kept);
   const gemm32 = opts.lazyUpdate === 'f32' ? linalg?.gemm?.bind(linalg) : undefined;
   const gemm64 = linalg?.gemmF64?.bind(linalg);
   const sub = opts.subBlock ?? (gemm64 ? SUB_BLOCK : blocksize);
@@ -259,13 +310,14 @@ export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, c
     },
   } : undefined;
   let mean = 0;
-  for (let i = 0; i < n; i++) mean += pr.Hp[i * n + i]!;
+  const Hp = pr.Hp!;
+  for (let i = 0; i < n; i++) mean += Hp[i * n + i]!;
   mean /= n;
   const maxRetries = opts.maxDampRetries ?? 3;
   let frac = pr.percdamp;
   for (let attempt = 0; ; attempt++) {
-    const Hd = pr.Hp.slice(), damp = frac * mean;
-    for (let i = 0; i < n; i++) Hd[i * n + i] = pr.Hp[i * n + i]! + damp;
+    const Hd = Hp.slice(), damp = frac * mean;
+    for (let i = 0; i < n; i++) Hd[i * n + i] = Hp[i * n + i]! + damp;
     const out = await be.gptqSolve({
       W: Wf, H: Hd, rows, cols, blocksize: pr.blocksize, maxq, group: pr.group, scale, zero, ...(dynamic ? { dynamic } : {}),
     });
@@ -365,6 +417,7 @@ export const GPTQ: QuantMethod = {
       spec: o.spec, blocksize: o.options.blocksize as number, percdamp: o.options.percdamp as number,
       actOrder: o.options.actOrder as boolean, staticGroups: o.options.staticGroups as boolean,
       consumeH: false, where: l.name, ...(o.linalg ? { linalg: o.linalg } : {}),
+      readers: LINEARS.filter((x) => LINEAR_INPUT[x] === LINEAR_INPUT[l.linear]).length,
     };
     const out = (r: GptqResult) => ({ Q: r.Q, stored: { kind: 'uniform' as const, grid: { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx } }, dampUsed: r.dampUsed, notes: r.notes });
     if (o.options.deviceSolve) {
