@@ -225,9 +225,14 @@ function factorKey(opts: GptqOptions): string {
   return `${opts.actOrder ?? false}/${opts.percdamp ?? 0.01}/${opts.maxDampRetries ?? 3}`;
 }
 
+/** The layers that share H's factor: 1 (none shared) with consumeH, whose H becomes the factor. */
+function factorReaders(opts: GptqOptions): number {
+  return opts.consumeH ? 1 : opts.readers ?? 1;
+}
+
 /** The factor an earlier reader of H kept for these settings, if any. */
 function keptFactor(H: Float64Array, opts: GptqOptions): SharedFactor | undefined {
-  if (opts.consumeH || (opts.readers ?? 1) <= 1) return undefined;
+  if (factorReaders(opts) <= 1) return undefined;
   const kept = sharedFactors.get(H);
   return kept && kept.key === factorKey(opts) && kept.linalg === opts.linalg ? kept : undefined;
 }
@@ -239,7 +244,7 @@ function inverseFactor(H: Float64Array, pr: Prepared, n: number, opts: GptqOptio
     if (--kept.left <= 0) sharedFactors.delete(H);
     return { Hinv: kept.Hinv, dampUsed: kept.dampUsed };
   }
-  const Hinv = pr.Hp!, before = pr.notes.length, readers = opts.consumeH ? 1 : opts.readers ?? 1;
+  const Hinv = pr.Hp!, before = pr.notes.length, readers = factorReaders(opts);
   const dampUsed = dampedInverseFactor(Hinv, n, pr.percdamp, opts.maxDampRetries ?? 3, pr.notes, pr.at, opts.linalg);
   if (readers > 1) sharedFactors.set(H, { key: factorKey(opts), linalg: opts.linalg, Hinv, dampUsed, notes: pr.notes.slice(before), left: readers - 1 });
   return { Hinv, dampUsed };

@@ -7,7 +7,7 @@
 import { MAX_GROUPS_X, type GpuDevice } from '../device.js';
 import type { GptqSolveInput, GptqSolveOutput } from '../../backend.js';
 import {
-  CHOL_COL_WGSL, CHOL_PANEL_WGSL, CHOL_SYRK_WGSL, CHOL_UPDATE_WGSL, GPTQ_BLOCK_WGSL, GPTQ_LAZY_TILED_WGSL, GPTQ_LAZY_WGSL, GPTQ_RANGE_WGSL, NB,
+  CHOL_COL_WGSL, CHOL_PANEL_WGSL, CHOL_SYRK_WGSL, CHOL_UPDATE_WGSL, GPTQ_BLOCK_WGSL, GPTQ_LAZY_TILED_WGSL, GPTQ_LAZY_WGSL, GPTQ_RANGE_WGSL, LAZY_TILE, NB,
   PANEL_WG, ROW_WG, TILE, TRI_INIT_WGSL, TRI_PANEL_WGSL, TRI_SCALE_WGSL, TRI_UPDATE_WGSL, TRI_WG,
 } from './gptq.wgsl.js';
 
@@ -97,7 +97,7 @@ export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput): Promise<Gptq
     const loss = buf('loss', 0, new Float32Array(rows)), range = buf('group range', 2 * rows * 4);
     const blockK = pl.get('gptq_block', () => GPTQ_BLOCK_WGSL);
     const lazyK = fast ? pl.get('gptq_lazy_tiled', () => GPTQ_LAZY_TILED_WGSL) : pl.get('gptq_lazy', () => GPTQ_LAZY_WGSL);
-    const lazyTiles = (m: number) => (fast ? Math.ceil(m / 32) : tiles(m));
+    const lazyTiles = (m: number) => (fast ? Math.ceil(m / LAZY_TILE) : tiles(m));
     const rangeK = pl.get('gptq_range', () => GPTQ_RANGE_WGSL);
     const scaleOut = p.scale.slice(), zeroOut = p.zero.slice();
     const dyn = p.dynamic;

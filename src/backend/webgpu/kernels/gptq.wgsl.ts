@@ -422,15 +422,16 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
  * order, then subtracted from W), one 16×16 workgroup per 32×32 tile of W[:, i2:] with each invocation 2×2
  * entries; the block's errors and Hinv rows staged 32 k at a time in workgroup memory.
  */
+export const LAZY_TILE = 32;
 export const GPTQ_LAZY_TILED_WGSL = /* wgsl */ `
-const T: u32 = 32u;
+const T: u32 = ${LAZY_TILE}u;
 struct Params { rows: u32, n: u32, last: u32, i1: u32, count: u32, i2: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> W: array<f32>;
 @group(0) @binding(2) var<storage, read> X: array<f32>;
 @group(0) @binding(3) var<storage, read> E: array<f32>;
-var<workgroup> es: array<f32, ${32 * 32}>;
-var<workgroup> hs: array<f32, ${32 * 32}>;
+var<workgroup> es: array<f32, ${LAZY_TILE * LAZY_TILE}>;
+var<workgroup> hs: array<f32, ${LAZY_TILE * LAZY_TILE}>;
 ${HINV}
 
 @compute @workgroup_size(16, 16)
