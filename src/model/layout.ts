@@ -15,6 +15,11 @@ export const LINEAR_INPUT: Readonly<Record<LinearName, InputName>> = Object.free
   q: 'attnIn', k: 'attnIn', v: 'attnIn', o: 'attnOut', gate: 'mlpIn', up: 'mlpIn', down: 'mlpAct',
 });
 
+/** How many linears read `linear`'s input (3 for q/k/v, 2 for gate/up, else 1): they share its statistics. */
+export function inputReaders(linear: LinearName): number {
+  return Object.values(LINEAR_INPUT).filter((i) => i === LINEAR_INPUT[linear]).length;
+}
+
 /** Checkpoint name of each linear (`model.layers.N.<part>.weight`). */
 export const LINEAR_PART: Readonly<Record<LinearName, LayerPart>> = Object.freeze({
   q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',

@@ -24,7 +24,8 @@ import { f16ToF32, f32ToF16 } from '../../tensor/codecs.js';
 import { BILLM_MAX_WEIGHTS, billmTensors, planeBytes, BILLM_PARAMS, type BillmParts } from '../../tensor/billmPack.js';
 import type { QuantLinalg } from '../core/linalgProvider.js';
 import type { QuantMethod } from '../method.js';
-import { dampedInverseFactor } from './gptq.js';
+import { inputReaders } from '../../model/layout.js';
+import { factorKey, factorOf, sharedInverseFactor } from '../core/inverseFactor.js';
 import { binarizeBlock, salience, searchBlock, splitLevels, type BlockSearch } from './braq.js';
 
 /** The paper's bit width for its tables (BiLLM, ~1.1 bits: README's LLaMA 1.09, LLaMA-2 1.08, OPT 1.11). */
@@ -39,6 +40,8 @@ export interface BillmOptions {
   /** layer name for messages */
   where?: string;
   linalg?: QuantLinalg | undefined;
+  /** The layers quantized against this same H (q/k/v 3, gate/up 2; default 1): they share its inverse factor (core/inverseFactor.ts). */
+  readers?: number;
   /** each block as it was binarized (tests): its weights then (a copy), U's diagonal over it, the searches */
   onBlock?: (b: { col0: number; W1: Float32Array; d: Float32Array; search: BlockSearch }) => void;
 }
@@ -75,16 +78,18 @@ export function billm(W: Float32Array, rows: number, cols: number, H: Float64Arr
   const Wf = Float32Array.from(W);
   for (let i = 0; i < Wf.length; i++) if (!Number.isFinite(Wf[i]!)) throw new UsageError(`${at}weight [${Math.floor(i / cols)}, ${i % cols}] is ${Wf[i]}`);
   const notes: string[] = [];
-  const n = cols, Hinv = H.slice();
+  const n = cols;
   let dead = 0;
   for (let j = 0; j < n; j++) {
-    if (Hinv[j * n + j] !== 0) continue;
-    Hinv[j * n + j] = 1;
+    if (H[j * n + j] !== 0) continue;
     for (let r = 0; r < rows; r++) Wf[r * cols + j] = 0;
     dead++;
   }
   if (dead > 0) notes.push(`${dead} dead input column(s) (H_jj = 0): weights zeroed`);
-  const dampUsed = dampedInverseFactor(Hinv, n, percdamp, 3, notes, at, opts.linalg);
+  // one factor per input (core/inverseFactor.ts)
+  const share = { readers: opts.readers ?? 1, key: factorKey(false, percdamp, 3), linalg: opts.linalg };
+  const { Hinv, dampUsed, notes: damping } = sharedInverseFactor(H, share, () => factorOf(H, n, percdamp, 3, at, opts.linalg));
+  notes.push(...damping);
   const U = Float32Array.from(Hinv);
 
   const round = opts.scaleDtype === 'f16' ? (x: number) => {
@@ -197,6 +202,7 @@ export const BILLM: QuantMethod = {
     if (!l.stats?.H) throw new UsageError(`billm needs calibration statistics for ${l.name}`);
     const r = billm(l.W, l.rows, l.cols, l.stats.H, {
       blockSize: o.spec.groupSize, percdamp: o.options.percdamp as number, scaleDtype: o.spec.scaleDtype ?? 'f32', where: l.name, linalg: o.linalg,
+      readers: inputReaders(l.linear),
     });
     return { Q: r.Q, stored: { kind: 'billm', parts: billmTensors(r.parts) }, dampUsed: r.dampUsed, notes: r.notes };
   },

@@ -37,12 +37,12 @@
  */
 import { LowbitError, UsageError } from '../../errors.js';
 import { QuantSpec, QuantizedMatrix, checkSpec, maxqOf, paramsFromRange } from '../core/grid.js';
-import { QuantLinalg, upperCholeskyOfInverse } from '../core/linalgProvider.js';
+import type { QuantLinalg } from '../core/linalgProvider.js';
+import { dampedInverseFactor, factorKey, FactorShare, InverseFactor, keepFactor, takeFactor } from '../core/inverseFactor.js';
 import { BlockColumns, GptqSolver, GridState } from './gptqSolve.js';
 import type { QuantMethod } from '../method.js';
 import type { Backend } from '../../backend/backend.js';
-import { LINEARS } from '../../model/block.js';
-import { LINEAR_INPUT } from '../../model/layout.js';
+import { inputReaders } from '../../model/layout.js';
 
 export interface GptqOptions {
   spec: QuantSpec;
@@ -57,10 +57,8 @@ export interface GptqOptions {
   /** Layer name for error messages. */
   where?: string;
   /**
-   * The layers quantized against this same H (the linears that read one input: q/k/v 3, gate/up 2; default 1).
-   * Above 1 the first keeps its inverse factor (keyed by H's identity, the settings it depends on and the
-   * provider) and the others take it instead of factoring H again: the same bits, since the factor depends on
-   * nothing else; the last drops it. Not with consumeH (H is the factor's buffer then).
+   * The layers quantized against this same H (q/k/v 3, gate/up 2; default 1): they share its inverse factor
+   * (core/inverseFactor.ts: factored once, the same bits). Not with consumeH (H is the factor's buffer then).
    */
   readers?: number;
   /** Provider for Hinv (cholesky + triangularInverse) and the lazy batch update (gemm); default: TypeScript. */
@@ -206,57 +204,33 @@ function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, o
   return { Wd, ...(Hp ? { Hp } : {}), ...(perm ? { perm } : {}), grid, gIdx, group, groupStart, blocksize, percdamp, maxq, notes, at };
 }
 
-/** An inverse factor kept for the other layers that read the same input (GptqOptions.readers). */
-interface SharedFactor {
-  /** factorKey of the settings it was made with */
-  readonly key: string;
-  readonly linalg: QuantLinalg | undefined;
-  readonly Hinv: Float64Array;
-  readonly dampUsed: number;
-  /** the damping retries' notes */
-  readonly notes: readonly string[];
-  /** layers still to take it */
-  left: number;
-}
-const sharedFactors = new WeakMap<Float64Array, SharedFactor>();
-
-/** What an inverse factor depends on besides H and the provider: act-order, damping, retries. */
-function factorKey(opts: GptqOptions): string {
-  return `${opts.actOrder ?? false}/${opts.percdamp ?? 0.01}/${opts.maxDampRetries ?? 3}`;
+/** Who shares H's factor (core/inverseFactor.ts): 1 reader (none shared) with consumeH, whose H becomes the factor. */
+function shareOf(opts: GptqOptions): FactorShare {
+  return {
+    readers: opts.consumeH ? 1 : opts.readers ?? 1, linalg: opts.linalg,
+    key: factorKey(opts.actOrder ?? false, opts.percdamp ?? 0.01, opts.maxDampRetries ?? 3),
+  };
 }
 
-/** The layers that share H's factor: 1 (none shared) with consumeH, whose H becomes the factor. */
-function factorReaders(opts: GptqOptions): number {
-  return opts.consumeH ? 1 : opts.readers ?? 1;
-}
-
-/** The factor an earlier reader of H kept for these settings, if any. */
-function keptFactor(H: Float64Array, opts: GptqOptions): SharedFactor | undefined {
-  if (factorReaders(opts) <= 1) return undefined;
-  const kept = sharedFactors.get(H);
-  return kept && kept.key === factorKey(opts) && kept.linalg === opts.linalg ? kept : undefined;
-}
-
-/** Hinv: the kept one (its notes replayed; the last reader drops it), else pr.Hp damped and factored, kept for later readers. */
-function inverseFactor(H: Float64Array, pr: Prepared, n: number, opts: GptqOptions, kept: SharedFactor | undefined): { Hinv: Float64Array; dampUsed: number } {
-  if (kept) {
-    pr.notes.push(...kept.notes);
-    if (--kept.left <= 0) sharedFactors.delete(H);
-    return { Hinv: kept.Hinv, dampUsed: kept.dampUsed };
+/** Hinv: the kept one (its notes replayed), else pr.Hp damped and factored, kept for the other readers. */
+function inverseFactor(H: Float64Array, pr: Prepared, n: number, opts: GptqOptions, share: FactorShare, taken: InverseFactor | undefined): InverseFactor {
+  let f = taken;
+  if (!f) {
+    const notes: string[] = [];
+    const dampUsed = dampedInverseFactor(pr.Hp!, n, pr.percdamp, opts.maxDampRetries ?? 3, notes, pr.at, opts.linalg);
+    keepFactor(H, share, f = { Hinv: pr.Hp!, dampUsed, notes });
   }
-  const Hinv = pr.Hp!, before = pr.notes.length, readers = factorReaders(opts);
-  const dampUsed = dampedInverseFactor(Hinv, n, pr.percdamp, opts.maxDampRetries ?? 3, pr.notes, pr.at, opts.linalg);
-  if (readers > 1) sharedFactors.set(H, { key: factorKey(opts), linalg: opts.linalg, Hinv, dampUsed, notes: pr.notes.slice(before), left: readers - 1 });
-  return { Hinv, dampUsed };
+  pr.notes.push(...f.notes);
+  return f;
 }
 
 export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): GptqResult {
-  const kept = keptFactor(H, opts);
-  const pr = prepare(W, rows, cols, H, opts, !kept);
+  const share = shareOf(opts), taken = takeFactor(H, share);
+  const pr = prepare(W, rows, cols, H, opts, !taken);
   const { Wd, perm, grid, gIdx, blocksize, maxq, notes } = pr;
   const perChannel = opts.spec.groupSize === -1, staticGroups = !perChannel && (opts.staticGroups ?? false);
   const { linalg } = opts;
-  const { Hinv, dampUsed } = inverseFactor(H, pr, cols, opts, kept);
+  const { Hinv, dampUsed } = inverseFactor(H, pr, cols, opts, share, taken);
   const gemm32 = opts.lazyUpdate === 'f32' ? linalg?.gemm?.bind(linalg) : undefined;
   const gemm64 = linalg?.gemmF64?.bind(linalg);
   const sub = opts.subBlock ?? (gemm64 ? SUB_BLOCK : blocksize);
@@ -359,33 +333,6 @@ function rangeParams(W: Float64Array, rows: number, cols: number, c0: number, c1
   }
 }
 
-/**
- * Adds percdamp · mean(diag H) to the diagonal and replaces Hinv (holding H) with the upper Cholesky
- * factor of its inverse. A failed factorization multiplies the damping by 10, up to maxRetries times.
- */
-export function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, maxRetries: number, notes: string[], at: string,
-  linalg?: QuantLinalg): number {
-  let mean = 0;
-  for (let i = 0; i < n; i++) mean += Hinv[i * n + i]!;
-  mean /= n;
-  const diag0 = new Float64Array(n);
-  for (let i = 0; i < n; i++) diag0[i] = Hinv[i * n + i]!;
-  let frac = percdamp;
-  for (let attempt = 0; ; attempt++) {
-    const damp = frac * mean;
-    for (let i = 0; i < n; i++) Hinv[i * n + i] = diag0[i]! + damp;
-    if (upperCholeskyOfInverse(Hinv, n, linalg)) {
-      if (attempt > 0) notes.push(`Cholesky failed with damping ${percdamp}; succeeded with ${frac} of mean(diag H)`);
-      return frac;
-    }
-    if (attempt >= maxRetries) {
-      throw new LowbitError(`${at}the Hessian is not positive definite even with damping ${frac} of mean(diag H) `
-        + `(${attempt} retries from ${percdamp}); use more calibration samples or a larger damping`);
-    }
-    frac *= 10;
-  }
-}
-
 /** GPTQ as a pipeline method: Hessians of each layer's inputs, true-sequential groups, the GPTQ checkpoint layout. */
 export const GPTQ: QuantMethod = {
   name: 'gptq',
@@ -422,7 +369,7 @@ export const GPTQ: QuantMethod = {
       spec: o.spec, blocksize: o.options.blocksize as number, percdamp: o.options.percdamp as number,
       actOrder: o.options.actOrder as boolean, staticGroups: o.options.staticGroups as boolean,
       consumeH: false, where: l.name, ...(o.linalg ? { linalg: o.linalg } : {}),
-      readers: LINEARS.filter((x) => LINEAR_INPUT[x] === LINEAR_INPUT[l.linear]).length,
+      readers: inputReaders(l.linear),
     };
     const out = (r: GptqResult) => ({ Q: r.Q, stored: { kind: 'uniform' as const, grid: { codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx } }, dampUsed: r.dampUsed, notes: r.notes });
     if (o.options.deviceSolve) {

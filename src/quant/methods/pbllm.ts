@@ -45,7 +45,9 @@ import { packPbllm } from '../../tensor/pbllmPack.js';
 import { checkBits, maxqOf, paramsFromRange, type ScaleDtype } from '../core/grid.js';
 import type { QuantLinalg } from '../core/linalgProvider.js';
 import type { QuantMethod } from '../method.js';
-import { dampedInverseFactor, GPTQ } from './gptq.js';
+import { inputReaders } from '../../model/layout.js';
+import { GPTQ } from './gptq.js';
+import { factorKey, factorOf, sharedInverseFactor } from '../core/inverseFactor.js';
 import { GptqSolver, gridCode, type BlockColumns, type ColumnQuantizer, type GridState } from './gptqSolve.js';
 
 export interface PbllmOptions {
@@ -60,6 +62,8 @@ export interface PbllmOptions {
   scaleDtype?: ScaleDtype;
   where?: string;
   linalg?: QuantLinalg;
+  /** The layers quantized against this same H (q/k/v 3, gate/up 2; default 1): they share its inverse factor (core/inverseFactor.ts). */
+  readers?: number;
 }
 
 export interface PbllmResult {
@@ -117,14 +121,15 @@ export function pbllm(W: Float32Array, rows: number, cols: number, H: Float64Arr
     scale[r] = gScale[r] = p.scale; zero[r] = gZero[r] = p.zero;
   }
 
-  // 2. Dead columns, damping, U = chol_upper((H + λI)⁻¹) in Hinv.
-  const Hinv = H.slice();
+  // 2. Dead columns (their weights zeroed), damping, U = chol_upper((H + λI)⁻¹) in Hinv: one factor per input.
   let dead = 0;
   for (let i = 0; i < n; i++) {
-    if (Hinv[i * n + i] === 0) { Hinv[i * n + i] = 1; for (let r = 0; r < rows; r++) Wd[r * cols + i] = 0; dead++; }
+    if (H[i * n + i] === 0) { for (let r = 0; r < rows; r++) Wd[r * cols + i] = 0; dead++; }
   }
   if (dead > 0) notes.push(`${dead} dead input column(s) (H_ii = 0): weights zeroed`);
-  const dampUsed = dampedInverseFactor(Hinv, n, percdamp, 3, notes, at, o.linalg);
+  const share = { readers: o.readers ?? 1, key: factorKey(false, percdamp, 3), linalg: o.linalg };
+  const { Hinv, dampUsed, notes: damping } = sharedInverseFactor(H, share, () => factorOf(H, n, percdamp, 3, at, o.linalg));
+  notes.push(...damping);
 
   // 3. The mask, 4. μ and α: from W before the sweep.
   const binarized = binarizedMask(Wd, rows, cols, G, Hinv, lowFrac);
@@ -274,7 +279,7 @@ export const PBLLM: QuantMethod = {
     const r = pbllm(l.W, l.rows, l.cols, l.stats.H, {
       lowFrac: o.options.lowFrac as number, highBit: o.options.highBit as number, groupSize: o.spec.groupSize,
       percdamp: o.options.percdamp as number, where: l.name, ...(o.spec.scaleDtype ? { scaleDtype: o.spec.scaleDtype } : {}),
-      ...(o.linalg ? { linalg: o.linalg } : {}),
+      ...(o.linalg ? { linalg: o.linalg } : {}), readers: inputReaders(l.linear),
     });
     const stored = packPbllm({ rows: l.rows, cols: l.cols, ...r, paramDtype: o.spec.scaleDtype === 'f16' ? 'f16' : 'f32' });
     return { Q: r.Q, stored: { kind: 'pbllm', parts: stored }, dampUsed: r.dampUsed, notes: r.notes };

@@ -1,0 +1,95 @@
+/**
+ * The inverse factor of the GPTQ family (GPTQ, PB-LLM, BiLLM): U = chol_upper((H + λI)⁻¹) with gptq.py's
+ * damping, λ = percdamp · mean(diag H), multiplied by 10 after each failed Cholesky.
+ *
+ * And one factor per input: the linears that read one input (q/k/v 3, gate/up 2) are quantized against the
+ * same H, and their factors are the same bits, since a factor depends on nothing but H, how it was prepared
+ * (act-order's permutation, the damping and its retries: the key) and the provider that factored it. So the
+ * first reader keeps what it made, the others take it (its damping-retry notes replayed), and the last drops
+ * it. Dead columns (H_ii = 0) are read from H alone, so every reader finds the same ones; what they do to a
+ * reader's weights stays with that reader.
+ */
+import { LowbitError } from '../../errors.js';
+import { QuantLinalg, upperCholeskyOfInverse } from './linalgProvider.js';
+
+export interface InverseFactor {
+  /** U [n, n], row-major (only read by its users) */
+  readonly Hinv: Float64Array;
+  /** the damping used, as a fraction of mean(diag H) */
+  readonly dampUsed: number;
+  /** the damping retries' notes */
+  readonly notes: readonly string[];
+}
+
+/** Who shares a factor: how many layers read H, the key of the settings it depends on, the provider. */
+export interface FactorShare {
+  readonly readers: number;
+  readonly key: string;
+  readonly linalg?: QuantLinalg | undefined;
+}
+
+/** The key of what a factor depends on besides H and the provider: act-order, damping, retries. */
+export function factorKey(actOrder: boolean, percdamp: number, maxRetries: number): string {
+  return `${actOrder}/${percdamp}/${maxRetries}`;
+}
+
+interface Kept { readonly share: FactorShare; readonly factor: InverseFactor; left: number }
+const kept = new WeakMap<Float64Array, Kept>();
+
+/** The factor an earlier reader of H kept with the same key and provider (this reader counted off), else undefined. */
+export function takeFactor(H: Float64Array, share: FactorShare): InverseFactor | undefined {
+  if (share.readers <= 1) return undefined;
+  const k = kept.get(H);
+  if (!k || k.share.key !== share.key || k.share.linalg !== share.linalg) return undefined;
+  if (--k.left <= 0) kept.delete(H);
+  return k.factor;
+}
+
+/** Keeps a factor just made from H for the other readers (nothing when there are none). */
+export function keepFactor(H: Float64Array, share: FactorShare, factor: InverseFactor): void {
+  if (share.readers > 1) kept.set(H, { share, factor, left: share.readers - 1 });
+}
+
+/** The kept factor, else `make()`'s, kept for the other readers. */
+export function sharedInverseFactor(H: Float64Array, share: FactorShare, make: () => InverseFactor): InverseFactor {
+  const taken = takeFactor(H, share);
+  if (taken) return taken;
+  const made = make();
+  keepFactor(H, share, made);
+  return made;
+}
+
+/**
+ * Adds percdamp · mean(diag H) to the diagonal and replaces Hinv (holding H) with the upper Cholesky
+ * factor of its inverse. A failed factorization multiplies the damping by 10, up to maxRetries times.
+ */
+export function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: number, maxRetries: number, notes: string[], at: string,
+  linalg?: QuantLinalg): number {
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += Hinv[i * n + i]!;
+  mean /= n;
+  const diag0 = new Float64Array(n);
+  for (let i = 0; i < n; i++) diag0[i] = Hinv[i * n + i]!;
+  let frac = percdamp;
+  for (let attempt = 0; ; attempt++) {
+    const damp = frac * mean;
+    for (let i = 0; i < n; i++) Hinv[i * n + i] = diag0[i]! + damp;
+    if (upperCholeskyOfInverse(Hinv, n, linalg)) {
+      if (attempt > 0) notes.push(`Cholesky failed with damping ${percdamp}; succeeded with ${frac} of mean(diag H)`);
+      return frac;
+    }
+    if (attempt >= maxRetries) {
+      throw new LowbitError(`${at}the Hessian is not positive definite even with damping ${frac} of mean(diag H) `
+        + `(${attempt} retries from ${percdamp}); use more calibration samples or a larger damping`);
+    }
+    frac *= 10;
+  }
+}
+
+/** H (dead columns' diagonal set to 1: read from H, the same for every reader) damped and factored. */
+export function factorOf(H: Float64Array, n: number, percdamp: number, maxRetries: number, at: string, linalg?: QuantLinalg): InverseFactor {
+  const Hinv = H.slice(), notes: string[] = [];
+  for (let i = 0; i < n; i++) if (Hinv[i * n + i] === 0) Hinv[i * n + i] = 1;
+  const dampUsed = dampedInverseFactor(Hinv, n, percdamp, maxRetries, notes, at, linalg);
+  return { Hinv, dampUsed, notes };
+}
