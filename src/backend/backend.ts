@@ -33,8 +33,8 @@ export type GramPrecision = 'f64' | 'f32';
 export interface GptqSolveInput {
   /** [rows, cols], dead columns zeroed */
   readonly W: Float32Array;
-  /** [cols, cols], damped */
-  readonly H: Float64Array;
+  /** [cols, cols], dead columns' diagonal 1, damped, in float32 (gptq.py's precision) */
+  readonly H: Float32Array;
   readonly rows: number;
   readonly cols: number;
   /** gptq.py's block: columns per lazy batch update */

@@ -167,11 +167,13 @@ export class HessianAccumulator {
 /**
  * H = 2/n · S from a full symmetric sum S = Σ x xᵀ [cols, cols] made elsewhere (a backend's
  * `gram`, e.g. on the device): entry for entry what HessianAccumulator.finish computes from the
- * same S, so a backend whose gram sums as the host does gives the same H bit for bit.
+ * same S, so a backend whose gram sums as the host does gives the same H bit for bit. In place: S
+ * becomes H (a plain loop; a copy through TypedArray.map took 7.7 s at 14336² here, this 0.2 s).
  */
 export function hessianFromSum(S: Float64Array, cols: number, nSamples: number): Float64Array {
   if (S.length !== cols * cols) throw new UsageError(`Gram sum has ${S.length} values, expected ${cols}x${cols}`);
   if (nSamples === 0) throw new UsageError('Hessian has no calibration samples');
   const f = 2 / nSamples;
-  return S.map((v) => f * v);
+  for (let i = 0; i < S.length; i++) S[i] = f * S[i]!;
+  return S;
 }

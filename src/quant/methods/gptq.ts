@@ -97,6 +97,8 @@ interface Prepared {
   Wd: Float64Array;
   /** H in processing order with dead columns' diagonal set to 1, not yet damped (unless prepare was told it is not needed) */
   Hp?: Float64Array;
+  /** diag H in processing order, dead columns' set to 1 (Hp's diagonal, whether or not Hp was made) */
+  diag: Float64Array;
   perm?: Int32Array;
   grid: GridState;
   gIdx: Int32Array;
@@ -201,7 +203,8 @@ function prepare(W: Float32Array, rows: number, cols: number, H: Float64Array, o
     group[j] = g;
     groupStart[j] = !perChannel && !stScale && j % gs === 0 ? g : -1;
   }
-  return { Wd, ...(Hp ? { Hp } : {}), ...(perm ? { perm } : {}), grid, gIdx, group, groupStart, blocksize, percdamp, maxq, notes, at };
+  const diag = perm ? Float64Array.from(perm, (c) => diagH[c]!) : diagH;
+  return { Wd, ...(Hp ? { Hp } : {}), diag, ...(perm ? { perm } : {}), grid, gIdx, group, groupStart, blocksize, percdamp, maxq, notes, at };
 }
 
 /** Who shares H's factor (core/inverseFactor.ts): 1 reader (none shared) with consumeH, whose H becomes the factor. */
@@ -270,12 +273,12 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
  */
 export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): Promise<GptqResult> {
   if (!be.gptqSolve) throw new UsageError(`gptq --device-solve needs a backend with a device solve (--backend webgpu); ${be.name} has none`);
-  const pr = prepare(W, rows, cols, H, opts);
+  const pr = prepare(W, rows, cols, H, opts, false);
   const { spec } = opts;
-  const { grid, perm, maxq, notes, at } = pr;
+  const { grid, perm, maxq, notes, at, diag } = pr;
   const n = cols, nGroups = grid.nGroups;
-  const Wf = Float32Array.from(pr.Wd);
-  const scale = Float32Array.from(grid.scale), zero = Float32Array.from(grid.zero);
+  const Wf = new Float32Array(pr.Wd);
+  const scale = new Float32Array(grid.scale), zero = new Float32Array(grid.zero);
   const dynamic = pr.groupStart.some((g) => g >= 0) ? {
     size: grid.gs,
     starts: pr.groupStart,
@@ -288,17 +291,19 @@ export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, c
       return { scale: s, zero: z };
     },
   } : undefined;
+  // H in processing order, in float32 from the start (one n² pass, no float64 copies); only the diagonal is
+  // damped, in float64 and then rounded, per attempt
+  const Hf = processingOrderF32(H, n, perm);
   let mean = 0;
-  const Hp = pr.Hp!;
-  for (let i = 0; i < n; i++) mean += Hp[i * n + i]!;
+  for (let i = 0; i < n; i++) mean += diag[i]!;
   mean /= n;
   const maxRetries = opts.maxDampRetries ?? 3;
   let frac = pr.percdamp;
   for (let attempt = 0; ; attempt++) {
-    const Hd = Hp.slice(), damp = frac * mean;
-    for (let i = 0; i < n; i++) Hd[i * n + i] = Hp[i * n + i]! + damp;
+    const damp = frac * mean;
+    for (let i = 0; i < n; i++) Hf[i * n + i] = diag[i]! + damp;
     const out = await be.gptqSolve({
-      W: Wf, H: Hd, rows, cols, blocksize: pr.blocksize, maxq, group: pr.group, scale, zero, ...(dynamic ? { dynamic } : {}),
+      W: Wf, H: Hf, rows, cols, blocksize: pr.blocksize, maxq, group: pr.group, scale, zero, ...(dynamic ? { dynamic } : {}),
     });
     if (out) {
       if (attempt > 0) notes.push(`Cholesky failed with damping ${pr.percdamp}; succeeded with ${frac} of mean(diag H)`);
@@ -316,6 +321,17 @@ export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, c
     }
     frac *= 10;
   }
+}
+
+/** H[perm[i], perm[j]] (H itself without perm) rounded to float32, [n, n] row-major. */
+function processingOrderF32(H: Float64Array, n: number, perm: Int32Array | undefined): Float32Array {
+  if (!perm) return new Float32Array(H);
+  const Hf = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const src = perm[i]! * n, dst = i * n;
+    for (let j = 0; j < n; j++) Hf[dst + j] = H[src + perm[j]!]!;
+  }
+  return Hf;
 }
 
 /** Per-row grid parameters over columns [c0, c1) of the row-major W. */

@@ -8,7 +8,7 @@ import { MAX_GROUPS_X, type GpuDevice } from '../device.js';
 import type { GptqSolveInput, GptqSolveOutput } from '../../backend.js';
 import {
   CHOL_COL_WGSL, CHOL_PANEL_WGSL, CHOL_SYRK_WGSL, CHOL_UPDATE_WGSL, GPTQ_BLOCK_WGSL, GPTQ_LAZY_TILED_WGSL, GPTQ_LAZY_WGSL, GPTQ_RANGE_WGSL, LAZY_TILE, NB,
-  PANEL_WG, ROW_WG, TILE, TRI_INIT_WGSL, TRI_PANEL_WGSL, TRI_SCALE_WGSL, TRI_UPDATE_WGSL, TRI_WG,
+  PANEL_WG, REVERSE_WGSL, ROW_WG, TILE, TRI_INIT_WGSL, TRI_PANEL_WGSL, TRI_SCALE_WGSL, TRI_UPDATE_WGSL, TRI_WG,
 } from './gptq.wgsl.js';
 
 /** Workgroups for `n` invocations of ROW_WG, folded into x·y like GpuDevice.dispatch does (the kernels rebuild the index). */
@@ -79,10 +79,10 @@ export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput): Promise<Gptq
     return b;
   };
   try {
-    // J·H·J in float32: the flat array reversed
-    const Hr = new Float32Array(n * n);
-    for (let i = 0, m = n * n; i < m; i++) Hr[i] = p.H[m - 1 - i]!;
-    const A = buf('H', 0, Hr), X = buf('inverse factor', n * n * 4), status = buf('status', 4, new Uint32Array(1));
+    // J·H·J: the flat array reversed in place on the device (no host pass over n² entries)
+    const A = buf('H', 0, p.H), X = buf('inverse factor', n * n * 4), status = buf('status', 4, new Uint32Array(1));
+    const half = Math.floor((n * n) / 2);
+    gpu.dispatch(pl.get('gptq_reverse', () => REVERSE_WGSL), [n * n], [A], rowGroups(half));
     if (fast) {
       if (!(await factorBlocked(gpu, n, A, X, status, buf))) return undefined;
     } else if (!(await factorReference(gpu, n, A, X, status))) return undefined;

@@ -5,7 +5,8 @@
  * processing order (act-order applied on the host).
  *
  * Hinv, the upper Cholesky factor of H⁻¹, is never formed: with J the reversal, J·H·J = L·Lᵀ and
- * Hinv = J·L⁻¹·J (the host's route, linalg.ts), so the host uploads J·H·J, the device factors it in place
+ * Hinv = J·L⁻¹·J (the host's route, linalg.ts), so the host uploads H, one dispatch reverses it in place
+ * (REVERSE_WGSL: J·H·J is the flat array reversed), the device factors it in place
  * (right-looking: per column a pivot step, then a rank-1 update of the trailing lower triangle) and
  * inverts L by forward substitution into X (per row k: X[k, :k] /= L[k, k], then a rank-1 update of the
  * rows below), and the solve reads Hinv[a, b] as X[n−1−a, n−1−b]. Each X[i, c] is the js reference's
@@ -22,6 +23,24 @@ import { DIV_CR, FLAT_INDEX, FLOAT_CONSTS } from './common.wgsl.js';
 export const CHOL_WG = 256;
 export const TILE = 16;
 export const ROW_WG = 64;
+
+/** A[k] ↔ A[m − 1 − k] for k < m / 2: the flat [n, n] array reversed in place (J·H·J). */
+export const REVERSE_WGSL = /* wgsl */ `
+const WG: u32 = ${ROW_WG}u;
+${FLAT_INDEX}
+struct Params { m: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> A: array<f32>;
+
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let k = flat_index(gid, nwg);
+  if (k >= p.m / 2u) { return; }
+  let t = A[k];
+  A[k] = A[p.m - 1u - k];
+  A[p.m - 1u - k] = t;
+}
+`;
 
 /** Tile t of a lower triangle of tiles, row by row (t = ti·(ti + 1)/2 + tc, tc ≤ ti): (ti, tc). */
 const LOWER_TILE = /* wgsl */ `
