@@ -78,6 +78,12 @@ export interface Backend {
   readonly description: string;
   /** host-side kernels (float64 Gram, Cholesky, triangular inverse) the quantizers use on host memory */
   readonly hostKernels: CpuKernels;
+  /**
+   * True where this backend's `linear` runs on a hardware accelerator, faster than `hostKernels` for large
+   * products (WebGPU on a hardware adapter; not the CPU backend, not a software adapter such as lavapipe): the
+   * quantization pipeline computes its reports' products (the reconstruction error) with `linear` then.
+   */
+  readonly acceleratedGemm?: boolean;
 
   upload(data: Float32Array, shape: readonly number[]): BTensor;
   /** A weight in its stored dtype (f32/f16/bf16). */

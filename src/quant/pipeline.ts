@@ -65,6 +65,27 @@ export function reconstructionError(W: Float32Array, Q: Float32Array, rows: numb
   return total / 2;
 }
 
+/**
+ * reconstructionError with the products on the backend (`linear`; the pipeline's choice where
+ * Backend.acceleratedGemm): Ht is H as a float32 weight [cols, cols] there (H is symmetric, so d·Hᵀ = d·H);
+ * ΔW goes up a chunk of rows (`chunkValues` weights) at a time and each chunk's d·H comes back for the float64 sum. Float32 products
+ * as the host's; the sums' order is the backend GEMM's, so the figure may differ from the host's in its last bits.
+ */
+export async function backendReconstructionError(be: Backend, W: Float32Array, Q: Float32Array, rows: number, cols: number, Ht: BTensor,
+  chunkValues = 1 << 24): Promise<number> {
+  const chunk = Math.max(1, Math.min(rows, Math.floor(chunkValues / cols)));
+  let total = 0;
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const m = Math.min(chunk, rows - r0), d = new Float32Array(m * cols);
+    for (let i = 0; i < m * cols; i++) d[i] = W[r0 * cols + i]! - Q[r0 * cols + i]!;
+    const y = be.scope(() => be.linear(be.upload(d, [m, cols]), Ht));
+    const yv = await be.read(y);
+    be.free(y);
+    for (let i = 0; i < m * cols; i++) total += d[i]! * yv[i]!;
+  }
+  return total / 2;
+}
+
 type MutableBlock = { -readonly [K in keyof BlockWeights]: BlockWeights[K] };
 
 /**
@@ -115,22 +136,34 @@ export async function quantizeBlocks(ckpt: ModelCheckpoint, be: Backend, o: Pipe
     }
     for (const group of groups) {
       const stats = xs.length && kinds.size ? await accumulate(group, w, xs) : new Map<InputName, InputStats>();
-      for (const l of group) {
-        const t0 = performance.now();
-        const name = NAMES.layer(i, LINEAR_PART[l]).replace(/\.weight$/, '');
-        o.onProgress?.({ phase: 'block', block: i, numBlocks: cfg.numLayers, layer: name });
-        const { W, rows, cols } = host ? { W: host[l].data, rows: host[l].rows, cols: host[l].cols } : readLayer(name);
-        if (o.spec.groupSize !== -1 && cols % o.spec.groupSize !== 0) {
-          throw new UsageError(`group size ${o.spec.groupSize} does not divide the ${cols} input columns of ${name}`);
+      // the reports' errors: with the backend's products where it is faster (one H per input there), else the host's
+      const Hs = new Map<InputName, BTensor>();
+      const errorOf = async (l: LinearName, W: Float32Array, Q: Float32Array, rows: number, cols: number, H: Float64Array): Promise<number> => {
+        if (!be.acceleratedGemm) return reconstructionError(W, Q, rows, cols, H, be.hostKernels.gemm.bind(be.hostKernels));
+        let Ht = Hs.get(LINEAR_INPUT[l]);
+        if (!Ht) Hs.set(LINEAR_INPUT[l], Ht = be.uploadWeight(new Tensor('f32', [cols, cols], Float32Array.from(H))));
+        return backendReconstructionError(be, W, Q, rows, cols, Ht);
+      };
+      try {
+        for (const l of group) {
+          const t0 = performance.now();
+          const name = NAMES.layer(i, LINEAR_PART[l]).replace(/\.weight$/, '');
+          o.onProgress?.({ phase: 'block', block: i, numBlocks: cfg.numLayers, layer: name });
+          const { W, rows, cols } = host ? { W: host[l].data, rows: host[l].rows, cols: host[l].cols } : readLayer(name);
+          if (o.spec.groupSize !== -1 && cols % o.spec.groupSize !== 0) {
+            throw new UsageError(`group size ${o.spec.groupSize} does not divide the ${cols} input columns of ${name}`);
+          }
+          const s = stats.get(LINEAR_INPUT[l]);
+          const out = await method.quantizeLayer({ name, linear: l, W, rows, cols, stats: s }, { ...o, linalg, backend: be });
+          swap(l, be.uploadWeight(new Tensor('f32', [rows, cols], out.Q)));
+          o.onLayer({ name, rows, cols, out });
+          reports.push({
+            name, rows, cols, error: s?.H ? await errorOf(l, W, out.Q, rows, cols, s.H) : null,
+            dampUsed: out.dampUsed ?? null, notes: out.notes, seconds: (performance.now() - t0) / 1000,
+          });
         }
-        const s = stats.get(LINEAR_INPUT[l]);
-        const out = await method.quantizeLayer({ name, linear: l, W, rows, cols, stats: s }, { ...o, linalg, backend: be });
-        swap(l, be.uploadWeight(new Tensor('f32', [rows, cols], out.Q)));
-        o.onLayer({ name, rows, cols, out });
-        reports.push({
-          name, rows, cols, error: s?.H ? reconstructionError(W, out.Q, rows, cols, s.H, be.hostKernels.gemm.bind(be.hostKernels)) : null,
-          dampUsed: out.dampUsed ?? null, notes: out.notes, seconds: (performance.now() - t0) / 1000,
-        });
+      } finally {
+        for (const t of Hs.values()) be.free(t);
       }
     }
     o.onBlock?.(host ? { index: i, inputNorm: Tensor.f32([host.inputNorm.length], host.inputNorm), postNorm: Tensor.f32([host.postNorm.length], host.postNorm) } : readNorms(i), record);

@@ -67,6 +67,8 @@ export interface QuantizeReport {
   readonly blocks?: readonly Record<string, unknown>[];
   /** Σ over layers of the reconstruction error on the calibration inputs (null without calibration) */
   readonly totalError: number | null;
+  /** where the errors' products ran: the host's float32 GEMM, or the backend's `linear` (Backend.acceleratedGemm) */
+  readonly errorProducts?: 'host' | 'backend';
   readonly backend: string;
   readonly seconds: number;
   readonly notes: readonly string[];
@@ -133,6 +135,7 @@ export async function quantizeModel(ckpt: ModelCheckpoint, be: Backend, o: Quant
     tool: 'lowbit', source: { path: ckpt.path, format: ckpt.format }, method: method.name, settings,
     calibration: calib ? { ...calib.info, starts: calib.info.starts } : null, layers, ...(blocks.length ? { blocks } : {}),
     totalError: errors.every((e) => e !== null) ? errors.reduce((a, b) => a + b, 0) : null,
+    ...(errors.some((e) => e !== null) ? { errorProducts: be.acceleratedGemm ? 'backend' as const : 'host' as const } : {}),
     backend: be.description, seconds: (performance.now() - t0) / 1000, notes, ...(refined ? { training: refined.record } : {}),
   };
   writer.write(o.out, report as unknown as Record<string, unknown>, o.force ?? false);

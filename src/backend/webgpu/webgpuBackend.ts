@@ -97,6 +97,7 @@ export type WebGpuAvailability = { ok: true; backend: WebGpuBackend } | { ok: fa
  * paths); 'emulated' runs the fma-path kernel text with fma() replaced by its exact emulation (tests, on a
  * device whose fma is not fused). `quipCacheBytes` overrides LOWBIT_WEBGPU_QUIP_CACHE_MIB (quipCache.ts; 0: rebuild
  * for every multiply); `quipButterflies` (tests) puts every QuIP layer's butterflies on the device or the host.
+ * `acceleratedGemm` (tests) in place of "the adapter is a hardware one" (Backend.acceleratedGemm).
  * `shuffleLanes` (tests): the `shuffle` design's lane group in place of the device's (8 and 4 on lavapipe's
  * subgroups of 8 take the shuffles, 16 the design's fallback loop). A GEMM design the device cannot run
  * (`shuffle` without 'subgroups') is refused with a UsageError.
@@ -105,7 +106,7 @@ export async function createWebGpuBackend(
   hostKernels: CpuKernels, hostNote: string,
   opts: {
     maxBinding?: number; guardWords?: boolean; kernels?: KernelChoice; gemm?: GemmChoice; maxWorkgroupBytes?: number; fma?: 'off' | 'emulated';
-    quipCacheBytes?: number; quipButterflies?: 'device' | 'host'; shuffleLanes?: 4 | 8 | 16;
+    quipCacheBytes?: number; quipButterflies?: 'device' | 'host'; shuffleLanes?: 4 | 8 | 16; acceleratedGemm?: boolean;
   } = {},
 ): Promise<WebGpuAvailability> {
   const g = await acquireGpu();
@@ -125,7 +126,7 @@ export async function createWebGpuBackend(
   };
   const short = gemmShortfall(caps.gemm, caps);
   if (short) throw new UsageError(short);
-  return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords) };
+  return { ok: true, backend: new WebGpuBackend(new GpuDevice(g.device, caps), hostKernels, hostNote, !!opts.guardWords, opts.acceleratedGemm ?? !caps.software) };
 }
 
 /** Guard words after every op output when asked (tests): a kernel writing past its output overwrites one. */
@@ -137,7 +138,12 @@ export class WebGpuBackend implements TrainableBackend {
   private live = 0;
   /** Rebuilt QuIP weights kept for the multiplies that follow (quipCache.ts). */
   private readonly quipCache: QuipWeightCache;
-  constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string, private readonly guardWords = false) {
+  /**
+   * `acceleratedGemm` (Backend): a hardware adapter's; false on a software one, whose GEMM is slower than the host
+   * kernels on the same cores (createWebGpuBackend's option overrides it: tests of the pipeline's device reports).
+   */
+  constructor(private readonly gpu: GpuDevice, readonly hostKernels: CpuKernels, private readonly hostNote: string, private readonly guardWords = false,
+    readonly acceleratedGemm = !gpu.caps.software) {
     this.quipCache = new QuipWeightCache(gpu, gpu.caps.quipCacheBytes);
   }
 
