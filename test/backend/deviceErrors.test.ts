@@ -34,6 +34,9 @@ test('backendReconstructionError is the host\'s reconstructionError to float32 G
   const host = reconstructionError(W, Q, rows, cols, H, jsKernels.gemm);
   const bes: [string, Backend][] = [['cpu', new CpuBackend(jsKernels)]];
   if (made.ok) bes.push(['webgpu', made.backend]);
+  // H in row parts, as a [14336, 14336] one is on a device with 128 MiB bindings
+  const parts = await createWebGpuBackend(jsKernels, 'js, 1 thread', { maxBinding: 16 * 1024 });
+  if (parts.ok) bes.push(['webgpu, 16 KiB bindings', parts.backend]);
   for (const [name, be] of bes) {
     const Ht = be.uploadWeight(new Tensor('f32', [cols, cols], Float32Array.from(H)));
     for (const chunkValues of [1 << 24, 5 * cols, cols]) { // one chunk, 8 chunks (the last ragged), one row a chunk
