@@ -50,15 +50,6 @@ export function keepFactor(H: Float64Array, share: FactorShare, factor: InverseF
   if (share.readers > 1) kept.set(H, { share, factor, left: share.readers - 1 });
 }
 
-/** The kept factor, else `make()`'s, kept for the other readers. */
-export function sharedInverseFactor(H: Float64Array, share: FactorShare, make: () => InverseFactor): InverseFactor {
-  const taken = takeFactor(H, share);
-  if (taken) return taken;
-  const made = make();
-  keepFactor(H, share, made);
-  return made;
-}
-
 /**
  * Adds percdamp · mean(diag H) to the diagonal and replaces Hinv (holding H) with the upper Cholesky
  * factor of its inverse. A failed factorization multiplies the damping by 10, up to maxRetries times.
@@ -86,10 +77,17 @@ export function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: num
   }
 }
 
-/** H (dead columns' diagonal set to 1: read from H, the same for every reader) damped and factored. */
-export function factorOf(H: Float64Array, n: number, percdamp: number, maxRetries: number, at: string, linalg?: QuantLinalg): InverseFactor {
+/**
+ * The factor of H for one of `readers` layers without act-order (PB-LLM, BiLLM): the one an earlier reader kept,
+ * else H (dead columns' diagonal set to 1: read from H, the same for every reader) damped and factored, kept.
+ */
+export function inputFactor(H: Float64Array, n: number, o: { readers?: number | undefined; percdamp: number; at: string; linalg?: QuantLinalg | undefined }): InverseFactor {
+  const share = { readers: o.readers ?? 1, key: factorKey(false, o.percdamp, 3), linalg: o.linalg };
+  const taken = takeFactor(H, share);
+  if (taken) return taken;
   const Hinv = H.slice(), notes: string[] = [];
   for (let i = 0; i < n; i++) if (Hinv[i * n + i] === 0) Hinv[i * n + i] = 1;
-  const dampUsed = dampedInverseFactor(Hinv, n, percdamp, maxRetries, notes, at, linalg);
-  return { Hinv, dampUsed, notes };
+  const made = { Hinv, dampUsed: dampedInverseFactor(Hinv, n, o.percdamp, 3, notes, o.at, o.linalg), notes };
+  keepFactor(H, share, made);
+  return made;
 }

@@ -25,7 +25,7 @@ import { BILLM_MAX_WEIGHTS, billmTensors, planeBytes, BILLM_PARAMS, type BillmPa
 import type { QuantLinalg } from '../core/linalgProvider.js';
 import type { QuantMethod } from '../method.js';
 import { inputReaders } from '../../model/layout.js';
-import { factorKey, factorOf, sharedInverseFactor } from '../core/inverseFactor.js';
+import { inputFactor } from '../core/inverseFactor.js';
 import { binarizeBlock, salience, searchBlock, splitLevels, type BlockSearch } from './braq.js';
 
 /** The paper's bit width for its tables (BiLLM, ~1.1 bits: README's LLaMA 1.09, LLaMA-2 1.08, OPT 1.11). */
@@ -87,8 +87,7 @@ export function billm(W: Float32Array, rows: number, cols: number, H: Float64Arr
   }
   if (dead > 0) notes.push(`${dead} dead input column(s) (H_jj = 0): weights zeroed`);
   // one factor per input (core/inverseFactor.ts)
-  const share = { readers: opts.readers ?? 1, key: factorKey(false, percdamp, 3), linalg: opts.linalg };
-  const { Hinv, dampUsed, notes: damping } = sharedInverseFactor(H, share, () => factorOf(H, n, percdamp, 3, at, opts.linalg));
+  const { Hinv, dampUsed, notes: damping } = inputFactor(H, n, { readers: opts.readers, percdamp, at, linalg: opts.linalg });
   notes.push(...damping);
   const U = Float32Array.from(Hinv);
 

@@ -47,7 +47,7 @@ import type { QuantLinalg } from '../core/linalgProvider.js';
 import type { QuantMethod } from '../method.js';
 import { inputReaders } from '../../model/layout.js';
 import { GPTQ } from './gptq.js';
-import { factorKey, factorOf, sharedInverseFactor } from '../core/inverseFactor.js';
+import { inputFactor } from '../core/inverseFactor.js';
 import { GptqSolver, gridCode, type BlockColumns, type ColumnQuantizer, type GridState } from './gptqSolve.js';
 
 export interface PbllmOptions {
@@ -127,8 +127,7 @@ export function pbllm(W: Float32Array, rows: number, cols: number, H: Float64Arr
     if (H[i * n + i] === 0) { for (let r = 0; r < rows; r++) Wd[r * cols + i] = 0; dead++; }
   }
   if (dead > 0) notes.push(`${dead} dead input column(s) (H_ii = 0): weights zeroed`);
-  const share = { readers: o.readers ?? 1, key: factorKey(false, percdamp, 3), linalg: o.linalg };
-  const { Hinv, dampUsed, notes: damping } = sharedInverseFactor(H, share, () => factorOf(H, n, percdamp, 3, at, o.linalg));
+  const { Hinv, dampUsed, notes: damping } = inputFactor(H, n, { readers: o.readers, percdamp, at, linalg: o.linalg });
   notes.push(...damping);
 
   // 3. The mask, 4. μ and α: from W before the sweep.
