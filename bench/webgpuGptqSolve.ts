@@ -5,7 +5,7 @@
  * same shape in the same run (bench/gptq_torch.py --cuda: CUDA when torch sees a GPU, else the CPU, said in the
  * row). The solve is everything after the Hessian: upload, factorization, the column blocks, the read back; the
  * Hessian is a Kac–Murdock–Szegő matrix (0.5^|i−j|, positive definite, made in O(n²)), since the solve's time
- * does not depend on its values. "host" is the part outside Backend.gptqSolve: W and H prepared (float32 H
+ * does not depend on its values. "host" is the part outside Backend.gptqFactor and gptqSolve: W and H prepared (float32 H
  * in processing order), the outputs put back in column order. W4 g128 asymmetric (per channel where 128 does not divide the columns). The wall clock around one call, after a warm-up call on a
  * small layer (pipeline compiles). Prints; asserts nothing. Without an adapter it prints why and exits 0.
  *   node dist/bench/webgpuGptqSolve.js [--shapes 4096x4096,1024x4096,14336x4096,4096x14336] [--kernels fast,reference] [--no-torch]
@@ -75,10 +75,12 @@ for (const [k, be] of backends) {
     const row: Record<string, unknown> = { bench: 'webgpu-gptq-solve', kernels: k, rows, cols };
     const t0 = performance.now();
     let cell: string, device = 0;
-    // the host's share: everything outside Backend.gptqSolve (preparing W and H, the outputs back in column order)
-    const solve = be.gptqSolve.bind(be);
+    // the host's share: everything outside Backend.gptqFactor and gptqSolve (preparing W and H, the outputs back in column order)
+    const factor = be.gptqFactor.bind(be), solve = be.gptqSolve.bind(be);
+    const timing = async <R>(f: () => Promise<R>): Promise<R> => { const s0 = performance.now(); try { return await f(); } finally { device += performance.now() - s0; } };
     const timed = Object.assign(Object.create(be) as typeof be, {
-      gptqSolve: async (p: Parameters<typeof solve>[0]) => { const s0 = performance.now(); try { return await solve(p); } finally { device += performance.now() - s0; } },
+      gptqFactor: (...a: Parameters<typeof factor>) => timing(() => factor(...a)),
+      gptqSolve: (...a: Parameters<typeof solve>) => timing(() => solve(...a)),
     });
     try {
       const r = await gptqOnDevice(timed, W, rows, cols, H, { spec: spec(cols) });

@@ -29,12 +29,19 @@ export interface GramAccumulator {
  */
 export type GramPrecision = 'f64' | 'f32';
 
+/**
+ * GPTQ's inverse factor of one damped H, kept on the device by `Backend.gptqFactor` for one or more solves (the
+ * linears that read one input share it). `release` frees it; a released factor is refused.
+ */
+export interface GptqDeviceFactor {
+  readonly cols: number;
+  release(): void;
+}
+
 /** One layer's GPTQ problem as `Backend.gptqSolve` takes it; columns in processing order (act-order applied). */
 export interface GptqSolveInput {
   /** [rows, cols], dead columns zeroed */
   readonly W: Float32Array;
-  /** [cols, cols], dead columns' diagonal 1, damped, in float32 (gptq.py's precision) */
-  readonly H: Float32Array;
   readonly rows: number;
   readonly cols: number;
   /** gptq.py's block: columns per lazy batch update */
@@ -178,12 +185,15 @@ export interface Backend {
    */
   clipSearch?(x: BTensor, w: BTensor, maxVal: BTensor, o: { groupSize: number; bits: number; f16Scale: boolean }): Promise<Uint8Array>;
   /**
-   * GPTQ's solve of one layer on the device in float32 (gptq.py's precision; `gptq --device-solve`):
-   * Hinv from H, then the blocks of columns and their lazy updates (kernels/gptq.wgsl.ts). Undefined
-   * when H (damped by the caller) is not positive definite in float32, so the caller can damp more.
-   * Optional: the host's float64 solve (quant/methods/gptq.ts) is the reference.
+   * GPTQ on the device in float32 (gptq.py's precision; `gptq --device-solve`; kernels/gptq.wgsl.ts). gptqFactor:
+   * Hinv from H [cols, cols] (processing order, dead columns' diagonal 1, damped by the caller), kept on the device;
+   * undefined when H is not positive definite in float32, so the caller can damp more. gptqSolve: one layer's
+   * blocks of columns and their lazy updates against such a factor (`solve` to gptqFactor: the first one's shape,
+   * so that what cannot fit the device is refused before anything runs). Both or neither; without them the host's
+   * float64 solve (quant/methods/gptq.ts), which is the reference.
    */
-  gptqSolve?(input: GptqSolveInput): Promise<GptqSolveOutput | undefined>;
+  gptqFactor?(H: Float32Array, cols: number, solve?: { rows: number; blocksize: number }): Promise<GptqDeviceFactor | undefined>;
+  gptqSolve?(input: GptqSolveInput, factor: GptqDeviceFactor): Promise<GptqSolveOutput>;
   /** per-row −log softmax(logits)[target], in float64 */
   nll(logits: BTensor, targets: Int32Array): Promise<Float64Array>;
   /**

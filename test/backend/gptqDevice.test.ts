@@ -137,5 +137,67 @@ describe('gptq --device-solve (float32 on WebGPU) against the host float64 solve
     const { W, H } = layer(4, 40, 3);
     await assert.rejects(gptqOnDevice(small.backend, W, 4, 40, H, { spec: { bits: 4, groupSize: -1, sym: false } }),
       /webgpu: gptq --device-solve: H \[40, 40\] needs 6400 bytes, above this adapter's maxStorageBufferBindingSize of 4096 bytes/);
+    // H and its factor fit, W does not: refused before the factorization runs
+    const wide = layer(50, 24, 4);
+    let factored = 0;
+    const be = small.backend, own = be.gptqFactor.bind(be);
+    be.gptqFactor = async (...a) => { const f = await own(...a); factored++; return f; };
+    try {
+      await assert.rejects(gptqOnDevice(be, wide.W, 50, 24, wide.H, { spec: { bits: 4, groupSize: -1, sym: false }, blocksize: 8 }),
+        /webgpu: gptq --device-solve: W \[50, 24\] needs 4800 bytes, above this adapter's maxStorageBufferBindingSize of 4096 bytes/);
+      assert.equal(factored, 0);
+    } finally {
+      delete (be as { gptqFactor?: unknown }).gptqFactor;
+    }
+  });
+
+  it('the layers reading one input share the device factor: made once, the bits of one each, freed by the last', async () => {
+    const be = made.ok ? made.backend : undefined!;
+    const cols = 64, { H } = layer(8, cols, 21, [5]);
+    const Ws = [1, 2, 3].map((s) => layer(8 + s, cols, 30 + s).W);
+    let factors = 0, releases = 0;
+    const own = be.gptqFactor.bind(be);
+    be.gptqFactor = async (...a) => {
+      const f = await own(...a);
+      factors++;
+      if (!f) return f;
+      const release = f.release.bind(f);
+      return Object.assign(f, { release: () => { releases++; release(); } });
+    };
+    try {
+      for (const actOrder of [false, true]) {
+        const spec = { bits: 3, groupSize: 16, sym: false } as const;
+        factors = releases = 0;
+        const alone = [];
+        for (const [i, W] of Ws.entries()) alone.push(await gptqOnDevice(be, W, 8 + i + 1, cols, H, { spec, actOrder }));
+        assert.deepEqual([factors, releases], [3, 3], 'each made and freed on its own');
+        const before = be.deviceMemory().liveBytes;
+        factors = releases = 0;
+        for (const [i, W] of Ws.entries()) {
+          const r = await gptqOnDevice(be, W, 8 + i + 1, cols, H, { spec, actOrder, readers: 3 });
+          assert.deepEqual(r.codes, alone[i]!.codes);
+          assert.deepEqual(r.Q, alone[i]!.Q);
+          assert.deepEqual(r.scales, alone[i]!.scales);
+          assert.equal(r.loss, alone[i]!.loss);
+          assert.deepEqual(r.notes, alone[i]!.notes);
+          assert.equal(releases, i === 2 ? 1 : 0, `freed by the last reader only (reader ${i})`);
+        }
+        assert.equal(factors, 1, 'made once for three readers');
+        assert.equal(be.deviceMemory().liveBytes, before, 'nothing left on the device');
+        // the host's kept factors are other factors: a host reader does not take the device's, nor the other way
+        gptq(Ws[0]!, 9, cols, H, { spec, actOrder, readers: 2 });
+        await gptqOnDevice(be, Ws[0]!, 9, cols, H, { spec, actOrder, readers: 2 });
+        assert.equal(factors, 2);
+        await gptqOnDevice(be, Ws[0]!, 9, cols, H, { spec, actOrder, readers: 2 });
+        assert.deepEqual([factors, releases], [2, 2]);
+      }
+      // a released factor is refused
+      const f = (await be.gptqFactor(new Float32Array([4, 0, 0, 4]), 2))!;
+      f.release();
+      await assert.rejects(be.gptqSolve({ W: new Float32Array(2), rows: 1, cols: 2, blocksize: 2, maxq: 15, group: new Int32Array(2), scale: new Float32Array([1]), zero: new Float32Array([0]) }, f),
+        /gptq --device-solve: the factor was released/);
+    } finally {
+      delete (be as { gptqFactor?: unknown }).gptqFactor;
+    }
   });
 });

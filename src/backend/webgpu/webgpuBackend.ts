@@ -10,7 +10,7 @@
  * The backward ops of training (GradOps) are kernels too (gemmT, attentionBackward, rows,
  * elementwise, logsoftmax), with the CPU backend's checks, so training runs on the device.
  */
-import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, checkRmsnormBackward, expectShape, type BTensor, type GptqSolveInput, type GptqSolveOutput, type GramAccumulator, type GramPrecision, type TrainableBackend } from '../backend.js';
+import { checkAttention, checkCrossEntropyGrad, checkLinear, checkLinearT, checkMatmulTN, checkRmsnormBackward, expectShape, type BTensor, type GptqDeviceFactor, type GptqSolveInput, type GptqSolveOutput, type GramAccumulator, type GramPrecision, type TrainableBackend } from '../backend.js';
 import { UsageError } from '../../errors.js';
 import { TensorScopes } from '../scope.js';
 import type { CpuKernels } from '../cpu/kernels/kernels.js';
@@ -36,7 +36,7 @@ import { attentionBackward } from './kernels/attentionBackward.js';
 import { crossEntropyGrad, logSoftmaxRows } from './kernels/logsoftmax.js';
 import { linearTAwq, linearTDense, linearTGptq, matmulTN } from './kernels/gemmT.js';
 import { gram, gramBuffers, gramF32, readGram, type GramBuffers } from './kernels/gram.js';
-import { gptqSolve } from './kernels/gptq.js';
+import { gptqFactor, gptqSolve } from './kernels/gptq.js';
 
 type Dtype = 'f32' | 'f16' | 'bf16' | 'q';
 
@@ -402,12 +402,17 @@ export class WebGpuBackend implements TrainableBackend {
     return Float32Array.from(await this.columnAbsSums(xs), (v) => v / n);
   }
 
-  /** Tests: the float64 sums Σ|x| per channel behind columnAbsMean (the host's loop's bits). */
-  /** GPTQ's float32 solve of one layer on the device (kernels/gptq.ts). */
-  gptqSolve(input: GptqSolveInput): Promise<GptqSolveOutput | undefined> {
-    return gptqSolve(this.gpu, input);
+  /** GPTQ's float32 inverse factor on the device (kernels/gptq.ts), kept for the solves of the layers that share H. */
+  gptqFactor(H: Float32Array, cols: number, solve?: { rows: number; blocksize: number }): Promise<GptqDeviceFactor | undefined> {
+    return gptqFactor(this.gpu, H, cols, solve);
   }
 
+  /** GPTQ's float32 solve of one layer on the device against a factor from gptqFactor (kernels/gptq.ts). */
+  gptqSolve(input: GptqSolveInput, factor: GptqDeviceFactor): Promise<GptqSolveOutput> {
+    return gptqSolve(this.gpu, input, factor);
+  }
+
+  /** Tests: the float64 sums Σ|x| per channel behind columnAbsMean (the host's loop's bits). */
   async columnAbsSums(xs: readonly BTensor[]): Promise<Float64Array> {
     if (xs.length === 0) throw new RangeError('columnAbsMean: no tensors');
     const C = t(xs[0]!).shape[1]!;

@@ -12,20 +12,24 @@
 import { LowbitError } from '../../errors.js';
 import { QuantLinalg, upperCholeskyOfInverse } from './linalgProvider.js';
 
-export interface InverseFactor {
-  /** U [n, n], row-major (only read by its users) */
-  readonly Hinv: Float64Array;
+/** A factor and how it was made: U itself on the host (Float64Array), or a handle to it on a device. */
+export interface InverseFactor<U = Float64Array> {
+  /** U [n, n], row-major (only read by its users), or where it lives */
+  readonly Hinv: U;
   /** the damping used, as a fraction of mean(diag H) */
   readonly dampUsed: number;
   /** the damping retries' notes */
   readonly notes: readonly string[];
 }
 
-/** Who shares a factor: how many layers read H, the key of the settings it depends on, the provider. */
+/**
+ * Who shares a factor: how many layers read H, the key of the settings it depends on, and who made it (the
+ * host provider, or the backend that holds it): a factor is taken only with the same key and maker.
+ */
 export interface FactorShare {
   readonly readers: number;
   readonly key: string;
-  readonly linalg?: QuantLinalg | undefined;
+  readonly linalg?: object | undefined;
 }
 
 /** The key of what a factor depends on besides H and the provider: act-order, damping, retries. */
@@ -33,20 +37,24 @@ export function factorKey(actOrder: boolean, percdamp: number, maxRetries: numbe
   return `${actOrder}/${percdamp}/${maxRetries}`;
 }
 
-interface Kept { readonly share: FactorShare; readonly factor: InverseFactor; left: number }
+interface Kept { readonly share: FactorShare; readonly factor: InverseFactor<unknown>; left: number }
 const kept = new WeakMap<Float64Array, Kept>();
 
-/** The factor an earlier reader of H kept with the same key and provider (this reader counted off), else undefined. */
-export function takeFactor(H: Float64Array, share: FactorShare): InverseFactor | undefined {
+/**
+ * The factor an earlier reader of H kept with the same key and maker, this reader counted off (`last`: no reader
+ * is left, the caller may free it after use), else undefined. The caller's key must name the factor's kind.
+ */
+export function takeFactor<U = Float64Array>(H: Float64Array, share: FactorShare): (InverseFactor<U> & { last: boolean }) | undefined {
   if (share.readers <= 1) return undefined;
   const k = kept.get(H);
   if (!k || k.share.key !== share.key || k.share.linalg !== share.linalg) return undefined;
-  if (--k.left <= 0) kept.delete(H);
-  return k.factor;
+  const last = --k.left <= 0;
+  if (last) kept.delete(H);
+  return { ...(k.factor as InverseFactor<U>), last };
 }
 
 /** Keeps a factor just made from H for the other readers (nothing when there are none). */
-export function keepFactor(H: Float64Array, share: FactorShare, factor: InverseFactor): void {
+export function keepFactor<U>(H: Float64Array, share: FactorShare, factor: InverseFactor<U>): void {
   if (share.readers > 1) kept.set(H, { share, factor, left: share.readers - 1 });
 }
 

@@ -41,7 +41,7 @@ import type { QuantLinalg } from '../core/linalgProvider.js';
 import { dampedInverseFactor, factorKey, FactorShare, InverseFactor, keepFactor, takeFactor } from '../core/inverseFactor.js';
 import { BlockColumns, GptqSolver, GridState } from './gptqSolve.js';
 import type { QuantMethod } from '../method.js';
-import type { Backend } from '../../backend/backend.js';
+import type { Backend, GptqDeviceFactor } from '../../backend/backend.js';
 import { inputReaders } from '../../model/layout.js';
 
 export interface GptqOptions {
@@ -264,19 +264,20 @@ export function gptq(W: Float32Array, rows: number, cols: number, H: Float64Arra
 }
 
 /**
- * GPTQ with its solve on the backend's device in float32 (`Backend.gptqSolve`, gptq.py's precision):
+ * GPTQ with its solve on the backend's device in float32 (`Backend.gptqFactor`/`gptqSolve`, gptq.py's precision):
  * the same preparation as `gptq` (dead columns, act-order, static groups, per-channel parameters on the
- * host), damping retried ×10 when H is not positive definite in float32, the dynamic groups' parameters
+ * host), damping retried ×10 when H is not positive definite in float32, the factor kept on the device for
+ * the other layers that read H (GptqOptions.readers, as the host's), the dynamic groups' parameters
  * found on the host from the device's per-row ranges (paramsFromRange, as the host solve), outputs back in
  * the original column order. Results agree with the float64 solve in loss, not code for code (see the
  * comment at the top on float32 updates).
  */
 export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, cols: number, H: Float64Array, opts: GptqOptions): Promise<GptqResult> {
-  if (!be.gptqSolve) throw new UsageError(`gptq --device-solve needs a backend with a device solve (--backend webgpu); ${be.name} has none`);
+  if (!be.gptqSolve || !be.gptqFactor) throw new UsageError(`gptq --device-solve needs a backend with a device solve (--backend webgpu); ${be.name} has none`);
   const pr = prepare(W, rows, cols, H, opts, false);
   const { spec } = opts;
-  const { grid, perm, maxq, notes, at, diag } = pr;
-  const n = cols, nGroups = grid.nGroups;
+  const { grid, perm, maxq, notes } = pr;
+  const nGroups = grid.nGroups;
   const Wf = new Float32Array(pr.Wd);
   const scale = new Float32Array(grid.scale), zero = new Float32Array(grid.zero);
   const dynamic = pr.groupStart.some((g) => g >= 0) ? {
@@ -291,9 +292,39 @@ export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, c
       return { scale: s, zero: z };
     },
   } : undefined;
-  // H in processing order, in float32 from the start (one n² pass, no float64 copies); only the diagonal is
-  // damped, in float64 and then rounded, per attempt
-  const Hf = processingOrderF32(H, n, perm);
+  // the factor: the one an earlier reader of H kept on this device, else made here and kept for the other readers;
+  // the last reader frees it (a run that fails between readers leaves it to the device's end)
+  const host = shareOf(opts), share = { readers: host.readers, key: `device-f32/${host.key}`, linalg: be };
+  let f = takeFactor<GptqDeviceFactor>(H, share);
+  if (!f) {
+    const made = await deviceFactor(be, H, pr, opts, rows);
+    keepFactor(H, share, made);
+    f = { ...made, last: share.readers <= 1 };
+  }
+  notes.push(...f.notes);
+  try {
+    const out = await be.gptqSolve({
+      W: Wf, rows, cols, blocksize: pr.blocksize, maxq, group: pr.group, scale, zero, ...(dynamic ? { dynamic } : {}),
+    }, f.Hinv);
+    const codes = new Uint8Array(rows * cols), Q = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      for (let j = 0; j < cols; j++) { const c = o + (perm ? perm[j]! : j); codes[c] = out.codes[o + j]!; Q[c] = out.Q[o + j]!; }
+      for (let g = 0; g < nGroups; g++) { grid.scales[r * nGroups + g] = out.scale[g * rows + r]!; grid.zeros[r * nGroups + g] = out.zero[g * rows + r]!; }
+    }
+    return { Q, codes, scales: grid.scales, zeros: grid.zeros, gIdx: pr.gIdx, ...(perm ? { perm } : {}), loss: out.loss, dampUsed: f.dampUsed, notes };
+  } finally {
+    if (f.last) f.Hinv.release();
+  }
+}
+
+/**
+ * H in processing order made float32 in one pass (no float64 copies), its diagonal damped (in float64, then
+ * rounded) and factored on the device; damped ×10 and retried when not positive definite in float32, as the host.
+ */
+async function deviceFactor(be: Backend, H: Float64Array, pr: Prepared, opts: GptqOptions, rows: number): Promise<InverseFactor<GptqDeviceFactor>> {
+  const n = pr.diag.length, diag = pr.diag;
+  const Hf = processingOrderF32(H, n, pr.perm);
   let mean = 0;
   for (let i = 0; i < n; i++) mean += diag[i]!;
   mean /= n;
@@ -302,21 +333,13 @@ export async function gptqOnDevice(be: Backend, W: Float32Array, rows: number, c
   for (let attempt = 0; ; attempt++) {
     const damp = frac * mean;
     for (let i = 0; i < n; i++) Hf[i * n + i] = diag[i]! + damp;
-    const out = await be.gptqSolve({
-      W: Wf, H: Hf, rows, cols, blocksize: pr.blocksize, maxq, group: pr.group, scale, zero, ...(dynamic ? { dynamic } : {}),
-    });
-    if (out) {
-      if (attempt > 0) notes.push(`Cholesky failed with damping ${pr.percdamp}; succeeded with ${frac} of mean(diag H)`);
-      const codes = new Uint8Array(rows * cols), Q = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++) {
-        const o = r * cols;
-        for (let j = 0; j < cols; j++) { const c = o + (perm ? perm[j]! : j); codes[c] = out.codes[o + j]!; Q[c] = out.Q[o + j]!; }
-        for (let g = 0; g < nGroups; g++) { grid.scales[r * nGroups + g] = out.scale[g * rows + r]!; grid.zeros[r * nGroups + g] = out.zero[g * rows + r]!; }
-      }
-      return { Q, codes, scales: grid.scales, zeros: grid.zeros, gIdx: pr.gIdx, ...(perm ? { perm } : {}), loss: out.loss, dampUsed: frac, notes };
+    const factor = await be.gptqFactor!(Hf, n, { rows, blocksize: pr.blocksize });
+    if (factor) {
+      const notes = attempt > 0 ? [`Cholesky failed with damping ${pr.percdamp}; succeeded with ${frac} of mean(diag H)`] : [];
+      return { Hinv: factor, dampUsed: frac, notes };
     }
     if (attempt >= maxRetries) {
-      throw new LowbitError(`${at}the Hessian is not positive definite in float32 even with damping ${frac} of mean(diag H) `
+      throw new LowbitError(`${pr.at}the Hessian is not positive definite in float32 even with damping ${frac} of mean(diag H) `
         + `(${attempt} retries from ${pr.percdamp}); use more calibration samples or a larger damping`);
     }
     frac *= 10;

@@ -5,7 +5,7 @@
  * binding are refused with their size before anything runs (GpuDevice.fits).
  */
 import { MAX_GROUPS_X, type GpuDevice } from '../device.js';
-import type { GptqSolveInput, GptqSolveOutput } from '../../backend.js';
+import type { GptqDeviceFactor, GptqSolveInput, GptqSolveOutput } from '../../backend.js';
 import {
   CHOL_COL_WGSL, CHOL_PANEL_WGSL, CHOL_SYRK_WGSL, CHOL_UPDATE_WGSL, GPTQ_BLOCK_WGSL, GPTQ_LAZY_TILED_WGSL, GPTQ_LAZY_WGSL, GPTQ_RANGE_WGSL, LAZY_TILE, NB,
   PANEL_WG, REVERSE_WGSL, ROW_WG, TILE, TRI_INIT_WGSL, TRI_PANEL_WGSL, TRI_SCALE_WGSL, TRI_UPDATE_WGSL, TRI_WG,
@@ -63,14 +63,76 @@ async function factorBlocked(gpu: GpuDevice, n: number, A: GPUBuffer, X: GPUBuff
   return true;
 }
 
-export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput): Promise<GptqSolveOutput | undefined> {
+/** A factor made by gptqFactor on one device: L⁻¹ of J·H·J (X), until released. */
+class DeviceFactor implements GptqDeviceFactor {
+  private released = false;
+  constructor(private readonly gpu: GpuDevice, readonly cols: number, private readonly X: GPUBuffer) {}
+  /** X, checked: this device's, not released, of `cols` columns */
+  bufferFor(gpu: GpuDevice, cols: number, what: (x: string) => string): GPUBuffer {
+    if (gpu !== this.gpu) throw new Error(what('the factor belongs to another device'));
+    if (this.released) throw new Error(what('the factor was released'));
+    if (cols !== this.cols) throw new RangeError(what(`a factor of ${this.cols} columns for a layer of ${cols}`));
+    return this.X;
+  }
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.gpu.destroy(this.X);
+  }
+}
+
+const what = (x: string) => `gptq --device-solve: ${x}`;
+
+/**
+ * Hinv of H [n, n] (processing order, damped, float32) on the device: H uploaded, reversed in place into J·H·J
+ * (REVERSE_WGSL), factored and inverted (blocked with the fast kernels, else the reference ones) into X, which the
+ * factor keeps. Undefined when a pivot fails (not positive definite in float32). Buffers that cannot be one
+ * binding are refused with their size before anything runs: H's, the factor's, and `solve`'s (the first layer
+ * to be solved against it).
+ */
+export async function gptqFactor(gpu: GpuDevice, H: Float32Array, n: number, solve?: { rows: number; blocksize: number }): Promise<GptqDeviceFactor | undefined> {
+  const sq = `[${n}, ${n}]`;
+  if (H.length !== n * n) throw new RangeError(what(`H has ${H.length} values, expected ${sq}`));
+  for (const name of [`H ${sq}`, `its inverse factor ${sq}`]) gpu.fits(what(name), n * n * 4);
+  if (tiles(n) > MAX_GROUPS_X) throw new RangeError(what(`${n} columns are beyond the dispatch grid`));
+  if (solve) checkSolve(gpu, solve.rows, n, solve.blocksize);
+  const made: GPUBuffer[] = [];
+  const buf = (name: string, bytes: number, data?: ArrayBufferView): GPUBuffer => {
+    const b = data ? gpu.upload(what(name), data) : gpu.storage(what(name), bytes);
+    made.push(b);
+    return b;
+  };
+  let X: GPUBuffer | undefined;
+  try {
+    // J·H·J: the flat array reversed in place on the device (no host pass over n² entries)
+    const A = buf('H', 0, H), status = buf('status', 4, new Uint32Array(1));
+    X = gpu.storage(what('inverse factor'), n * n * 4);
+    gpu.dispatch(gpu.pipelines.get('gptq_reverse', () => REVERSE_WGSL), [n * n], [A], rowGroups(Math.floor((n * n) / 2)));
+    const ok = gpu.caps.kernels === 'fast' ? await factorBlocked(gpu, n, A, X, status, buf) : await factorReference(gpu, n, A, X, status);
+    if (!ok) return undefined;
+    const f = new DeviceFactor(gpu, n, X);
+    X = undefined;
+    return f;
+  } finally {
+    gpu.destroy(...made);
+    if (X) gpu.destroy(X);
+  }
+}
+
+/** A solve's buffers, each checked against one binding, and its dispatch grid: before anything is made or runs. */
+function checkSolve(gpu: GpuDevice, rows: number, n: number, blocksize: number): void {
+  const wShape = `[${rows}, ${n}]`;
+  for (const [name, bytes] of [[`W ${wShape}`, rows * n * 4], [`the codes ${wShape}`, rows * n * 4],
+    [`the block errors [${rows}, ${blocksize}]`, rows * blocksize * 4]] as const) gpu.fits(what(name), bytes);
+  if (tiles(rows) > MAX_GROUPS_X) throw new RangeError(what(`${rows}x${n} is beyond the dispatch grid`));
+}
+
+/** One layer's solve against a factor from gptqFactor: the column blocks, their lazy updates, the outputs read back. */
+export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput, factor: GptqDeviceFactor): Promise<GptqSolveOutput> {
   const { rows, cols: n, blocksize, maxq } = p;
-  const what = (x: string) => `gptq --device-solve: ${x}`;
-  // every buffer checked against one binding before anything is made or runs
-  const sq = `[${n}, ${n}]`, wShape = `[${rows}, ${n}]`;
-  for (const [name, bytes] of [[`H ${sq}`, n * n * 4], [`its inverse factor ${sq}`, n * n * 4], [`W ${wShape}`, rows * n * 4],
-    [`the codes ${wShape}`, rows * n * 4], [`the block errors [${rows}, ${blocksize}]`, rows * blocksize * 4]] as const) gpu.fits(what(name), bytes);
-  if (tiles(n) > MAX_GROUPS_X || tiles(rows) > MAX_GROUPS_X) throw new RangeError(what(`${rows}x${n} is beyond the dispatch grid`));
+  if (!(factor instanceof DeviceFactor)) throw new TypeError(what('the factor is not a WebGPU one'));
+  const X = factor.bufferFor(gpu, n, what);
+  checkSolve(gpu, rows, n, blocksize);
   const pl = gpu.pipelines, fast = gpu.caps.kernels === 'fast';
   const made: GPUBuffer[] = [];
   const buf = (name: string, bytes: number, data?: ArrayBufferView): GPUBuffer => {
@@ -79,15 +141,6 @@ export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput): Promise<Gptq
     return b;
   };
   try {
-    // J·H·J: the flat array reversed in place on the device (no host pass over n² entries)
-    const A = buf('H', 0, p.H), X = buf('inverse factor', n * n * 4), status = buf('status', 4, new Uint32Array(1));
-    const half = Math.floor((n * n) / 2);
-    gpu.dispatch(pl.get('gptq_reverse', () => REVERSE_WGSL), [n * n], [A], rowGroups(half));
-    if (fast) {
-      if (!(await factorBlocked(gpu, n, A, X, status, buf))) return undefined;
-    } else if (!(await factorReference(gpu, n, A, X, status))) return undefined;
-    for (const b of made.splice(0)) if (b !== X) gpu.destroy(b);
-    made.push(X);
 
     const W = buf('W', 0, p.W), group = buf('groups', 0, Uint32Array.from(p.group));
     const zoff = p.scale.length, sz = new Float32Array(2 * zoff);
