@@ -85,8 +85,11 @@ test('takeFactor: nothing for one reader, the kept factor for the key and provid
   keepFactor(H, share, f);
   assert.equal(takeFactor(H, { ...share, readers: 1 }), undefined, 'one reader takes nothing');
   assert.equal(takeFactor(H, { ...share, key: factorKey(true, 0.01, 3) }), undefined, 'act-order is another factor');
-  assert.equal(takeFactor(H, share), f);
-  assert.equal(takeFactor(H, share), f);
+  const second = takeFactor(H, share), third = takeFactor(H, share);
+  assert.equal(second?.Hinv, f.Hinv);
+  assert.equal(second?.last, false);
+  assert.equal(third?.Hinv, f.Hinv);
+  assert.equal(third?.last, true, 'the third of three readers is the last: it may free the factor');
   assert.equal(takeFactor(H, share), undefined, 'gone after the last reader');
 });
 
