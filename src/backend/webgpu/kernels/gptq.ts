@@ -1,8 +1,9 @@
 /// <reference types="@webgpu/types" />
 /**
- * GPTQ's float32 solve on the device (gptq.wgsl.ts): `gptqSolve` runs the kernels for one layer and
- * reads back codes, q, the dynamic groups' parameters and the loss. Buffers that cannot be one storage
- * binding are refused with their size before anything runs (GpuDevice.fits).
+ * GPTQ's float32 solve on the device (gptq.wgsl.ts): `gptqFactor` makes Hinv of one H and keeps it on the device
+ * (for every linear that reads that input), `gptqSolve` runs the kernels for one layer against it and reads back
+ * codes, q, the dynamic groups' parameters and the loss. Buffers that cannot be one storage binding are refused
+ * with their size before anything runs (GpuDevice.fits).
  */
 import { MAX_GROUPS_X, type GpuDevice } from '../device.js';
 import type { GptqDeviceFactor, GptqSolveInput, GptqSolveOutput } from '../../backend.js';
@@ -83,6 +84,15 @@ class DeviceFactor implements GptqDeviceFactor {
 
 const what = (x: string) => `gptq --device-solve: ${x}`;
 
+/** Makes named buffers (uploaded, or empty of `bytes`), each recorded in `made` for the caller to destroy. */
+function allocator(gpu: GpuDevice, made: GPUBuffer[]): (name: string, bytes: number, data?: ArrayBufferView) => GPUBuffer {
+  return (name, bytes, data) => {
+    const b = data ? gpu.upload(what(name), data) : gpu.storage(what(name), bytes);
+    made.push(b);
+    return b;
+  };
+}
+
 /**
  * Hinv of H [n, n] (processing order, damped, float32) on the device: H uploaded, reversed in place into J·H·J
  * (REVERSE_WGSL), factored and inverted (blocked with the fast kernels, else the reference ones) into X, which the
@@ -96,12 +106,7 @@ export async function gptqFactor(gpu: GpuDevice, H: Float32Array, n: number, sol
   for (const name of [`H ${sq}`, `its inverse factor ${sq}`]) gpu.fits(what(name), n * n * 4);
   if (tiles(n) > MAX_GROUPS_X) throw new RangeError(what(`${n} columns are beyond the dispatch grid`));
   if (solve) checkSolve(gpu, solve.rows, n, solve.blocksize);
-  const made: GPUBuffer[] = [];
-  const buf = (name: string, bytes: number, data?: ArrayBufferView): GPUBuffer => {
-    const b = data ? gpu.upload(what(name), data) : gpu.storage(what(name), bytes);
-    made.push(b);
-    return b;
-  };
+  const made: GPUBuffer[] = [], buf = allocator(gpu, made);
   let X: GPUBuffer | undefined;
   try {
     // J·H·J: the flat array reversed in place on the device (no host pass over n² entries)
@@ -134,14 +139,8 @@ export async function gptqSolve(gpu: GpuDevice, p: GptqSolveInput, factor: GptqD
   const X = factor.bufferFor(gpu, n, what);
   checkSolve(gpu, rows, n, blocksize);
   const pl = gpu.pipelines, fast = gpu.caps.kernels === 'fast';
-  const made: GPUBuffer[] = [];
-  const buf = (name: string, bytes: number, data?: ArrayBufferView): GPUBuffer => {
-    const b = data ? gpu.upload(what(name), data) : gpu.storage(what(name), bytes);
-    made.push(b);
-    return b;
-  };
+  const made: GPUBuffer[] = [], buf = allocator(gpu, made);
   try {
-
     const W = buf('W', 0, p.W), group = buf('groups', 0, Uint32Array.from(p.group));
     const zoff = p.scale.length, sz = new Float32Array(2 * zoff);
     sz.set(p.scale); sz.set(p.zero, zoff);
