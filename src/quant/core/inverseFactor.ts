@@ -58,6 +58,17 @@ export function keepFactor<U>(H: Float64Array, share: FactorShare, factor: Inver
   if (share.readers > 1) kept.set(H, { share, factor, left: share.readers - 1 });
 }
 
+/** The note of a factorization that needed more damping than asked (host and device alike). */
+export function dampingRetried(percdamp: number, frac: number): string {
+  return `Cholesky failed with damping ${percdamp}; succeeded with ${frac} of mean(diag H)`;
+}
+
+/** The error when no damping within the retries makes H positive definite (`precision`: '' or ' in float32'). */
+export function notPositiveDefinite(at: string, precision: string, frac: number, attempt: number, percdamp: number): LowbitError {
+  return new LowbitError(`${at}the Hessian is not positive definite${precision} even with damping ${frac} of mean(diag H) `
+    + `(${attempt} retries from ${percdamp}); use more calibration samples or a larger damping`);
+}
+
 /**
  * Adds percdamp · mean(diag H) to the diagonal and replaces Hinv (holding H) with the upper Cholesky
  * factor of its inverse. A failed factorization multiplies the damping by 10, up to maxRetries times.
@@ -74,13 +85,10 @@ export function dampedInverseFactor(Hinv: Float64Array, n: number, percdamp: num
     const damp = frac * mean;
     for (let i = 0; i < n; i++) Hinv[i * n + i] = diag0[i]! + damp;
     if (upperCholeskyOfInverse(Hinv, n, linalg)) {
-      if (attempt > 0) notes.push(`Cholesky failed with damping ${percdamp}; succeeded with ${frac} of mean(diag H)`);
+      if (attempt > 0) notes.push(dampingRetried(percdamp, frac));
       return frac;
     }
-    if (attempt >= maxRetries) {
-      throw new LowbitError(`${at}the Hessian is not positive definite even with damping ${frac} of mean(diag H) `
-        + `(${attempt} retries from ${percdamp}); use more calibration samples or a larger damping`);
-    }
+    if (attempt >= maxRetries) throw notPositiveDefinite(at, '', frac, attempt, percdamp);
     frac *= 10;
   }
 }

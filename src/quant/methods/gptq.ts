@@ -35,10 +35,10 @@
  * `lazyUpdate: 'f32'` opts in to the sgemm for speed (for the lazy update only; the pushes inside a
  * lazy block stay float64); results then agree with the reference in loss, not code for code.
  */
-import { LowbitError, UsageError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
 import { QuantSpec, QuantizedMatrix, checkSpec, maxqOf, paramsFromRange } from '../core/grid.js';
 import type { QuantLinalg } from '../core/linalgProvider.js';
-import { dampedInverseFactor, factorKey, FactorShare, InverseFactor, keepFactor, takeFactor } from '../core/inverseFactor.js';
+import { dampedInverseFactor, dampingRetried, factorKey, FactorShare, InverseFactor, keepFactor, notPositiveDefinite, takeFactor } from '../core/inverseFactor.js';
 import { BlockColumns, GptqSolver, GridState } from './gptqSolve.js';
 import type { QuantMethod } from '../method.js';
 import type { Backend, GptqDeviceFactor } from '../../backend/backend.js';
@@ -334,14 +334,8 @@ async function deviceFactor(be: Backend, H: Float64Array, pr: Prepared, opts: Gp
     const damp = frac * mean;
     for (let i = 0; i < n; i++) Hf[i * n + i] = diag[i]! + damp;
     const factor = await be.gptqFactor!(Hf, n, { rows, blocksize: pr.blocksize });
-    if (factor) {
-      const notes = attempt > 0 ? [`Cholesky failed with damping ${pr.percdamp}; succeeded with ${frac} of mean(diag H)`] : [];
-      return { Hinv: factor, dampUsed: frac, notes };
-    }
-    if (attempt >= maxRetries) {
-      throw new LowbitError(`${pr.at}the Hessian is not positive definite in float32 even with damping ${frac} of mean(diag H) `
-        + `(${attempt} retries from ${pr.percdamp}); use more calibration samples or a larger damping`);
-    }
+    if (factor) return { Hinv: factor, dampUsed: frac, notes: attempt > 0 ? [dampingRetried(pr.percdamp, frac)] : [] };
+    if (attempt >= maxRetries) throw notPositiveDefinite(pr.at, ' in float32', frac, attempt, pr.percdamp);
     frac *= 10;
   }
 }
